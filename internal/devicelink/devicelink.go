@@ -1,0 +1,376 @@
+// Package devicelink implements Apple's DeviceLink framing used by com.apple.mobilebackup2:
+// control messages (a length-prefixed plist whose root is an array naming the message) and the
+// raw file streams that DownloadFiles and UploadFiles switch the same byte stream into.
+//
+// It is shared by the host (internal/mobilebackup2) and the simulated device
+// (internal/devicesim), so both speak exactly the same bytes. It knows nothing of backups.
+// A Conn is not safe for concurrent use; one goroutine owns it.
+package devicelink
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"snapback/internal/plistio"
+)
+
+// Message names (element 0 of every DeviceLink array).
+const (
+	VersionExchange     = "DLMessageVersionExchange"
+	DeviceReady         = "DLMessageDeviceReady"
+	ProcessMessage      = "DLMessageProcessMessage"
+	DownloadFiles       = "DLMessageDownloadFiles"
+	UploadFiles         = "DLMessageUploadFiles"
+	GetFreeDiskSpace    = "DLMessageGetFreeDiskSpace"
+	PurgeDiskSpace      = "DLMessagePurgeDiskSpace"
+	ContentsOfDirectory = "DLContentsOfDirectory" // sic: no "Message" in this one
+	CreateDirectory     = "DLMessageCreateDirectory"
+	MoveItems           = "DLMessageMoveItems"
+	MoveFiles           = "DLMessageMoveFiles" // older name of MoveItems
+	RemoveItems         = "DLMessageRemoveItems"
+	RemoveFiles         = "DLMessageRemoveFiles" // older name of RemoveItems
+	CopyItem            = "DLMessageCopyItem"
+	Disconnect          = "DLMessageDisconnect"
+	StatusResponse      = "DLMessageStatusResponse"
+	VersionsOk          = "DLVersionsOk"
+
+	// EmptyParameter stands for "no value" wherever DeviceLink expects a string.
+	EmptyParameter = "___EmptyParameterString___"
+)
+
+// Block codes of the raw file stream.
+const (
+	CodeSuccess     byte = 0x00
+	CodeErrorLocal  byte = 0x06
+	CodeErrorRemote byte = 0x0B
+	CodeFileData    byte = 0x0C
+)
+
+// Device error codes carried in status responses (errno mapped the libimobiledevice way).
+const (
+	ErrCodeNoEntry     = -6
+	ErrCodeExists      = -7
+	ErrCodeNotDir      = -8
+	ErrCodeIsDir       = -9
+	ErrCodeLoop        = -10
+	ErrCodeIO          = -11
+	ErrCodeNoSpace     = -15
+	ErrCodeMultiStatus = -13
+	ErrCodeGeneric     = -1
+)
+
+const (
+	// BlockSize is the data block size both sides use: Apple's DeviceLink buffer size; larger
+	// frames have pushed BackupAgent2 over its memory limit on big Manifest.db files.
+	BlockSize = 32 * 1024
+	// MaxNameLen bounds a path in a raw stream (idevicebackup2 uses the same limit).
+	MaxNameLen = 4096
+	// MaxBlockLen bounds a single block announced by the peer. Blocks are streamed, never
+	// buffered whole, but a wildly large length is a desynchronised stream, not data.
+	MaxBlockLen = 64 << 20
+)
+
+// ErrNotDeviceLink is returned for a frame that is not a DeviceLink array.
+var ErrNotDeviceLink = errors.New("not a DeviceLink message")
+
+// ErrStreamEnd reports the u32 zero that ends a whole raw file stream.
+var ErrStreamEnd = errors.New("end of file stream")
+
+// Conn is one DeviceLink connection over a byte stream (usually service TLS).
+type Conn struct {
+	r *bufio.Reader
+	w *bufio.Writer
+	// Format is the encoding of outgoing control messages. Devices and libimobiledevice use
+	// binary; pymobiledevice3 uses XML. Both are always accepted on input.
+	Format plistio.Format
+	// MaxFrame bounds incoming control messages.
+	MaxFrame uint32
+}
+
+// NewConn wraps rw. Reads and writes are buffered; every exported write method that ends a
+// logical unit flushes.
+func NewConn(rw io.ReadWriter) *Conn {
+	return &Conn{
+		r:        bufio.NewReaderSize(rw, 64<<10),
+		w:        bufio.NewWriterSize(rw, 64<<10),
+		Format:   plistio.Binary,
+		MaxFrame: plistio.DefaultMaxFrame,
+	}
+}
+
+// Message is a decoded DeviceLink control message; element 0 is its name.
+type Message []any
+
+// Name returns the message name.
+func (m Message) Name() string {
+	if len(m) == 0 {
+		return ""
+	}
+	s, _ := m[0].(string)
+	return s
+}
+
+// Arg returns element i, or nil when the message is shorter.
+func (m Message) Arg(i int) any {
+	if i < 0 || i >= len(m) {
+		return nil
+	}
+	return m[i]
+}
+
+// ReadMessage reads one control message. Like libimobiledevice it requires an array whose
+// first element is a string starting with "DL" of at least 9 characters.
+func (c *Conn) ReadMessage() (Message, error) {
+	b, err := plistio.ReadFrame(c.r, c.MaxFrame)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeMessage(b)
+}
+
+// DecodeMessage decodes one control message payload (without its length prefix).
+func DecodeMessage(b []byte) (Message, error) {
+	var arr []any
+	if err := plistio.Unmarshal(b, &arr); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotDeviceLink, err)
+	}
+	if len(arr) == 0 {
+		return nil, fmt.Errorf("%w: empty array", ErrNotDeviceLink)
+	}
+	name, ok := arr[0].(string)
+	if !ok || len(name) < 9 || !strings.HasPrefix(name, "DL") {
+		return nil, fmt.Errorf("%w: element 0 is %T %.40v", ErrNotDeviceLink, arr[0], arr[0])
+	}
+	return Message(arr), nil
+}
+
+// WriteMessage sends one control message and flushes.
+func (c *Conn) WriteMessage(elems ...any) error {
+	b, err := plistio.Marshal(elems, c.Format)
+	if err != nil {
+		return fmt.Errorf("encode %v: %w", elems[0], err)
+	}
+	if err := plistio.WriteFrame(c.w, b); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// SendProcessMessage wraps dict in a DLMessageProcessMessage.
+func (c *Conn) SendProcessMessage(dict map[string]any) error {
+	return c.WriteMessage(ProcessMessage, dict)
+}
+
+// SendStatus answers a device request with a DLMessageStatusResponse. An empty desc becomes
+// the empty-parameter string; a nil extra becomes an empty dict.
+func (c *Conn) SendStatus(code int64, desc string, extra any) error {
+	if desc == "" {
+		desc = EmptyParameter
+	}
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	return c.WriteMessage(StatusResponse, code, desc, extra)
+}
+
+// --- raw file streams ---
+
+// WriteUint32 writes a big-endian u32 (buffered).
+func (c *Conn) WriteUint32(n uint32) error {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], n)
+	_, err := c.w.Write(b[:])
+	return err
+}
+
+// WriteName writes a length-prefixed name (buffered).
+func (c *Conn) WriteName(s string) error {
+	if err := c.WriteUint32(uint32(len(s))); err != nil {
+		return err
+	}
+	_, err := c.w.WriteString(s)
+	return err
+}
+
+// WriteBlock writes one block: u32 (len(body)+1), code, body (buffered).
+func (c *Conn) WriteBlock(code byte, body []byte) error {
+	if err := c.WriteUint32(uint32(len(body) + 1)); err != nil {
+		return err
+	}
+	if err := c.w.WriteByte(code); err != nil {
+		return err
+	}
+	_, err := c.w.Write(body)
+	return err
+}
+
+// WriteFileData streams r as DATA blocks of at most BlockSize bytes, using buf (at least
+// BlockSize long) as scratch. It returns the number of bytes sent.
+func (c *Conn) WriteFileData(r io.Reader, buf []byte) (int64, error) {
+	if len(buf) < BlockSize {
+		buf = make([]byte, BlockSize)
+	}
+	buf = buf[:BlockSize]
+	var total int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if werr := c.WriteBlock(CodeFileData, buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// WriteTerminator ends a whole raw stream (u32 0) and flushes.
+func (c *Conn) WriteTerminator() error {
+	if err := c.WriteUint32(0); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// Flush sends buffered bytes.
+func (c *Conn) Flush() error { return c.w.Flush() }
+
+// ReadUint32 reads a big-endian u32.
+func (c *Conn) ReadUint32() (uint32, error) {
+	var b [4]byte
+	if _, err := io.ReadFull(c.r, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b[:]), nil
+}
+
+// ReadName reads a length-prefixed name. A zero length is the end of the stream and returns
+// ErrStreamEnd. Lengths above MaxNameLen are refused before allocating.
+func (c *Conn) ReadName() (string, error) {
+	n, err := c.ReadUint32()
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "", ErrStreamEnd
+	}
+	if n > MaxNameLen {
+		return "", fmt.Errorf("file stream: name length %d exceeds %d (stream out of sync)", n, MaxNameLen)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return "", fmt.Errorf("file stream: read name: %w", noEOF(err))
+	}
+	return string(b), nil
+}
+
+// FileResult is how one file of a raw stream ended.
+type FileResult struct {
+	Bytes int64  // data bytes received
+	Code  byte   // CodeSuccess, CodeErrorLocal or CodeErrorRemote
+	Err   string // error text sent by the peer for an error code
+}
+
+// ReadFileBody consumes the blocks of one file, copying DATA into w (which may be
+// io.Discard), until a SUCCESS or error block. It never buffers more than one bounded error
+// text. If a zero length appears where a block was expected, ErrStreamEnd is returned with
+// the bytes so far: libimobiledevice treats that as the end of the whole upload.
+// An error writing to w does not stop the stream: the remaining blocks are drained so the
+// connection stays in sync, and the write error is returned after the file ends.
+func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
+	var res FileResult
+	var werr error
+	for {
+		n, err := c.ReadUint32()
+		if err != nil {
+			return res, fmt.Errorf("file stream: read block length: %w", noEOF(err))
+		}
+		if n == 0 {
+			return res, ErrStreamEnd
+		}
+		if n > MaxBlockLen {
+			return res, fmt.Errorf("file stream: block length %d exceeds %d (stream out of sync)", n, MaxBlockLen)
+		}
+		code, err := c.r.ReadByte()
+		if err != nil {
+			return res, fmt.Errorf("file stream: read block code: %w", noEOF(err))
+		}
+		body := int64(n - 1)
+		switch code {
+		case CodeFileData:
+			tw := trackingWriter{w: w}
+			if werr != nil {
+				tw.w = io.Discard
+			}
+			m, err := io.CopyN(&tw, c.r, body)
+			res.Bytes += m
+			if err != nil {
+				if tw.err == nil {
+					return res, fmt.Errorf("file stream: read data: %w", noEOF(err))
+				}
+				// The destination failed: drain this block so the stream stays in sync and
+				// report the write error once the file has ended.
+				werr = tw.err
+				if _, derr := io.CopyN(io.Discard, c.r, body-m); derr != nil {
+					return res, fmt.Errorf("file stream: read data: %w", noEOF(derr))
+				}
+			}
+		case CodeSuccess:
+			if body > 0 {
+				if _, err := io.CopyN(io.Discard, c.r, body); err != nil {
+					return res, fmt.Errorf("file stream: read trailer: %w", noEOF(err))
+				}
+			}
+			res.Code = CodeSuccess
+			return res, werr
+		case CodeErrorLocal, CodeErrorRemote:
+			const maxErrText = 4096
+			keep := min(body, maxErrText)
+			b := make([]byte, keep)
+			if _, err := io.ReadFull(c.r, b); err != nil {
+				return res, fmt.Errorf("file stream: read error text: %w", noEOF(err))
+			}
+			if body > keep {
+				if _, err := io.CopyN(io.Discard, c.r, body-keep); err != nil {
+					return res, fmt.Errorf("file stream: read error text: %w", noEOF(err))
+				}
+			}
+			res.Code = code
+			res.Err = string(b)
+			return res, werr
+		default:
+			return res, fmt.Errorf("file stream: unknown block code 0x%02x (stream out of sync)", code)
+		}
+	}
+}
+
+// trackingWriter remembers the destination's own error, so a failed io.CopyN can be
+// attributed to the writer or to the connection.
+type trackingWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (t *trackingWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.err = err
+	}
+	return n, err
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
