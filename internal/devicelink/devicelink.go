@@ -307,22 +307,14 @@ func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 		body := int64(n - 1)
 		switch code {
 		case CodeFileData:
-			tw := trackingWriter{w: w}
-			if werr != nil {
-				tw.w = io.Discard
-			}
+			// The tracking writer never fails the copy: after the destination's first error it
+			// discards, so exactly this block is consumed and the stream stays in sync.
+			tw := trackingWriter{w: w, err: werr}
 			m, err := io.CopyN(&tw, c.r, body)
 			res.Bytes += m
+			werr = tw.err
 			if err != nil {
-				if tw.err == nil {
-					return res, fmt.Errorf("file stream: read data: %w", noEOF(err))
-				}
-				// The destination failed: drain this block so the stream stays in sync and
-				// report the write error once the file has ended.
-				werr = tw.err
-				if _, derr := io.CopyN(io.Discard, c.r, body-m); derr != nil {
-					return res, fmt.Errorf("file stream: read data: %w", noEOF(derr))
-				}
+				return res, fmt.Errorf("file stream: read data: %w", noEOF(err))
 			}
 		case CodeSuccess:
 			if body > 0 {
@@ -353,19 +345,22 @@ func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 	}
 }
 
-// trackingWriter remembers the destination's own error, so a failed io.CopyN can be
-// attributed to the writer or to the connection.
+// trackingWriter remembers the destination's own error and then discards. It always reports
+// success to io.CopyN: if it returned the error, io.CopyN would stop with an unknown number of
+// bytes already read from the connection but not written, and the stream would desynchronise.
 type trackingWriter struct {
 	w   io.Writer
 	err error
 }
 
 func (t *trackingWriter) Write(p []byte) (int, error) {
-	n, err := t.w.Write(p)
-	if err != nil {
+	if t.err != nil {
+		return len(p), nil
+	}
+	if _, err := t.w.Write(p); err != nil {
 		t.err = err
 	}
-	return n, err
+	return len(p), nil
 }
 
 func noEOF(err error) error {
