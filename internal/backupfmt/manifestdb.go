@@ -1,0 +1,274 @@
+package backupfmt
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (cgo-free)
+)
+
+// Record is one row of the Files table with its decoded MBFile.
+type Record struct {
+	FileID       string
+	Domain       string
+	RelativePath string
+	Flags        int64 // FlagFile, FlagDir or FlagSymlink
+	File         MBFile
+}
+
+// ErrNotFound is returned by (*ManifestDB).Get for an unknown fileID.
+var ErrNotFound = errors.New("file not in Manifest.db")
+
+// The schema of real iOS 10+ backups (backup-format.md §2.1). The indexes are created when
+// the writer closes: building them once after the bulk insert is much faster than
+// maintaining them row by row, and the finished file has the same schema.
+const (
+	schemaTables = `CREATE TABLE Files (fileID TEXT PRIMARY KEY, domain TEXT, relativePath TEXT, flags INTEGER, file BLOB);
+CREATE TABLE Properties (key TEXT PRIMARY KEY, value BLOB);`
+	schemaIndexes = `CREATE INDEX FilesDomainIdx ON Files(domain);
+CREATE INDEX FilesRelativePathIdx ON Files(relativePath);
+CREATE INDEX FilesFlagsIdx ON Files(flags);`
+)
+
+// writeBatch is how many rows go into one transaction: large enough that commits do not
+// dominate, small enough that SQLite's page cache stays small.
+const writeBatch = 5000
+
+// ManifestWriter streams rows into a new Manifest.db. It is not safe for concurrent use.
+// The file is complete only after Close returns nil; until then treat it as scratch (build it
+// in a temporary place and move it into a backup only when done).
+type ManifestWriter struct {
+	path    string
+	db      *sql.DB
+	tx      *sql.Tx
+	stmt    *sql.Stmt
+	pending int
+	n       int
+	closed  bool
+}
+
+// CreateManifestDB creates a new, empty Manifest.db at path. It refuses to touch an existing
+// file so it can never damage a backup.
+func CreateManifestDB(path string) (*ManifestWriter, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("create Manifest.db %s: file exists", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("create Manifest.db: %w", err)
+	}
+	// No rollback journal and no fsync per commit: the file is built from scratch, is garbage
+	// if the process dies anyway, and is fsynced once in Close.
+	db, err := sql.Open("sqlite", sqliteURI(path, "_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)"))
+	if err != nil {
+		return nil, fmt.Errorf("create Manifest.db %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schemaTables); err != nil {
+		db.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create Manifest.db %s: schema: %w", path, err)
+	}
+	return &ManifestWriter{path: path, db: db}, nil
+}
+
+// Add appends one row. The MBFile is encoded here; r.File.RelativePath is set from
+// r.RelativePath when empty.
+func (w *ManifestWriter) Add(r Record) error {
+	if w.closed {
+		return errors.New("manifest writer: add after close")
+	}
+	if r.File.RelativePath == "" {
+		r.File.RelativePath = r.RelativePath
+	}
+	blob, err := EncodeMBFile(r.File)
+	if err != nil {
+		return err
+	}
+	if w.tx == nil {
+		if w.tx, err = w.db.Begin(); err != nil {
+			return fmt.Errorf("manifest writer: begin: %w", err)
+		}
+		if w.stmt, err = w.tx.Prepare(`INSERT INTO Files (fileID, domain, relativePath, flags, file) VALUES (?, ?, ?, ?, ?)`); err != nil {
+			return fmt.Errorf("manifest writer: prepare: %w", err)
+		}
+	}
+	if _, err := w.stmt.Exec(r.FileID, r.Domain, r.RelativePath, r.Flags, blob); err != nil {
+		return fmt.Errorf("manifest writer: insert %s (%s %q): %w", r.FileID, r.Domain, r.RelativePath, err)
+	}
+	w.n++
+	w.pending++
+	if w.pending >= writeBatch {
+		return w.commit()
+	}
+	return nil
+}
+
+// Rows returns the number of rows added so far.
+func (w *ManifestWriter) Rows() int { return w.n }
+
+func (w *ManifestWriter) commit() error {
+	if w.tx == nil {
+		return nil
+	}
+	w.stmt.Close()
+	err := w.tx.Commit()
+	w.tx, w.stmt, w.pending = nil, nil, 0
+	if err != nil {
+		return fmt.Errorf("manifest writer: commit: %w", err)
+	}
+	return nil
+}
+
+// Close commits the last rows, builds the indexes, closes the database and fsyncs the file.
+func (w *ManifestWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.commit()
+	if err == nil {
+		if _, e := w.db.Exec(schemaIndexes); e != nil {
+			err = fmt.Errorf("manifest writer: indexes: %w", e)
+		}
+	}
+	if e := w.db.Close(); e != nil && err == nil {
+		err = fmt.Errorf("manifest writer: close: %w", e)
+	}
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(w.path)
+	if err != nil {
+		return fmt.Errorf("manifest writer: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("manifest writer: fsync %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// ManifestDB is a Manifest.db opened read-only. Safe for concurrent use.
+type ManifestDB struct {
+	db   *sql.DB
+	path string
+}
+
+// OpenManifestDB opens path read-only and immutable (file:…?mode=ro&immutable=1): SQLite
+// takes no locks and never creates -wal, -shm or journal files, so reading a committed
+// snapshot cannot change it. It fails if the file is missing or has no Files table.
+func OpenManifestDB(path string) (*ManifestDB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open Manifest.db: %w", err)
+	}
+	db, err := sql.Open("sqlite", sqliteURI(path, "mode=ro&immutable=1"))
+	if err != nil {
+		return nil, fmt.Errorf("open Manifest.db %s: %w", path, err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'Files'`).Scan(&n); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open Manifest.db %s: %w", path, err)
+	}
+	if n != 1 {
+		db.Close()
+		return nil, fmt.Errorf("open Manifest.db %s: no Files table", path)
+	}
+	return &ManifestDB{db: db, path: path}, nil
+}
+
+// Close closes the database.
+func (m *ManifestDB) Close() error { return m.db.Close() }
+
+// Count returns the number of rows in Files.
+func (m *ManifestDB) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := m.db.QueryRowContext(ctx, `SELECT count(*) FROM Files`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count Manifest.db rows: %w", err)
+	}
+	return n, nil
+}
+
+// Each calls fn for every row in storage (rowid) order, streaming: only one row is in memory
+// at a time. It stops at the first error from fn and returns it unwrapped.
+func (m *ManifestDB) Each(ctx context.Context, fn func(Record) error) error {
+	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files`)
+	if err != nil {
+		return fmt.Errorf("read Manifest.db: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read Manifest.db: %w", err)
+	}
+	return nil
+}
+
+// Get returns the row of fileID, or an error wrapping ErrNotFound.
+func (m *ManifestDB) Get(ctx context.Context, fileID string) (Record, error) {
+	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files WHERE fileID = ?`, fileID)
+	if err != nil {
+		return Record{}, fmt.Errorf("read Manifest.db: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return Record{}, fmt.Errorf("read Manifest.db: %w", err)
+		}
+		return Record{}, fmt.Errorf("%s: %w", fileID, ErrNotFound)
+	}
+	return scanRecord(rows)
+}
+
+func scanRecord(rows *sql.Rows) (Record, error) {
+	var (
+		r      Record
+		domain sql.NullString
+		rel    sql.NullString
+		flags  sql.NullInt64
+		blob   []byte
+	)
+	if err := rows.Scan(&r.FileID, &domain, &rel, &flags, &blob); err != nil {
+		return Record{}, fmt.Errorf("read Manifest.db row: %w", err)
+	}
+	r.Domain, r.RelativePath, r.Flags = domain.String, rel.String, flags.Int64
+	if len(blob) > 0 {
+		f, err := DecodeMBFile(blob)
+		if err != nil {
+			return Record{}, fmt.Errorf("read Manifest.db row %s: %w", r.FileID, err)
+		}
+		r.File = f
+	} else {
+		r.File.RelativePath = r.RelativePath
+	}
+	return r, nil
+}
+
+// sqliteURI builds a SQLite URI filename for path. Characters SQLite treats specially in a
+// URI (%, ?, #) are percent-encoded by url.URL; Windows drive paths get the leading slash
+// SQLite expects.
+func sqliteURI(path, query string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	u := url.URL{Scheme: "file", Path: p, RawQuery: query}
+	return u.String()
+}
