@@ -1,0 +1,18 @@
+package tray
+
+import (
+	"fyne.io/systray"
+
+	"snapback/icons"
+)
+
+// setIcon uses template images so macOS tints the icon for dark and light menu bars; the
+// coloured light variant is the fallback systray uses where templates are not supported.
+func setIcon(s icons.State) {
+	systray.SetTemplateIcon(icons.For(s, icons.MacTemplate), icons.For(s, icons.MacLight))
+}
+
+func setTooltip(s string) { systray.SetTooltip(s) }
+
+// setTitle does nothing: on macOS a title is drawn as text beside the icon in the menu bar.
+func setTitle(string) {}

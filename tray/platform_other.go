@@ -1,0 +1,17 @@
+//go:build !darwin && !windows
+
+package tray
+
+import (
+	"fyne.io/systray"
+
+	"snapback/icons"
+)
+
+func setIcon(s icons.State) { systray.SetIcon(icons.For(s, icons.Linux)) }
+
+// setTooltip also sets nothing else: on Linux the SNI ToolTip property carries it.
+func setTooltip(s string) { systray.SetTooltip(s) }
+
+// setTitle names the item for SNI hosts that show the title instead of a tooltip.
+func setTitle(s string) { systray.SetTitle(s) }

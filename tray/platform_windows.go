@@ -1,0 +1,22 @@
+package tray
+
+import (
+	"fyne.io/systray"
+
+	"snapback/icons"
+)
+
+func setIcon(s icons.State) { systray.SetIcon(icons.For(s, icons.Windows)) }
+
+// setTooltip truncates to the notification area's limit (NOTIFYICONDATA.szTip holds 128
+// UTF-16 units including the terminator); longer text would be cut mid-word by Windows.
+func setTooltip(s string) {
+	const limit = 127
+	r := []rune(s)
+	if len(r) > limit {
+		s = string(r[:limit-1]) + "…"
+	}
+	systray.SetTooltip(s)
+}
+
+func setTitle(string) {}
