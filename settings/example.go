@@ -1,0 +1,167 @@
+package settings
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+
+	"snapback/internal/atomicfile"
+)
+
+// exampleTemplate is what `snapback config init` writes: every key, set to its default, with
+// a comment saying what it does. It is rendered from Defaults() so the two cannot drift.
+const exampleTemplate = `# Snapback settings. Every key is optional: a missing key takes the default shown here.
+# Each top-level key can also be set from the environment, e.g. SNAPBACK_SCHEDULE_WINDOW.
+# Check your edits with:  snapback config check
+# Backup passwords never go in this file; use:  snapback password set --udid <UDID>
+
+# Folder that holds <UDID>/ (the latest backup, Apple format) and Snapback.Versions/.
+location: {{q .Location}}
+
+# Which link automatic backups may use: usb, wifi or any.
+transport: {{.Transport}}
+
+schedule:
+  # Automatic daily backups on or off. "Back Up Now" always works.
+  enabled: {{.Schedule.Enabled}}
+  # Local time span in which an automatic backup may start. "22:00-06:00" crosses midnight.
+  window: {{q .Schedule.Window.String}}
+  # Wait after a failed attempt; doubles with each further failure of the day (max 4h).
+  retry_delay: {{dur .Schedule.RetryDelay}}
+  # Retries after a failed automatic backup, per day. A passcode not entered is a failure.
+  max_retries: {{.Schedule.MaxRetries}}
+
+snapshots:
+  # Keep earlier backups as snapshots (hard links share unchanged files).
+  enabled: {{.Snapshots.Enabled}}
+  # Delete old snapshots automatically when they take too much space.
+  auto_delete: {{.Snapshots.AutoDelete}}
+  # "Too much": all snapshots together above this percentage of the latest backup's size.
+  max_extra_percent: {{.Snapshots.MaxExtraPercent}}
+  # Never delete snapshots younger than this (units: m, h, d).
+  min_age: {{dur .Snapshots.MinAge}}
+  # Ask (notification) before deleting snapshots.
+  ask_before_delete: {{.Snapshots.AskBeforeDelete}}
+  # Optional: always keep this many daily/weekly/monthly snapshots (0 = not set).
+  keep_daily: {{.Snapshots.KeepDaily}}
+  keep_weekly: {{.Snapshots.KeepWeekly}}
+  keep_monthly: {{.Snapshots.KeepMonthly}}
+
+# Backup encryption on the device: keep (leave as is), on, or off.
+encryption: {{.Encryption}}
+
+conditions:
+  # Minimum battery percentage for an automatic backup (0 = any).
+  min_battery: {{.Conditions.MinBattery}}
+  # Only back up automatically while the device is charging.
+  require_charging: {{.Conditions.RequireCharging}}
+
+notifications:
+  passcode: {{.Notifications.Passcode}}        # the device asks for its passcode
+  completed: {{.Notifications.Completed}}       # a backup finished
+  failed: {{.Notifications.Failed}}          # a backup failed
+  disk_missing: {{.Notifications.DiskMissing}}    # the backup disk is not mounted
+  overdue: {{.Notifications.Overdue}}         # no backup for overdue_after_days
+  approval: {{.Notifications.Approval}}        # snapshots wait for permission to be deleted
+  # Days without a successful backup before the overdue warning (0 = never).
+  overdue_after_days: {{.Notifications.OverdueAfterDays}}
+
+# Per-device overrides: a list (not a map: UDIDs are case-sensitive and viper folds map
+# keys to lower case). Each entry takes a udid, an optional name and any key above.
+devices: []
+#devices:
+#  - udid: 00008030-001A2B3C4D5E802E
+#    name: Anna's iPhone
+#    location: /mnt/backup/anna
+#    transport: wifi
+#    schedule:
+#      window: "22:00-06:00"
+#    conditions:
+#      require_charging: true
+`
+
+// Example returns the commented example settings file with every key at its default.
+func Example() ([]byte, error) {
+	t, err := template.New("example").Funcs(template.FuncMap{
+		"q":   strconv.Quote,
+		"dur": FormatDuration,
+	}).Parse(exampleTemplate)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, Defaults()); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ErrExists is returned by WriteExample when the file exists and force is false.
+var ErrExists = errors.New("settings file already exists")
+
+// WriteExample writes Example() to path, atomically. It refuses to replace an existing file
+// unless force is set, because the user's file holds hand-written comments and choices.
+func WriteExample(path string, force bool) error {
+	if !force {
+		if _, err := os.Lstat(path); err == nil {
+			return fmt.Errorf("%s: %w (use --force to replace it)", path, ErrExists)
+		}
+	}
+	data, err := Example()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, data, 0o600)
+}
+
+// MarshalYAML renders the effective settings (defaults merged, environment applied) in the
+// file's own format, for `snapback config show`. Every key is written.
+func (s *Settings) MarshalYAML() (any, error) {
+	f := fileSettings{Overlay: toOverlay(s.Global)}
+	for _, d := range s.Devices {
+		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
+	}
+	return f, nil
+}
+
+// YAML is MarshalYAML encoded.
+func (s *Settings) YAML() ([]byte, error) {
+	return yaml.Marshal(s)
+}
+
+func toOverlay(d DeviceSettings) overlay {
+	str := func(s string) *string { return &s }
+	b := func(v bool) *bool { return &v }
+	i := func(v int) *int { return &v }
+	return overlay{
+		Location:  str(d.Location),
+		Transport: str(string(d.Transport)),
+		Schedule: &fileSchedule{
+			Enabled: b(d.Schedule.Enabled), Window: str(d.Schedule.Window.String()),
+			RetryDelay: str(FormatDuration(d.Schedule.RetryDelay)), MaxRetries: i(d.Schedule.MaxRetries),
+		},
+		Snapshots: &fileSnapshots{
+			Enabled: b(d.Snapshots.Enabled), AutoDelete: b(d.Snapshots.AutoDelete),
+			MaxExtraPercent: i(d.Snapshots.MaxExtraPercent), MinAge: str(FormatDuration(d.Snapshots.MinAge)),
+			AskBeforeDelete: b(d.Snapshots.AskBeforeDelete), KeepDaily: i(d.Snapshots.KeepDaily),
+			KeepWeekly: i(d.Snapshots.KeepWeekly), KeepMonthly: i(d.Snapshots.KeepMonthly),
+		},
+		Encryption: str(string(d.Encryption)),
+		Conditions: &fileConditions{MinBattery: i(d.Conditions.MinBattery), RequireCharging: b(d.Conditions.RequireCharging)},
+		Notifications: &fileNotifications{
+			Passcode: b(d.Notifications.Passcode), Completed: b(d.Notifications.Completed),
+			Failed: b(d.Notifications.Failed), DiskMissing: b(d.Notifications.DiskMissing),
+			Overdue: b(d.Notifications.Overdue), Approval: b(d.Notifications.Approval),
+			OverdueAfterDays: i(d.Notifications.OverdueAfterDays),
+		},
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !((dragonfly && cgo) || (freebsd && cgo) || linux || netbsd || openbsd)
+
+package settings
+
+// probeKeyring: macOS and Windows always have their keychain; a failure there is a refusal
+// (locked Keychain, denied access) or something unexpected.
+func probeKeyring() KeyringErrorKind { return KeyringFailed }
