@@ -2,8 +2,8 @@ package devicesim
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"io"
 	"sync"
 	"testing"
@@ -329,5 +329,5 @@ func (c *afcClient) open(mode uint64, p string) uint64 {
 	return h
 }
 
-func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+func u64(v uint64) []byte  { return binary.LittleEndian.AppendUint64(nil, v) }
 func cstr(s string) []byte { return append([]byte(s), 0) }

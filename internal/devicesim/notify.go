@@ -64,6 +64,19 @@ func (h *npHub) post(name string) int {
 	return n
 }
 
+// observers counts the connections observing name.
+func (h *npHub) observers(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for c := range h.conns {
+		if _, ok := c.observes[name]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 // decodeNPRequest parses a notification_proxy request into its Command and Name.
 func decodeNPRequest(frame []byte) (cmd, name string, err error) {
 	var m map[string]any
