@@ -32,11 +32,11 @@ type KeyringErrorKind int
 
 // Kinds of keyring failure, each with its own remedy.
 const (
-	KeyringFailed        KeyringErrorKind = iota // anything else
-	KeyringNoService                             // no Secret Service on this session (headless Linux)
-	KeyringNoSessionBus                          // no D-Bus session bus at all
-	KeyringLocked                                // the keyring refused to unlock
-	KeyringTimeout                               // no answer in time (often an unanswered unlock prompt)
+	KeyringFailed       KeyringErrorKind = iota // anything else
+	KeyringNoService                            // no Secret Service on this session (headless Linux)
+	KeyringNoSessionBus                         // no D-Bus session bus at all
+	KeyringLocked                               // the keyring refused to unlock
+	KeyringTimeout                              // no answer in time (often an unanswered unlock prompt)
 )
 
 // KeyringError reports a keyring failure other than "not found", with a remedy the user can
