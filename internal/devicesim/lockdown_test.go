@@ -279,7 +279,9 @@ func TestBackupServicePlumbing(t *testing.T) {
 	obs := dialNP(t, sim, d)
 	obs.send(map[string]any{"Command": "ObserveNotification", "Name": NotifyPasscodePresented})
 	obs.send(map[string]any{"Command": "ObserveNotification", "Name": NotifyPasscodeDismissed})
-	waitFor(t, func() bool { return d.np.observers(NotifyPasscodePresented) == 1 && d.np.observers(NotifyPasscodeDismissed) == 1 })
+	waitFor(t, func() bool {
+		return d.np.observers(NotifyPasscodePresented) == 1 && d.np.observers(NotifyPasscodeDismissed) == 1
+	})
 
 	if _, r := startBackupService(t, sim, d, nil); r["Error"] != "EscrowLocked" {
 		t.Errorf("StartService without EscrowBag = %v, want EscrowLocked", r)

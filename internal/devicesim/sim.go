@@ -299,22 +299,6 @@ func (s *Sim) route(c net.Conn, d *Device, id int) bool {
 	return true
 }
 
-// goDevice runs fn on a tracked goroutine owned by the simulator (used by devices for
-// work that outlives a request, such as Wi-Fi listeners). It returns false when closed.
-func (s *Sim) goDevice(fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
-	return true
-}
-
 // AddDevice creates a simulated device and, unless cfg.Detached, announces it on the
 // transports cfg asks for. Generating a new pairing takes a few hundred milliseconds (three
 // RSA keys); with a StateDir it happens once per UDID.
