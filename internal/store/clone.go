@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// CloneMethod is how a backup folder is duplicated on a destination.
+type CloneMethod string
+
+const (
+	// CloneReflink shares data blocks copy-on-write (FICLONE on btrfs/XFS, clonefile on APFS):
+	// free in space, and the copies are independent.
+	CloneReflink CloneMethod = "reflink"
+	// CloneHardlink shares inodes: free in space, safe because nothing writes in place.
+	CloneHardlink CloneMethod = "hardlink"
+	// CloneCopy copies every byte: each snapshot costs the full backup size (exFAT, FAT32).
+	CloneCopy CloneMethod = "copy"
+)
+
+// CloneMethod probes the destination once (first call) and returns how snapshots share
+// files there. On a filesystem without reflinks or hard links it warns, once, that every
+// snapshot is a full copy.
+func (s *Store) CloneMethod() (CloneMethod, error) {
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	if s.method != "" {
+		return s.method, nil
+	}
+	dir := s.l.versions()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("probe clone method: %w", err)
+	}
+	m, err := probeClone(dir)
+	if err != nil {
+		return "", err
+	}
+	s.method = m
+	if m == CloneCopy {
+		s.log.Warn("this filesystem has neither hard links nor reflinks (e.g. exFAT or FAT32): every snapshot is a full copy of the backup and takes its full size; use an APFS, ext4, btrfs, XFS or NTFS disk to share unchanged files",
+			"location", s.l.root)
+	} else {
+		s.log.Info("snapshots share unchanged files", "method", string(m), "location", s.l.root)
+	}
+	return m, nil
+}
+
+func probeClone(dir string) (CloneMethod, error) {
+	src := filepath.Join(dir, ".probe-"+randomHex(4))
+	if err := os.WriteFile(src, []byte("snapback clone probe"), 0o644); err != nil {
+		return "", fmt.Errorf("probe clone method in %s: %w", dir, err)
+	}
+	defer os.Remove(src)
+	dst := src + ".clone"
+	if err := reflinkFile(src, dst); err == nil {
+		os.Remove(dst)
+		return CloneReflink, nil
+	}
+	os.Remove(dst)
+	if err := os.Link(src, dst); err == nil {
+		os.Remove(dst)
+		return CloneHardlink, nil
+	}
+	return CloneCopy, nil
+}
+
+// cloneTree makes dst a copy of the backup folder src with method m. Directories are always
+// created fresh (the engine adds files to them); files are shared where m allows. A file
+// that cannot be linked (NTFS stops at 1,024 links per file) is copied instead.
+func (s *Store) cloneTree(ctx context.Context, src, dst string, m CloneMethod) error {
+	n := 0
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			if err := os.Mkdir(target, 0o755); err != nil && !(rel == "." && errors.Is(err, fs.ErrExist)) {
+				return fmt.Errorf("clone: %w", err)
+			}
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return fmt.Errorf("clone: %w", err)
+			}
+			return os.Symlink(link, target)
+		case !d.Type().IsRegular():
+			return nil // sockets, devices: never part of a backup
+		}
+		if n++; n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		s.hook("clone")
+		return cloneFile(path, target, m)
+	})
+}
+
+func cloneFile(src, dst string, m CloneMethod) error {
+	switch m {
+	case CloneReflink:
+		if err := reflinkFile(src, dst); err == nil {
+			return nil
+		}
+		os.Remove(dst)
+	case CloneHardlink:
+		if err := os.Link(src, dst); err == nil {
+			return nil
+		}
+	}
+	return copyFile(src, dst)
+}
+
+// copyFile copies content, permissions and modification time.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("copy %s: %w", dst, cerr)
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if _, err = io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s: %w", dst, err)
+	}
+	if err = out.Chmod(fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("copy %s: %w", dst, err)
+	}
+	if err = os.Chtimes(dst, fi.ModTime(), fi.ModTime()); err != nil {
+		return fmt.Errorf("copy %s: %w", dst, err)
+	}
+	return nil
+}
+
+// usage is the result of measuring a backup folder.
+type usage struct {
+	Files  int
+	Total  int64 // every inode once
+	Unique int64 // inodes whose every link is inside the folder
+}
+
+// measure walks dir once and counts sizes by inode, so hard links shared with other
+// snapshots are neither double counted nor claimed as this folder's own. With readOnly set it
+// also clears write permission on every file (committed content is immutable).
+func measure(ctx context.Context, dir string, readOnly bool) (usage, error) {
+	var u usage
+	type seen struct {
+		size   int64
+		nlink  uint64
+		inside uint64
+	}
+	inodes := map[uint64]*seen{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if u.Files++; u.Files%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if readOnly {
+			if err := markReadOnly(path, fi); err != nil {
+				return err
+			}
+		}
+		ino, nlink, ok := inodeOf(fi)
+		if !ok || nlink <= 1 {
+			u.Total += fi.Size()
+			u.Unique += fi.Size()
+			return nil
+		}
+		sn := inodes[ino]
+		if sn == nil {
+			sn = &seen{size: fi.Size(), nlink: nlink}
+			inodes[ino] = sn
+			u.Total += fi.Size()
+		}
+		sn.inside++
+		return nil
+	})
+	if err != nil {
+		return u, fmt.Errorf("measure %s: %w", dir, err)
+	}
+	for _, sn := range inodes {
+		if sn.inside >= sn.nlink {
+			u.Unique += sn.size
+		}
+	}
+	return u, nil
+}

@@ -1,0 +1,51 @@
+//go:build unix
+
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// isMountPoint reports whether dir is the root of a mounted filesystem: its device differs
+// from its parent's, or it is its own parent.
+func isMountPoint(dir string) (bool, error) {
+	var st, pst unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	parent := filepath.Dir(dir)
+	if parent == dir {
+		return true, nil
+	}
+	if err := unix.Stat(parent, &pst); err != nil {
+		return false, &os.PathError{Op: "stat", Path: parent, Err: err}
+	}
+	return st.Dev != pst.Dev || st.Ino == pst.Ino, nil
+}
+
+// fsIdentity names the filesystem dir lives on: its device number and filesystem ID. Used to
+// notice that a recorded destination is now on another filesystem.
+func fsIdentity(dir string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err != nil {
+		return "", &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return fmt.Sprintf("dev=%d fsid=%x:%x", uint64(st.Dev), uint32(sf.Fsid.Val[0]), uint32(sf.Fsid.Val[1])), nil
+}
+
+// freeBytes is the space available to this (unprivileged) user below dir.
+func freeBytes(dir string) (int64, error) {
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return int64(uint64(sf.Bavail) * uint64(sf.Bsize)), nil
+}

@@ -1,0 +1,47 @@
+//go:build windows
+
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/windows"
+)
+
+// isMountPoint reports whether dir is a drive or volume root (C:\, \\server\share\).
+func isMountPoint(dir string) (bool, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return false, err
+	}
+	vol := filepath.VolumeName(dir)
+	return vol != "" && filepath.Clean(dir) == filepath.Clean(vol+`\`), nil
+}
+
+// fsIdentity names the volume dir lives on by its serial number.
+func fsIdentity(dir string) (string, error) {
+	root := filepath.VolumeName(dir) + `\`
+	p, err := windows.UTF16PtrFromString(root)
+	if err != nil {
+		return "", err
+	}
+	var serial uint32
+	if err := windows.GetVolumeInformation(p, nil, 0, &serial, nil, nil, nil, 0); err != nil {
+		return "", &os.PathError{Op: "GetVolumeInformation", Path: root, Err: err}
+	}
+	return fmt.Sprintf("serial=%08x", serial), nil
+}
+
+// freeBytes is the space available to this user below dir.
+func freeBytes(dir string) (int64, error) {
+	p, err := windows.UTF16PtrFromString(dir)
+	if err != nil {
+		return 0, err
+	}
+	var avail, total, free uint64
+	if err := windows.GetDiskFreeSpaceEx(p, &avail, &total, &free); err != nil {
+		return 0, &os.PathError{Op: "GetDiskFreeSpaceEx", Path: dir, Err: err}
+	}
+	return int64(avail), nil
+}

@@ -1,0 +1,27 @@
+//go:build unix
+
+package store
+
+import (
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+func inodeOf(fi fs.FileInfo) (ino, nlink uint64, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return uint64(st.Ino), uint64(st.Nlink), true
+}
+
+// markReadOnly clears the write bits of a committed file. The engine replaces files by
+// rename, which needs only the directory to be writable, so this never gets in its way; it
+// stops tools that would truncate a hard-linked file in place.
+func markReadOnly(path string, fi fs.FileInfo) error {
+	if fi.Mode().Perm()&0o222 == 0 {
+		return nil
+	}
+	return os.Chmod(path, fi.Mode().Perm()&^0o222)
+}

@@ -1,0 +1,372 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"snapback/internal/atomicfile"
+)
+
+// List returns the snapshots and archives of udid, oldest first, from their records: no
+// backup folder is read, so listing is instant. The newest snapshot is marked Latest. An
+// archive folder without a record (made by another tool, or a crash after its copy) is listed
+// with zero sizes.
+func (s *Store) List(udid string) ([]Snapshot, error) {
+	if err := validUDID(udid); err != nil {
+		return nil, err
+	}
+	if v, err := s.checkVolume(false); err != nil || v == nil {
+		return nil, err
+	}
+	recs, err := readRecords(s.l.snapshots(udid))
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i].Path = s.l.snapshot(udid, recs[i].ID)
+	}
+	if n := len(recs); n > 0 && !exists(recs[n-1].Path) {
+		recs[n-1].Latest, recs[n-1].Path = true, s.l.latest(udid)
+	}
+	archives, err := s.listArchives(udid)
+	if err != nil {
+		return nil, err
+	}
+	out := append(recs, archives...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+func (s *Store) listArchives(udid string) ([]Snapshot, error) {
+	recs, err := readRecords(s.l.archives(udid))
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]bool{}
+	for i := range recs {
+		recs[i].Path = s.l.archive(recs[i].ID)
+		byName[recs[i].ID] = true
+	}
+	entries, err := os.ReadDir(s.l.root)
+	if err != nil {
+		return nil, fmt.Errorf("list archives: %w", err)
+	}
+	for _, e := range entries {
+		m := archiveRe.FindStringSubmatch(e.Name())
+		if !e.IsDir() || m == nil || m[1] != udid || byName[e.Name()] {
+			continue
+		}
+		recs = append(recs, Snapshot{ID: e.Name(), UDID: udid, Time: parseID(m[2]), Kind: KindArchive,
+			Pinned: true, Path: s.l.archive(e.Name())})
+	}
+	return recs, nil
+}
+
+// Get returns one snapshot or archive by ID; "latest" names the latest backup.
+func (s *Store) Get(udid, id string) (Snapshot, error) {
+	all, err := s.List(udid)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	for _, sn := range all {
+		if sn.ID == id || (id == "latest" && sn.Latest) {
+			return sn, nil
+		}
+	}
+	return Snapshot{}, fmt.Errorf("%s of %s: %w", id, udid, ErrNotFound)
+}
+
+// withLock runs fn holding the device lock, after the volume guard. It refuses a
+// destination that was never initialised: there is nothing to change there.
+func (s *Store) withLock(udid string, fn func() error) error {
+	if err := validUDID(udid); err != nil {
+		return err
+	}
+	v, err := s.checkVolume(false)
+	if err != nil {
+		return err
+	}
+	if v == nil || !exists(s.l.device(udid)) {
+		return fmt.Errorf("no backups of %s at %s: %w", udid, s.l.root, ErrNotFound)
+	}
+	lk, err := s.acquireLock(udid)
+	if err != nil {
+		return err
+	}
+	return errors.Join(fn(), lk.release())
+}
+
+// Delete removes a snapshot or an unpinned archive: first its record (forget, atomic), then
+// its folder (prune), then it re-measures the neighbours that inherit its shared files. It
+// is idempotent: deleting what is already gone succeeds. The latest backup and pinned
+// snapshots and archives are refused with ErrProtected (unpin first).
+func (s *Store) Delete(ctx context.Context, udid, id string) error {
+	return s.withLock(udid, func() error { return s.deleteLocked(ctx, udid, id) })
+}
+
+func (s *Store) deleteLocked(ctx context.Context, udid, id string) error {
+	isArchive := strings.HasPrefix(id, udid+"-") && archiveRe.MatchString(id)
+	if !isArchive && !validID(id) {
+		return fmt.Errorf("delete %q: not a snapshot ID: %w", id, ErrNotFound)
+	}
+	recPath, dir := s.l.record(udid, id), s.l.snapshot(udid, id)
+	if isArchive {
+		recPath, dir = s.l.archiveRecord(udid, id), s.l.archive(id)
+	}
+	rec, err := readRecord(recPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if isArchive && exists(dir) {
+			return fmt.Errorf("archive %s has no record, so it is not Snapback's: %w", id, ErrProtected)
+		}
+		return os.RemoveAll(dir) // forgotten already; finish the prune
+	case err != nil:
+		return err
+	case rec.Pinned:
+		return fmt.Errorf("%s is pinned; unpin it first: %w", id, ErrProtected)
+	}
+	var prev, next string
+	if !isArchive {
+		recs, err := readRecords(s.l.snapshots(udid))
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if r.ID != id {
+				continue
+			}
+			if i == len(recs)-1 && !exists(dir) {
+				return fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
+			}
+			if i > 0 {
+				prev = recs[i-1].ID
+			}
+			if i+1 < len(recs) {
+				next = recs[i+1].ID
+			}
+		}
+	}
+	if err := os.Remove(recPath); err != nil {
+		return fmt.Errorf("forget %s: %w", id, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(recPath)); err != nil {
+		return err
+	}
+	s.hook("delete:forgotten")
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s (its record is gone; the next recovery finishes): %w", dir, err)
+	}
+	s.log.Info("deleted snapshot", "udid", udid, "snapshot", id)
+	var errs []error
+	for _, n := range []string{prev, next} {
+		if n != "" {
+			errs = append(errs, s.refreshSizes(ctx, udid, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setPinned rewrites a record's Pinned flag.
+func (s *Store) setPinned(udid, id string, pinned bool) error {
+	return s.withLock(udid, func() error {
+		path := s.l.record(udid, id)
+		if strings.HasPrefix(id, udid+"-") {
+			path = s.l.archiveRecord(udid, id)
+		}
+		rec, err := readRecord(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s of %s: %w", id, udid, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Pinned == pinned {
+			return nil
+		}
+		rec.Pinned = pinned
+		return writeRecord(path, rec)
+	})
+}
+
+// Pin protects a snapshot from retention.
+func (s *Store) Pin(udid, id string) error { return s.setPinned(udid, id, true) }
+
+// Unpin lets retention (and Delete) remove a snapshot or archive again.
+func (s *Store) Unpin(udid, id string) error { return s.setPinned(udid, id, false) }
+
+// Archive copies a snapshot ("latest" or "" for the latest backup) to an archive folder
+// <UDID>-YYYYMMDD-HHMMSS beside the latest (named after the backup's time), shared by reflink
+// or hard link where possible, and records it pinned. Archiving the same snapshot twice
+// returns the existing archive.
+func (s *Store) Archive(ctx context.Context, udid, id string) (Snapshot, error) {
+	if id == "" {
+		id = "latest"
+	}
+	var out Snapshot
+	err := s.withLock(udid, func() error {
+		src, err := s.Get(udid, id)
+		if err != nil {
+			return err
+		}
+		if src.IsArchive() {
+			return fmt.Errorf("%s is already an archive", src.ID)
+		}
+		name := ArchiveName(udid, src.Time)
+		recPath := s.l.archiveRecord(udid, name)
+		if rec, err := readRecord(recPath); err == nil {
+			rec.Path = s.l.archive(name)
+			out = rec
+			return nil
+		}
+		dst := s.l.archive(name)
+		if !exists(dst) {
+			method, err := s.CloneMethod()
+			if err != nil {
+				return err
+			}
+			partial := s.l.partialArchive(name)
+			if err := os.RemoveAll(partial); err != nil {
+				return err
+			}
+			if err := s.cloneTree(ctx, src.Path, partial, method); err != nil {
+				os.RemoveAll(partial)
+				return fmt.Errorf("archive %s: %w", id, err)
+			}
+			s.hook("archive:copied")
+			if err := renameDurable(partial, dst); err != nil {
+				return fmt.Errorf("archive %s: %w", id, err)
+			}
+		}
+		u, err := measure(ctx, dst, true)
+		if err != nil {
+			return err
+		}
+		rec := src
+		rec.ID, rec.Kind, rec.Pinned, rec.Source = name, KindArchive, true, src.ID
+		rec.FileCount, rec.TotalSize, rec.UniqueSize = u.Files, u.Total, u.Unique
+		rec.Latest, rec.Path = false, ""
+		if err := os.MkdirAll(s.l.archives(udid), 0o755); err != nil {
+			return err
+		}
+		if err := writeRecord(recPath, rec); err != nil {
+			return err
+		}
+		rec.Path = dst
+		out = rec
+		return nil
+	})
+	return out, err
+}
+
+// Export copies a snapshot to destParent/<UDID>/ as a standalone Apple backup folder that
+// shares nothing with the store by hard link (reflinks are independent copies), so it can be
+// restored from, moved or modified freely. It refuses to replace an existing folder and
+// returns the new folder's path.
+func (s *Store) Export(ctx context.Context, udid, id, destParent string) (string, error) {
+	src, err := s.Get(udid, id)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(destParent, udid)
+	if exists(dst) {
+		return "", fmt.Errorf("export: %s already exists", dst)
+	}
+	partial := filepath.Join(destParent, "."+udid+".partial-"+randomHex(4))
+	err = s.withLock(udid, func() error {
+		if err := s.cloneTree(ctx, src.Path, partial, CloneReflink); err != nil {
+			return err
+		}
+		// An export is the user's to change: give write permission back.
+		return filepath.WalkDir(partial, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			return os.Chmod(p, 0o644)
+		})
+	})
+	if err == nil {
+		err = renameDurable(partial, dst)
+	}
+	if err != nil {
+		os.RemoveAll(partial)
+		return "", fmt.Errorf("export %s: %w", id, err)
+	}
+	return dst, nil
+}
+
+// Verify re-checks a committed snapshot or archive as Commit did: Status.plist finished,
+// Info.plist names the device, Manifest.db opens read-only and every file row has its blob,
+// and the folder still holds as many files as recorded. A problem is a *VerifyError.
+func (s *Store) Verify(ctx context.Context, udid, id string) error {
+	sn, err := s.Get(udid, id)
+	if err != nil {
+		return err
+	}
+	if _, err := s.verifyBackup(ctx, sn.Path, udid); err != nil {
+		return err
+	}
+	u, err := measure(ctx, sn.Path, false)
+	if err != nil {
+		return err
+	}
+	if sn.FileCount != 0 && u.Files != sn.FileCount {
+		return &VerifyError{Dir: sn.Path, Problems: []string{fmt.Sprintf("holds %d files, %d when committed", u.Files, sn.FileCount)}}
+	}
+	return nil
+}
+
+// PruneOptions control Prune.
+type PruneOptions struct {
+	DryRun  bool // plan only
+	Approve bool // the user approved deletions that the policy asks about
+}
+
+// Prune applies policy to udid's snapshots: Plan, then Delete for each decided deletion.
+// Deletions that need approval are only carried out with Approve. It returns the decision
+// and the IDs actually deleted. A missing disk is ErrDiskNotConnected: nothing is pruned
+// because a disk went missing.
+func (s *Store) Prune(ctx context.Context, udid string, policy Policy, opts PruneOptions) (Decision, []string, error) {
+	all, err := s.List(udid)
+	if err != nil {
+		return Decision{}, nil, err
+	}
+	var infos []SnapshotInfo
+	var latestSize int64
+	for _, sn := range all {
+		infos = append(infos, SnapshotInfo{ID: sn.ID, Time: sn.Time, UniqueSize: sn.UniqueSize,
+			Latest: sn.Latest, Archive: sn.IsArchive(), Pinned: sn.Pinned})
+		if sn.Latest {
+			latestSize = sn.TotalSize
+		}
+	}
+	d := Plan(infos, latestSize, policy, s.now())
+	todo := d.Delete
+	if opts.Approve {
+		todo = append(append([]Verdict(nil), d.Delete...), d.Pending...)
+	}
+	if opts.DryRun || len(todo) == 0 {
+		return d, nil, nil
+	}
+	var deleted []string
+	err = s.withLock(udid, func() error {
+		for _, v := range todo {
+			if err := s.deleteLocked(ctx, udid, v.ID); err != nil {
+				return err
+			}
+			deleted = append(deleted, v.ID)
+		}
+		return nil
+	})
+	return d, deleted, err
+}

@@ -1,0 +1,432 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"snapback/internal/atomicfile"
+	"snapback/internal/backupfmt"
+)
+
+// BeginOptions describe the run about to start.
+type BeginOptions struct {
+	// ExpectedBytes is the engine's estimate of what the device will send; 0 if unknown. The
+	// free-space check asks for it plus Options.MinFreeBytes.
+	ExpectedBytes int64
+	// Full starts from an empty staging folder (a forced full backup) instead of a clone of
+	// the latest backup.
+	Full bool
+}
+
+// CommitMeta is what the engine knows about a finished run that the folder does not say.
+type CommitMeta struct {
+	// Kind overrides the kind read from Status.plist IsFullBackup (KindFull or KindIncremental).
+	Kind Kind
+}
+
+// Run is one backup run of one device: it holds the device lock from Begin until Commit or
+// Abort. Its methods may be called from any goroutine, but the engine must not be writing
+// into Root while Commit or Abort runs.
+type Run struct {
+	s      *Store
+	udid   string
+	lock   *deviceLock
+	full   bool
+	method CloneMethod
+
+	mu   sync.Mutex
+	done bool
+}
+
+// Root is the folder whose <UDID>/ subfolder is the staging backup the engine writes into
+// (the engine's backup root). The engine must replace files by writing a new file and
+// renaming it over the old name, never by writing in place: staging files may be hard links
+// to committed snapshots.
+func (r *Run) Root() string { return r.s.l.staging(r.udid) }
+
+// Dir is the staging backup folder itself, Root()/<UDID>.
+func (r *Run) Dir() string { return r.s.l.stagingBackup(r.udid) }
+
+// UDID is the device this run backs up.
+func (r *Run) UDID() string { return r.udid }
+
+// Method is how the staging folder shares files with the latest backup.
+func (r *Run) Method() CloneMethod { return r.method }
+
+// Begin starts a backup run of udid: it checks the destination (volume guard), takes the
+// device lock (ErrLocked if a live process holds it), completes or discards interrupted work,
+// checks free space (ErrInsufficientSpace) and prepares the staging folder as a clone of the
+// latest backup. On error nothing is left locked and no committed snapshot has changed.
+func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (_ *Run, err error) {
+	if err := validUDID(udid); err != nil {
+		return nil, err
+	}
+	if _, err := s.checkVolume(true); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.l.snapshots(udid), 0o755); err != nil {
+		return nil, fmt.Errorf("begin backup of %s: %w", udid, err)
+	}
+	lk, err := s.acquireLock(udid)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lk.release()
+		}
+	}()
+	if err := s.recoverDevice(ctx, udid); err != nil {
+		return nil, err
+	}
+	latest, err := s.adoptLatest(ctx, udid)
+	if err != nil {
+		return nil, err
+	}
+	method, err := s.CloneMethod()
+	if err != nil {
+		return nil, err
+	}
+	need := opts.ExpectedBytes
+	if s.opts.MinFreeBytes > 0 {
+		need += s.opts.MinFreeBytes
+	}
+	if method == CloneCopy && latest != nil && !opts.Full {
+		need += latest.TotalSize
+	}
+	free, err := freeBytes(s.l.device(udid))
+	if err != nil {
+		return nil, fmt.Errorf("free space check: %w", err)
+	}
+	if free < need {
+		return nil, &SpaceError{Location: s.l.root, Free: free, Need: need}
+	}
+	s.hook("begin")
+	if err := os.Mkdir(s.l.staging(udid), 0o755); err != nil {
+		return nil, fmt.Errorf("create staging: %w", err)
+	}
+	if latest != nil && !opts.Full {
+		err = s.cloneTree(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method)
+	} else {
+		err = os.Mkdir(s.l.stagingBackup(udid), 0o755)
+	}
+	if err != nil {
+		// Best effort: a crash here is handled the same way by the next recovery.
+		if rerr := os.RemoveAll(s.l.staging(udid)); rerr != nil {
+			s.log.Warn("remove staging after failed clone", "err", rerr)
+		}
+		return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
+	}
+	s.hook("begin:cloned")
+	return &Run{s: s, udid: udid, lock: lk, full: opts.Full, method: method}, nil
+}
+
+// journal records a commit in progress. It names the new record in full so that recovery can
+// finish the commit without the run that started it.
+type journal struct {
+	Op     string   `json:"op"`   // "commit"
+	Prev   string   `json:"prev"` // ID of the latest backup being moved to snapshots/, "" if none
+	Record Snapshot `json:"record"`
+}
+
+// Commit verifies the staging backup and makes it the latest; the previous latest becomes a
+// snapshot. It returns the new snapshot's record. If verification fails the run stays open
+// and nothing changed (the caller decides: Abort, usually). Once the journal is written the
+// run is over either way: a later error is completed by recovery at the next Begin or Open.
+func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return Snapshot{}, ErrRunFinished
+	}
+	s, udid := r.s, r.udid
+	dir := s.l.stagingBackup(udid)
+	facts, err := s.verifyBackup(ctx, dir, udid)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	s.hook("commit:verified")
+	// Measuring also marks every staged file read-only, before it becomes committed content.
+	u, err := measure(ctx, dir, true)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	recs, err := readRecords(s.l.snapshots(udid))
+	if err != nil {
+		return Snapshot{}, err
+	}
+	var prev, last string
+	if n := len(recs); n > 0 {
+		last = recs[n-1].ID
+		if exists(s.l.latest(udid)) {
+			prev = last
+		}
+	}
+	kind := meta.Kind
+	if kind == "" {
+		kind = KindIncremental
+		if facts.Full || r.full {
+			kind = KindFull
+		}
+	}
+	now := s.now()
+	rec := Snapshot{
+		ID: newID(now, last), UDID: udid, Time: now.UTC(), Kind: kind, Device: facts.Device,
+		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
+	}
+	j := journal{Op: "commit", Prev: prev, Record: rec}
+	b, _ := json.MarshalIndent(j, "", "  ")
+	if err := atomicfile.WriteFile(s.l.journal(udid), b, 0o644); err != nil {
+		return Snapshot{}, fmt.Errorf("commit %s: %w", udid, err)
+	}
+	r.done = true
+	defer r.lock.release()
+	s.hook("commit:journal")
+	if err := s.rollForward(ctx, udid, j); err != nil {
+		return Snapshot{}, fmt.Errorf("commit %s: %w (recovery completes it at the next run)", udid, err)
+	}
+	rec.Latest, rec.Path = true, s.l.latest(udid)
+	return rec, nil
+}
+
+// Abort discards the staging folder and releases the lock. It is idempotent. After a Commit
+// that failed past its journal, Abort lets recovery finish that commit instead.
+func (r *Run) Abort() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	r.done = true
+	// Cleanup must run even when the caller's context is already cancelled.
+	err := r.s.recoverDevice(context.Background(), r.udid)
+	return errors.Join(err, r.lock.release())
+}
+
+// rollForward performs the commit steps of j. Each step checks whether it already happened,
+// so running it again after a crash at any point converges on the committed state.
+func (s *Store) rollForward(ctx context.Context, udid string, j journal) error {
+	latest, staged := s.l.latest(udid), s.l.stagingBackup(udid)
+	prevDir := ""
+	if j.Prev != "" {
+		prevDir = s.l.snapshot(udid, j.Prev)
+	}
+	if prevDir != "" && exists(latest) && exists(staged) && !exists(prevDir) {
+		if err := renameDurable(latest, prevDir); err != nil {
+			return fmt.Errorf("move latest backup to snapshot %s: %w", j.Prev, err)
+		}
+		s.hook("commit:moved-latest")
+	}
+	switch {
+	case exists(staged) && exists(latest):
+		return fmt.Errorf("both %s and %s exist; leaving them for inspection", staged, latest)
+	case exists(staged):
+		if err := renameDurable(staged, latest); err != nil {
+			return fmt.Errorf("move staging to latest: %w", err)
+		}
+		s.hook("commit:moved-staging")
+	case !exists(latest):
+		// The staged backup vanished before it became the latest (deleted by hand): put the
+		// old latest back and forget the commit.
+		if prevDir != "" && exists(prevDir) {
+			if err := renameDurable(prevDir, latest); err != nil {
+				return fmt.Errorf("roll back latest backup: %w", err)
+			}
+		}
+		s.log.Error("staged backup disappeared before commit; rolled back", "udid", udid, "snapshot", j.Record.ID)
+		return removeFile(s.l.journal(udid))
+	}
+	recPath := s.l.record(udid, j.Record.ID)
+	if !exists(recPath) {
+		if err := writeRecord(recPath, j.Record); err != nil {
+			return err
+		}
+		s.hook("commit:record")
+	}
+	// Committed. The rest is housekeeping that recovery repeats if it is interrupted.
+	if prevDir != "" && exists(prevDir) {
+		// The new latest replaced some of the old one's files, which are now its alone.
+		if err := s.refreshSizes(ctx, udid, j.Prev); err != nil {
+			return err
+		}
+		s.hook("commit:refreshed")
+	}
+	if err := os.RemoveAll(s.l.staging(udid)); err != nil {
+		return fmt.Errorf("remove staging: %w", err)
+	}
+	s.hook("commit:cleaned")
+	return removeFile(s.l.journal(udid))
+}
+
+// recoverDevice finishes an interrupted commit, removes the staging folder of a run that
+// never reached its journal, and reconciles records with folders. The caller holds the lock.
+func (s *Store) recoverDevice(ctx context.Context, udid string) error {
+	b, err := os.ReadFile(s.l.journal(udid))
+	switch {
+	case err == nil:
+		var j journal
+		if err := json.Unmarshal(b, &j); err != nil || j.Op != "commit" || !validID(j.Record.ID) {
+			// atomicfile never leaves a torn journal, so this is damage from outside.
+			return fmt.Errorf("journal %s is unreadable; inspect it and remove it by hand: %v", s.l.journal(udid), err)
+		}
+		s.log.Warn("completing interrupted commit", "udid", udid, "snapshot", j.Record.ID)
+		if err := s.rollForward(ctx, udid, j); err != nil {
+			return fmt.Errorf("recover commit of %s: %w", udid, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("read journal: %w", err)
+	}
+	if exists(s.l.staging(udid)) {
+		s.log.Info("removing staging folder of an unfinished run", "udid", udid)
+		if err := os.RemoveAll(s.l.staging(udid)); err != nil {
+			return fmt.Errorf("remove staging: %w", err)
+		}
+	}
+	return s.reconcile(udid)
+}
+
+// reconcile removes snapshot folders without a record (a Delete that forgot the record and
+// then crashed) and forgets records whose folder is gone, and leftover temp files.
+func (s *Store) reconcile(udid string) error {
+	dir := s.l.snapshots(udid)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", udid, err)
+	}
+	recs, err := readRecords(dir)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, r := range recs {
+		have[r.ID] = true
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		switch {
+		case e.IsDir() && validID(name) && !have[name]:
+			s.log.Info("removing snapshot folder without record", "udid", udid, "snapshot", name)
+			errs = append(errs, os.RemoveAll(path))
+		case !e.IsDir() && len(name) > 0 && name[0] == '.':
+			errs = append(errs, removeFile(path)) // temp file of an interrupted atomic write
+		}
+	}
+	for i, r := range recs {
+		isLatest := i == len(recs)-1 && exists(s.l.latest(udid)) && !exists(s.l.snapshot(udid, r.ID))
+		if isLatest || exists(s.l.snapshot(udid, r.ID)) {
+			continue
+		}
+		s.log.Error("snapshot folder is missing; forgetting its record", "udid", udid, "snapshot", r.ID)
+		errs = append(errs, removeFile(s.l.record(udid, r.ID)))
+	}
+	return errors.Join(errs...)
+}
+
+// adoptLatest gives a record to a latest backup folder that has none (a MobileSync folder
+// made by Finder or idevicebackup2, or a Snapback store whose records were lost), so that it
+// is kept as a snapshot instead of being overwritten. It returns the latest record, nil if
+// there is no latest backup.
+func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, error) {
+	latest := s.l.latest(udid)
+	fi, err := os.Stat(latest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest backup: %w", err)
+	}
+	recs, err := readRecords(s.l.snapshots(udid))
+	if err != nil {
+		return nil, err
+	}
+	last := ""
+	if n := len(recs); n > 0 {
+		last = recs[n-1].ID
+		if !exists(s.l.snapshot(udid, last)) {
+			return &recs[n-1], nil
+		}
+	}
+	facts, verr := s.verifyBackup(ctx, latest, udid)
+	if verr != nil && !errors.As(verr, new(*VerifyError)) {
+		return nil, verr
+	}
+	if verr != nil {
+		s.log.Warn("adopting an existing backup folder that is not complete", "udid", udid, "err", verr)
+	}
+	t := fi.ModTime()
+	if st, err := backupfmt.ReadStatus(filepath.Join(latest, backupfmt.StatusPlistName)); err == nil && !st.Date.IsZero() {
+		t = st.Date
+	}
+	u, err := measure(ctx, latest, true)
+	if err != nil {
+		return nil, err
+	}
+	rec := Snapshot{ID: newID(t, last), UDID: udid, Time: t.UTC(), Kind: KindAdopted, Device: facts.Device,
+		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique}
+	if err := writeRecord(s.l.record(udid, rec.ID), rec); err != nil {
+		return nil, err
+	}
+	s.log.Info("adopted existing backup folder", "udid", udid, "snapshot", rec.ID)
+	return &rec, nil
+}
+
+// refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added
+// or deleted) and rewrites its record.
+func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
+	path := s.l.record(udid, id)
+	rec, err := readRecord(path)
+	if err != nil {
+		return fmt.Errorf("refresh sizes of %s: %w", id, err)
+	}
+	dir := s.l.snapshot(udid, id)
+	if !exists(dir) {
+		dir = s.l.latest(udid)
+	}
+	u, err := measure(ctx, dir, false)
+	if err != nil {
+		return err
+	}
+	if rec.TotalSize == u.Total && rec.UniqueSize == u.Unique && rec.FileCount == u.Files {
+		return nil
+	}
+	rec.TotalSize, rec.UniqueSize, rec.FileCount = u.Total, u.Unique, u.Files
+	return writeRecord(path, rec)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// renameDurable renames and fsyncs both parent directories, so the move survives power loss
+// before the next step depends on it.
+func renameDurable(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(to)); err != nil {
+		return err
+	}
+	if filepath.Dir(from) != filepath.Dir(to) {
+		return atomicfile.SyncDir(filepath.Dir(from))
+	}
+	return nil
+}

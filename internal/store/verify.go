@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"snapback/internal/backupfmt"
+)
+
+// backupFacts is what verification learns about a backup folder.
+type backupFacts struct {
+	Device    DeviceInfo
+	Encrypted bool
+	Full      bool
+	Rows      int // Manifest.db rows checked
+}
+
+// maxProblems bounds the report of a badly broken backup; the first few say enough.
+const maxProblems = 20
+
+// verifyBackup checks that dir is a complete backup of udid: Status.plist says the snapshot
+// finished, the device's transient Snapshot/ folder is gone, Info.plist names the device, and
+// (unencrypted backups) Manifest.db opens read-only and every file row has a blob of the
+// recorded size. Encrypted backups keep Manifest.db encrypted, so only its presence is
+// checked. Nothing in dir is written.
+func (s *Store) verifyBackup(ctx context.Context, dir, udid string) (backupFacts, error) {
+	var facts backupFacts
+	var problems []string
+	add := func(format string, args ...any) {
+		if len(problems) < maxProblems {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	s.hook("verify")
+	if st, err := backupfmt.ReadStatus(filepath.Join(dir, backupfmt.StatusPlistName)); err != nil {
+		add("Status.plist: %v", err)
+	} else {
+		facts.Full = st.IsFullBackup
+		if st.SnapshotState != backupfmt.SnapshotFinished {
+			add("Status.plist SnapshotState is %q, not %q", st.SnapshotState, backupfmt.SnapshotFinished)
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, backupfmt.SnapshotDirName)); err == nil && len(entries) > 0 {
+		add("the device's transient %s/ folder still holds %d entries", backupfmt.SnapshotDirName, len(entries))
+	}
+	if info, err := backupfmt.ReadInfo(filepath.Join(dir, backupfmt.InfoPlistName)); err != nil {
+		add("Info.plist: %v", err)
+	} else {
+		if !strings.EqualFold(info.TargetIdentifier, udid) && !strings.EqualFold(info.UniqueIdentifier, udid) {
+			add("Info.plist names device %q, not %q", info.TargetIdentifier, udid)
+		}
+		facts.Device = DeviceInfo{Name: info.DeviceName, ProductType: info.ProductType,
+			ProductVersion: info.ProductVersion, SerialNumber: info.SerialNumber}
+	}
+	if m, err := backupfmt.ReadManifest(filepath.Join(dir, backupfmt.ManifestPlistName)); err != nil {
+		add("Manifest.plist: %v", err)
+	} else {
+		facts.Encrypted = m.IsEncrypted
+	}
+	s.hook("verify")
+	dbPath := filepath.Join(dir, backupfmt.ManifestDBName)
+	if facts.Encrypted {
+		if fi, err := os.Stat(dbPath); err != nil || fi.Size() == 0 {
+			add("Manifest.db missing or empty")
+		}
+	} else if err := s.verifyRows(ctx, dir, dbPath, &facts, add); err != nil {
+		return facts, err
+	}
+	if len(problems) > 0 {
+		return facts, &VerifyError{Dir: dir, Problems: problems}
+	}
+	return facts, nil
+}
+
+func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backupFacts, add func(string, ...any)) error {
+	db, err := backupfmt.OpenManifestDB(dbPath)
+	if err != nil {
+		add("Manifest.db: %v", err)
+		return nil
+	}
+	defer db.Close()
+	bad := 0
+	err = db.Each(ctx, func(r backupfmt.Record) error {
+		facts.Rows++
+		if facts.Rows%4096 == 0 {
+			s.hook("verify")
+		}
+		if r.Flags != backupfmt.FlagFile {
+			return nil
+		}
+		if !backupfmt.ValidFileID(r.FileID) {
+			bad++
+			add("row %s-%s has an invalid fileID %q", r.Domain, r.RelativePath, r.FileID)
+			return nil
+		}
+		fi, err := os.Stat(backupfmt.BlobPath(dir, r.FileID))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			bad++
+			add("blob %s (%s-%s) is missing", r.FileID, r.Domain, r.RelativePath)
+		case err != nil:
+			return err
+		case fi.Size() != r.File.Size:
+			bad++
+			add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", r.FileID, r.Domain, r.RelativePath, fi.Size(), r.File.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		add("Manifest.db: %v", err)
+	}
+	if bad > maxProblems {
+		add("%d blobs are missing or wrong in total", bad)
+	}
+	return nil
+}
