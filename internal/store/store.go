@@ -65,6 +65,9 @@ type Store struct {
 
 	probeMu sync.Mutex
 	method  CloneMethod
+
+	volMu      sync.Mutex
+	seenVolume string // ID of the volume marker this Store has seen; expected from then on
 }
 
 // Open opens the store at the destination folder dir (see ResolveLocation) and recovers every

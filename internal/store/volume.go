@@ -25,12 +25,22 @@ type Volume struct {
 // location. With init set (a backup is about to start) a destination without a marker is
 // initialised — unless the caller expects one, or the path is a mount point with nothing
 // mounted on it. Without init a destination without a marker is just empty.
+//
+// Once a Store has seen a marker it expects that volume for the rest of its life, even when
+// the caller passed no ExpectVolumeID: a disk unplugged while the app runs is then refused
+// instead of being mistaken for a first use of an empty folder.
 func (s *Store) checkVolume(init bool) (*Volume, error) {
+	s.volMu.Lock()
+	defer s.volMu.Unlock()
+	expect := s.opts.ExpectVolumeID
+	if expect == "" {
+		expect = s.seenVolume
+	}
 	v, err := readVolume(s.l.volume())
 	if err == nil {
-		if s.opts.ExpectVolumeID != "" && v.ID != s.opts.ExpectVolumeID {
+		if expect != "" && v.ID != expect {
 			return nil, &DiskError{Location: s.l.root,
-				Cause: fmt.Sprintf("the folder holds backup volume %s, not the expected %s (another disk is mounted there)", v.ID, s.opts.ExpectVolumeID),
+				Cause: fmt.Sprintf("the folder holds backup volume %s, not the expected %s (another disk is mounted there)", v.ID, expect),
 				Fix:   "connect the disk that holds your backups, or choose this location again in settings"}
 		}
 		if cur, err := fsIdentity(s.l.versions()); err == nil && cur != v.FS {
@@ -38,14 +48,15 @@ func (s *Store) checkVolume(init bool) (*Volume, error) {
 			// renumbered at boot): the data is here, so this is the destination.
 			s.log.Info("backup destination is on a different filesystem than first recorded", "location", s.l.root, "was", v.FS, "now", cur)
 		}
+		s.seenVolume = v.ID
 		return &v, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read volume identity: %w", err)
 	}
-	if s.opts.ExpectVolumeID != "" {
+	if expect != "" {
 		return nil, &DiskError{Location: s.l.root,
-			Cause: fmt.Sprintf("its identity marker %s for volume %s is missing, so the disk is not mounted or the folder is now an empty mount point", s.l.volume(), s.opts.ExpectVolumeID),
+			Cause: fmt.Sprintf("its identity marker %s for volume %s is missing, so the disk is not mounted or the folder is now an empty mount point", s.l.volume(), expect),
 			Fix:   "connect and mount the backup disk, then try again (or choose a new location in settings)"}
 	}
 	if !init {
@@ -77,6 +88,7 @@ func (s *Store) checkVolume(init bool) (*Volume, error) {
 	if err := atomicfile.WriteFile(s.l.volume(), append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	s.seenVolume = nv.ID
 	s.log.Info("initialised backup destination", "location", s.l.root, "volume", nv.ID, "fs", ident)
 	return &nv, nil
 }
