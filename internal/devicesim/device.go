@@ -12,13 +12,49 @@ import (
 )
 
 // Notifier posts a device-side notification to the device's notification_proxy observers.
-type Notifier interface{ Post(name string) }
+// It is an alias of the interface literal so that a package declaring the same alias can
+// implement BackupService without importing devicesim.
+type Notifier = interface{ Post(name string) }
 
 // BackupService serves one com.apple.mobilebackup2 connection (device side). rw is the
 // service connection after TLS; Serve returns when the exchange ends or ctx is cancelled
 // (the simulator closes rw too). backupsim.Device implements it.
 type BackupService interface {
 	Serve(ctx context.Context, rw io.ReadWriter, n Notifier) error
+}
+
+// AdaptBackup turns a backup agent whose Serve takes its own notifier interface type N
+// (backupsim.Device declares backupsim.Notifier, a distinct named type, so it does not
+// satisfy BackupService as is) into a BackupService:
+//
+//	svc := devicesim.AdaptBackup[backupsim.Notifier](backupDevice)
+//
+// A WillEncrypt() bool method on s is passed through, for lockdown's WillEncrypt.
+func AdaptBackup[N any](s interface {
+	Serve(context.Context, io.ReadWriter, N) error
+}) BackupService {
+	return adapted[N]{s}
+}
+
+type adapted[N any] struct {
+	s interface {
+		Serve(context.Context, io.ReadWriter, N) error
+	}
+}
+
+func (a adapted[N]) Serve(ctx context.Context, rw io.ReadWriter, n Notifier) error {
+	nn, ok := any(n).(N)
+	if !ok {
+		return fmt.Errorf("devicesim: notifier %T does not implement %T", n, *new(N))
+	}
+	return a.s.Serve(ctx, rw, nn)
+}
+
+func (a adapted[N]) WillEncrypt() bool {
+	if we, ok := a.s.(interface{ WillEncrypt() bool }); ok {
+		return we.WillEncrypt()
+	}
+	return false
 }
 
 // Identity is what lockdownd reports about a device. Empty fields get defaults.
