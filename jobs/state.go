@@ -222,7 +222,8 @@ func (s *StateStore) Snapshot() State {
 func (s *StateStore) Device(udid string) DeviceRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st.clone().Devices[udid]
+	one := State{Devices: map[string]DeviceRecord{udid: s.st.Devices[udid]}}
+	return one.clone().Devices[udid]
 }
 
 // Update applies fn to the state and saves it. If saving fails the in-memory state keeps the
