@@ -460,3 +460,35 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// waitBackup blocks until its context ends, like a device waiting for the passcode.
+type waitBackup struct{ ended chan error }
+
+func (w waitBackup) Serve(ctx context.Context, _ io.ReadWriter, _ Notifier) error {
+	<-ctx.Done()
+	w.ended <- ctx.Err()
+	return ctx.Err()
+}
+
+func TestDetachCancelsBackupService(t *testing.T) {
+	sim := startSim(t, Options{})
+	w := waitBackup{ended: make(chan error, 1)}
+	d := addDevice(t, sim, DeviceConfig{Backup: w})
+	tc, _ := startBackupService(t, sim, d, d.PairRecord().EscrowBag)
+	waitFor(t, func() bool { return d.Counters().Backup == 1 })
+	if err := sim.Detach(d.UDID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-w.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still running after the device was detached")
+	}
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.Read(make([]byte, 1)); err == nil {
+		t.Error("backup connection survived the detach")
+	}
+}

@@ -68,8 +68,9 @@ type entry struct {
 // connInfo records which device entry a connection was routed to, so that a detach can
 // cut it like a pulled cable.
 type connInfo struct {
-	dev   *Device
-	entry int
+	dev    *Device
+	entry  int
+	cancel context.CancelFunc // ends the device-side handler's context
 }
 
 // Transport names as usbmuxd reports them in ConnectionType.
@@ -286,17 +287,19 @@ func (s *Sim) untrack(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// route marks c as a pipe to entry id of d. It fails if the entry vanished meanwhile.
-func (s *Sim) route(c net.Conn, d *Device, id int) bool {
+// route marks c as a pipe to entry id of d and returns the context its device-side
+// handler runs under: cancelled when the entry is detached or the simulator closes. It
+// fails if the entry vanished meanwhile.
+func (s *Sim) route(c net.Conn, d *Device, id int) (context.Context, context.CancelFunc, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.entries[id]; e == nil || e.dev != d {
-		return false
+	ci := s.conns[c]
+	if e := s.entries[id]; e == nil || e.dev != d || ci == nil {
+		return nil, nil, false
 	}
-	if ci := s.conns[c]; ci != nil {
-		ci.dev, ci.entry = d, id
-	}
-	return true
+	ctx, cancel := context.WithCancel(s.ctx)
+	ci.dev, ci.entry, ci.cancel = d, id, cancel
+	return ctx, cancel, true
 }
 
 // AddDevice creates a simulated device and, unless cfg.Detached, announces it on the
@@ -453,6 +456,7 @@ func (s *Sim) detachEntryLocked(id int) {
 	delete(s.entries, id)
 	for c, ci := range s.conns {
 		if ci.entry == id {
+			ci.cancel()
 			c.Close()
 		}
 	}
@@ -619,11 +623,17 @@ func (s *Sim) serveMux(c net.Conn) {
 				}
 				continue
 			}
-			if !s.route(c, d, int(req.DeviceID)) || !s.reply(c, h.Tag, result(muxOK)) {
+			ctx, cancel, ok := s.route(c, d, int(req.DeviceID))
+			if !ok {
+				s.reply(c, h.Tag, result(muxBadDevice))
+				return
+			}
+			defer cancel()
+			if !s.reply(c, h.Tag, result(muxOK)) {
 				return
 			}
 			d.counters.muxConnects.Add(1)
-			handler(s.ctx, c)
+			handler(ctx, c)
 			return
 		default:
 			if !s.reply(c, h.Tag, result(muxBadCommand)) {
