@@ -33,7 +33,9 @@ type Identity struct {
 }
 
 // Notifier relays device-side notifications to notification_proxy observers.
-type Notifier interface{ Post(name string) }
+// It is an alias of the interface literal, as devicesim.Notifier is, so *Device implements
+// devicesim.BackupService without either package importing the other.
+type Notifier = interface{ Post(name string) }
 
 // Notification names the device posts around the iOS 16.1+ passcode prompt.
 const (
