@@ -159,10 +159,11 @@ type Counters struct {
 	Posted            int64 // notifications posted (by hosts and by the device)
 	Relayed           int64 // RelayNotification messages delivered to observers
 	ServicesStarted   int64 // successful StartService replies
+	DirectConnects    int64 // Wi-Fi direct TCP connections (libimobiledevice -n), any port
 }
 
 type counters struct {
-	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started atomic.Int64
+	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started, directConnects atomic.Int64
 }
 
 // Device is one simulated iPhone. Its methods are safe for concurrent use.
@@ -185,6 +186,7 @@ type Device struct {
 	pending    map[uint16]pendingService
 	wifiLock   bool // EnableWifiConnections
 	dropBackup int64
+	direct     *directNet // Wi-Fi direct listener while attached over Wi-Fi
 }
 
 type pendingService struct {
@@ -262,6 +264,7 @@ func (d *Device) Counters() Counters {
 		Posted:            c.posted.Load(),
 		Relayed:           c.relayed.Load(),
 		ServicesStarted:   c.started.Load(),
+		DirectConnects:    c.directConnects.Load(),
 	}
 }
 
@@ -298,27 +301,39 @@ func (d *Device) WriteAFCFile(path string, data []byte) { d.fs.writeFile(path, d
 // AFCLocked reports whether any AFC connection holds a lock on path.
 func (d *Device) AFCLocked(path string) bool { return d.fs.locked(path) }
 
-// startService allocates a fresh port for one connection to the named service.
+// startService allocates a fresh port for one connection to the named service. A device
+// attached over Wi-Fi also listens on that port at its own loopback address, for clients
+// that connect directly instead of through usbmuxd.
 func (d *Device) startService(name string, serve func(ctx context.Context, c net.Conn)) uint16 {
+	l, lport := d.listenService()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	now := time.Now()
 	for p, ps := range d.pending {
 		if now.After(ps.expires) {
 			delete(d.pending, p)
 		}
 	}
-	for {
+	if _, busy := d.pending[lport]; l != nil && (busy || lport == LockdownPort) {
+		l.Close() // a usbmuxd-only port took that number earlier; fall back to the counter
+		l, lport = nil, 0
+	}
+	port := lport
+	for port == 0 {
 		p := d.nextPort
 		d.nextPort++
 		if d.nextPort < 49152 {
 			d.nextPort = 49152
 		}
 		if _, busy := d.pending[p]; !busy && p != LockdownPort {
-			d.pending[p] = pendingService{name: name, expires: now.Add(pendingTTL), serve: serve}
-			return p
+			port = p
 		}
 	}
+	d.pending[port] = pendingService{name: name, expires: now.Add(pendingTTL), serve: serve}
+	d.mu.Unlock()
+	if l != nil {
+		d.sim.serveServiceListener(l, d, port)
+	}
+	return port
 }
 
 // claim returns the handler for a Connect to port, consuming a started service port: one

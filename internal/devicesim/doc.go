@@ -50,14 +50,16 @@
 //     30 s per post).
 //   - AFC is an in-memory filesystem per device with flock semantics on FILE_LOCK across
 //     connections; locks are released on unlock, close and disconnect.
-//   - Wi-Fi entries carry a BSD-layout NetworkAddress for 127.0.0.1, but the simulator
-//     does not listen on the device port directly, so libimobiledevice's -n (direct TCP)
-//     mode does not work; go-ios and anything else that uses usbmuxd Connect does.
+//   - A device attached over Wi-Fi is listed a second time with ConnectionType "Network"
+//     and its own DeviceID. go-ios reaches it through usbmuxd Connect like a USB device;
+//     libimobiledevice's -n mode connects directly to the entry's NetworkAddress, so each
+//     Wi-Fi device also listens on a random loopback address 127.x.y.z (lockdownd on 62078,
+//     every started service on its port). Counters.DirectConnects counts those connections.
 //
 // # Ownership
 //
-// Start creates the only long-lived goroutines (one accept loop per listener, one per
-// connection); Close cancels the simulator's context, closes every listener and
+// Start creates the only long-lived goroutines (one accept loop per listener, including
+// the Wi-Fi direct ones, and one per connection); Close cancels the simulator's context, closes every listener and
 // connection and waits for them. A BackupService's Serve runs on the connection's
 // goroutine and gets that context.
 package devicesim

@@ -94,3 +94,28 @@ func TestIdeviceinfo(t *testing.T) {
 		t.Errorf("counters %+v: want 4 lockdown connections, 3 of them with a TLS session", c)
 	}
 }
+
+// TestIdeviceinfoNetwork uses libimobiledevice's Wi-Fi path (-n): it picks the Network
+// entry and connects straight to the NetworkAddress instead of through usbmuxd Connect.
+func TestIdeviceinfoNetwork(t *testing.T) {
+	bin := needTool(t, "ideviceinfo")
+	sim := startSim(t, Options{})
+	d := addDevice(t, sim, DeviceConfig{WiFi: true})
+	info := parseInfo(runTool(t, sim, bin, "-n", "-u", d.UDID()))
+	if info["UniqueDeviceID"] != d.UDID() || info["DeviceName"] != d.Identity().DeviceName {
+		t.Errorf("ideviceinfo -n = %v", info)
+	}
+	c := d.Counters()
+	if c.DirectConnects != 1 || c.MuxConnects != 0 || c.Sessions != 1 {
+		t.Errorf("counters %+v: want one direct lockdown connection with a session, no usbmuxd Connect", c)
+	}
+	// Without the Wi-Fi entry the device is gone for -n.
+	if err := sim.SetTransports(d.UDID(), true, false); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-n", "-u", d.UDID())
+	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+sim.Addr())
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("ideviceinfo -n found a USB-only device:\n%s", out)
+	}
+}

@@ -52,6 +52,7 @@ type Sim struct {
 	entries   map[int]*entry     // by usbmuxd DeviceID, only attached ones
 	nextID    int
 	conns     map[net.Conn]*connInfo
+	direct    map[net.Listener]struct{} // Wi-Fi direct listeners of devices
 	watchers  map[*watcher]struct{}
 	records   map[string][]byte // usbmuxd pair store: PairRecordID → serialized record
 	muxConns  int64
@@ -98,6 +99,7 @@ func Start(opts Options) (*Sim, error) {
 		entries:  map[int]*entry{},
 		nextID:   1,
 		conns:    map[net.Conn]*connInfo{},
+		direct:   map[net.Listener]struct{}{},
 		watchers: map[*watcher]struct{}{},
 		records:  map[string][]byte{},
 	}
@@ -236,6 +238,9 @@ func (s *Sim) Close() error {
 	}
 	for w := range s.watchers {
 		w.stop()
+	}
+	for l := range s.direct {
+		l.Close()
 	}
 	s.mu.Unlock()
 	s.cancel()
@@ -442,6 +447,9 @@ func (s *Sim) addEntryLocked(d *Device, wifi bool) int {
 	e := &entry{id: s.nextID, dev: d, wifi: wifi}
 	s.nextID++
 	s.entries[e.id] = e
+	if wifi {
+		s.startDirectLocked(d, e.id)
+	}
 	ev := attachedMessage(e)
 	for w := range s.watchers {
 		w.send(ev)
@@ -450,10 +458,14 @@ func (s *Sim) addEntryLocked(d *Device, wifi bool) int {
 }
 
 func (s *Sim) detachEntryLocked(id int) {
-	if _, ok := s.entries[id]; !ok {
+	e, ok := s.entries[id]
+	if !ok {
 		return
 	}
 	delete(s.entries, id)
+	if e.wifi {
+		s.stopDirectLocked(e.dev)
+	}
 	for c, ci := range s.conns {
 		if ci.entry == id {
 			ci.cancel()
@@ -487,9 +499,7 @@ func attachedMessage(e *entry) map[string]any {
 		props["ConnectionType"] = TransportNetwork
 		props["EscapedFullServiceName"] = id.WiFiAddress + "@fe80::1._apple-mobdev2._tcp.local."
 		props["InterfaceIndex"] = 1
-		// BSD sockaddr_in (sa_len, sa_family=AF_INET, port 0, 127.0.0.1): the only layout
-		// libimobiledevice 1.3.0 understands; byte 0 must be non-zero.
-		props["NetworkAddress"] = []byte{0x10, 0x02, 0, 0, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}
+		props["NetworkAddress"] = e.dev.networkAddress()
 	} else {
 		props["ConnectionType"] = TransportUSB
 		props["ConnectionSpeed"] = 480000000
