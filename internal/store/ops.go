@@ -264,7 +264,8 @@ func (s *Store) Archive(ctx context.Context, udid, id string) (Snapshot, error) 
 		}
 		rec.Path = dst
 		out = rec
-		return nil
+		// The source now shares its files with the archive: they are no longer its alone.
+		return s.refreshSizes(ctx, udid, src.ID)
 	})
 	return out, err
 }
@@ -281,6 +282,9 @@ func (s *Store) Export(ctx context.Context, udid, id, destParent string) (string
 	dst := filepath.Join(destParent, udid)
 	if exists(dst) {
 		return "", fmt.Errorf("export: %s already exists", dst)
+	}
+	if err := os.MkdirAll(destParent, 0o755); err != nil {
+		return "", fmt.Errorf("export: %w", err)
 	}
 	partial := filepath.Join(destParent, "."+udid+".partial-"+randomHex(4))
 	err = s.withLock(udid, func() error {

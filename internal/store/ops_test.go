@@ -118,6 +118,9 @@ func TestArchivePinnedAndNamedLikeApple(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := mustList(t, s)
+	if m, _ := s.CloneMethod(); m == CloneHardlink && all[len(all)-1].UniqueSize != 0 {
+		t.Errorf("latest still claims %d unique bytes after being archived by hard links", all[len(all)-1].UniqueSize)
+	}
 	if len(all) != 6 {
 		t.Fatalf("%d entries, want 4 snapshots + 2 archives", len(all))
 	}
