@@ -1,0 +1,201 @@
+package mobilebackup2
+
+import (
+	"sync"
+	"time"
+)
+
+// Phase is where a backup run is.
+type Phase int
+
+// Phases in the order a run normally passes through them.
+const (
+	PhaseConnecting         Phase = iota // lockdown, services, DeviceLink handshake
+	PhaseWaitingForPasscode              // iOS 16.1+: the device shows the passcode sheet
+	PhasePreparing                       // Backup sent; device scans, asks for Status/Manifest
+	PhaseTransferring                    // files are uploaded
+	PhaseFinishing                       // moves, removals, final Status.plist
+)
+
+var phaseNames = [...]string{"connecting", "waiting-for-passcode", "preparing", "transferring", "finishing"}
+
+// String returns a stable lowercase name.
+func (p Phase) String() string {
+	if int(p) >= 0 && int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "unknown"
+}
+
+// MarshalText makes Phase readable in JSON.
+func (p Phase) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	EventPhase             EventKind = iota // Phase changed
+	EventProgress                           // Percent/bytes/files changed
+	EventPasscodeRequested                  // passcode sheet shown on the device
+	EventPasscodeDismissed                  // passcode sheet gone
+	EventFinished                           // run succeeded (last event)
+	EventFailed                             // run failed; Err is the classified *Error (last event)
+)
+
+var kindNames = [...]string{"phase", "progress", "passcode-requested", "passcode-dismissed", "finished", "failed"}
+
+// String returns a stable lowercase name.
+func (k EventKind) String() string {
+	if int(k) >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// MarshalText makes EventKind readable in JSON.
+func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Event is one observation of a run. Every event carries the current totals, so a consumer
+// that drops events (see ChannelSink) still shows correct figures with the next one.
+type Event struct {
+	Kind          EventKind `json:"kind"`
+	Time          time.Time `json:"time"`
+	Phase         Phase     `json:"phase"`
+	Percent       float64   `json:"percent"`        // device progress 0–100; -1 before the device reports any
+	BytesDone     int64     `json:"bytes_done"`     // bytes received from the device so far
+	FilesDone     int64     `json:"files_done"`     // files received so far
+	BytesExpected int64     `json:"bytes_expected"` // device's announced total (UploadFiles [3]); 0 if unknown
+	Err           *Error    `json:"-"`              // EventFailed only
+	Message       string    `json:"message,omitempty"`
+}
+
+// Emitter serialises events from several goroutines (protocol loop, notification observer)
+// into one callback, and keeps the running totals. The callback runs on the emitting
+// goroutine and must return quickly; it must not call back into the run.
+// The zero value drops everything.
+type Emitter struct {
+	mu    sync.Mutex
+	fn    func(Event)
+	now   func() time.Time
+	state Event
+}
+
+// NewEmitter returns an Emitter that stamps events with now(). fn may be nil.
+func NewEmitter(fn func(Event), now func() time.Time) *Emitter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Emitter{fn: fn, now: now, state: Event{Percent: -1}}
+}
+
+// update applies change to the running state and emits the result as kind.
+func (e *Emitter) update(kind EventKind, change func(*Event)) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if change != nil {
+		change(&e.state)
+	}
+	ev := e.state
+	ev.Kind = kind
+	if e.now != nil {
+		ev.Time = e.now()
+	}
+	if kind != EventFailed {
+		ev.Err = nil
+	}
+	if e.fn != nil {
+		e.fn(ev)
+	}
+}
+
+// SetPhase emits a phase change (no event if the phase is unchanged).
+func (e *Emitter) SetPhase(p Phase) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	same := e.state.Phase == p
+	e.mu.Unlock()
+	if !same {
+		e.update(EventPhase, func(s *Event) { s.Phase = p })
+	}
+}
+
+// Phase returns the current phase.
+func (e *Emitter) Phase() Phase {
+	if e == nil {
+		return PhaseConnecting
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state.Phase
+}
+
+// PasscodeRequested reports the device's passcode sheet (from notification_proxy).
+func (e *Emitter) PasscodeRequested() {
+	e.update(EventPasscodeRequested, func(s *Event) {
+		if s.Phase <= PhasePreparing {
+			s.Phase = PhaseWaitingForPasscode
+		}
+	})
+}
+
+// PasscodeDismissed reports that the passcode sheet went away.
+func (e *Emitter) PasscodeDismissed() {
+	e.update(EventPasscodeDismissed, func(s *Event) {
+		if s.Phase == PhaseWaitingForPasscode {
+			s.Phase = PhasePreparing
+		}
+	})
+}
+
+// Finished emits the final success event.
+func (e *Emitter) Finished() {
+	e.update(EventFinished, func(s *Event) { s.Percent = 100 })
+}
+
+// Failed emits the final failure event.
+func (e *Emitter) Failed(err *Error) {
+	e.update(EventFailed, func(s *Event) { s.Err = err; s.Message = err.Error() })
+}
+
+// Snapshot returns the current totals.
+func (e *Emitter) Snapshot() Event {
+	if e == nil {
+		return Event{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+// ChannelSink adapts a channel to an event callback that never blocks: when the channel is
+// full the event is dropped (totals travel with every event, so nothing is lost for good),
+// except final events, which replace the oldest queued one.
+func ChannelSink(ch chan Event) func(Event) {
+	return func(ev Event) {
+		select {
+		case ch <- ev:
+			return
+		default:
+		}
+		if (ev.Kind != EventFinished && ev.Kind != EventFailed) || cap(ch) == 0 {
+			return
+		}
+		for {
+			select {
+			case <-ch:
+			default:
+			}
+			select {
+			case ch <- ev:
+				return
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,122 @@
+package mobilebackup2
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrBadPath is wrapped by every refusal of a device-supplied path.
+var ErrBadPath = errors.New("refused device path")
+
+// MaxPathLen bounds a device-supplied path (same as devicelink.MaxNameLen).
+const MaxPathLen = 4096
+
+// ValidatePath checks a device-supplied path syntactically, before anything touches the
+// filesystem: relative, slash-separated, first component exactly udid, no empty, "." or ".."
+// components, no NUL, no backslash. It returns the components.
+//
+// filepath.Join(root, "../x") silently escapes root, so nothing may be joined before this.
+func ValidatePath(p, udid string) ([]string, error) {
+	switch {
+	case p == "":
+		return nil, fmt.Errorf("%w: empty", ErrBadPath)
+	case len(p) > MaxPathLen:
+		return nil, fmt.Errorf("%w: %d bytes long", ErrBadPath, len(p))
+	case strings.ContainsRune(p, 0):
+		return nil, fmt.Errorf("%w %q: contains NUL", ErrBadPath, p)
+	case strings.ContainsRune(p, '\\'):
+		return nil, fmt.Errorf("%w %q: contains a backslash", ErrBadPath, p)
+	case p[0] == '/':
+		return nil, fmt.Errorf("%w %q: absolute", ErrBadPath, p)
+	case udid == "":
+		return nil, fmt.Errorf("%w %q: no target identifier to check against", ErrBadPath, p)
+	}
+	parts := strings.Split(p, "/")
+	for _, c := range parts {
+		switch c {
+		case "":
+			return nil, fmt.Errorf("%w %q: empty component", ErrBadPath, p)
+		case ".", "..":
+			return nil, fmt.Errorf("%w %q: %q component", ErrBadPath, p, c)
+		}
+		// A Windows volume name ("C:") would make filepath.Join absolute there.
+		if filepath.VolumeName(c) != "" {
+			return nil, fmt.Errorf("%w %q: volume name", ErrBadPath, p)
+		}
+	}
+	if parts[0] != udid {
+		return nil, fmt.Errorf("%w %q: outside %s/", ErrBadPath, p, udid)
+	}
+	return parts, nil
+}
+
+// resolver maps validated device paths to host paths under root, refusing symlinks.
+type resolver struct {
+	root string // backup root; device paths start with <udid>/
+	udid string
+}
+
+// resolve validates p and returns the host path. Every existing component, including the
+// last, is checked with Lstat and must not be a symlink: Snapback never creates links in a
+// backup folder, so one there was planted and could lead reads or writes outside it.
+// Components after the first missing one cannot exist, so the walk stops there.
+func (r resolver) resolve(p string) (string, error) {
+	parts, err := ValidatePath(p, r.udid)
+	if err != nil {
+		return "", err
+	}
+	cur := r.root
+	missing := false
+	for _, c := range parts {
+		cur = filepath.Join(cur, c)
+		if missing {
+			continue
+		}
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			missing = true
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return "", fmt.Errorf("%w %q: %s is a symbolic link", ErrBadPath, p, cur)
+		}
+	}
+	return cur, nil
+}
+
+// mkdirAll creates host path dir (already resolved under root) component by component,
+// refusing symlinks on the way, with mode 0755. An existing directory is success.
+func (r resolver) mkdirAll(p string) (string, error) {
+	parts, err := ValidatePath(p, r.udid)
+	if err != nil {
+		return "", err
+	}
+	cur := r.root
+	for _, c := range parts {
+		cur = filepath.Join(cur, c)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return "", err
+			}
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return "", fmt.Errorf("%w %q: %s is a symbolic link", ErrBadPath, p, cur)
+		}
+		if !fi.IsDir() {
+			return "", &os.PathError{Op: "mkdir", Path: cur, Err: errNotDir}
+		}
+	}
+	return cur, nil
+}

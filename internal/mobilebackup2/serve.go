@@ -1,0 +1,516 @@
+package mobilebackup2
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"snapback/internal/devicelink"
+	"snapback/internal/plistio"
+)
+
+// server answers the device's DeviceLink requests during one operation.
+type server struct {
+	dl    *devicelink.Conn
+	res   resolver
+	ev    *Emitter
+	buf   []byte // the one 32 KiB buffer every stream reuses
+	sync  bool   // fsync each uploaded file
+	stats *Result
+}
+
+// serve answers device messages until the final DLMessageProcessMessage, whose dictionary
+// it returns. Every request gets a reply, so the device never waits on the host.
+func (s *server) serve() (map[string]any, error) {
+	for {
+		msg, err := s.dl.ReadMessage()
+		if err != nil {
+			return nil, fmt.Errorf("read device message: %w", err)
+		}
+		done, final, err := s.handle(msg)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return final, nil
+		}
+	}
+}
+
+// handle dispatches one message. done reports the end of the operation.
+func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any, err error) {
+	s.progress(msg)
+	switch msg.Name() {
+	case devicelink.DownloadFiles:
+		return false, nil, s.downloadFiles(msg)
+	case devicelink.UploadFiles:
+		return false, nil, s.uploadFiles(msg)
+	case devicelink.GetFreeDiskSpace:
+		return false, nil, s.freeSpace()
+	case devicelink.PurgeDiskSpace:
+		// Snapback never deletes user data to make room; saying so lets the device decide
+		// (it ends with 105 if space is short) instead of waiting forever.
+		return false, nil, s.dl.SendStatus(-1, "Operation not supported", nil)
+	case devicelink.ContentsOfDirectory:
+		return false, nil, s.contentsOfDirectory(msg)
+	case devicelink.CreateDirectory:
+		return false, nil, s.createDirectory(msg)
+	case devicelink.MoveItems, devicelink.MoveFiles:
+		s.ev.SetPhase(PhaseFinishing)
+		return false, nil, s.moveItems(msg)
+	case devicelink.RemoveItems, devicelink.RemoveFiles:
+		return false, nil, s.removeItems(msg)
+	case devicelink.CopyItem:
+		return false, nil, s.copyItem(msg)
+	case devicelink.Disconnect:
+		e := NewError(CodeLinkLost, nil)
+		e.Description = "the device ended the session before reporting a result"
+		return true, nil, e
+	case devicelink.ProcessMessage:
+		d, ok := msg.Arg(1).(map[string]any)
+		if !ok {
+			return true, nil, protoErr("final message without a dictionary")
+		}
+		if _, ok := plistio.Int(d["ErrorCode"]); !ok {
+			return true, nil, protoErr("final message without an integer ErrorCode")
+		}
+		return true, d, nil
+	default:
+		return false, nil, s.dl.SendStatus(-1, "Unsupported message "+msg.Name(), nil)
+	}
+}
+
+// progress picks up the device's progress real where each message kind carries it.
+func (s *server) progress(msg devicelink.Message) {
+	idx := -1
+	switch msg.Name() {
+	case devicelink.DownloadFiles, devicelink.MoveItems, devicelink.MoveFiles, devicelink.RemoveItems, devicelink.RemoveFiles:
+		idx = 3
+	case devicelink.UploadFiles:
+		idx = 2
+	}
+	if idx < 0 {
+		return
+	}
+	p, ok := plistio.Float(msg.Arg(idx))
+	if !ok || p < 0 || p > 100 {
+		return
+	}
+	s.ev.update(EventProgress, func(e *Event) { e.Percent = p })
+}
+
+// --- DownloadFiles: host → device ---
+
+func (s *server) downloadFiles(msg devicelink.Message) error {
+	list, _ := msg.Arg(1).([]any)
+	errs := map[string]any{}
+	for _, item := range list {
+		p, _ := item.(string)
+		if err := s.dl.WriteName(p); err != nil {
+			return err
+		}
+		n, ferr, err := s.sendFile(p)
+		if err != nil {
+			return err
+		}
+		if ferr != nil {
+			text := errText(ferr)
+			if err := s.dl.WriteBlock(devicelink.CodeErrorLocal, []byte(text)); err != nil {
+				return err
+			}
+			errs[p] = map[string]any{"DLFileErrorString": text, "DLFileErrorCode": errCode(ferr)}
+			continue
+		}
+		s.stats.FilesSent++
+		s.stats.BytesSent += n
+	}
+	if err := s.dl.WriteTerminator(); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return s.dl.SendStatus(devicelink.ErrCodeMultiStatus, "Multi status", errs)
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+// sendFile streams one file. ferr is a local problem reported to the device; err breaks
+// the connection. Once data blocks have gone out a read error can only end the file with
+// an error block, which is what sendFile's caller does.
+func (s *server) sendFile(p string) (n int64, ferr, err error) {
+	hp, ferr := s.res.resolve(p)
+	if ferr != nil {
+		return 0, ferr, nil
+	}
+	f, ferr := openNoFollow(hp)
+	if ferr != nil {
+		return 0, ferr, nil
+	}
+	defer f.Close()
+	fi, ferr := f.Stat()
+	if ferr != nil {
+		return 0, ferr, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, &os.PathError{Op: "open", Path: p, Err: syscall.EISDIR}, nil
+	}
+	rr := &readErrTracker{r: f}
+	n, err = s.dl.WriteFileData(rr, s.buf)
+	if rr.err != nil {
+		return n, rr.err, nil
+	}
+	if err != nil {
+		return n, nil, err
+	}
+	return n, nil, s.dl.WriteBlock(devicelink.CodeSuccess, nil)
+}
+
+// errWriter remembers the destination's error so it can be told from a stream error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// readErrTracker separates file read errors from connection write errors.
+type readErrTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *readErrTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// --- UploadFiles: device → host ---
+
+func (s *server) uploadFiles(msg devicelink.Message) error {
+	if total, ok := plistio.Int(msg.Arg(3)); ok && total > 0 {
+		s.ev.update(EventProgress, func(e *Event) { e.BytesExpected = total })
+	}
+	s.ev.SetPhase(PhaseTransferring)
+	var lastErr error
+	for {
+		if _, err := s.dl.ReadName(); err != nil { // device-side name: informational only
+			if errors.Is(err, devicelink.ErrStreamEnd) {
+				break
+			}
+			return err
+		}
+		name, err := s.dl.ReadName()
+		if errors.Is(err, devicelink.ErrStreamEnd) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		ferr, err := s.receiveFile(name)
+		if errors.Is(err, devicelink.ErrStreamEnd) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if ferr != nil {
+			lastErr = ferr
+		}
+	}
+	if lastErr != nil {
+		return s.dl.SendStatus(errCode(lastErr), errText(lastErr), nil)
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+// receiveFile reads one file body into a new temp file next to its destination and renames
+// it into place on SUCCESS. ferr is a local failure (reported in the status reply, the stream
+// stays in sync); err is a stream failure.
+func (s *server) receiveFile(name string) (ferr, err error) {
+	dst, ferr := s.res.resolve(name)
+	var tmp *os.File
+	if ferr == nil {
+		tmp, ferr = os.CreateTemp(filepath.Dir(dst), ".snapback-upload-*")
+	}
+	fw := &errWriter{w: io.Discard}
+	if tmp != nil {
+		fw.w = tmp
+	}
+	res, err := s.dl.ReadFileBody(fw)
+	s.ev.update(EventProgress, func(e *Event) { e.BytesDone += res.Bytes })
+	s.stats.BytesReceived += res.Bytes
+	if fw.err != nil && err == fw.err {
+		// A local write failure (disk full…): devicelink drained the file, the stream is in
+		// sync, the device hears about it in the status reply.
+		ferr, err = fw.err, nil
+	}
+	if tmp == nil {
+		return ferr, err
+	}
+	if err != nil || ferr != nil || res.Code != devicelink.CodeSuccess {
+		// Stream broke, the write failed, or the device gave up on this file
+		// (ERROR_REMOTE): keep nothing.
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return ferr, err
+	}
+	if ferr = s.commitTemp(tmp, dst); ferr != nil {
+		return ferr, nil
+	}
+	s.stats.FilesReceived++
+	s.ev.update(EventProgress, func(e *Event) { e.FilesDone++ })
+	return nil, nil
+}
+
+// commitTemp closes tmp and renames it over dst. On failure tmp is removed.
+func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if s.sync {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+		return &os.PathError{Op: "rename", Path: dst, Err: syscall.EISDIR}
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// --- simple requests ---
+
+func (s *server) freeSpace() error {
+	n, err := freeBytes(s.res.root)
+	if err != nil {
+		return s.dl.SendStatus(-1, errText(err), uint64(0))
+	}
+	return s.dl.SendStatus(0, "", n)
+}
+
+func (s *server) contentsOfDirectory(msg devicelink.Message) error {
+	p, _ := msg.Arg(1).(string)
+	dir, err := s.res.resolve(p)
+	if err != nil {
+		return s.dl.SendStatus(errCode(err), errText(err), map[string]any{})
+	}
+	out := map[string]any{}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.dl.SendStatus(errCode(err), errText(err), out)
+	}
+	for _, de := range entries {
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		t := "DLFileTypeUnknown"
+		switch {
+		case fi.Mode().IsRegular():
+			t = "DLFileTypeRegular"
+		case fi.IsDir():
+			t = "DLFileTypeDirectory"
+		}
+		out[de.Name()] = map[string]any{
+			"DLFileType":             t,
+			"DLFileSize":             uint64(fi.Size()),
+			"DLFileModificationDate": fi.ModTime(),
+		}
+	}
+	return s.dl.SendStatus(0, "", out)
+}
+
+func (s *server) createDirectory(msg devicelink.Message) error {
+	p, _ := msg.Arg(1).(string)
+	if _, err := s.res.mkdirAll(p); err != nil {
+		return s.dl.SendStatus(errCode(err), errText(err), nil)
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+func (s *server) moveItems(msg devicelink.Message) error {
+	pairs, _ := msg.Arg(1).(map[string]any)
+	srcs := make([]string, 0, len(pairs))
+	for k := range pairs {
+		srcs = append(srcs, k)
+	}
+	sort.Strings(srcs) // deterministic order; the device does not depend on one
+	for _, src := range srcs {
+		dstName, _ := pairs[src].(string)
+		if err := s.move(src, dstName); err != nil {
+			return s.dl.SendStatus(errCode(err), errText(err), nil)
+		}
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+// move renames src over dst, deleting dst first (recursively for a directory). Renaming
+// never writes into a file, so hard links held by snapshots keep their bytes.
+func (s *server) move(src, dst string) error {
+	hs, err := s.res.resolve(src)
+	if err != nil {
+		return err
+	}
+	hd, err := s.res.resolve(dst)
+	if err != nil {
+		return err
+	}
+	if hs == hd {
+		return nil
+	}
+	if fi, err := os.Lstat(hd); err == nil && fi.IsDir() {
+		if err := os.RemoveAll(hd); err != nil {
+			return err
+		}
+	}
+	return os.Rename(hs, hd)
+}
+
+func (s *server) removeItems(msg devicelink.Message) error {
+	list, _ := msg.Arg(1).([]any)
+	var last error
+	for _, item := range list {
+		p, _ := item.(string)
+		hp, err := s.res.resolve(p)
+		if err == nil {
+			err = os.RemoveAll(hp)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			last = err
+		}
+	}
+	if last != nil {
+		return s.dl.SendStatus(errCode(last), errText(last), nil)
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+func (s *server) copyItem(msg devicelink.Message) error {
+	src, _ := msg.Arg(1).(string)
+	dst, _ := msg.Arg(2).(string)
+	if err := s.copy(src, dst); err != nil {
+		return s.dl.SendStatus(errCode(err), errText(err), nil)
+	}
+	return s.dl.SendStatus(0, "", nil)
+}
+
+// copy copies a regular file, or the regular files directly inside a directory (like
+// libimobiledevice), always into new files.
+func (s *server) copy(src, dst string) error {
+	hs, err := s.res.resolve(src)
+	if err != nil {
+		return err
+	}
+	hd, err := s.res.resolve(dst)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(hs)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().IsRegular() {
+		return s.copyFile(hs, hd)
+	}
+	if !fi.IsDir() {
+		return &os.PathError{Op: "copy", Path: src, Err: syscall.EINVAL}
+	}
+	if _, err := s.res.mkdirAll(dst); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(hs)
+	if err != nil {
+		return err
+	}
+	for _, de := range entries {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		if err := s.copyFile(filepath.Join(hs, de.Name()), filepath.Join(hd, de.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *server) copyFile(hs, hd string) error {
+	in, err := openNoFollow(hs)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(hd), ".snapback-copy-*")
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(struct{ io.Writer }{tmp}, struct{ io.Reader }{in}, s.buf); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	return s.commitTemp(tmp, hd)
+}
+
+// --- errors as the device expects them ---
+
+var errNotDir = syscall.ENOTDIR
+
+// errCode maps a local error to the device's error numbers (errno mapped the libimobiledevice way).
+func errCode(err error) int64 {
+	switch {
+	case errors.Is(err, ErrBadPath):
+		return devicelink.ErrCodeGeneric
+	case errors.Is(err, syscall.ENOENT):
+		return devicelink.ErrCodeNoEntry
+	case errors.Is(err, syscall.EEXIST):
+		return devicelink.ErrCodeExists
+	case errors.Is(err, syscall.ENOTDIR):
+		return devicelink.ErrCodeNotDir
+	case errors.Is(err, syscall.EISDIR):
+		return devicelink.ErrCodeIsDir
+	case errors.Is(err, syscall.ELOOP):
+		return devicelink.ErrCodeLoop
+	case errors.Is(err, syscall.EIO):
+		return devicelink.ErrCodeIO
+	case errors.Is(err, syscall.ENOSPC):
+		return devicelink.ErrCodeNoSpace
+	}
+	return devicelink.ErrCodeGeneric
+}
+
+// errText is the short error string sent to the device (no host paths beyond the backup).
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err.Error()
+	}
+	return strings.TrimSpace(err.Error())
+}
