@@ -167,6 +167,14 @@ func (h *harness) step() {
 	h.idle()
 }
 
+// sync waits until the manager handled everything sent to it so far.
+func (h *harness) sync() {
+	h.t.Helper()
+	if err := h.m.do(context.Background(), func() {}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) idle() {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -289,11 +289,12 @@ func (m *Manager) shutdown() {
 	m.checkIdle()
 }
 
-// do runs f on the loop and waits for it.
+// do runs f on the loop and waits for it. The status is republished before do returns, so a
+// caller's next Status call sees the command's effect.
 func (m *Manager) do(ctx context.Context, f func()) error {
 	finished := make(chan struct{})
 	select {
-	case m.cmds <- func() { f(); close(finished) }:
+	case m.cmds <- func() { f(); m.publishStatus(); close(finished) }:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.stopped:
@@ -634,6 +635,12 @@ func (m *Manager) onDone(d runDone) {
 	r := d.r
 	udid := r.req.UDID
 	delete(m.running, udid)
+	if m.ctx.Err() != nil && !errors.Is(d.cause, errUserCancelled) && d.err != nil {
+		// Stopped by shutdown (the loop may see the result before it sees ctx end): not an
+		// attempt, so it does not eat a retry.
+		m.log.Info("backup stopped by shutdown", "udid", udid)
+		return
+	}
 	now := m.cfg.Now()
 	if r.progress.Phase == PhaseWaitingPasscode {
 		m.publish(Event{Type: EventPasscodeDismissed, UDID: udid, Name: r.req.Name, Manual: r.req.Manual})

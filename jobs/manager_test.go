@@ -1,0 +1,303 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"snapback/settings"
+)
+
+const threeDevices = `
+location: /backups
+schedule: {window: "09:00-23:00", retry_delay: 10m, max_retries: 2}
+conditions: {min_battery: 0}
+devices: [{udid: A, name: Anna}, {udid: B}, {udid: C}]
+`
+
+// gate lets a test hold runs until it releases them.
+type gate struct{ release chan struct{} }
+
+func (g gate) fn(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+	select {
+	case <-g.release:
+		return RunResult{}, nil
+	case <-ctx.Done():
+		return RunResult{}, context.Cause(ctx)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestQueueLimitAndManualFirst(t *testing.T) {
+	loc := berlin(t)
+	// 08:00: outside the window, so nothing starts by itself yet.
+	h := newHarness(t, time.Date(2026, 6, 10, 8, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 1)
+	g := gate{release: make(chan struct{})}
+	h.runner.fn = g.fn
+	sub := h.m.Bus().Subscribe(AllEvents)
+	defer sub.Close()
+	for _, u := range []string{"A", "B", "C"} {
+		h.devs.attach(t, u, settings.TransportUSB)
+	}
+	// A starts manually and holds the only slot.
+	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.BackUpNow(context.Background(), "A"); !errors.Is(err, ErrAlreadyRunning) {
+		t.Fatalf("second BackUpNow: %v", err)
+	}
+	// The window opens: B and C are queued automatically; then C is asked for manually and
+	// must overtake B.
+	h.clock.Set(time.Date(2026, 6, 10, 9, 0, 0, 0, loc))
+	h.tick <- h.clock.Now()
+	if err := h.m.BackUpNow(context.Background(), "C"); err != nil {
+		t.Fatal(err)
+	}
+	h.sync()
+	st := h.m.Status()
+	if st.Running != 1 || st.Queued != 2 {
+		t.Fatalf("running %d queued %d, want 1 and 2", st.Running, st.Queued)
+	}
+	if c, _ := st.Device("C"); c.State != StateQueued || !c.Manual {
+		t.Fatalf("C: %+v", c)
+	}
+	if a, _ := st.Device("A"); a.State != StateBackingUp || a.Name != "Anna" {
+		t.Fatalf("A: %+v", a)
+	}
+	for range 3 {
+		g.release <- struct{}{}
+	}
+	h.idle()
+	var order []string
+	for _, r := range h.runner.records() {
+		order = append(order, r.req.UDID)
+	}
+	if strings.Join(order, "") != "ACB" {
+		t.Fatalf("run order %v, want A C B", order)
+	}
+	if h.runner.maxActive != 1 {
+		t.Fatalf("max active %d, want 1", h.runner.maxActive)
+	}
+	if _, err := h.m.Cancel(context.Background(), "A"); err != nil {
+		t.Fatal(err)
+	}
+	// Manual A and C count as the day's backup: no automatic run follows.
+	h.clock.Advance(time.Hour)
+	h.step()
+	if n := len(h.runner.records()); n != 3 {
+		t.Fatalf("%d runs, want 3", n)
+	}
+}
+
+func TestCancelCountsAsAttemptAndDetachDropsQueued(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 1)
+	g := gate{release: make(chan struct{})}
+	h.runner.fn = g.fn
+	h.devs.attach(t, "A", settings.TransportUSB)
+	h.devs.attach(t, "B", settings.TransportUSB)
+	h.sync()
+	if st := h.m.Status(); st.Running != 1 || st.Queued != 1 {
+		t.Fatalf("%+v", st)
+	}
+	h.devs.detach(t, "B")
+	h.sync()
+	if st := h.m.Status(); st.Queued != 0 {
+		t.Fatalf("detach left B queued: %+v", st)
+	}
+	found, err := h.m.Cancel(context.Background(), "A")
+	if err != nil || !found {
+		t.Fatalf("Cancel: %v %v", found, err)
+	}
+	h.idle()
+	rec := h.state.Device("A")
+	if rec.LastResult != ResultCancelled || len(rec.Failures) != 1 {
+		t.Fatalf("after cancel: %+v", rec)
+	}
+	// Not restarted at once: it waits out the retry delay.
+	h.clock.Advance(time.Minute)
+	h.step()
+	if a, _ := h.m.Status().Device("A"); a.State != StateFailed || a.Reason != ReasonRetryWait {
+		t.Fatalf("A: %v %v", a.State, a.Reason)
+	}
+}
+
+func TestPasscodeEventsAndFailure(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	asked := make(chan struct{})
+	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		progress(Progress{Phase: PhaseWaitingPasscode, Percent: -1})
+		<-asked
+		return RunResult{}, ErrPasscodeTimeout
+	}
+	sub := h.m.Bus().Subscribe(EventPasscodeRequested | EventPasscodeDismissed | EventRunFailed)
+	defer sub.Close()
+	h.devs.attach(t, "A", settings.TransportUSB)
+	ev := <-sub.C
+	if ev.Type != EventPasscodeRequested || ev.UDID != "A" || ev.Name != "Anna" {
+		t.Fatalf("%+v", ev)
+	}
+	waitFor(t, "WaitingPasscode state", func() bool { a, _ := h.m.Status().Device("A"); return a.State == StateWaitingPasscode })
+	close(asked)
+	if ev := <-sub.C; ev.Type != EventPasscodeDismissed {
+		t.Fatalf("%+v", ev)
+	}
+	if ev := <-sub.C; ev.Type != EventRunFailed || ev.Result != ResultPasscodeTimeout || ev.Err == "" {
+		t.Fatalf("%+v", ev)
+	}
+	h.idle()
+	if a, _ := h.m.Status().Device("A"); a.State != StateFailed || a.LastResult != ResultPasscodeTimeout {
+		t.Fatalf("%+v", a)
+	}
+}
+
+func TestOverdueSignalledOncePerDay(t *testing.T) {
+	loc := berlin(t)
+	dir := t.TempDir()
+	st, _ := OpenState(filepath.Join(dir, "state.json"))
+	st.UpdateDevice("A", func(d *DeviceRecord) { d.LastSuccess = time.Date(2026, 6, 1, 10, 0, 0, 0, loc) })
+	h := newHarness(t, time.Date(2026, 6, 10, 8, 0, 0, 0, loc), mustSettings(t, threeDevices), filepath.Join(dir, "state.json"), 2)
+	h.sync() // the start-up check raised today's signal already
+	sub := h.m.Bus().Subscribe(EventOverdue)
+	defer sub.Close()
+	for range 5 {
+		h.clock.Advance(time.Minute)
+		h.step()
+	}
+	h.clock.Advance(24 * time.Hour)
+	h.step()
+	h.step()
+	var n int
+	for len(sub.C) > 0 {
+		ev := <-sub.C
+		if ev.UDID != "A" || ev.OverdueDays < 9 {
+			t.Fatalf("%+v", ev)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d overdue events over 1 new day, want 1", n)
+	}
+	if a, _ := h.m.Status().Device("A"); !a.Overdue || a.OverdueDays != 10 {
+		t.Fatalf("%+v", a)
+	}
+}
+
+func TestPauseStopsAutomaticButNotManual(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 8, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	if err := h.m.SetPaused(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	h.devs.attach(t, "A", settings.TransportUSB)
+	h.clock.Set(time.Date(2026, 6, 10, 12, 0, 0, 0, loc))
+	h.step()
+	if n := len(h.runner.records()); n != 0 {
+		t.Fatalf("%d runs while paused", n)
+	}
+	if a, _ := h.m.Status().Device("A"); a.State != StatePaused || a.Reason != ReasonPaused {
+		t.Fatalf("%+v", a)
+	}
+	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+		t.Fatal(err)
+	}
+	h.idle()
+	if r := h.runner.records(); len(r) != 1 || !r[0].req.Manual {
+		t.Fatalf("%+v", r)
+	}
+	if !h.m.Status().Paused || !h.state.Snapshot().Paused {
+		t.Fatal("pause not kept")
+	}
+}
+
+func TestRunStopsAndCancelsRunsOnShutdown(t *testing.T) {
+	loc := berlin(t)
+	st, _ := OpenState("")
+	clock := newFakeClock(time.Date(2026, 6, 10, 10, 0, 0, 0, loc))
+	devs := newFakeDevices()
+	g := gate{release: make(chan struct{})}
+	r := &fakeRunner{now: clock.Now, fn: g.fn}
+	m, err := NewManager(Config{Settings: func() *settings.Settings { return mustSettings(t, threeDevices) },
+		State: st, Runner: r, Devices: devs, Now: clock.Now, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	devs.attach(t, "A", settings.TransportUSB)
+	waitFor(t, "run to start", func() bool { return m.Status().Running == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rec := st.Device("A"); rec.LastResult != ResultNone || len(rec.Failures) != 0 {
+		t.Fatalf("shutdown counted as an attempt: %+v", rec)
+	}
+	if err := m.BackUpNow(context.Background(), "A"); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("after stop: %v", err)
+	}
+}
+
+func TestNewManagerNeedsRunner(t *testing.T) {
+	st, _ := OpenState("")
+	_, err := NewManager(Config{Settings: func() *settings.Settings { return nil }, State: st, Now: time.Now})
+	if err == nil || !strings.Contains(err.Error(), "Runner") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestStateFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "state.json")
+	st, err := OpenState(p)
+	if err != nil {
+		t.Fatalf("missing file: %v", err)
+	}
+	when := time.Date(2026, 6, 10, 10, 0, 0, 0, time.UTC)
+	if err := st.UpdateDevice("00008030-001A2B3C4D5E802E", func(d *DeviceRecord) {
+		d.recordResult(ResultSuccess, true, when, when, "")
+		d.PendingApproval = &Approval{ID: "x", Summary: "delete 2 snapshots", Since: when}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := OpenState(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := st2.Device("00008030-001A2B3C4D5E802E")
+	if !d.LastSuccess.Equal(when) || !d.LastSuccessManual || d.LastResult != ResultSuccess || d.PendingApproval.ID != "x" {
+		t.Fatalf("round trip: %+v", d)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
+	}
+
+	os.WriteFile(p, []byte(`{"version": 1, "devices": {`), 0o600)
+	st3, err := OpenState(p)
+	var ce *CorruptStateError
+	if !errors.As(err, &ce) || st3 == nil || len(st3.Snapshot().Devices) != 0 {
+		t.Fatalf("corrupt: %v %v", st3, err)
+	}
+	if b, _ := os.ReadFile(p + ".corrupt"); !strings.Contains(string(b), `"devices": {`) {
+		t.Fatal("corrupt file not kept aside")
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatal("corrupt file still in place")
+	}
+}
