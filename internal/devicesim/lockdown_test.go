@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -490,5 +491,54 @@ func TestDetachCancelsBackupService(t *testing.T) {
 	tc.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := tc.Read(make([]byte, 1)); err == nil {
 		t.Error("backup connection survived the detach")
+	}
+}
+
+// TestCloseStopsEverything leaves every kind of connection open and checks that Close
+// returns promptly and leaves no goroutine behind.
+func TestCloseStopsEverything(t *testing.T) {
+	before := runtime.NumGoroutine()
+	sim, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := waitBackup{ended: make(chan error, 1)}
+	d, err := sim.AddDevice(DeviceConfig{USB: true, WiFi: true, Backup: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := dialMux(t, sim)
+	resultNumber(t, listen.request(map[string]any{"MessageType": "Listen"}))
+	idle := dialMux(t, sim) // a control socket that never sends anything
+	_ = idle
+	l := dialLockdown(t, sim, d)
+	rec := d.PairRecord()
+	l.startSession(rec.HostCertificate, rec.HostPrivateKey)
+	l.call(map[string]any{"Request": "StartService", "Service": "com.apple.afc"}) // never connected
+	np := dialNP(t, sim, d)
+	np.send(map[string]any{"Command": "ObserveNotification", "Name": "x"})
+	startBackupService(t, sim, d, rec.EscrowBag)
+	waitFor(t, func() bool { return d.Counters().Backup == 1 })
+
+	done := make(chan error, 1)
+	go func() { done <- sim.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return within 5 s")
+	}
+	if err := <-w.ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("backup Serve ended with %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
