@@ -246,7 +246,7 @@ func TestLockdownRejectsForeignClientCert(t *testing.T) {
 
 // backupPlumbing starts com.apple.mobilebackup2 with the escrow bag and returns the TLS
 // service connection.
-func startBackupService(t *testing.T, sim *Sim, d *Device, escrow []byte) (*tls.Conn, map[string]any) {
+func startBackupService(t testing.TB, sim *Sim, d *Device, escrow []byte) (*tls.Conn, map[string]any) {
 	t.Helper()
 	l := dialLockdown(t, sim, d)
 	rec := d.PairRecord()
