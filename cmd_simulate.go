@@ -149,7 +149,14 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 	log.Info("simulator running; stop with Ctrl-C", "addr", sim.Addr(), "devices", f.devices)
 	<-ctx.Done()
 	log.Info("stopping")
-	return sim.Close()
+	err = sim.Close()
+	for _, d := range sim.Devices() {
+		c := d.Counters()
+		log.Info("device connections", "udid", d.UDID(), "lockdown", c.Lockdown, "sessions", c.Sessions,
+			"notification_proxy", c.NotificationProxy, "afc", c.AFC, "mobilebackup2", c.Backup,
+			"posted", c.Posted, "relayed", c.Relayed, "wifi_direct", c.DirectConnects)
+	}
+	return err
 }
 
 // parseSize reads sizes like 2GB, 500MB, 1.5GiB, 1024 (bytes). "" is 0.
