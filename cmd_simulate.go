@@ -144,7 +144,8 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 		fmt.Fprintf(out, "# device %d: %s %q iOS %s usb-id=%d wifi-id=%d\n", i+1, dev.UDID(), id.DeviceName, id.ProductVersion, usb, wifi)
 	}
 	if f.unix != "" {
-		fmt.Fprintf(out, "# unix socket: USBMUXD_SOCKET_ADDRESS=UNIX:%s (libimobiledevice) or %s (go-ios)\n", f.unix, f.unix)
+		// libusbmuxd strips "UNIX:" and go-ios v1.3.2 honours "unix://": one value for both.
+		fmt.Fprintf(out, "# unix socket: USBMUXD_SOCKET_ADDRESS=UNIX://%s\n", f.unix)
 	}
 	log.Info("simulator running; stop with Ctrl-C", "addr", sim.Addr(), "devices", f.devices)
 	<-ctx.Done()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/danielpaulus/go-ios/ios"
 )
 
 // needTool returns the path of a libimobiledevice tool. Missing tools skip the test
@@ -117,5 +120,27 @@ func TestIdeviceinfoNetwork(t *testing.T) {
 	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+sim.Addr())
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("ideviceinfo -n found a USB-only device:\n%s", out)
+	}
+}
+
+// TestUnixSocketSharedEnvValue: USBMUXD_SOCKET_ADDRESS=UNIX:///path works for both
+// libusbmuxd 2.0.2 (strips "UNIX:", keeps "///path") and go-ios v1.3.2 (lower-cases the
+// scheme of "scheme://address"), unlike the UNIX:/path form protocol.md §2.1 describes.
+func TestUnixSocketSharedEnvValue(t *testing.T) {
+	bin := needTool(t, "ideviceinfo")
+	path := filepath.Join(t.TempDir(), "mux.sock")
+	sim := startSim(t, Options{UnixPath: path})
+	d := addDevice(t, sim, DeviceConfig{})
+	env := "UNIX://" + path
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", env)
+	list, err := ios.ListDevices()
+	if err != nil || len(list.DeviceList) != 1 || list.DeviceList[0].Properties.SerialNumber != d.UDID() {
+		t.Errorf("go-ios over %s: %+v, %v", env, list.DeviceList, err)
+	}
+	cmd := exec.Command(bin, "-u", d.UDID(), "-k", "UniqueDeviceID")
+	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+env)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != d.UDID() {
+		t.Errorf("ideviceinfo over %s: %q, %v", env, out, err)
 	}
 }

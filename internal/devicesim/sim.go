@@ -210,8 +210,9 @@ func cutSuffix(s, suffix string) (string, bool) {
 // USBMUXD_SOCKET_ADDRESS: the only form both libimobiledevice and go-ios accept.
 func (s *Sim) Addr() string { return s.listeners[0].Addr().String() }
 
-// UnixPath is the unix socket path, or "" when none was requested. libimobiledevice needs
-// USBMUXD_SOCKET_ADDRESS=UNIX:<path>, go-ios the bare path.
+// UnixPath is the unix socket path, or "" when none was requested.
+// USBMUXD_SOCKET_ADDRESS=UNIX://<path> works for both libimobiledevice (which strips
+// "UNIX:") and go-ios v1.3.2 (which honours an explicit scheme, case-insensitively).
 func (s *Sim) UnixPath() string { return s.opts.UnixPath }
 
 // SystemBUID is the value ReadBUID returns and every pair record carries.
