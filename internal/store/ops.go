@@ -112,13 +112,32 @@ func (s *Store) withLock(udid string, fn func() error) error {
 // is idempotent: deleting what is already gone succeeds. The latest backup and pinned
 // snapshots and archives are refused with ErrProtected (unpin first).
 func (s *Store) Delete(ctx context.Context, udid, id string) error {
-	return s.withLock(udid, func() error { return s.deleteLocked(ctx, udid, id) })
+	return s.withLock(udid, func() error {
+		neighbours, err := s.deleteLocked(udid, id)
+		if err != nil {
+			return err
+		}
+		return s.refreshAll(ctx, udid, neighbours)
+	})
 }
 
-func (s *Store) deleteLocked(ctx context.Context, udid, id string) error {
+// refreshAll re-measures the snapshots named (those still recorded).
+func (s *Store) refreshAll(ctx context.Context, udid string, ids map[string]bool) error {
+	var errs []error
+	for id := range ids {
+		if exists(s.l.record(udid, id)) {
+			errs = append(errs, s.refreshSizes(ctx, udid, id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteLocked forgets and removes one snapshot or archive and returns the snapshots whose
+// sizes changed because they shared files with it.
+func (s *Store) deleteLocked(udid, id string) (map[string]bool, error) {
 	isArchive := strings.HasPrefix(id, udid+"-") && archiveRe.MatchString(id)
 	if !isArchive && !validID(id) {
-		return fmt.Errorf("delete %q: not a snapshot ID: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("delete %q: not a snapshot ID: %w", id, ErrNotFound)
 	}
 	recPath, dir := s.l.record(udid, id), s.l.snapshot(udid, id)
 	if isArchive {
@@ -128,53 +147,47 @@ func (s *Store) deleteLocked(ctx context.Context, udid, id string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if isArchive && exists(dir) {
-			return fmt.Errorf("archive %s has no record, so it is not Snapback's: %w", id, ErrProtected)
+			return nil, fmt.Errorf("archive %s has no record, so it is not Snapback's: %w", id, ErrProtected)
 		}
-		return os.RemoveAll(dir) // forgotten already; finish the prune
+		return nil, os.RemoveAll(dir) // forgotten already; finish the prune
 	case err != nil:
-		return err
+		return nil, err
 	case rec.Pinned:
-		return fmt.Errorf("%s is pinned; unpin it first: %w", id, ErrProtected)
+		return nil, fmt.Errorf("%s is pinned; unpin it first: %w", id, ErrProtected)
 	}
-	var prev, next string
+	neighbours := map[string]bool{}
 	if !isArchive {
 		recs, err := readRecords(s.l.snapshots(udid))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for i, r := range recs {
 			if r.ID != id {
 				continue
 			}
 			if i == len(recs)-1 && !exists(dir) {
-				return fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
+				return nil, fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
 			}
 			if i > 0 {
-				prev = recs[i-1].ID
+				neighbours[recs[i-1].ID] = true
 			}
 			if i+1 < len(recs) {
-				next = recs[i+1].ID
+				neighbours[recs[i+1].ID] = true
 			}
 		}
 	}
 	if err := os.Remove(recPath); err != nil {
-		return fmt.Errorf("forget %s: %w", id, err)
+		return nil, fmt.Errorf("forget %s: %w", id, err)
 	}
 	if err := atomicfile.SyncDir(filepath.Dir(recPath)); err != nil {
-		return err
+		return nil, err
 	}
 	s.hook("delete:forgotten")
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("remove %s (its record is gone; the next recovery finishes): %w", dir, err)
+		return nil, fmt.Errorf("remove %s (its record is gone; the next recovery finishes): %w", dir, err)
 	}
 	s.log.Info("deleted snapshot", "udid", udid, "snapshot", id)
-	var errs []error
-	for _, n := range []string{prev, next} {
-		if n != "" {
-			errs = append(errs, s.refreshSizes(ctx, udid, n))
-		}
-	}
-	return errors.Join(errs...)
+	return neighbours, nil
 }
 
 // setPinned rewrites a record's Pinned flag.
@@ -336,41 +349,56 @@ type PruneOptions struct {
 	Approve bool // the user approved deletions that the policy asks about
 }
 
-// Prune applies policy to udid's snapshots: Plan, then Delete for each decided deletion.
-// Deletions that need approval are only carried out with Approve. It returns the decision
-// and the IDs actually deleted. A missing disk is ErrDiskNotConnected: nothing is pruned
-// because a disk went missing.
+// Prune applies policy to udid's snapshots: Plan, then Delete for each decided deletion,
+// holding the device lock so that no commit changes the latest backup in between (a
+// running backup makes Prune fail with ErrLocked). Deletions that need approval are only
+// carried out with Approve. It returns the decision and the IDs actually deleted. A missing
+// disk is ErrDiskNotConnected: nothing is pruned because a disk went missing.
 func (s *Store) Prune(ctx context.Context, udid string, policy Policy, opts PruneOptions) (Decision, []string, error) {
-	all, err := s.List(udid)
-	if err != nil {
-		return Decision{}, nil, err
-	}
-	var infos []SnapshotInfo
-	var latestSize int64
-	for _, sn := range all {
-		infos = append(infos, SnapshotInfo{ID: sn.ID, Time: sn.Time, UniqueSize: sn.UniqueSize,
-			Latest: sn.Latest, Archive: sn.IsArchive(), Pinned: sn.Pinned})
-		if sn.Latest {
-			latestSize = sn.TotalSize
+	var d Decision
+	plan := func() error {
+		all, err := s.List(udid)
+		if err != nil {
+			return err
 		}
+		var infos []SnapshotInfo
+		var latestSize int64
+		for _, sn := range all {
+			infos = append(infos, SnapshotInfo{ID: sn.ID, Time: sn.Time, UniqueSize: sn.UniqueSize,
+				Latest: sn.Latest, Archive: sn.IsArchive(), Pinned: sn.Pinned})
+			if sn.Latest {
+				latestSize = sn.TotalSize
+			}
+		}
+		d = Plan(infos, latestSize, policy, s.now())
+		return nil
 	}
-	d := Plan(infos, latestSize, policy, s.now())
-	todo := d.Delete
-	if opts.Approve {
-		todo = append(append([]Verdict(nil), d.Delete...), d.Pending...)
-	}
-	if opts.DryRun || len(todo) == 0 {
-		return d, nil, nil
+	if opts.DryRun {
+		return d, nil, plan()
 	}
 	var deleted []string
-	err = s.withLock(udid, func() error {
+	err := s.withLock(udid, func() error {
+		if err := plan(); err != nil {
+			return err
+		}
+		todo := d.Delete
+		if opts.Approve {
+			todo = append(append([]Verdict(nil), d.Delete...), d.Pending...)
+		}
+		// Neighbours are re-measured once at the end, not after every deletion.
+		refresh := map[string]bool{}
+		var err error
 		for _, v := range todo {
-			if err := s.deleteLocked(ctx, udid, v.ID); err != nil {
-				return err
+			var nb map[string]bool
+			if nb, err = s.deleteLocked(udid, v.ID); err != nil {
+				break
 			}
 			deleted = append(deleted, v.ID)
+			for id := range nb {
+				refresh[id] = true
+			}
 		}
-		return nil
+		return errors.Join(err, s.refreshAll(ctx, udid, refresh))
 	})
 	return d, deleted, err
 }
