@@ -165,7 +165,9 @@ func (s *Store) deleteLocked(udid, id string) (map[string]bool, error) {
 			if r.ID != id {
 				continue
 			}
-			if i == len(recs)-1 && !exists(dir) {
+			if i == len(recs)-1 {
+				// The newest record is the last complete backup, even if its folder is
+				// not where the latest should be.
 				return nil, fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
 			}
 			if i > 0 {

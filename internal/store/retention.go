@@ -78,7 +78,22 @@ func Plan(snapshots []SnapshotInfo, latestSize int64, policy Policy, now time.Ti
 	})
 	var d Decision
 	keep := map[string]string{}
+	// The last complete backup is kept even when the caller did not flag it as the latest
+	// (a listing taken while the latest folder was missing or being replaced).
+	hasLatest := false
 	for _, s := range snaps {
+		hasLatest = hasLatest || s.Latest
+	}
+	for i := len(snaps) - 1; i >= 0 && !hasLatest; i-- {
+		if !snaps[i].Archive {
+			keep[snaps[i].ID] = "newest snapshot: never deleted"
+			break
+		}
+	}
+	for _, s := range snaps {
+		if _, ok := keep[s.ID]; ok {
+			continue
+		}
 		switch {
 		case s.Latest:
 			keep[s.ID] = "latest backup: never deleted"

@@ -162,6 +162,22 @@ func checkInvariants(t *testing.T, snaps []SnapshotInfo, p Policy, d Decision) {
 	}
 }
 
+func TestPlanKeepsNewestWithoutLatestFlag(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	snaps := daily(now.AddDate(0, -3, 0), 10, 1e9)
+	snaps[len(snaps)-1].Latest = false
+	d := Plan(snaps, 1e6, Policy{KeepDaily: 1, MinAge: time.Hour}, now)
+	newest := snaps[len(snaps)-1].ID
+	for _, v := range d.Delete {
+		if v.ID == newest {
+			t.Fatalf("newest snapshot %s deleted when no snapshot was flagged latest", newest)
+		}
+	}
+	if len(d.Delete) != 9 {
+		t.Fatalf("deleted %d, want the 9 older ones", len(d.Delete))
+	}
+}
+
 func TestPlanDeterministic(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	snaps := daily(now, 50, 25e6)
