@@ -118,6 +118,7 @@ type afcFS struct {
 	size  int64
 	locks map[string]*afcLock
 	next  uint64 // next handle, device-wide so handles never repeat
+	model string // ProductType, reported by GET_DEVINFO
 }
 
 // afcLock is the lock state of one path; owners are open handles (flock locks belong to
@@ -136,8 +137,8 @@ type afcHandle struct {
 	pos    int64
 }
 
-func newAFCFS() *afcFS {
-	fs := &afcFS{files: map[string][]byte{}, dirs: map[string]bool{"/": true}, locks: map[string]*afcLock{}, next: 1}
+func newAFCFS(model string) *afcFS {
+	fs := &afcFS{files: map[string][]byte{}, dirs: map[string]bool{"/": true}, locks: map[string]*afcLock{}, next: 1, model: model}
 	for _, d := range []string{"/Books", "/DCIM", "/Downloads", "/iTunes_Control", "/iTunes_Control/iTunes", "/Photos", "/PublicStaging"} {
 		fs.dirs[d] = true
 	}
@@ -390,7 +391,7 @@ func (s *afcSession) handle(ctx context.Context, op uint64, hp, data []byte) (ui
 		}
 		return afcStatus(afcSuccess)
 	case afcOpGetDevInfo:
-		kv := []string{"Model", "iPhone14,5", "FSTotalBytes", "127989493760", "FSFreeBytes", "64000000000", "FSBlockSize", "4096"}
+		kv := []string{"Model", fs.model, "FSTotalBytes", "127989493760", "FSFreeBytes", "64000000000", "FSBlockSize", "4096"}
 		return afcOpData, nil, []byte(strings.Join(kv, "\x00") + "\x00")
 	default:
 		return afcStatus(afcOpNotSupported)

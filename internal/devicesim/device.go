@@ -213,7 +213,7 @@ func newDevice(s *Sim, cfg DeviceConfig, p *pairing) (*Device, error) {
 		usb:        cfg.USB,
 		wifi:       cfg.WiFi,
 		np:         newNPHub(),
-		fs:         newAFCFS(),
+		fs:         newAFCFS(cfg.Identity.ProductType),
 		nextPort:   49152,
 		pending:    map[uint16]pendingService{},
 		wifiLock:   cfg.WiFi,

@@ -305,7 +305,7 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 // TestAFCLockAcrossConnections is the sync-lock dance: EX|NB held by one connection
 // makes another's fail with 19 until it unlocks, closes or disconnects.
 func TestAFCLockAcrossConnections(t *testing.T) {
-	fs := newAFCFS()
+	fs := newAFCFS("iPhone14,5")
 	a, b := serveAFCPipe(t, fs), serveAFCPipe(t, fs)
 	const lockPath = "/com.apple.itunes.lock_sync"
 	ha, hb := a.open(2, lockPath), b.open(2, lockPath)
@@ -487,7 +487,7 @@ func FuzzAFCPacket(f *testing.F) {
 	f.Add(encodeAFC(3, afcOpGetFileInfo, cstr("/"), nil))
 	f.Add(encodeAFC(4, afcOpReadDir, cstr("/iTunes_Control"), nil))
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		fs := newAFCFS()
+		fs := newAFCFS("iPhone14,5")
 		s := &afcSession{fs: fs, handles: map[uint64]*afcHandle{}}
 		// Pre-open a handle so that handle-based ops get past the lookup.
 		s.open(2, "/f")

@@ -15,7 +15,8 @@ import (
 	"snapback/internal/plistio"
 )
 
-// upload is one blob the device sends.
+// upload is one blob the device sends. The plan keeps only item indices (4 bytes per
+// file) and rebuilds the rest on demand, so a million-file backup plans in a few MB.
 type upload struct {
 	index   int
 	version uint32
@@ -23,6 +24,11 @@ type upload struct {
 	fileID  string
 	domain  string
 	rel     string
+}
+
+func (d *Device) upload(i int, v uint32) upload {
+	it := genItem(d.opts.Seed, i)
+	return upload{index: i, version: v, size: d.size(i, it.kind, v), fileID: backupfmt.FileID(it.domain, it.rel), domain: it.domain, rel: it.rel}
 }
 
 // backup runs one Backup request (protocol.md §7.9). A non-nil error means the link failed;
@@ -129,19 +135,18 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	}
 
 	// Plan the upload.
-	var plan []upload
+	var plan []int32
 	var total int64
 	var prefixes [256]bool
 	for i, v := range vers {
 		if v == 0 || have[i/64]&(1<<(i%64)) != 0 {
 			continue
 		}
-		it := genItem(o.Seed, i)
-		if it.kind == kindSymlink {
+		if genItem(o.Seed, i).kind == kindSymlink {
 			continue // only regular files have blobs
 		}
-		u := upload{index: i, version: v, size: d.size(i, it.kind, v), fileID: backupfmt.FileID(it.domain, it.rel), domain: it.domain, rel: it.rel}
-		plan = append(plan, u)
+		u := d.upload(i, v)
+		plan = append(plan, int32(i))
 		total += u.size
 		prefixes[hexByte(u.fileID)] = true
 	}
@@ -198,12 +203,16 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	// Blobs.
 	prog := progress{total: total}
 	for start := 0; start < len(plan); {
-		end, bytes := start, int64(0)
-		for end < len(plan) && end-start < maxBatchFiles && (end == start || bytes+plan[end].size <= maxBatchBytes) {
-			bytes += plan[end].size
-			end++
+		batch := make([]upload, 0, min(maxBatchFiles, len(plan)-start))
+		var bytes int64
+		for end := start; end < len(plan) && len(batch) < maxBatchFiles; end++ {
+			u := d.upload(int(plan[end]), vers[plan[end]])
+			if len(batch) > 0 && bytes+u.size > maxBatchBytes {
+				break
+			}
+			batch = append(batch, u)
+			bytes += u.size
 		}
-		batch := plan[start:end]
 		code, err := s.uploadBatch(ctx, &prog, len(batch), func(emit func(devName, hostName string, r io.Reader) error) error {
 			for _, u := range batch {
 				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), d.content(u.index, u.version, u.size)); err != nil {
@@ -220,7 +229,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if code != 0 {
 			return st, backupResult{104, "Multiple errors uploading files"}, nil
 		}
-		start = end
+		start += len(batch)
 	}
 	if len(hostile) > 0 {
 		if _, err := s.uploadBatch(ctx, &prog, len(hostile), func(emit func(string, string, io.Reader) error) error {
@@ -289,7 +298,8 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		}
 		return 0, nil
 	}
-	for _, u := range plan {
+	for _, i := range plan {
+		u := d.upload(int(i), vers[i])
 		if code, err := add(blobName(udid, u.fileID, true), blobName(udid, u.fileID, false)); err != nil || code != 0 {
 			return st, moveFailed(code), err
 		}

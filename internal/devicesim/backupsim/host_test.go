@@ -29,6 +29,7 @@ type testHost struct {
 	failRemove    bool  // RemoveItems of <UDID>/Snapshot fails
 	discardUpload bool  // do not write uploads (benchmarks)
 	versions      []any // Hello versions; nil = [2.0, 2.1]
+	pipe          func() (host, dev net.Conn) // nil = net.Pipe
 
 	mu       sync.Mutex
 	messages []string // device message names in order
@@ -82,7 +83,11 @@ func (h *testHost) seen(name string) int {
 // returns the final ProcessMessage dict and Serve's error.
 func (h *testHost) session(t testing.TB, d *Device, n Notifier, req map[string]any) map[string]any {
 	t.Helper()
-	hostEnd, devEnd := net.Pipe()
+	pipe := h.pipe
+	if pipe == nil {
+		pipe = net.Pipe
+	}
+	hostEnd, devEnd := pipe()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -267,6 +272,9 @@ func (h *testHost) handle(c *devicelink.Conn, m devicelink.Message) error {
 			if !h.validPath(src) || !h.validPath(dst) {
 				h.refuse()
 				return c.SendStatus(devicelink.ErrCodeGeneric, "invalid path", nil)
+			}
+			if h.discardUpload {
+				continue // nothing was written
 			}
 			os.RemoveAll(h.local(dst))
 			if err := os.Rename(h.local(src), h.local(dst)); err != nil {
