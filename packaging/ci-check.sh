@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Packaging check for CI (.ci/run calls it as root on a fresh Debian with usbmuxd installed):
+# builds the .deb, installs it with dpkg -i, runs the installed binary, validates the desktop
+# files, and cross-builds windows/amd64 and linux/arm64 with CGO_ENABLED=0. The package is
+# removed again at the end so the machine is left as it was.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=0.0.0~ci
+export PATH="$PATH:$(go env GOPATH)/bin"
+for tool in dpkg dpkg-deb desktop-file-validate file; do
+  command -v "$tool" >/dev/null || { echo "ci-check: $tool is required (apt-get install dpkg desktop-file-utils file)" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "ci-check: dpkg -i needs root" >&2; exit 1; }
+
+scripts/package.sh "$version"
+deb=dist/snapback_${version}_amd64.deb
+[ -f "$deb" ] || { echo "ci-check: $deb was not built" >&2; exit 1; }
+
+echo "== package metadata"
+dpkg-deb --info "$deb" | tee /dev/stderr | grep -q "Depends: usbmuxd"
+dpkg-deb --info "$deb" | grep -q "Recommends: libimobiledevice-utils"
+contents=$(dpkg-deb --contents "$deb")
+for path in ./usr/bin/snapback ./usr/share/applications/snapback.desktop ./etc/xdg/autostart/snapback.desktop \
+  ./usr/lib/systemd/user/snapback.service ./usr/share/icons/hicolor/256x256/apps/snapback.png; do
+  grep -q " $path\$" <<<"$contents" || { echo "ci-check: $path missing from $deb" >&2; exit 1; }
+done
+
+installed_before=$(dpkg-query -W -f='${Status}' snapback 2>/dev/null || true)
+cleanup() { [[ $installed_before == *"install ok installed"* ]] || dpkg -r snapback >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+echo "== dpkg -i"
+dpkg -i "$deb"
+out=$(/usr/bin/snapback --version)
+echo "$out"
+grep -q "$version" <<<"$out" || { echo "ci-check: installed snapback reports '$out', want $version" >&2; exit 1; }
+
+echo "== desktop-file-validate"
+desktop-file-validate /usr/share/applications/snapback.desktop /etc/xdg/autostart/snapback.desktop packaging/linux/*.desktop
+if command -v systemd-analyze >/dev/null; then
+  echo "== systemd-analyze verify"
+  systemd-analyze verify --user /usr/lib/systemd/user/snapback.service 2>&1 | grep -v "^$" || true
+fi
+
+echo "== cross-builds (CGO_ENABLED=0, built by scripts/package.sh)"
+file dist/snapback-linux-arm64 | tee /dev/stderr | grep -q "ARM aarch64"
+dpkg-deb --info "dist/snapback_${version}_arm64.deb" | grep -q "Architecture: arm64"
+win=dist/snapback_${version}_windows_amd64
+file "$win/snapback.exe" | grep -q "PE32+ executable (console) x86-64"
+file "$win/snapbackw.exe" | tee /dev/stderr | grep -q "PE32+ executable (GUI) x86-64"
+echo "ci-check: OK"
