@@ -134,7 +134,7 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			Identity:        id,
 			USB:             !f.wifiOnly,
 			WiFi:            f.wifi || f.wifiOnly,
-			Backup:          devicesim.AdaptBackup[backupsim.Notifier](agent),
+			Backup:          agent,
 			DropBackupAfter: drop,
 		})
 		if err != nil {

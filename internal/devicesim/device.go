@@ -23,40 +23,6 @@ type BackupService interface {
 	Serve(ctx context.Context, rw io.ReadWriter, n Notifier) error
 }
 
-// AdaptBackup turns a backup agent whose Serve takes its own notifier interface type N
-// (backupsim.Device declares backupsim.Notifier, a distinct named type, so it does not
-// satisfy BackupService as is) into a BackupService:
-//
-//	svc := devicesim.AdaptBackup[backupsim.Notifier](backupDevice)
-//
-// A WillEncrypt() bool method on s is passed through, for lockdown's WillEncrypt.
-func AdaptBackup[N any](s interface {
-	Serve(context.Context, io.ReadWriter, N) error
-}) BackupService {
-	return adapted[N]{s}
-}
-
-type adapted[N any] struct {
-	s interface {
-		Serve(context.Context, io.ReadWriter, N) error
-	}
-}
-
-func (a adapted[N]) Serve(ctx context.Context, rw io.ReadWriter, n Notifier) error {
-	nn, ok := any(n).(N)
-	if !ok {
-		return fmt.Errorf("devicesim: notifier %T does not implement %T", n, *new(N))
-	}
-	return a.s.Serve(ctx, rw, nn)
-}
-
-func (a adapted[N]) WillEncrypt() bool {
-	if we, ok := a.s.(interface{ WillEncrypt() bool }); ok {
-		return we.WillEncrypt()
-	}
-	return false
-}
-
 // Identity is what lockdownd reports about a device. Empty fields get defaults.
 type Identity struct {
 	UDID           string // 25-char dashed form, e.g. 00008110-000A1B2C3D4E5F60

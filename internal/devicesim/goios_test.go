@@ -331,31 +331,3 @@ func (c *afcClient) open(mode uint64, p string) uint64 {
 
 func u64(v uint64) []byte  { return binary.LittleEndian.AppendUint64(nil, v) }
 func cstr(s string) []byte { return append([]byte(s), 0) }
-
-// ownNotifier is a distinct named notifier type, like backupsim.Notifier.
-type ownNotifier interface{ Post(name string) }
-
-type ownAgent struct{ got chan string }
-
-func (a ownAgent) Serve(_ context.Context, _ io.ReadWriter, n ownNotifier) error {
-	n.Post("x")
-	a.got <- "served"
-	return nil
-}
-
-func (ownAgent) WillEncrypt() bool { return true }
-
-func TestAdaptBackup(t *testing.T) {
-	a := ownAgent{got: make(chan string, 1)}
-	svc := AdaptBackup[ownNotifier](a)
-	d := testDevice()
-	if err := svc.Serve(context.Background(), nil, d); err != nil {
-		t.Fatal(err)
-	}
-	if <-a.got != "served" {
-		t.Fatal("agent not called")
-	}
-	if we, ok := svc.(interface{ WillEncrypt() bool }); !ok || !we.WillEncrypt() {
-		t.Error("WillEncrypt not passed through")
-	}
-}
