@@ -247,8 +247,19 @@ func TestListenSeesLiveEvents(t *testing.T) {
 	if ev["MessageType"] != "Attached" || props["SerialNumber"] != d.UDID() {
 		t.Fatalf("got %v, want Attached", ev)
 	}
-	if id, _ := plistio.Int(ev["DeviceID"]); id <= 1 {
+	id, _ := plistio.Int(ev["DeviceID"])
+	if id <= 1 {
 		t.Errorf("re-attached DeviceID %d, want a new one", id)
+	}
+	// A host that saves a pair record for a connected device makes usbmuxd announce Paired.
+	rec, _ := d.PairRecord().Marshal()
+	if n := resultNumber(t, dialMux(t, sim).request(map[string]any{"MessageType": "SavePairRecord", "PairRecordID": d.UDID(), "PairRecordData": rec, "DeviceID": id})); n != 0 {
+		t.Fatalf("SavePairRecord: %d", n)
+	}
+	if ev := next(); ev["MessageType"] != "Paired" {
+		t.Errorf("got %v, want Paired", ev)
+	} else if pid, _ := plistio.Int(ev["DeviceID"]); pid != id {
+		t.Errorf("Paired DeviceID %d, want %d", pid, id)
 	}
 }
 
