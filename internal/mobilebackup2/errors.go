@@ -15,21 +15,21 @@ type Code int
 
 // Failure classes. Each has one user message and one remedy (see Error).
 const (
-	CodeUnknown          Code = iota
-	CodeCancelled             // ctx cancelled by the host (user, shutdown)
-	CodeDeviceLocked          // MBErrorDomain 208: passcode not entered / device locked
-	CodeNoSpace               // 105: not enough space on the host
-	CodeWrongPassword         // 207: backup password wrong or missing
-	CodeSetupNotFinished      // 212: Setup Assistant still running on the device
-	CodeSnapshotFolder        // 104: the Snapshot folder could not be written or removed
-	CodeLinkLost              // EOF / reset mid-run: cable, Wi-Fi, sleep, device reboot
-	CodeNotPaired             // no pair record, or the device does not trust this computer
-	CodeDeviceBusy            // another sync holds the device's sync lock
-	CodeProtocol              // the device spoke something we do not understand
-	CodeIncomplete            // ErrorCode 0 but Status.plist does not say "finished"
-	CodeDeviceError           // another non-zero device ErrorCode
-	CodeLocalIO               // a local filesystem operation failed fatally
-	CodeCancelledOnDevice     // the user cancelled the sync on the device
+	CodeUnknown           Code = iota
+	CodeCancelled              // ctx cancelled by the host (user, shutdown)
+	CodeDeviceLocked           // MBErrorDomain 208: passcode not entered / device locked
+	CodeNoSpace                // 105: not enough space on the host
+	CodeWrongPassword          // 207: backup password wrong or missing
+	CodeSetupNotFinished       // 212: Setup Assistant still running on the device
+	CodeSnapshotFolder         // 104: the Snapshot folder could not be written or removed
+	CodeLinkLost               // EOF / reset mid-run: cable, Wi-Fi, sleep, device reboot
+	CodeNotPaired              // no pair record, or the device does not trust this computer
+	CodeDeviceBusy             // another sync holds the device's sync lock
+	CodeProtocol               // the device spoke something we do not understand
+	CodeIncomplete             // ErrorCode 0 but Status.plist does not say "finished"
+	CodeDeviceError            // another non-zero device ErrorCode
+	CodeLocalIO                // a local filesystem operation failed fatally
+	CodeCancelledOnDevice      // the user cancelled the sync on the device
 )
 
 var codeNames = map[Code]string{
@@ -67,20 +67,20 @@ type classInfo struct {
 }
 
 var classes = map[Code]classInfo{
-	CodeUnknown:          {"backup failed", "try again; if it keeps failing, run with --verbose and report the log", true},
-	CodeCancelled:        {"backup cancelled", "", true},
-	CodeDeviceLocked:     {"the device stayed locked: the passcode was not entered on the device", "unlock the device and enter its passcode when it asks during the backup (iOS 16.1 and later ask every time)", true},
-	CodeNoSpace:          {"not enough free space for the backup", "free space on the backup disk or choose another backup location", false},
-	CodeWrongPassword:    {"the backup password is wrong or missing", "enter the backup encryption password set on this device", false},
-	CodeSetupNotFinished: {"the device has not finished its setup", "finish the setup assistant on the device, then try again", false},
-	CodeSnapshotFolder:   {"the device could not finish its snapshot folder on the host", "check that the backup folder is writable and on a regular local filesystem, then try again", true},
-	CodeLinkLost:         {"the connection to the device was lost", "keep the device connected and awake (check the cable or Wi-Fi), then try again", true},
-	CodeNotPaired:        {"this computer is not trusted by the device", "unlock the device, connect it by USB and tap Trust, then try again", false},
-	CodeDeviceBusy:       {"the device is busy with another sync", "wait for the other sync (Finder, iTunes or another tool) to finish or quit it, then try again", true},
-	CodeProtocol:         {"the device answered in an unexpected way", "update Snapback and try again; report the log if it persists", true},
-	CodeIncomplete:       {"the device ended without completing the backup", "try again; the previous backup is unchanged", true},
-	CodeDeviceError:      {"the device reported an error", "try again; restart the device if it keeps failing", true},
-	CodeLocalIO:          {"writing the backup failed on this computer", "check the backup disk (space, permissions, health), then try again", true},
+	CodeUnknown:           {"backup failed", "try again; if it keeps failing, run with --verbose and report the log", true},
+	CodeCancelled:         {"backup cancelled", "", true},
+	CodeDeviceLocked:      {"the device stayed locked: the passcode was not entered on the device", "unlock the device and enter its passcode when it asks during the backup (iOS 16.1 and later ask every time)", true},
+	CodeNoSpace:           {"not enough free space for the backup", "free space on the backup disk or choose another backup location", false},
+	CodeWrongPassword:     {"the backup password is wrong or missing", "enter the backup encryption password set on this device", false},
+	CodeSetupNotFinished:  {"the device has not finished its setup", "finish the setup assistant on the device, then try again", false},
+	CodeSnapshotFolder:    {"the device could not finish its snapshot folder on the host", "check that the backup folder is writable and on a regular local filesystem, then try again", true},
+	CodeLinkLost:          {"the connection to the device was lost", "keep the device connected and awake (check the cable or Wi-Fi), then try again", true},
+	CodeNotPaired:         {"this computer is not trusted by the device", "unlock the device, connect it by USB and tap Trust, then try again", false},
+	CodeDeviceBusy:        {"the device is busy with another sync", "wait for the other sync (Finder, iTunes or another tool) to finish or quit it, then try again", true},
+	CodeProtocol:          {"the device answered in an unexpected way", "update Snapback and try again; report the log if it persists", true},
+	CodeIncomplete:        {"the device ended without completing the backup", "try again; the previous backup is unchanged", true},
+	CodeDeviceError:       {"the device reported an error", "try again; restart the device if it keeps failing", true},
+	CodeLocalIO:           {"writing the backup failed on this computer", "check the backup disk (space, permissions, health), then try again", true},
 	CodeCancelledOnDevice: {"the backup was cancelled on the device", "", true},
 }
 
@@ -217,8 +217,5 @@ func isLinkLost(err error) bool {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	return false
+	return errors.As(err, &ne)
 }

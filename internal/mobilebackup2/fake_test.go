@@ -202,10 +202,10 @@ func statusPlist(t *testing.T, state string) []byte {
 // drain discards everything the host sends (used when the device stops scripting).
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
 
-func mustBackup(t *testing.T, c *Client, root string, full bool) (Result, error, []Event) {
+func mustBackup(t *testing.T, c *Client, root string, full bool) (Result, []Event, error) {
 	t.Helper()
 	var evs []Event
 	em := NewEmitter(func(e Event) { evs = append(evs, e) }, func() time.Time { return time.Time{} })
 	res, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: testUDID, ForceFullBackup: full, Events: em})
-	return res, err, evs
+	return res, evs, err
 }

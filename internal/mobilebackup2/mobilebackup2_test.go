@@ -194,7 +194,7 @@ func TestBackupEveryMessage(t *testing.T) {
 		}
 		return d.finish(0, "")
 	})
-	res, err, evs := mustBackup(t, c, root, false)
+	res, evs, err := mustBackup(t, c, root, false)
 	if werr := wait(); werr != nil {
 		t.Fatalf("device: %v", werr)
 	}
@@ -256,7 +256,7 @@ func TestBackupForceFull(t *testing.T) {
 		}
 		return d.finish(208, "Device locked (MBErrorDomain/208)")
 	})
-	_, err, _ := mustBackup(t, c, t.TempDir(), true)
+	_, _, err := mustBackup(t, c, t.TempDir(), true)
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestBackupDeviceErrors(t *testing.T) {
 				dict := map[string]any{"ErrorCode": uint64(tc.code), "ErrorDescription": "desc"}
 				return d.send(devicelink.ProcessMessage, dict)
 			})
-			_, err, evs := mustBackup(t, c, t.TempDir(), false)
+			_, evs, err := mustBackup(t, c, t.TempDir(), false)
 			if werr := wait(); werr != nil {
 				t.Fatal(werr)
 			}
@@ -316,7 +316,7 @@ func TestBackupNotFinished(t *testing.T) {
 			}
 			return d.finish(0, "")
 		})
-		_, err, _ := mustBackup(t, c, root, false)
+		_, _, err := mustBackup(t, c, root, false)
 		if werr := wait(); werr != nil {
 			t.Fatal(werr)
 		}
@@ -341,7 +341,7 @@ func TestBackupLinkLost(t *testing.T) {
 		d.dl.Flush()
 		return d.conn.Close()
 	})
-	_, err, _ := mustBackup(t, c, root, false)
+	_, _, err := mustBackup(t, c, root, false)
 	if werr := wait(); werr != nil {
 		t.Fatal(werr)
 	}
@@ -361,7 +361,7 @@ func TestBackupDeviceDisconnects(t *testing.T) {
 		d.expectBackup()
 		return d.send(devicelink.Disconnect, devicelink.EmptyParameter)
 	})
-	_, err, _ := mustBackup(t, c, t.TempDir(), false)
+	_, _, err := mustBackup(t, c, t.TempDir(), false)
 	wait()
 	if !errors.Is(err, ErrLinkLost) {
 		t.Fatalf("err = %v; want ErrLinkLost", err)
@@ -454,7 +454,7 @@ func TestHostilePaths(t *testing.T) {
 		}
 		return d.finish(0, "")
 	})
-	_, err, _ := mustBackup(t, c, root, false)
+	_, _, err := mustBackup(t, c, root, false)
 	if werr := wait(); werr != nil {
 		t.Fatal(werr)
 	}
@@ -513,7 +513,7 @@ func TestUploadKeepsHardLinks(t *testing.T) {
 		d.simple(devicelink.MoveItems, map[string]any{u + "/Snapshot/ab/ab01": u + "/ab/ab01", u + "/Snapshot/Status.plist": u + "/Status.plist"}, map[string]any{}, 1.0)
 		return d.finish(0, "")
 	})
-	if _, err, _ := mustBackup(t, c, root, false); err != nil {
+	if _, _, err := mustBackup(t, c, root, false); err != nil {
 		t.Fatal(err)
 	}
 	wait()
@@ -539,7 +539,7 @@ func TestUploadWriteFailureKeepsSync(t *testing.T) {
 			upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")})
 		return d.finish(0, "")
 	})
-	if _, err, _ := mustBackup(t, c, root, false); err != nil {
+	if _, _, err := mustBackup(t, c, root, false); err != nil {
 		t.Fatal(err)
 	}
 	wait()
