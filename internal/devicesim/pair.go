@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"snapback/internal/atomicfile"
@@ -52,18 +53,22 @@ type pairing struct {
 // newPairing creates a fresh root CA, host and device certificate for one device, the way
 // a host does when it pairs (RSA 2048; SHA-256 signatures, where libimobiledevice uses SHA-1).
 func newPairing(systemBUID, wifiMAC string) (*pairing, error) {
-	rootKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("generate root key: %w", err)
+	// Key generation dominates AddDevice; the three keys are independent.
+	var keys [3]*rsa.PrivateKey
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keys[i], errs[i] = rsa.GenerateKey(rand.Reader, 2048)
+		}()
 	}
-	hostKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("generate host key: %w", err)
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("generate keys: %w", err)
 	}
-	devKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("generate device key: %w", err)
-	}
+	rootKey, hostKey, devKey := keys[0], keys[1], keys[2]
 	notBefore := time.Now().Add(-time.Hour)
 	notAfter := notBefore.AddDate(10, 0, 0)
 	rootTmpl := &x509.Certificate{
