@@ -46,3 +46,12 @@ func BenchmarkBackupLink(b *testing.B) {
 		tc.Close()
 	}
 }
+
+// BenchmarkNewPairing is the cost of AddDevice without a StateDir (three RSA-2048 keys).
+func BenchmarkNewPairing(b *testing.B) {
+	for range b.N {
+		if _, err := newPairing("BUID", "aa:bb:cc:dd:ee:ff"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
