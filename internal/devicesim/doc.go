@@ -16,7 +16,7 @@
 //	dev, err := sim.AddDevice(devicesim.DeviceConfig{
 //		Identity: devicesim.Identity{UDID: "00008110-000A1B2C3D4E5F60"}, // others defaulted
 //		USB: true, WiFi: true, // listed twice: ConnectionType USB and Network
-//		Backup: myBackupService,  // serves com.apple.mobilebackup2; nil = service refused
+//		Backup: backupDevice, // e.g. a *backupsim.Device; nil = mobilebackup2 refused
 //	})
 //	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr()) // go-ios and libimobiledevice both accept host:port
 //	...
@@ -25,6 +25,10 @@
 //	sim.SetTransports(dev.UDID(), false, true) // Wi-Fi only from now on
 //	dev.Counters()           // how many lockdown/NP/AFC/backup connections a client made
 //	dev.Post(devicesim.NotifyPasscodePresented) // device-side notification to observers
+//	dev.AFCLocked("/com.apple.itunes.lock_sync") // is the sync lock held?
+//
+// With Options.UnixPath, USBMUXD_SOCKET_ADDRESS=UNIX://<path> works for both
+// libimobiledevice and go-ios v1.3.2.
 //
 // Identities default from DefaultIdentity(i) for the i-th device, so omitted fields are
 // stable. Each AddDevice without a StateDir generates three RSA-2048 keys (a few hundred
@@ -59,7 +63,16 @@
 // # Ownership
 //
 // Start creates the only long-lived goroutines (one accept loop per listener, including
-// the Wi-Fi direct ones, and one per connection); Close cancels the simulator's context, closes every listener and
-// connection and waits for them. A BackupService's Serve runs on the connection's
-// goroutine and gets that context.
+// the Wi-Fi direct ones, and one per connection); Close cancels the simulator's context,
+// closes every listener and connection and waits for them. A BackupService's Serve runs on
+// its connection's goroutine with a context that ends when the simulator closes or the
+// entry the connection came through is detached (the connection is closed too).
+//
+// # Not simulated
+//
+// Pairing (the Pair request and the trust dialog): devices are pre-paired and their
+// records pre-provisioned in the usbmuxd store. The binary (version 0) usbmuxd protocol:
+// it is answered with BADVERSION. Services other than notification_proxy, AFC and
+// mobilebackup2 (installation_proxy, springboardservices, …) answer InvalidService, which
+// idevicebackup2 tolerates.
 package devicesim
