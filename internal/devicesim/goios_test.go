@@ -185,7 +185,7 @@ func TestGoIOSLockdownSessionAndValues(t *testing.T) {
 
 func TestGoIOSNotificationProxyAndAFC(t *testing.T) {
 	sim := startSim(t, Options{})
-	d := addDevice(t, sim, DeviceConfig{})
+	d := addDevice(t, sim, DeviceConfig{USB: true, WiFi: true})
 	e := findEntry(t, d.UDID(), TransportUSB)
 
 	np, err := notificationproxy.New(e)
@@ -241,8 +241,18 @@ func TestGoIOSNotificationProxyAndAFC(t *testing.T) {
 	if got, _ := d.AFCFile("/iTunes_Control/iTunes/test.txt"); !bytes.Equal(got, []byte("hello afc")) {
 		t.Errorf("device sees %q", got)
 	}
-	if c := d.Counters(); c.AFC != 1 || c.NotificationProxy != 1 {
-		t.Errorf("counters %+v: want 1 AFC and 1 notification_proxy connection", c)
+	// The same service over the Wi-Fi entry, still through usbmuxd Connect.
+	wconn, err := ios.ConnectToService(findEntry(t, d.UDID(), TransportNetwork), "com.apple.afc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wconn.Close()
+	wc := &afcClient{t: t, rw: wconn}
+	if code := wc.status(afcOpMakeDir, cstr("/Downloads/x"), nil); code != 0 {
+		t.Errorf("MAKE_DIR over Wi-Fi: %d", code)
+	}
+	if c := d.Counters(); c.AFC != 2 || c.NotificationProxy != 1 || c.DirectConnects != 0 {
+		t.Errorf("counters %+v: want 2 AFC and 1 notification_proxy connection, none direct", c)
 	}
 }
 
