@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Options configure a Store. The zero value is usable except for Now, which defaults to the
-// wall clock only in Open.
+// Options configure a Store. The zero value is usable: Open fills in the wall clock and the
+// defaults documented on each field.
 type Options struct {
 	// Now is the clock. Snapshot IDs, lock times and retention ages come from it.
 	Now func() time.Time
@@ -73,7 +73,8 @@ type Store struct {
 // Open opens the store at the destination folder dir (see ResolveLocation) and recovers every
 // device whose lock is free: unfinished commits are completed, leftovers of crashed runs
 // removed. Open writes nothing when the destination was never used. A destination whose disk
-// is missing gives ErrDiskNotConnected.
+// is missing gives ErrDiskNotConnected. When only recovery fails, Open returns the Store (fine
+// for listing) together with the error; Begin retries the recovery.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	root, err := ResolveLocation(dir)
 	if err != nil {
