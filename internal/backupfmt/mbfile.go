@@ -44,56 +44,53 @@ const (
 func EncodeMBFile(f MBFile) ([]byte, error) {
 	objects := make([]any, 2, 9)
 	objects[0] = "$null"
-	root := map[string]any{
-		"LastModified":     f.LastModified,
-		"LastStatusChange": f.LastStatusChange,
-		"Birth":            f.Birth,
-		"Size":             f.Size,
-		"Mode":             f.Mode,
-		"InodeNumber":      f.InodeNumber,
-		"UserID":           f.UserID,
-		"GroupID":          f.GroupID,
-		"Flags":            f.Flags,
-		"ProtectionClass":  f.ProtectionClass,
-	}
-	objects[1] = root
 	add := func(v any) plist.UID {
 		objects = append(objects, v)
 		return plist.UID(len(objects) - 1)
 	}
-	root["RelativePath"] = add(f.RelativePath)
+	root := bpDict{
+		{"LastModified", f.LastModified},
+		{"LastStatusChange", f.LastStatusChange},
+		{"Birth", f.Birth},
+		{"Size", f.Size},
+		{"Mode", f.Mode},
+		{"InodeNumber", f.InodeNumber},
+		{"UserID", f.UserID},
+		{"GroupID", f.GroupID},
+		{"Flags", f.Flags},
+		{"ProtectionClass", f.ProtectionClass},
+		{"RelativePath", add(f.RelativePath)},
+	}
 	if f.Digest != nil {
-		root["Digest"] = add(f.Digest)
+		root = append(root, bpKV{"Digest", add(f.Digest)})
 	}
 	if f.EncryptionKey != nil {
-		data := map[string]any{"NS.data": f.EncryptionKey}
-		root["EncryptionKey"] = add(data)
-		data["$class"] = add(map[string]any{
-			"$classname": "NSMutableData",
-			"$classes":   []string{"NSMutableData", "NSData", "NSObject"},
+		data := bpDict{{"NS.data", f.EncryptionKey}}
+		root = append(root, bpKV{"EncryptionKey", add(data)})
+		// The data dict's class is the next object; fill in its UID after adding it.
+		cls := add(bpDict{
+			{"$classname", "NSMutableData"},
+			{"$classes", []string{"NSMutableData", "NSData", "NSObject"}},
 		})
+		objects[len(objects)-2] = append(data, bpKV{"$class", cls})
 	}
 	if f.ExtendedAttributes != nil {
-		root["ExtendedAttributes"] = add(f.ExtendedAttributes)
+		root = append(root, bpKV{"ExtendedAttributes", add(f.ExtendedAttributes)})
 	}
 	if f.Target != "" {
-		root["Target"] = add(f.Target)
+		root = append(root, bpKV{"Target", add(f.Target)})
 	}
-	root["$class"] = add(map[string]any{
-		"$classname": "MBFile",
-		"$classes":   []string{"MBFile", "NSObject"},
-	})
-	archive := map[string]any{
-		"$version":  keyedArchiverVersion,
-		"$archiver": keyedArchiverName,
-		"$top":      map[string]any{"root": plist.UID(1)},
-		"$objects":  objects,
-	}
-	b, err := plist.Marshal(archive, plist.BinaryFormat)
-	if err != nil {
-		return nil, fmt.Errorf("encode MBFile %q: %w", f.RelativePath, err)
-	}
-	return b, nil
+	root = append(root, bpKV{"$class", add(bpDict{
+		{"$classname", "MBFile"},
+		{"$classes", []string{"MBFile", "NSObject"}},
+	})})
+	objects[1] = root
+	return encodeBPlist(bpDict{
+		{"$version", int64(keyedArchiverVersion)},
+		{"$archiver", keyedArchiverName},
+		{"$top", bpDict{{"root", plist.UID(1)}}},
+		{"$objects", objects},
+	}), nil
 }
 
 // DecodeMBFile decodes an MBFile archive (binary or XML plist). It follows one level of UIDs,

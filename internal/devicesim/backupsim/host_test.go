@@ -24,11 +24,11 @@ type testHost struct {
 	root string // backup root; the device writes <root>/<UDID>/…
 	udid string
 
-	free          int64 // GetFreeDiskSpace answer; 0 = plenty
-	answerPurge   bool  // false: never answer PurgeDiskSpace (Debian's idevicebackup2)
-	failRemove    bool  // RemoveItems of <UDID>/Snapshot fails
-	discardUpload bool  // do not write uploads (benchmarks)
-	versions      []any // Hello versions; nil = [2.0, 2.1]
+	free          int64                       // GetFreeDiskSpace answer; 0 = plenty
+	answerPurge   bool                        // false: never answer PurgeDiskSpace (Debian's idevicebackup2)
+	failRemove    bool                        // RemoveItems of <UDID>/Snapshot fails
+	discardUpload bool                        // do not write uploads (benchmarks)
+	versions      []any                       // Hello versions; nil = [2.0, 2.1]
 	pipe          func() (host, dev net.Conn) // nil = net.Pipe
 
 	mu       sync.Mutex
