@@ -326,3 +326,37 @@ func TestAdoptExistingBackupFolder(t *testing.T) {
 		t.Fatal("adopted backup changed")
 	}
 }
+
+func TestRunEndsOnceAndFullRunStartsEmpty(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testOptions(&fakeClock{t: epoch, step: time.Hour}))
+	dev := newFakeDevice(testUDID, 8, 300, 14)
+	runBackup(t, s, dev)
+	ctx := context.Background()
+	r, err := s.Begin(ctx, testUDID, BeginOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(r.Dir()); len(entries) != 0 {
+		t.Fatalf("full run's staging holds %d entries, want empty", len(entries))
+	}
+	if err := dev.backup(r.Root(), nil); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := r.Commit(ctx, CommitMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Kind != KindFull {
+		t.Errorf("kind = %s, want full", sn.Kind)
+	}
+	if _, err := r.Commit(ctx, CommitMeta{}); !errors.Is(err, ErrRunFinished) {
+		t.Errorf("second Commit: %v, want ErrRunFinished", err)
+	}
+	if err := r.Abort(); err != nil {
+		t.Errorf("Abort after Commit: %v", err)
+	}
+	if l := mustList(t, s); len(l) != 2 || !l[1].Latest {
+		t.Fatalf("after full run: %+v", l)
+	}
+}
