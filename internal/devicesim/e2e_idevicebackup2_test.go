@@ -26,7 +26,7 @@ import (
 
 // needIdevicebackup2 returns the tool's path; missing, it skips locally and fails under
 // CI=true (DESIGN.md §8: no silent skips in CI).
-func needIdevicebackup2(t *testing.T) string {
+func needIdevicebackup2(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("idevicebackup2")
 	if err != nil {
@@ -83,7 +83,7 @@ type rig struct {
 	bin   string
 }
 
-func newRig(t *testing.T, o backupsim.Options) *rig {
+func newRig(t testing.TB, o backupsim.Options) *rig {
 	t.Helper()
 	bin := needIdevicebackup2(t)
 	sim, err := devicesim.Start(devicesim.Options{})
@@ -113,7 +113,7 @@ func newRig(t *testing.T, o backupsim.Options) *rig {
 
 // backup runs `idevicebackup2 -u UDID backup [--full] DIR` and returns its output and exit
 // code.
-func (r *rig) backup(t *testing.T, dir string, extra ...string) (string, int) {
+func (r *rig) backup(t testing.TB, dir string, extra ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -328,5 +328,23 @@ func TestIdevicebackup2InjectedErrors(t *testing.T) {
 				t.Errorf("a failed backup left a finished Status.plist")
 			}
 		})
+	}
+}
+
+// BenchmarkIdevicebackup2Full measures a full backup of 256 MB in few large files by Debian's
+// idevicebackup2 from the simulator (process start, handshakes and disk writes included):
+// the baseline Snapback's own host should beat.
+func BenchmarkIdevicebackup2Full(b *testing.B) {
+	r := newRig(b, backupsim.Options{Seed: 3, Files: 100, TotalSize: 256 << 20, PasscodeRequired: new(bool)})
+	var total int64
+	for _, f := range r.agent.Files() {
+		total += f.Size
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		out, code := r.backup(b, b.TempDir(), "--full")
+		if code != 0 {
+			b.Fatalf("exit %d\n%s", code, out)
+		}
 	}
 }
