@@ -2,7 +2,7 @@
 # Packaging check for CI (.ci/run calls it as root on a fresh Debian with usbmuxd installed):
 # builds the .deb, installs it with dpkg -i, runs the installed binary, validates the desktop
 # files, and cross-builds windows/amd64 and linux/arm64 with CGO_ENABLED=0. The package is
-# removed again at the end so the machine is left as it was.
+# purged again at the end so the machine is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.0.0~ci
@@ -17,8 +17,11 @@ deb=dist/snapback_${version}_amd64.deb
 [ -f "$deb" ] || { echo "ci-check: $deb was not built" >&2; exit 1; }
 
 echo "== package metadata"
-dpkg-deb --info "$deb" | tee /dev/stderr | grep -q "Depends: usbmuxd"
-dpkg-deb --info "$deb" | grep -q "Recommends: libimobiledevice-utils"
+# Captured first: grep -q closing a pipe early would kill the writer with SIGPIPE (pipefail).
+info=$(dpkg-deb --info "$deb")
+echo "$info"
+grep -q "Depends: usbmuxd" <<<"$info"
+grep -q "Recommends: libimobiledevice-utils" <<<"$info"
 contents=$(dpkg-deb --contents "$deb")
 for path in ./usr/bin/snapback ./usr/share/applications/snapback.desktop ./etc/xdg/autostart/snapback.desktop \
   ./usr/lib/systemd/user/snapback.service ./usr/share/icons/hicolor/256x256/apps/snapback.png; do
@@ -26,7 +29,7 @@ for path in ./usr/bin/snapback ./usr/share/applications/snapback.desktop ./etc/x
 done
 
 installed_before=$(dpkg-query -W -f='${Status}' snapback 2>/dev/null || true)
-cleanup() { [[ $installed_before == *"install ok installed"* ]] || dpkg -r snapback >/dev/null 2>&1 || true; }
+cleanup() { [[ $installed_before == *"install ok installed"* ]] || dpkg -P snapback >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 echo "== dpkg -i"
 dpkg -i "$deb"
@@ -38,13 +41,16 @@ echo "== desktop-file-validate"
 desktop-file-validate /usr/share/applications/snapback.desktop /etc/xdg/autostart/snapback.desktop packaging/linux/*.desktop
 if command -v systemd-analyze >/dev/null; then
   echo "== systemd-analyze verify"
-  systemd-analyze verify --user /usr/lib/systemd/user/snapback.service 2>&1 | grep -v "^$" || true
+  # Verified as a plain unit file: --user needs a running user manager, which CI lacks.
+  systemd-analyze verify /usr/lib/systemd/user/snapback.service
 fi
 
 echo "== cross-builds (CGO_ENABLED=0, built by scripts/package.sh)"
-file dist/snapback-linux-arm64 | tee /dev/stderr | grep -q "ARM aarch64"
-dpkg-deb --info "dist/snapback_${version}_arm64.deb" | grep -q "Architecture: arm64"
 win=dist/snapback_${version}_windows_amd64
-file "$win/snapback.exe" | grep -q "PE32+ executable (console) x86-64"
-file "$win/snapbackw.exe" | tee /dev/stderr | grep -q "PE32+ executable (GUI) x86-64"
+types=$(file dist/snapback-linux-arm64 "$win/snapback.exe" "$win/snapbackw.exe")
+echo "$types"
+grep -q "snapback-linux-arm64: .*ARM aarch64" <<<"$types"
+grep -q "snapback.exe: .*PE32+ executable (console) x86-64" <<<"$types"
+grep -q "snapbackw.exe: .*PE32+ executable (GUI) x86-64" <<<"$types"
+grep -q "Architecture: arm64" <<<"$(dpkg-deb --info "dist/snapback_${version}_arm64.deb")"
 echo "ci-check: OK"
