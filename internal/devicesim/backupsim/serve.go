@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -109,13 +110,15 @@ func (d *Device) Serve(ctx context.Context, rw io.ReadWriter, n Notifier) error 
 	}
 	s := &session{d: d, c: devicelink.NewConn(rw), n: n}
 	err := s.serve(ctx)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-		return nil // the host hung up: the normal end for many clients
-	}
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return err
+}
+
+// hungUp reports whether err is the host closing the link.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
 }
 
 func (s *session) serve(ctx context.Context) error {
@@ -135,6 +138,9 @@ func (s *session) serve(ctx context.Context) error {
 	for {
 		m, err := s.read(ctx, 0)
 		if err != nil {
+			if hungUp(err) {
+				return nil // between requests, hanging up is how many hosts say goodbye
+			}
 			return err
 		}
 		switch m.Name() {
@@ -143,7 +149,8 @@ func (s *session) serve(ctx context.Context) error {
 		case devicelink.ProcessMessage:
 			req, _ := m.Arg(1).(map[string]any)
 			if err := s.request(ctx, req); err != nil {
-				return err
+				name, _ := req["MessageName"].(string)
+				return fmt.Errorf("%s request: %w", name, err)
 			}
 		default:
 			// Hosts send nothing else unprompted; like libimobiledevice, ignore what is not
