@@ -30,6 +30,7 @@ const (
 	CodeDeviceError            // another non-zero device ErrorCode
 	CodeLocalIO                // a local filesystem operation failed fatally
 	CodeCancelledOnDevice      // the user cancelled the sync on the device
+	CodeNotConnected           // no such device connected, or usbmuxd not running
 )
 
 var codeNames = map[Code]string{
@@ -48,6 +49,7 @@ var codeNames = map[Code]string{
 	CodeDeviceError:       "device-error",
 	CodeLocalIO:           "local-io",
 	CodeCancelledOnDevice: "cancelled-on-device",
+	CodeNotConnected:      "not-connected",
 }
 
 // String returns a stable, lowercase name (used in JSON output).
@@ -82,6 +84,7 @@ var classes = map[Code]classInfo{
 	CodeDeviceError:       {"the device reported an error", "try again; restart the device if it keeps failing", true},
 	CodeLocalIO:           {"writing the backup failed on this computer", "check the backup disk (space, permissions, health), then try again", true},
 	CodeCancelledOnDevice: {"the backup was cancelled on the device", "", true},
+	CodeNotConnected:      {"the device is not connected", "connect the device by USB (or enable Wi-Fi sync) and unlock it; on Linux make sure usbmuxd is running", true},
 }
 
 // Error is the one classified failure of a backup run. Callers branch on Code (or errors.Is
@@ -149,6 +152,7 @@ var (
 	ErrDeviceError       = sentinel(CodeDeviceError)
 	ErrLocalIO           = sentinel(CodeLocalIO)
 	ErrCancelledOnDevice = sentinel(CodeCancelledOnDevice)
+	ErrNotConnected      = sentinel(CodeNotConnected)
 )
 
 // NewError builds a classified error with the class's remedy and retry flag.
@@ -191,7 +195,11 @@ func Classify(ctx context.Context, err error) *Error {
 		return e
 	}
 	if ctx != nil && ctx.Err() != nil {
-		return NewError(CodeCancelled, context.Cause(ctx))
+		cause := context.Cause(ctx)
+		if errors.As(cause, &e) {
+			return e // cancelled for a classified reason (e.g. the user cancelled on the device)
+		}
+		return NewError(CodeCancelled, cause)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return NewError(CodeCancelled, err)

@@ -79,6 +79,7 @@ type Emitter struct {
 	fn    func(Event)
 	now   func() time.Time
 	state Event
+	ended bool // a final event went out; later ones (a late notification) are dropped
 }
 
 // NewEmitter returns an Emitter that stamps events with now(). fn may be nil.
@@ -96,6 +97,10 @@ func (e *Emitter) update(kind EventKind, change func(*Event)) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.ended {
+		return
+	}
+	e.ended = kind == EventFinished || kind == EventFailed
 	if change != nil {
 		change(&e.state)
 	}
@@ -111,6 +116,9 @@ func (e *Emitter) update(kind EventKind, change func(*Event)) {
 		e.fn(ev)
 	}
 }
+
+// Begin emits the initial phase event (connecting).
+func (e *Emitter) Begin() { e.update(EventPhase, nil) }
 
 // SetPhase emits a phase change (no event if the phase is unchanged).
 func (e *Emitter) SetPhase(p Phase) {

@@ -1,0 +1,309 @@
+// Package engine runs one backup of one device into one folder: it joins internal/device
+// (lockdown, services, notifications, sync lock) and internal/mobilebackup2 (the protocol)
+// in the order of protocol.md §11, writes Info.plist, and classifies the outcome once.
+//
+// It knows nothing of snapshots: the caller chooses Root (a plain folder for
+// `snapback backup --dir`, a staging folder prepared by the store otherwise) and the backup
+// lands in Root/<UDID>/.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"snapback/internal/atomicfile"
+	"snapback/internal/backupfmt"
+	"snapback/internal/device"
+	"snapback/internal/mobilebackup2"
+)
+
+// Request describes one backup run.
+type Request struct {
+	// UDID of the device; "" picks the only connected device.
+	UDID string
+	// Root is the backup root directory; the backup is written to Root/<UDID>/.
+	Root string
+	// Full forces a full backup; by default the device backs up incrementally when Root/<UDID>
+	// holds its previous finished backup.
+	Full bool
+	// Events receives progress. It is called from the engine's goroutines (serialised, never
+	// concurrently) and must return quickly; see mobilebackup2.ChannelSink.
+	Events func(mobilebackup2.Event)
+	// Now is the clock (nil = time.Now). It stamps events and Info.plist's Last Backup Date.
+	Now func() time.Time
+	// Log receives diagnostics (nil = discard).
+	Log *slog.Logger
+	// LockAttempts and LockRetry govern the sync-lock retries (default 50 × 200 ms, as
+	// iTunes-compatible hosts do).
+	LockAttempts int
+	LockRetry    time.Duration
+	// SyncEachFile fsyncs each uploaded file (see mobilebackup2.BackupOptions).
+	SyncEachFile bool
+}
+
+// Result describes a finished run.
+type Result struct {
+	UDID     string
+	Dir      string // Root/<UDID>
+	Device   device.Info
+	Backup   mobilebackup2.Result
+	Started  time.Time
+	Finished time.Time
+}
+
+// Notifications the engine observes during a run.
+var observed = []string{
+	device.NotifySyncCancel, device.NotifySyncSuspend, device.NotifySyncResume, device.NotifyDomainChanged,
+	device.NotifyPasscodeShown, device.NotifyPasscodeDismissed,
+}
+
+// Backup runs one backup. On failure the error is a *mobilebackup2.Error (errors.Is with its
+// sentinels works), and the last event is EventFailed; on success it is EventFinished.
+// Root/<UDID> may then hold a partial backup: callers that need atomicity (the store) give
+// a staging root and commit only on success.
+func Backup(ctx context.Context, req Request) (res Result, err error) {
+	now := req.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := req.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if req.LockAttempts <= 0 {
+		req.LockAttempts = 50
+	}
+	if req.LockRetry <= 0 {
+		req.LockRetry = 200 * time.Millisecond
+	}
+	em := mobilebackup2.NewEmitter(req.Events, now)
+	res.Started = now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// protocolEnded is set once mobilebackup2 has emitted the final event itself.
+	protocolEnded := false
+	defer func() {
+		res.Finished = now()
+		if err == nil {
+			return
+		}
+		e := classify(ctx, err)
+		err = e
+		if !protocolEnded {
+			em.Failed(e)
+		}
+	}()
+	em.Begin()
+
+	if req.Root == "" {
+		return res, errors.New("no backup folder given")
+	}
+	if err := os.MkdirAll(req.Root, 0o755); err != nil {
+		return res, fmt.Errorf("create backup folder: %w", err)
+	}
+
+	sess, err := device.Open(ctx, req.UDID)
+	if err != nil {
+		return res, err
+	}
+	sessOpen := true
+	defer func() {
+		if sessOpen {
+			sess.Close()
+		}
+	}()
+	res.UDID = sess.Entry.UDID
+	res.Dir = filepath.Join(req.Root, res.UDID)
+	info, err := sess.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("read device information: %w", err)
+	}
+	res.Device = info
+
+	np, err := sess.StartNotifications(ctx)
+	if err != nil {
+		return res, err
+	}
+	// The watcher turns device notifications into events; it ends when np closes.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for name := range np.C() {
+			switch name {
+			case device.NotifyPasscodeShown:
+				em.PasscodeRequested()
+			case device.NotifyPasscodeDismissed:
+				em.PasscodeDismissed()
+			case device.NotifySyncCancel:
+				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
+			default:
+				log.Debug("device notification", "name", name)
+			}
+		}
+	}()
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ccancel()
+		if err := np.Close(cctx); err != nil {
+			log.Debug("notification_proxy close", "err", err)
+		}
+		<-watchDone
+	}()
+	if err := np.Observe(observed...); err != nil {
+		return res, err
+	}
+
+	afc, err := sess.StartAFC(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer afc.Close()
+
+	bconn, err := sess.StartService(ctx, device.ServiceBackup, true)
+	if err != nil {
+		return res, err
+	}
+	defer bconn.Close()
+	// Like idevicebackup2, stop the lockdown session once the services are running.
+	sess.Close()
+	sessOpen = false
+
+	client := mobilebackup2.NewClient(bconn, now)
+	if err := client.Handshake(ctx); err != nil {
+		return res, err
+	}
+	log.Debug("mobilebackup2 ready", "protocol", client.ProtocolVersion, "devicelink", client.DeviceVersion)
+
+	// The sync lock dance (protocol.md §8.2): keeps iTunes, Finder and other hosts from
+	// syncing the device at the same time.
+	if err := np.Post(device.NotifySyncWillStart); err != nil {
+		return res, err
+	}
+	lock, err := afc.LockSync(ctx, req.LockAttempts, device.SleepWait(req.LockRetry), func() error {
+		return np.Post(device.NotifySyncLockRequest)
+	})
+	if err != nil {
+		return res, err
+	}
+	unlocked := false
+	release := func() {
+		if unlocked {
+			return
+		}
+		unlocked = true
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ccancel()
+		if err := lock.Unlock(cctx); err != nil {
+			log.Debug("sync unlock", "err", err)
+		}
+		if err := np.Post(device.NotifySyncDidFinish); err != nil {
+			log.Debug("post syncDidFinish", "err", err)
+		}
+	}
+	defer release()
+	if err := np.Post(device.NotifySyncDidStart); err != nil {
+		return res, err
+	}
+
+	if err := writeInfo(req.Root, info, now()); err != nil {
+		return res, err
+	}
+
+	protocolEnded = true
+	res.Backup, err = client.Backup(ctx, mobilebackup2.BackupOptions{
+		Root:            req.Root,
+		UDID:            res.UDID,
+		ForceFullBackup: req.Full,
+		Events:          em,
+		SyncEachFile:    req.SyncEachFile,
+	})
+	release() // protocol.md §11.10: unlock and syncDidFinish, then Disconnect
+	if derr := client.Disconnect(); derr != nil {
+		log.Debug("mobilebackup2 disconnect", "err", derr)
+	}
+	return res, err
+}
+
+// classify maps device-layer errors to the typed error, then defers to mobilebackup2.
+func classify(ctx context.Context, err error) *mobilebackup2.Error {
+	var e *mobilebackup2.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if ctx.Err() != nil {
+		return mobilebackup2.Classify(ctx, err)
+	}
+	code := mobilebackup2.CodeUnknown
+	switch {
+	case errors.Is(err, device.ErrNotPaired):
+		code = mobilebackup2.CodeNotPaired
+	case errors.Is(err, device.ErrLockBusy):
+		code = mobilebackup2.CodeDeviceBusy
+	case errors.Is(err, device.ErrLocked):
+		code = mobilebackup2.CodeDeviceLocked
+	case errors.Is(err, device.ErrNotFound), errors.Is(err, device.ErrNoUsbmuxd):
+		code = mobilebackup2.CodeNotConnected
+	default:
+		return mobilebackup2.Classify(ctx, err)
+	}
+	return mobilebackup2.NewError(code, err)
+}
+
+// writeInfo writes Root/<UDID>/Info.plist (backup-format.md §1.2) atomically. The device
+// folder is created if needed and must not be a symlink.
+func writeInfo(root string, info device.Info, now time.Time) error {
+	dir := filepath.Join(root, info.UDID)
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fmt.Errorf("create device folder: %w", err)
+		}
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	guid := make([]byte, 16)
+	if _, err := rand.Read(guid); err != nil {
+		return err
+	}
+	itv := info.MinITunesVersion
+	if itv == "" {
+		itv = "10.0.1"
+	}
+	b, err := backupfmt.Info{
+		BuildVersion:          info.BuildVersion,
+		DeviceName:            info.Name,
+		DisplayName:           info.Name,
+		GUID:                  strings.ToUpper(hex.EncodeToString(guid)),
+		ICCID:                 info.ICCID,
+		IMEI:                  info.IMEI,
+		MEID:                  info.MEID,
+		PhoneNumber:           info.PhoneNumber,
+		InstalledApplications: []string{},
+		LastBackupDate:        now.UTC(),
+		ProductType:           info.ProductType,
+		ProductVersion:        info.ProductVersion,
+		SerialNumber:          info.SerialNumber,
+		TargetIdentifier:      info.UDID,
+		TargetType:            "Device",
+		UniqueIdentifier:      strings.ToUpper(info.UDID),
+		ITunesSettings:        info.ITunesSettings,
+		ITunesVersion:         itv,
+	}.Marshal()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, "Info.plist"), b, 0o644)
+}
