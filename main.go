@@ -24,9 +24,16 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-		newSimulateCmd(),
-		newDevicesCmd(),
 		newBackupCmd(),
+		newDevicesCmd(),
+		newSnapshotsCmd(),
+		newPruneCmd(),
+		newDaemonCmd(),
+		newTrayCmd(),
+		newConfigCmd(),
+		newPasswordCmd(),
+		newAutostartCmd(),
+		newSimulateCmd(),
 	)
 	return root
 }
