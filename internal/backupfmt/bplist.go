@@ -3,6 +3,7 @@ package backupfmt
 import (
 	"encoding/binary"
 	"math"
+	"sync"
 	"unicode/utf16"
 
 	"howett.net/plist"
@@ -29,6 +30,9 @@ type bpNode struct {
 }
 
 type bpWriter struct{ nodes []bpNode }
+
+// writerPool recycles node tables: Manifest.db generation encodes one archive per file.
+var writerPool = sync.Pool{New: func() any { return &bpWriter{nodes: make([]bpNode, 0, 64)} }}
 
 func (w *bpWriter) add(v any) int {
 	idx := len(w.nodes)
@@ -69,7 +73,12 @@ func (w *bpWriter) add(v any) int {
 
 // encodeBPlist serialises root (node 0) as "bplist00".
 func encodeBPlist(root any) []byte {
-	w := bpWriter{nodes: make([]bpNode, 0, 64)}
+	w := writerPool.Get().(*bpWriter)
+	defer func() {
+		clear(w.nodes) // drop references to the caller's data
+		w.nodes = w.nodes[:0]
+		writerPool.Put(w)
+	}()
 	w.add(root)
 	refSize := 1
 	if len(w.nodes) > 256 {

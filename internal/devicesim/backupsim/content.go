@@ -219,6 +219,30 @@ func (r *contentReader) Read(p []byte) (int, error) {
 
 func (r *contentReader) Close() error { return nil }
 
+// WriteTo streams the rest of the content with one buffer no larger than the file, so
+// io.Copy (used for Digests) does not allocate 32 KiB per small file.
+func (r *contentReader) WriteTo(w io.Writer) (int64, error) {
+	rem := r.size - r.off
+	if rem <= 0 {
+		return 0, nil
+	}
+	buf := make([]byte, min(rem, 32<<10))
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+	}
+}
+
 // dirRows lists every directory row the device has: each domain's root ("") and every
 // directory above a generated file. It is small and fixed for a given generator.
 func dirRows() []item {
