@@ -348,3 +348,38 @@ func BenchmarkIdevicebackup2Full(b *testing.B) {
 		}
 	}
 }
+
+// TestIdevicebackup2InfoAndList: the "useful mode" answers to Info and List reach the user
+// through idevicebackup2's info and list commands.
+func TestIdevicebackup2InfoAndList(t *testing.T) {
+	r := newRig(t, backupsim.Options{Seed: 8, Files: 40, PasscodeRequired: new(bool)})
+	root := t.TempDir()
+	if out, code := r.backup(t, root); code != 0 {
+		t.Fatalf("backup: exit %d\n%s", code, out)
+	}
+	run := func(cmd string) string {
+		t.Helper()
+		c := exec.Command(r.bin, "-u", r.udid, cmd, root)
+		c.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+r.sim.Addr())
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("idevicebackup2 %s: %v\n%s", cmd, err, out)
+		}
+		return string(out)
+	}
+	info := run("info")
+	for _, want := range []string{"Unique Identifier: " + r.udid, "Files: 40", "Backups: 1", "Last Backup UUID: " + r.agent.Counters().LastBackupUUID} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info output lacks %q:\n%s", want, info)
+		}
+	}
+	list := run("list")
+	if !strings.Contains(list, "Domain,RelativePath,Flags,Size,LastModified,FileID") {
+		t.Errorf("list output has no CSV header:\n%s", list)
+	}
+	for _, f := range r.agent.Files() {
+		if !strings.Contains(list, f.FileID) {
+			t.Errorf("list output lacks %s %q", f.Domain, f.RelativePath)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func (d *Device) size(i int, k kind, v uint32) int64 {
 
 // dirRecord builds the row of a directory. Directories carry all scalar fields too.
 func (d *Device) dirRecord(it item) backupfmt.Record {
-	h := hash3(d.opts.Seed, mix64(uint64(len(it.domain)))^mix64(uint64(len(it.rel))), 5)
+	h := hash3(d.opts.Seed, strHash(it.domain), strHash(it.rel)+5)
 	t := int64(baseTime - 10_000_000 + h%1_000_000)
 	return backupfmt.Record{
 		FileID: backupfmt.FileID(it.domain, it.rel), Domain: it.domain, RelativePath: it.rel,
@@ -121,3 +121,13 @@ func hostileRecords() []backupfmt.Record {
 }
 
 const hostileBody = "snapback hostile-device test payload\n"
+
+// strHash is FNV-1a, to derive per-directory metadata from its path.
+func strHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
