@@ -1,16 +1,329 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+
+	"snapback/internal/engine"
+	"snapback/internal/mobilebackup2"
 )
 
-// newBackupCmd is a placeholder until its owner fills it in.
+type backupFlags struct {
+	udid   string
+	full   bool
+	dir    string
+	asJSON bool
+}
+
 func newBackupCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "backup",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("backup: not built yet") },
+	var f backupFlags
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Back up a device now",
+		Long: "Back up a connected iPhone or iPad now into DIR/<UDID>/, a standard Apple backup folder\n" +
+			"(Finder, iTunes and idevicebackup2 read it). Incremental when DIR already holds the\n" +
+			"device's previous backup, unless --full. On iOS 16.1 and later, enter the passcode on\n" +
+			"the device when it asks.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBackup(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
+	cmd.Flags().StringVar(&f.udid, "udid", "", "device to back up (default: the only connected device)")
+	cmd.Flags().BoolVar(&f.full, "full", false, "force a full backup")
+	cmd.Flags().StringVar(&f.dir, "dir", "", "write a plain backup folder into `DIR` (DIR/<UDID>/)")
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print progress and the result as JSON lines")
+	return cmd
+}
+
+// backupTarget is where a run writes and what happens after it. With --dir the folder is
+// written in place; the snapshot store will provide a staging root and a commit here.
+type backupTarget struct {
+	root   string
+	finish func(ctx context.Context, res engine.Result, runErr error) error
+}
+
+func resolveTarget(f backupFlags) (backupTarget, error) {
+	if f.dir == "" {
+		return backupTarget{}, errors.New("no destination: pass --dir DIR (backups into the snapshot store are started by the daemon or tray)")
+	}
+	abs, err := filepath.Abs(f.dir)
+	if err != nil {
+		return backupTarget{}, err
+	}
+	return backupTarget{root: abs, finish: func(_ context.Context, _ engine.Result, err error) error { return err }}, nil
+}
+
+func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) error {
+	target, err := resolveTarget(f)
+	if err != nil {
+		return err
+	}
+	var view progressView
+	switch {
+	case f.asJSON:
+		view = &jsonView{enc: json.NewEncoder(stdout)}
+	case isTerminal(stderr):
+		view = &barView{w: stderr}
+	default:
+		view = &lineView{w: stderr}
+	}
+	// The engine must never wait on the terminal: events go through a bounded channel that
+	// drops intermediate ones under pressure, and one goroutine renders them.
+	ch := make(chan mobilebackup2.Event, 256)
+	rendered := make(chan struct{})
+	go func() {
+		defer close(rendered)
+		for ev := range ch {
+			view.event(ev)
+		}
+	}()
+	res, runErr := engine.Backup(ctx, engine.Request{
+		UDID:   f.udid,
+		Root:   target.root,
+		Full:   f.full,
+		Events: mobilebackup2.ChannelSink(ch),
+	})
+	close(ch)
+	<-rendered
+	err = target.finish(ctx, res, runErr)
+	view.result(res, err)
+	if err != nil {
+		var e *mobilebackup2.Error
+		if errors.As(err, &e) {
+			return backupExitError{e}
+		}
+	}
+	return err
+}
+
+// backupExitError gives each failure class its own exit status for scripts.
+type backupExitError struct{ e *mobilebackup2.Error }
+
+// ExitCode: 130 cancelled, 3 not connected/not paired, 4 passcode/locked, 5 no space,
+// 6 device busy, 1 otherwise.
+func (e backupExitError) ExitCode() int {
+	switch e.e.Code {
+	case mobilebackup2.CodeCancelled, mobilebackup2.CodeCancelledOnDevice:
+		return 130
+	case mobilebackup2.CodeNotConnected, mobilebackup2.CodeNotPaired:
+		return 3
+	case mobilebackup2.CodeDeviceLocked:
+		return 4
+	case mobilebackup2.CodeNoSpace:
+		return 5
+	case mobilebackup2.CodeDeviceBusy:
+		return 6
+	}
+	return 1
+}
+
+func (e backupExitError) Error() string { return e.e.Error() }
+
+func (e backupExitError) Unwrap() error { return e.e }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+type progressView interface {
+	event(mobilebackup2.Event)
+	result(engine.Result, error)
+}
+
+// --- terminal: progress bar (phase, percent, MB/s, ETA) ---
+
+type barView struct {
+	w     io.Writer
+	bar   *progressbar.ProgressBar
+	max   int64
+	start time.Time // first event with bytes: the base of the MB/s figure
+	base  int64
+}
+
+func (v *barView) ensure(max int64) {
+	if v.bar != nil && max == v.max {
+		return
+	}
+	if v.bar != nil {
+		v.bar.ChangeMax64(max)
+		v.max = max
+		return
+	}
+	v.max = max
+	v.bar = progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(v.w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(150*time.Millisecond),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func (v *barView) event(ev mobilebackup2.Event) {
+	switch ev.Kind {
+	case mobilebackup2.EventPasscodeRequested:
+		v.clear()
+		fmt.Fprintln(v.w, "Enter the passcode on the device to start the backup.")
+	case mobilebackup2.EventFinished, mobilebackup2.EventFailed:
+		v.clear()
+		return
+	}
+	max := int64(-1)
+	if ev.BytesExpected > 0 {
+		max = ev.BytesExpected
+	}
+	v.ensure(max)
+	pct := ""
+	if ev.Percent > 0 {
+		pct = fmt.Sprintf(" %3.0f%%", ev.Percent)
+	}
+	rate := ""
+	if ev.BytesDone > 0 && v.start.IsZero() {
+		v.start, v.base = ev.Time, ev.BytesDone
+	} else if d := ev.Time.Sub(v.start).Seconds(); !v.start.IsZero() && d > 0.5 {
+		rate = fmt.Sprintf("  %.1f MB/s", float64(ev.BytesDone-v.base)/1e6/d)
+	}
+	v.bar.Describe(fmt.Sprintf("%-20s%s  %d files%s", ev.Phase, pct, ev.FilesDone, rate))
+	v.bar.Set64(ev.BytesDone)
+}
+
+func (v *barView) clear() {
+	if v.bar != nil {
+		v.bar.Clear()
+		v.bar = nil
+	}
+}
+
+func (v *barView) result(res engine.Result, err error) {
+	v.clear()
+	printResult(v.w, res, err)
+}
+
+// --- not a terminal: plain lines on phase changes and every 10 % ---
+
+type lineView struct {
+	w       io.Writer
+	phase   mobilebackup2.Phase
+	started bool
+	decile  int
+}
+
+func (v *lineView) event(ev mobilebackup2.Event) {
+	switch ev.Kind {
+	case mobilebackup2.EventPasscodeRequested:
+		fmt.Fprintln(v.w, "waiting for the passcode on the device")
+		return
+	case mobilebackup2.EventPasscodeDismissed, mobilebackup2.EventFinished, mobilebackup2.EventFailed:
+		return
+	}
+	if !v.started || ev.Phase != v.phase {
+		v.started, v.phase = true, ev.Phase
+		fmt.Fprintf(v.w, "%s\n", ev.Phase)
+	}
+	if d := int(ev.Percent / 10); ev.Percent >= 0 && d > v.decile {
+		v.decile = d
+		fmt.Fprintf(v.w, "%3.0f%%  %s  %d files\n", ev.Percent, mb(ev.BytesDone), ev.FilesDone)
+	}
+}
+
+func (v *lineView) result(res engine.Result, err error) { printResult(v.w, res, err) }
+
+func printResult(w io.Writer, res engine.Result, err error) {
+	if err != nil {
+		fmt.Fprintf(w, "Backup failed: %v\n", err)
+		return
+	}
+	kind := "incremental"
+	if res.Backup.FullBackup {
+		kind = "full"
+	}
+	secs := res.Finished.Sub(res.Started).Seconds()
+	rate := ""
+	if secs > 0 {
+		rate = fmt.Sprintf(", %.1f MB/s", float64(res.Backup.BytesReceived)/1e6/secs)
+	}
+	fmt.Fprintf(w, "Backed up %s (%s, %s) to %s: %s backup, %d files, %s in %.1fs%s\n",
+		res.Device.Name, res.Device.ProductType, res.UDID, res.Dir, kind,
+		res.Backup.FilesReceived, mb(res.Backup.BytesReceived), secs, rate)
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// --- --json: one JSON object per line ---
+
+type jsonView struct{ enc *json.Encoder }
+
+type jsonError struct {
+	Code        string `json:"code"`
+	Message     string `json:"message"`
+	Remedy      string `json:"remedy,omitempty"`
+	Retryable   bool   `json:"retryable"`
+	DeviceCode  int64  `json:"device_code,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+func toJSONError(err error) *jsonError {
+	if err == nil {
+		return nil
+	}
+	var e *mobilebackup2.Error
+	if !errors.As(err, &e) {
+		return &jsonError{Code: "unknown", Message: err.Error()}
+	}
+	return &jsonError{Code: e.Code.String(), Message: e.Error(), Remedy: e.Remedy, Retryable: e.Retryable,
+		DeviceCode: e.DeviceCode, Description: e.Description}
+}
+
+func (v *jsonView) event(ev mobilebackup2.Event) {
+	_ = v.enc.Encode(struct {
+		mobilebackup2.Event
+		Error *jsonError `json:"error,omitempty"`
+	}{ev, toJSONError(errOrNil(ev.Err))})
+}
+
+func errOrNil(e *mobilebackup2.Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+func (v *jsonView) result(res engine.Result, err error) {
+	_ = v.enc.Encode(struct {
+		Kind    string     `json:"kind"`
+		OK      bool       `json:"ok"`
+		UDID    string     `json:"udid,omitempty"`
+		Dir     string     `json:"dir,omitempty"`
+		Full    bool       `json:"full"`
+		Files   int64      `json:"files"`
+		Bytes   int64      `json:"bytes"`
+		Seconds float64    `json:"seconds"`
+		Device  any        `json:"device,omitempty"`
+		Error   *jsonError `json:"error,omitempty"`
+	}{Kind: "result", OK: err == nil, UDID: res.UDID, Dir: res.Dir, Full: res.Backup.FullBackup,
+		Files: res.Backup.FilesReceived, Bytes: res.Backup.BytesReceived,
+		Seconds: res.Finished.Sub(res.Started).Seconds(), Device: res.Device, Error: toJSONError(err)})
 }

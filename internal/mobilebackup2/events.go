@@ -120,15 +120,17 @@ func (e *Emitter) update(kind EventKind, change func(*Event)) {
 // Begin emits the initial phase event (connecting).
 func (e *Emitter) Begin() { e.update(EventPhase, nil) }
 
-// SetPhase emits a phase change (no event if the phase is unchanged).
+// SetPhase emits a phase change if p is later than the current phase.
 func (e *Emitter) SetPhase(p Phase) {
 	if e == nil {
 		return
 	}
 	e.mu.Lock()
-	same := e.state.Phase == p
+	// Phases only move forward: the device uploads Manifest.db after it has started moving
+	// files, and a bar that jumps back to "transferring" would mislead.
+	forward := p > e.state.Phase
 	e.mu.Unlock()
-	if !same {
+	if forward {
 		e.update(EventPhase, func(s *Event) { s.Phase = p })
 	}
 }
