@@ -422,6 +422,13 @@ func TestTrayOnSessionBus(t *testing.T) {
 		return ts == 1
 	})
 
+	// Snapshot actions sit three submenus deep; deleting takes the confirm entry.
+	states <- dev(func(d *Device) {
+		d.Snapshots, d.SnapshotsSize = []Snapshot{{ID: "20261121-091000", Time: today.AddDate(0, 0, -1), Size: 120_000_000}}, 120_000_000
+	})
+	h.click(h.waitFor([]string{"Anna's iPhone", "Snapshots (1, 120 MB extra)", "Yesterday 09:12 · 120 MB", "Delete…", "Delete This Snapshot (120 MB)"}, nil))
+	expectCall(t, rec, "DeleteSnapshot "+anna+" 20261121-091000")
+
 	// Disabled entries do nothing even if a host sends a click.
 	states <- dev(func(d *Device) { d.Connected = false })
 	off := h.waitFor([]string{"Anna's iPhone", "Back Up Now"}, func(n node) bool { en, _ := n.Props["enabled"].Value().(bool); return !en })
@@ -437,7 +444,7 @@ func TestTrayOnSessionBus(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if n := len(rec.calls); n != 5 {
-		t.Errorf("controller calls = %q, want exactly 5 (the disabled click must do nothing)", rec.calls)
+	if n := len(rec.calls); n != 6 {
+		t.Errorf("controller calls = %q, want exactly 6 (the disabled click must do nothing)", rec.calls)
 	}
 }

@@ -1,6 +1,8 @@
 package tray
 
 import (
+	"time"
+
 	"fyne.io/systray"
 
 	"snapback/icons"
@@ -16,3 +18,6 @@ func setTooltip(s string) { systray.SetTooltip(s) }
 
 // setTitle does nothing: on macOS a title is drawn as text beside the icon in the menu bar.
 func setTitle(string) {}
+
+// submenuPause is slept after creating a submenu parent, before its children (see rebuild).
+const submenuPause time.Duration = 0

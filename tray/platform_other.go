@@ -3,6 +3,8 @@
 package tray
 
 import (
+	"time"
+
 	"fyne.io/systray"
 
 	"snapback/icons"
@@ -15,3 +17,6 @@ func setTooltip(s string) { systray.SetTooltip(s) }
 
 // setTitle names the item for SNI hosts that show the title instead of a tooltip.
 func setTitle(s string) { systray.SetTitle(s) }
+
+// submenuPause is slept after creating a submenu parent, before its children (see rebuild).
+const submenuPause time.Duration = 10 * time.Millisecond

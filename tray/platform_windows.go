@@ -1,6 +1,8 @@
 package tray
 
 import (
+	"time"
+
 	"fyne.io/systray"
 
 	"snapback/icons"
@@ -20,3 +22,6 @@ func setTooltip(s string) {
 }
 
 func setTitle(string) {}
+
+// submenuPause is slept after creating a submenu parent, before its children (see rebuild).
+const submenuPause time.Duration = 0

@@ -194,6 +194,11 @@ func (t *Tray) rebuild(items []Item) {
 			t.items[it.Key] = mi
 			t.current[it.Key] = it
 			if len(it.Children) > 0 {
+				// libdbusmenu-gtk hosts (Xfce, GNOME's extension) may handle the parent's
+				// children-display update after its children and then show the submenu empty;
+				// a short pause after creating a parent keeps them in order (Tailscale does the
+				// same). Seen with xfce4-panel 4.18 after a rebuild.
+				time.Sleep(submenuPause)
 				add(mi, it.Children)
 				continue
 			}
