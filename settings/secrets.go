@@ -79,7 +79,11 @@ type Keyring struct {
 	// one call at a time: a call that hangs past its timeout keeps its goroutine (go-keyring
 	// cannot be interrupted) and holds this slot, so hung calls never pile up.
 	slot chan struct{}
+	// haveBus checks for a session bus first (see haveSessionBus); nil skips the check.
+	haveBus func() bool
 }
+
+var errNoSessionBus = errors.New("no D-Bus session bus found")
 
 // NewKeyring returns a keyring-backed Secrets whose calls give up after timeout
 // (DefaultSecretTimeout when timeout <= 0).
@@ -87,7 +91,7 @@ func NewKeyring(timeout time.Duration) *Keyring {
 	if timeout <= 0 {
 		timeout = DefaultSecretTimeout
 	}
-	return &Keyring{timeout: timeout, slot: make(chan struct{}, 1)}
+	return &Keyring{timeout: timeout, slot: make(chan struct{}, 1), haveBus: haveSessionBus}
 }
 
 // Get returns the stored password of udid, or ErrSecretNotFound.
@@ -125,14 +129,20 @@ func (k *Keyring) call(ctx context.Context, op string, f func() error) error {
 	case <-ctx.Done():
 		return &KeyringError{Op: op, Kind: KeyringTimeout, Err: errors.New("an earlier keyring call is still waiting")}
 	}
+	// Everything that talks to D-Bus, the diagnosis included, runs in the goroutine so the
+	// timeout bounds all of it.
 	done := make(chan error, 1)
 	go func() {
 		defer func() { <-k.slot }()
-		done <- f()
+		if k.haveBus != nil && !k.haveBus() {
+			done <- &KeyringError{Op: op, Kind: KeyringNoSessionBus, Err: errNoSessionBus}
+			return
+		}
+		done <- k.classify(op, f())
 	}()
 	select {
 	case err := <-done:
-		return classify(op, err)
+		return err
 	case <-ctx.Done():
 		return &KeyringError{Op: op, Kind: KeyringTimeout, Err: fmt.Errorf("no answer within %v", k.timeout)}
 	}
@@ -140,7 +150,7 @@ func (k *Keyring) call(ctx context.Context, op string, f func() error) error {
 
 // classify maps go-keyring's errors to ErrSecretNotFound or a *KeyringError. It asks the
 // platform probe (secrets_*.go) what is missing rather than matching error strings.
-func classify(op string, err error) error {
+func (k *Keyring) classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -150,5 +160,9 @@ func classify(op string, err error) error {
 	if errors.Is(err, keyring.ErrUnsupportedPlatform) {
 		return &KeyringError{Op: op, Kind: KeyringNoService, Err: err}
 	}
-	return &KeyringError{Op: op, Kind: probeKeyring(), Err: err}
+	kind := KeyringFailed
+	if k.haveBus != nil {
+		kind = probeKeyring()
+	}
+	return &KeyringError{Op: op, Kind: kind, Err: err}
 }

@@ -130,6 +130,7 @@ func TestNoSecretServiceGivesTypedErrorWithRemedy(t *testing.T) {
 
 func TestKeyringCallIsBounded(t *testing.T) {
 	k := NewKeyring(50 * time.Millisecond)
+	k.haveBus = nil // test the bound itself, not the bus check
 	block := make(chan struct{})
 	defer close(block)
 	start := time.Now()

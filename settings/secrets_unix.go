@@ -9,11 +9,18 @@ import "github.com/godbus/dbus/v5"
 // (most often a locked keyring). It uses a private connection so the shared one go-keyring
 // uses is left alone.
 func probeKeyring() KeyringErrorKind {
-	conn, err := dbus.ConnectSessionBus()
+	conn, err := dbus.SessionBusPrivateNoAutoStartup()
 	if err != nil {
 		return KeyringNoSessionBus
 	}
 	defer conn.Close()
+	// A private connection must authenticate and say Hello before it can call anything.
+	if err := conn.Auth(nil); err != nil {
+		return KeyringNoSessionBus
+	}
+	if err := conn.Hello(); err != nil {
+		return KeyringNoSessionBus
+	}
 	const name = "org.freedesktop.secrets"
 	var owned bool
 	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, name).Store(&owned); err == nil && owned {
@@ -29,4 +36,16 @@ func probeKeyring() KeyringErrorKind {
 		}
 	}
 	return KeyringNoService
+}
+
+// haveSessionBus reports whether a session bus can be found without starting one. Without
+// this check godbus (inside go-keyring) runs dbus-launch when no bus is known, which leaves a
+// stray dbus-daemon (and an activated, locked gnome-keyring) behind on headless machines.
+func haveSessionBus() bool {
+	conn, err := dbus.SessionBusPrivateNoAutoStartup()
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
