@@ -147,3 +147,25 @@ func TestNotPaired(t *testing.T) {
 		t.Errorf("Open unknown = %v; want ErrNotFound", err)
 	}
 }
+
+// TestNotPairedRecord: without a pair record (or with one the device does not know) Open
+// reports ErrNotPaired, which the engine turns into "trust this computer".
+func TestNotPairedRecord(t *testing.T) {
+	sim := startSim(t)
+	d, _ := sim.AddDevice(devicesim.DeviceConfig{})
+	ctx := ctxT(t)
+	mux, c, err := dialMux(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mux.Send(map[string]any{"MessageType": "DeletePairRecord", "PairRecordID": d.UDID()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mux.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := Open(ctx, d.UDID()); !errors.Is(err, ErrNotPaired) {
+		t.Errorf("Open without pair record = %v; want ErrNotPaired", err)
+	}
+}

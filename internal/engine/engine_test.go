@@ -520,3 +520,27 @@ func folderDigest(t *testing.T, dir string) map[string]string {
 	})
 	return out
 }
+
+// TestCancelOnDevice: the user taps cancel on the device (syncCancelRequest) while the
+// passcode sheet is up; the run ends with ErrCancelledOnDevice.
+func TestCancelOnDevice(t *testing.T) {
+	yes := true
+	r := newRig(t, backupsim.Options{PasscodeRequired: &yes, PasscodeDelay: -1, Files: 10}, devicesim.DeviceConfig{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Backup(context.Background(), Request{UDID: r.udid, Root: t.TempDir(), Events: func(e mobilebackup2.Event) {
+			if e.Kind == mobilebackup2.EventPasscodeRequested {
+				go r.dev.Post(device.NotifySyncCancel)
+			}
+		}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, mobilebackup2.ErrCancelledOnDevice) {
+			t.Fatalf("err = %v; want ErrCancelledOnDevice", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no return after cancel on the device")
+	}
+}
