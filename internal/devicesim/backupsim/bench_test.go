@@ -2,6 +2,7 @@ package backupsim
 
 import (
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -110,4 +111,13 @@ func benchBackup(b *testing.B, o Options) {
 	b.ReportMetric(stop(), "peak-heap-MB")
 	c := d.Counters()
 	b.ReportMetric(float64(c.LastFilesUploaded), "files/op")
+}
+
+// BenchmarkFullBackupMillion: a 1,000,000-file, 2 GB device, to show that memory stays
+// bounded. It takes minutes, so it runs only with BACKUPSIM_BIG=1.
+func BenchmarkFullBackupMillion(b *testing.B) {
+	if os.Getenv("BACKUPSIM_BIG") != "1" {
+		b.Skip("set BACKUPSIM_BIG=1 to run the million-file benchmark")
+	}
+	benchBackup(b, Options{Seed: 4, Files: 1_000_000, TotalSize: 2 << 30})
 }

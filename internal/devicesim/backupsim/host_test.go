@@ -57,7 +57,9 @@ func (h *testHost) local(p string) string { return filepath.Join(h.root, filepat
 
 func (h *testHost) note(name string) {
 	h.mu.Lock()
-	h.messages = append(h.messages, name)
+	// Clone: howett.net/plist returns strings that share the decoded frame's buffer, so
+	// keeping the name would keep every frame alive.
+	h.messages = append(h.messages, strings.Clone(name))
 	h.mu.Unlock()
 }
 
