@@ -165,7 +165,12 @@ type run struct {
 	cancel   context.CancelCauseFunc
 	started  time.Time
 	progress Progress
+	lastPub  time.Time // when the last Progress event went out (throttling)
 }
+
+// progressEvery limits Progress events per run: a runner may report thousands of files a
+// second, and the tray needs a few updates a second at most. Phase changes always go out.
+const progressEvery = 250 * time.Millisecond
 
 type progressMsg struct {
 	r *run
@@ -609,7 +614,13 @@ func (m *Manager) onProgress(msg progressMsg) {
 		e.Type = EventPasscodeDismissed
 		m.publish(e)
 	}
+	now := m.cfg.Now()
+	if msg.p.Phase == prev.Phase && now.Sub(r.lastPub) < progressEvery && now.Sub(r.lastPub) >= 0 {
+		return // the status still shows the latest figures
+	}
+	r.lastPub = now
 	base.Type = EventProgress
+	base.Time = now
 	m.publish(base)
 }
 

@@ -301,3 +301,27 @@ func TestStateFile(t *testing.T) {
 		t.Fatal("corrupt file still in place")
 	}
 }
+
+func TestProgressEventsAreThrottled(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		for i := range 1000 {
+			progress(Progress{Phase: PhaseTransferring, Files: i}) // same instant on the fake clock
+		}
+		progress(Progress{Phase: PhaseCommitting, Files: 1000})
+		return RunResult{}, nil
+	}
+	sub := h.m.Bus().Subscribe(EventProgress)
+	defer sub.Close()
+	h.devs.attach(t, "A", settings.TransportUSB)
+	h.idle()
+	var phases []Phase
+	for len(sub.C) > 0 {
+		phases = append(phases, (<-sub.C).Progress.Phase)
+	}
+	// The fake runner's first report (Transferring), then Committing: 2 events, not 1002.
+	if len(phases) != 2 || phases[1] != PhaseCommitting || sub.Dropped() != 0 {
+		t.Fatalf("progress events: %v (dropped %d)", phases, sub.Dropped())
+	}
+}
