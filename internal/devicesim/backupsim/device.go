@@ -108,6 +108,10 @@ type Counters struct {
 	FilesUploaded      int64 // content blobs uploaded (not Manifest.db and the plists)
 	BytesUploaded      int64 // content bytes uploaded
 	FilesRemoved       int64 // blobs of deleted files the device asked the host to remove
+	Restores           int64 // restores that ended with ErrorCode 0
+	FailedRestores     int64
+	FilesRestored      int64 // blobs downloaded and verified by restores
+	BytesRestored      int64
 	HostileAttempts    int64 // hostile paths sent (Hostile mode)
 	HostileRefused     int64 // … of which the host refused (non-zero status or error block)
 
@@ -154,6 +158,10 @@ type Device struct {
 	mu       sync.Mutex
 	versions []uint32 // per generated item: 0 = deleted, else version ≥ 1
 	rounds   []float64
+	// base and baseRound record the content a restore installed: the state is base plus
+	// the mutation rounds after baseRound (nil base = every item at version 1).
+	base      []uint32
+	baseRound int
 	lastUUID string
 	counters Counters
 }
@@ -164,6 +172,8 @@ type persisted struct {
 	Files     int
 	TotalSize int64
 	Rounds    []float64
+	Base      []uint32 `json:",omitempty"` // content installed by the last restore
+	BaseRound int      `json:",omitempty"` // rounds already contained in Base
 	LastUUID  string
 	Counters  Counters
 }
@@ -231,7 +241,17 @@ func (d *Device) load() error {
 	if p.Seed != d.opts.Seed || p.Files != d.opts.Files || p.TotalSize != d.opts.TotalSize {
 		return nil // other content: start fresh; the next save overwrites it
 	}
-	// Mutations are deterministic, so replaying the recorded rounds rebuilds the content.
+	// Mutations are deterministic, so replaying the recorded rounds on top of the last
+	// restored content rebuilds the current content.
+	if p.Base != nil {
+		if p.BaseRound > len(p.Rounds) {
+			return nil // inconsistent file: start fresh
+		}
+		d.versions = append([]uint32(nil), p.Base...)
+		d.base, d.baseRound = p.Base, p.BaseRound
+		d.rounds = append([]float64(nil), p.Rounds[:p.BaseRound]...)
+		p.Rounds = p.Rounds[p.BaseRound:]
+	}
 	for _, pct := range p.Rounds {
 		d.mutateLocked(pct)
 	}
@@ -247,7 +267,7 @@ func (d *Device) saveLocked() error {
 	}
 	b, err := json.MarshalIndent(persisted{
 		Seed: d.opts.Seed, Files: d.opts.Files, TotalSize: d.opts.TotalSize,
-		Rounds: d.rounds, LastUUID: d.lastUUID, Counters: d.counters,
+		Rounds: d.rounds, Base: d.base, BaseRound: d.baseRound, LastUUID: d.lastUUID, Counters: d.counters,
 	}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("backupsim: encode state: %w", err)

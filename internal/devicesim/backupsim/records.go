@@ -26,9 +26,8 @@ const hostileTarget = "../../../../../../../../etc/passwd"
 func (d *Device) record(i int, v uint32, withDigest bool) backupfmt.Record {
 	seed := d.opts.Seed
 	it := genItem(seed, i)
-	h := hash3(seed, uint64(i), 4)
-	born := int64(baseTime + h%30_000_000)
-	mod := born + int64(h>>32%5_000_000) + int64(v-1)*3607
+	born, mod0 := itemTimes(seed, i)
+	mod := mod0 + int64(v-1)*versionStep
 	f := backupfmt.MBFile{
 		RelativePath:     it.rel,
 		Birth:            born,
@@ -68,6 +67,27 @@ func (d *Device) record(i int, v uint32, withDigest bool) backupfmt.Record {
 		FileID: backupfmt.FileID(it.domain, it.rel), Domain: it.domain, RelativePath: it.rel,
 		Flags: it.kind.flags(), File: f,
 	}
+}
+
+// versionStep is how far each new version moves a file's LastModified, so the version can
+// be read back from a Manifest.db row (restore does).
+const versionStep = 3607
+
+// itemTimes returns item i's birth time and the LastModified of its first version.
+func itemTimes(seed int64, i int) (born, mod0 int64) {
+	h := hash3(seed, uint64(i), 4)
+	born = int64(baseTime + h%30_000_000)
+	return born, born + int64(h>>32%5_000_000)
+}
+
+// versionOf reads the version of item i back from a LastModified time.
+func versionOf(seed int64, i int, mod int64) (uint32, bool) {
+	_, mod0 := itemTimes(seed, i)
+	d := mod - mod0
+	if d < 0 || d%versionStep != 0 || d/versionStep >= math.MaxUint32-1 {
+		return 0, false
+	}
+	return uint32(d/versionStep) + 1, true
 }
 
 func (d *Device) size(i int, k kind, v uint32) int64 {
