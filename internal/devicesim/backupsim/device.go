@@ -1,6 +1,9 @@
 // Package backupsim is the device side of com.apple.mobilebackup2 for the simulated iPhone:
 // it drives a host through a backup over DeviceLink exactly the way BackupAgent2 does
-// (protocol.md §7, §8.1, §12.5) and answers Info and List requests.
+// (protocol.md §7, §8.1, §12.5), answers Info and List requests ("useful" mode: Content
+// from its own data), and restores backups of its own content: every blob is downloaded and
+// checked byte for byte before the device takes the content back. Other requests (Unback,
+// ChangePassword, EnableCloudBackup, …) get an error ProcessMessage.
 //
 // Its content is generated deterministically from a seed (realistic domains, many small
 // files, multi-MB photos, a few large videos, directories and symlinks). File bytes are
@@ -162,8 +165,8 @@ type Device struct {
 	// the mutation rounds after baseRound (nil base = every item at version 1).
 	base      []uint32
 	baseRound int
-	lastUUID string
-	counters Counters
+	lastUUID  string
+	counters  Counters
 }
 
 // persisted is the StateDir file.
