@@ -227,7 +227,7 @@ func deviceLine(now time.Time, d Device) string {
 	case WaitingPasscode:
 		return "Enter the passcode on " + d.Name
 	case BackingUp:
-		parts := []string{fmt.Sprintf("Backing up… %d%%", clampPercent(d.Progress.Percent))}
+		parts := []string{"Backing up…" + percent(d.Progress.Percent)}
 		if d.Progress.Total > 0 {
 			parts = append(parts, formatProgressBytes(d.Progress.Done, d.Progress.Total))
 		}
@@ -277,7 +277,7 @@ func summary(s State) string {
 		return "Enter the passcode on " + d.Name
 	}
 	if d, n := first(func(d Device) bool { return d.Status == BackingUp }); n == 1 {
-		return fmt.Sprintf("Backing up %s… %d%%", d.Name, clampPercent(d.Progress.Percent))
+		return "Backing up " + d.Name + "…" + percent(d.Progress.Percent)
 	} else if n > 1 {
 		return fmt.Sprintf("Backing up %d devices…", n)
 	}
@@ -340,7 +340,13 @@ func tooltip(s State, status string) string {
 	return strings.Join(lines, "\n")
 }
 
-func clampPercent(p int) int { return max(0, min(100, p)) }
+// percent is " 42%", or "" when the device has not reported progress (negative).
+func percent(p int) string {
+	if p < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" %d%%", min(100, p))
+}
 
 func plural(n int, one, many string) string {
 	if n == 1 {

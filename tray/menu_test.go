@@ -111,6 +111,14 @@ func TestBuildLabels(t *testing.T) {
 			want: map[string]string{dev + "state": "Backing up… 7% · Wi-Fi"},
 		},
 		{
+			name: "backing up, progress unknown",
+			state: State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
+				d.Status, d.Transport, d.Progress = BackingUp, TransportUnknown, Progress{Percent: -1}
+			})}},
+			icon: icons.Working,
+			want: map[string]string{"status": "Backing up Anna's iPhone…", dev + "state": "Backing up…"},
+		},
+		{
 			name:  "two devices backing up",
 			state: State{Now: now, Devices: []Device{annaPhone(func(d *Device) { d.Status = BackingUp }), {UDID: benUD, Name: "Ben's iPad", Status: BackingUp, Progress: Progress{Percent: 150}}}},
 			icon:  icons.Working,

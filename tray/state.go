@@ -106,7 +106,7 @@ func (t Transport) String() string {
 
 // Progress of a running backup.
 type Progress struct {
-	// Percent is 0–100 as the device reports it.
+	// Percent is 0–100 as the device reports it; negative means unknown (left out of labels).
 	Percent int
 	// Done and Total are bytes transferred and expected; Total 0 means unknown and the
 	// byte counts are left out of the label.
