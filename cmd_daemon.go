@@ -64,10 +64,10 @@ func newDaemonCmd() *cobra.Command {
 	return cmd
 }
 
-// errAlreadyRunning is returned when another daemon of this user holds the lock.
-type errAlreadyRunning struct{ lock string }
+// alreadyRunningError is returned when another daemon of this user holds the lock.
+type alreadyRunningError struct{ lock string }
 
-func (e errAlreadyRunning) Error() string {
+func (e alreadyRunningError) Error() string {
 	return fmt.Sprintf("another snapback daemon or tray is already running for this user (lock %s)", e.lock)
 }
 
@@ -89,7 +89,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, ready func(*jobs.Manager))
 		return fmt.Errorf("lock %s: %w", lockPath, err)
 	}
 	if !locked {
-		return errAlreadyRunning{lockPath}
+		return alreadyRunningError{lockPath}
 	}
 	defer lock.Unlock()
 

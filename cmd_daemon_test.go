@@ -194,7 +194,7 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	}
 
 	// A second daemon of the same user refuses to start.
-	var already errAlreadyRunning
+	var already alreadyRunningError
 	if err := runDaemon(context.Background(), slogTo(&syncBuffer{}), nil); !errors.As(err, &already) {
 		t.Fatalf("second daemon: %v", err)
 	}

@@ -10,3 +10,16 @@
 // of schedule in milliseconds. The manager compares the wall clock on every tick because
 // timers stop while a laptop sleeps.
 package jobs
+
+// # For the tray and notifications
+//
+// The tray is a view of Status. Call Manager.Bus().Subscribe(AllEvents): the Subscription's
+// Initial field is the state at that moment, and C then delivers every change. The simplest
+// correct tray rebuilds its menu from Manager.Status() whenever an event arrives (Status is a
+// cheap copy); notifications key off the event types (PasscodeRequested, RunFinished,
+// RunFailed with Result ResultDiskMissing, Overdue, ApprovalNeeded, SettingsInvalid). A
+// subscriber that falls more than its buffer behind loses events (Subscription.Dropped
+// counts them) but never slows the engine; calling Status() again recovers the full picture.
+//
+// Commands go the other way: BackUpNow, Cancel, SetPaused and ClearApproval. They are safe
+// from any goroutine and return once the manager loop has applied them.

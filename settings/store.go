@@ -39,9 +39,12 @@ func Open(path string) (*Store, error) {
 	st := &Store{path: path, debounce: DefaultDebounce}
 	s, err := Load(path)
 	if err != nil {
-		def, derr := build(fileSettings{})
+		// Defaults plus environment overrides; if the environment itself is bad, plain defaults.
+		def, derr := Parse(nil)
 		if derr != nil {
-			return nil, errors.Join(err, derr)
+			if def, derr = build(fileSettings{}); derr != nil {
+				return nil, errors.Join(err, derr)
+			}
 		}
 		st.cur.Store(def)
 		return st, err
