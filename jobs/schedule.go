@@ -31,7 +31,8 @@ type Input struct {
 // Reason says why a device is or is not due.
 type Reason int
 
-// Reasons, in the order Decide checks them.
+// Reasons Decide gives. Paused, Disabled, DoneToday and OutsideWindow are checked first,
+// then presence and transport, then retries, then the charging and battery conditions.
 const (
 	ReasonDue Reason = iota
 	ReasonPaused
