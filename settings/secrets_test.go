@@ -144,3 +144,15 @@ func TestKeyringCallIsBounded(t *testing.T) {
 		t.Fatalf("second call: %v", err)
 	}
 }
+
+// With no bus address at all, the keyring must not autolaunch one (dbus-launch would leave a
+// daemon behind); it reports the missing session bus instead.
+func TestNoBusAddressDoesNotAutolaunch(t *testing.T) {
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	_, err := NewKeyring(5*time.Second).Get(context.Background(), testUDID)
+	var ke *KeyringError
+	if !errors.As(err, &ke) || ke.Kind != KeyringNoSessionBus {
+		t.Fatalf("err = %v, want KeyringNoSessionBus", err)
+	}
+}
