@@ -5,7 +5,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: build test lint bench demo fuzz clean
+.PHONY: build test lint bench demo fuzz package clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/snapback .
@@ -30,6 +30,10 @@ demo: build
 # Short fuzzing pass over every fuzz target (the committed seeds always run in `make test`).
 fuzz:
 	scripts/fuzz.sh
+
+# Builds the .deb and cross-builds what this machine can (see packaging/).
+package:
+	scripts/package.sh
 
 clean:
 	rm -rf bin
