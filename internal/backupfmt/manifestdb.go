@@ -77,7 +77,8 @@ func CreateManifestDB(path string) (*ManifestWriter, error) {
 }
 
 // Add appends one row. The MBFile is encoded here; r.File.RelativePath is set from
-// r.RelativePath when empty.
+// r.RelativePath when empty. After an error (a duplicate fileID, a full disk) the file is
+// not a valid backup database: Close it and discard it.
 func (w *ManifestWriter) Add(r Record) error {
 	if w.closed {
 		return errors.New("manifest writer: add after close")
