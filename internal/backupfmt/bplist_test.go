@@ -3,6 +3,8 @@ package backupfmt
 import (
 	"bytes"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -78,5 +80,39 @@ func BenchmarkEncodeMBFile(b *testing.B) {
 	f := sampleFiles()[0]
 	for b.Loop() {
 		EncodeMBFile(f)
+	}
+}
+
+// TestDecodeMBFileFromPython decodes an archive written by another implementation (Python's
+// plistlib, testdata/mbfile_plistlib.bplist, built in the object order of real backups with
+// Digest, EncryptionKey and ExtendedAttributes), so the decoder is not only tested against
+// this package's own encoder.
+func TestDecodeMBFileFromPython(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "mbfile_plistlib.bplist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeMBFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := make([]byte, 20)
+	key := []byte{3, 0, 0, 0}
+	for i := range 20 {
+		digest[i] = byte(i)
+	}
+	for i := range 40 {
+		key = append(key, byte(i))
+	}
+	want := MBFile{RelativePath: "Library/SMS/sms.db", LastModified: 1609459200, LastStatusChange: 1609459201, Birth: 1577836800,
+		Size: 4096, Mode: 0o100644, InodeNumber: 123456, UserID: 501, GroupID: 501, ProtectionClass: 3,
+		Digest: digest, EncryptionKey: key}
+	var xattrs map[string][]byte
+	if _, err := plist.Unmarshal(got.ExtendedAttributes, &xattrs); err != nil || string(xattrs["com.apple.test"]) != "xattr" {
+		t.Errorf("ExtendedAttributes = %q (%v); want an embedded plist", got.ExtendedAttributes, err)
+	}
+	got.ExtendedAttributes = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n %+v\nwant\n %+v", got, want)
 	}
 }
