@@ -45,7 +45,7 @@ func (s *backupSource) register(cmd *cobra.Command) {
 }
 
 // resolve returns the backup folder to read.
-func (s *backupSource) resolve(ctx context.Context) (string, error) {
+func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (string, error) {
 	if s.dir != "" {
 		if s.snapshot != "" || s.location != "" {
 			return "", errors.New("--snapshot and --location go with --udid, not --dir")
@@ -63,7 +63,10 @@ func (s *backupSource) resolve(ctx context.Context) (string, error) {
 	if st == nil {
 		return "", err
 	}
-	// An error with a Store means only recovery failed; reading committed backups is fine.
+	if err != nil {
+		// Only recovery of an unfinished run failed; committed backups are still readable.
+		fmt.Fprintf(warn, "warning: %v\n", err)
+	}
 	if s.snapshot == "" {
 		dir := st.LatestDir(s.udid)
 		if _, err := os.Stat(dir); err != nil {
@@ -81,7 +84,7 @@ func (s *backupSource) resolve(ctx context.Context) (string, error) {
 // open resolves and opens the backup, asking for the password on the terminal (or stdin)
 // only when the backup is encrypted.
 func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Backup, error) {
-	dir, err := s.resolve(ctx)
+	dir, err := s.resolve(ctx, cmd.ErrOrStderr())
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +287,14 @@ func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats,
 	for _, r := range st.Refused {
 		fmt.Fprintf(cmd.ErrOrStderr(), "refused unsafe path %s\n", r)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d files (%s) to %s\n", st.Files, humanBytes(st.Bytes), to)
+	for _, r := range st.Existing {
+		fmt.Fprintf(cmd.ErrOrStderr(), "exists, left alone (use --overwrite): %s\n", r)
+	}
+	files := "files"
+	if st.Files == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), to)
 	if cerr := b.Close(); err == nil {
 		err = cerr
 	}

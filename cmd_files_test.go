@@ -110,7 +110,7 @@ func TestFilesCommands(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(out, "extracted 1 files") {
+			if !strings.Contains(out, "extracted 1 file ") {
 				t.Errorf("extract output = %q", out)
 			}
 			filesCheck(t, filepath.Join(to, "HomeDomain/Library/SMS/sms.db"), filesSMS)

@@ -184,12 +184,18 @@ func TestExtract(t *testing.T) {
 		checkMtime(t, filepath.Join(out, "HomeDomain/Library/Notes/notes.txt"), browsetest.DefaultModified)
 
 		// A second run does not overwrite unless asked.
-		if _, err := b.Extract(context.Background(), Filter{Pattern: "sms.db"}, out, ExtractOptions{}); !errors.Is(err, ErrExists) {
-			t.Errorf("second extract error = %v; want ErrExists", err)
+		os.WriteFile(filepath.Join(out, "HomeDomain/Library/SMS/sms.db"), []byte("mine"), 0o644)
+		st, err = b.Extract(context.Background(), Filter{Pattern: "Library/*/*"}, out, ExtractOptions{})
+		if !errors.Is(err, ErrExists) || len(st.Existing) != 2 || st.Files != 0 {
+			t.Errorf("second extract = %+v, %v; want 2 existing files left alone, ErrExists", st, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(out, "HomeDomain/Library/SMS/sms.db")); string(b) != "mine" {
+			t.Error("an existing file was overwritten without Overwrite")
 		}
 		if _, err := b.Extract(context.Background(), Filter{Pattern: "sms.db"}, out, ExtractOptions{Overwrite: true}); err != nil {
 			t.Errorf("extract with Overwrite: %v", err)
 		}
+		checkTree(t, out, want)
 		b.Close()
 		if after := treeHash(t, dir); after != before {
 			t.Error("extracting changed the backup folder")

@@ -40,12 +40,16 @@ type ExtractStats struct {
 	Bytes   int64    // plaintext bytes written
 	Skipped int      // matching rows that are not regular files (directories, symlinks)
 	Refused []string // rows refused for unsafe paths, as "domain/relativePath" (quoted)
+	// Existing lists output files that already existed and were left alone (Overwrite off).
+	// Two device paths differing only in case land here on case-insensitive filesystems.
+	Existing []string
 }
 
 // Extract writes every regular file that f selects to outDir/<domain>/<relativePath>, with
 // the file's modification time. Rows with unsafe paths are skipped and listed in Refused, and
-// the returned error then wraps ErrUnsafePath; any other error stops the extraction. outDir
-// is created if needed and must not be inside the backup folder.
+// files that exist already in Existing; the returned error then wraps ErrUnsafePath or
+// ErrExists. Any other error (a missing blob, a read, write or decryption failure) stops the
+// extraction. outDir is created if needed and must not be inside the backup folder.
 func (b *Backup) Extract(ctx context.Context, f Filter, outDir string, opts ExtractOptions) (ExtractStats, error) {
 	match, err := compileFilter(f)
 	if err != nil {
@@ -116,6 +120,10 @@ func (b *Backup) extract(ctx context.Context, outDir string, opts ExtractOptions
 			return err
 		}
 		n, err := b.writeFile(ctx, root, name, r, opts.Overwrite)
+		if errors.Is(err, ErrExists) {
+			st.Existing = append(st.Existing, strconv.Quote(name))
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -129,10 +137,14 @@ func (b *Backup) extract(ctx context.Context, outDir string, opts ExtractOptions
 	if err != nil {
 		return st, err
 	}
+	var errs []error
 	if len(st.Refused) > 0 {
-		return st, fmt.Errorf("%w: refused %d row(s): %s", ErrUnsafePath, len(st.Refused), strings.Join(st.Refused, ", "))
+		errs = append(errs, fmt.Errorf("%w: refused %d row(s)", ErrUnsafePath, len(st.Refused)))
 	}
-	return st, nil
+	if len(st.Existing) > 0 {
+		errs = append(errs, fmt.Errorf("%w: left %d file(s) alone", ErrExists, len(st.Existing)))
+	}
+	return st, errors.Join(errs...)
 }
 
 // writeFile writes r's content to name under root through a temporary file that is renamed
