@@ -216,7 +216,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 			batch = append(batch, u)
 			bytes += u.size
 		}
-		code, err := s.uploadBatch(ctx, &prog, len(batch), func(emit func(devName, hostName string, r io.Reader) error) error {
+		code, err := s.uploadBatch(ctx, &prog, func(emit func(devName, hostName string, r io.Reader) error) error {
 			for _, u := range batch {
 				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), d.content(u.index, u.version, u.size)); err != nil {
 					return err
@@ -235,7 +235,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		start += len(batch)
 	}
 	if len(hostile) > 0 {
-		if _, err := s.uploadBatch(ctx, &prog, len(hostile), func(emit func(string, string, io.Reader) error) error {
+		if _, err := s.uploadBatch(ctx, &prog, func(emit func(string, string, io.Reader) error) error {
 			for _, r := range hostile {
 				if err := emit(r.Domain+"/"+r.RelativePath, blobName(udid, r.FileID, true), bytes.NewReader([]byte(hostileBody))); err != nil {
 					return err
@@ -263,7 +263,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		return st, backupResult{100, err.Error()}, nil
 	}
 	snap := udid + "/" + backupfmt.SnapshotDirName + "/"
-	code, err := s.uploadBatch(ctx, &prog, 3, func(emit func(string, string, io.Reader) error) error {
+	code, err := s.uploadBatch(ctx, &prog, func(emit func(string, string, io.Reader) error) error {
 		f, err := os.Open(dbPath)
 		if err != nil {
 			return fmt.Errorf("open generated Manifest.db: %w", err)
@@ -350,7 +350,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	if err != nil {
 		return st, backupResult{100, err.Error()}, nil
 	}
-	code, err = s.uploadBatch(ctx, &prog, 1, func(emit func(string, string, io.Reader) error) error {
+	code, err = s.uploadBatch(ctx, &prog, func(emit func(string, string, io.Reader) error) error {
 		return emit("Status.plist", udid+"/"+backupfmt.StatusPlistName, bytes.NewReader(finished))
 	})
 	if err != nil {
@@ -543,7 +543,7 @@ func (p *progress) percent() float64 {
 
 // uploadBatch sends one DLMessageUploadFiles with the files gen emits, ends the stream and
 // returns the host's status code.
-func (s *session) uploadBatch(ctx context.Context, p *progress, _ int, gen func(emit func(devName, hostName string, r io.Reader) error) error) (int64, error) {
+func (s *session) uploadBatch(ctx context.Context, p *progress, gen func(emit func(devName, hostName string, r io.Reader) error) error) (int64, error) {
 	// libimobiledevice needs at least 4 elements, or it neither reads the stream nor replies.
 	if err := s.c.WriteMessage(devicelink.UploadFiles, map[string]any{}, p.percent(), uint64(p.total)); err != nil {
 		return 0, linkErr(err)

@@ -71,7 +71,7 @@ func (s *session) hostileProbe(ctx context.Context, udid string) error {
 	}
 	// UploadFiles: one stream naming every hostile path.
 	var prog progress
-	code, err = s.uploadBatch(ctx, &prog, len(paths), func(emit func(string, string, io.Reader) error) error {
+	code, err = s.uploadBatch(ctx, &prog, func(emit func(string, string, io.Reader) error) error {
 		for _, p := range paths {
 			if err := emit("HomeDomain/hostile", p, strings.NewReader(hostileBody)); err != nil {
 				return err
