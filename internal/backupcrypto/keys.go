@@ -134,7 +134,8 @@ func unlock(kb *KeyBag, kek []byte) (*Keys, error) {
 // backup again with UnlockWithKEK without the slow derivation. Keep it in memory only.
 func (k *Keys) KEK() []byte { return clone(k.kek) }
 
-// ClassKey returns the unwrapped key of protection class c, or false.
+// ClassKey returns the unwrapped key of protection class c, or false. The slice belongs to
+// the Keys: do not modify it. Device-wrapped classes (WRAP 3) have no usable key.
 func (k *Keys) ClassKey(c uint32) ([]byte, bool) {
 	key, ok := k.classes[c]
 	return key, ok

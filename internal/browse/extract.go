@@ -162,8 +162,8 @@ func (b *Backup) writeFile(ctx context.Context, root *os.Root, name string, r ba
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := name + ".snapback-" + hex.EncodeToString(rnd[:])
-	// Device modes are kept for the owner's read/execute bits and group/other read; the owner
-	// can always write its own copy, and nothing becomes group- or world-writable.
+	// The device's permission bits are kept, except that the owner can always write its own
+	// copy and nothing becomes group- or world-writable (or setuid: device data is hostile).
 	perm := fs.FileMode(r.File.Mode&0o755) | 0o600
 	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
