@@ -42,6 +42,10 @@ type Options struct {
 	// encrypted backup. The returned slice is zeroed after use. The CLI reads it from the
 	// terminal or the OS keychain; it is never taken from arguments, environment or files.
 	Password func() ([]byte, error)
+	// KEK, when set, is a key-encryption key kept in memory from an earlier open of the same
+	// device's backups (Backup.KEK). It skips the slow password derivation; if it no longer
+	// fits (the password changed), Password is asked as usual.
+	KEK []byte
 	// TempDir is the parent of the private (0700) folder that holds the decrypted Manifest.db
 	// while the Backup is open; default os.TempDir(). It must not be inside the backup.
 	TempDir string
@@ -101,6 +105,16 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Backup, err error) 
 func (b *Backup) unlock(ctx context.Context, opts Options) error {
 	if len(b.manifest.BackupKeyBag) == 0 {
 		return fmt.Errorf("open backup %s: encrypted, but Manifest.plist has no BackupKeyBag", b.dir)
+	}
+	if len(opts.KEK) > 0 {
+		k, err := backupcrypto.UnlockWithKEK(b.manifest.BackupKeyBag, opts.KEK)
+		if err == nil {
+			b.keys = k
+			return nil
+		}
+		if !errors.Is(err, backupcrypto.ErrWrongPassword) {
+			return fmt.Errorf("open backup %s: %w", b.dir, err)
+		}
 	}
 	if opts.Password == nil {
 		return fmt.Errorf("open backup %s: %w", b.dir, ErrPasswordRequired)
@@ -166,6 +180,16 @@ func (b *Backup) Dir() string { return b.dir }
 
 // Encrypted reports whether the backup is encrypted.
 func (b *Backup) Encrypted() bool { return b.manifest.IsEncrypted }
+
+// KEK returns a copy of the key-encryption key of an encrypted backup (nil for a plain one),
+// for Options.KEK of a later Open. Keep it in memory only; it unlocks the device's backups
+// for as long as the password stays the same.
+func (b *Backup) KEK() []byte {
+	if b.keys == nil {
+		return nil
+	}
+	return b.keys.KEK()
+}
 
 // Manifest returns the decoded Manifest.plist.
 func (b *Backup) Manifest() backupfmt.Manifest { return b.manifest }

@@ -347,6 +347,38 @@ func TestEncryptedOpenErrors(t *testing.T) {
 	}
 }
 
+func TestOpenWithCachedKEK(t *testing.T) {
+	dir, _ := newFixture(t, fixtureFiles(), testPassword)
+	ctx := context.Background()
+	b := openFixture(t, dir, testPassword)
+	kek := b.KEK()
+	if len(kek) != 32 {
+		t.Fatalf("KEK() = %d bytes; want 32", len(kek))
+	}
+	b.Close()
+	asked := 0
+	ask := func() ([]byte, error) { asked++; return []byte(testPassword), nil }
+	b2, err := Open(ctx, dir, Options{KEK: kek, Password: ask, TempDir: t.TempDir()})
+	if err != nil || asked != 0 {
+		t.Fatalf("Open with cached KEK: %v, password asked %d times; want no prompt", err, asked)
+	}
+	if got := listPaths(t, b2, Filter{Pattern: "sms.db"}); len(got) != 1 {
+		t.Errorf("List after KEK open = %q", got)
+	}
+	b2.Close()
+	stale := bytes.Clone(kek)
+	stale[0] ^= 0xff
+	b3, err := Open(ctx, dir, Options{KEK: stale, Password: ask, TempDir: t.TempDir()})
+	if err != nil || asked != 1 {
+		t.Fatalf("Open with a stale KEK: %v, password asked %d times; want one prompt", err, asked)
+	}
+	b3.Close()
+	plainDir, _ := newFixture(t, fixtureFiles(), "")
+	if k := openFixture(t, plainDir, "").KEK(); k != nil {
+		t.Errorf("plain backup KEK() = %x; want nil", k)
+	}
+}
+
 func TestMissingBlob(t *testing.T) {
 	forModes(t, func(t *testing.T, password string) {
 		dir, _ := newFixture(t, []browsetest.File{{Domain: "HomeDomain", RelativePath: "gone", Content: []byte("x"), NoBlob: true}}, password)
