@@ -284,6 +284,11 @@ func TestStreamRoundTripSizes(t *testing.T) {
 		if !bytes.Equal(got, plain) {
 			t.Errorf("size %d: round trip differs", size)
 		}
+		// The pull form gives the same bytes as the push form.
+		er, _ := NewEncryptReader(bytes.NewReader(plain), key)
+		if pulled, err := io.ReadAll(er); err != nil || !bytes.Equal(pulled, ct) {
+			t.Errorf("size %d: EncryptReader differs from Encrypt (%v)", size, err)
+		}
 	}
 }
 

@@ -258,3 +258,55 @@ func Encrypt(dst io.Writer, src io.Reader, key []byte) (int64, error) {
 	}
 	return n + int64(aes.BlockSize) - n%aes.BlockSize, nil
 }
+
+// EncryptReader is the pull form of Encrypter: reading from it yields the AES-CBC (zero IV)
+// PKCS#7 ciphertext of its source, for producers that hand a reader on (the simulated
+// device streaming blobs to a host). Memory use is one 64 KiB buffer.
+type EncryptReader struct {
+	src  io.Reader
+	mode cipher.BlockMode
+	buf  []byte
+	out  []byte
+	done bool
+	err  error
+}
+
+// NewEncryptReader returns an EncryptReader of src under key.
+func NewEncryptReader(src io.Reader, key []byte) (*EncryptReader, error) {
+	c, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	return &EncryptReader{src: src, mode: cipher.NewCBCEncrypter(c, zeroIV[:]), buf: make([]byte, streamBufSize+aes.BlockSize)}, nil
+}
+
+// Read implements io.Reader.
+func (e *EncryptReader) Read(p []byte) (int, error) {
+	for len(e.out) == 0 {
+		if e.err != nil {
+			return 0, e.err
+		}
+		if e.done {
+			return 0, io.EOF
+		}
+		n, err := io.ReadFull(e.src, e.buf[:streamBufSize])
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			pad := aes.BlockSize - n%aes.BlockSize
+			for j := 0; j < pad; j++ {
+				e.buf[n+j] = byte(pad)
+			}
+			n += pad
+			e.done = true
+		default:
+			e.err = fmt.Errorf("encrypt: read plaintext: %w", err)
+			return 0, e.err
+		}
+		e.mode.CryptBlocks(e.buf[:n], e.buf[:n])
+		e.out = e.buf[:n]
+	}
+	k := copy(p, e.out)
+	e.out = e.out[k:]
+	return k, nil
+}
