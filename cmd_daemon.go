@@ -16,7 +16,10 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
+	"snapback/internal/device"
 	"snapback/jobs"
+	"snapback/notify"
 	"snapback/settings"
 )
 
@@ -26,18 +29,25 @@ type daemonEnv struct {
 	State    *jobs.StateStore
 	Secrets  settings.Secrets // backup passwords (keychain)
 	Logger   *slog.Logger
+	Stores   *app.Stores // the snapshot stores, shared with the tray's view and commands
 }
 
-// errNoBackend says the daemon has nothing to back up with yet.
-var errNoBackend = errors.New("daemon: no backup engine is wired in (daemonBackend in cmd_daemon.go); " +
-	"refusing to run a schedule that could never back anything up")
+// engineHooks let the tray run the same engine as the daemon and watch it.
+type engineHooks struct {
+	// ready is called once the manager runs, with the live settings.
+	ready func(*jobs.Manager, func() *settings.Settings)
+	// notifier, when set, receives desktop notifications for the engine's events.
+	notifier notify.Notifier
+	// stores, when set, is the store cache to use (so the tray reads the same stores).
+	stores *app.Stores
+}
 
 // daemonBackend builds the Runner (one backup: device -> mobilebackup2 -> snapshot store) and
-// the DeviceSource (usbmuxd hotplug) the job manager drives. The composition root replaces
-// it once the backup engine and device layer are in; until then the daemon stops with
-// errNoBackend. Anything it starts must stop when ctx ends.
+// the DeviceSource (usbmuxd hotplug) the job manager drives. Tests replace it with fakes.
+// Anything it starts must stop when ctx ends.
 var daemonBackend = func(ctx context.Context, env daemonEnv) (jobs.Runner, jobs.DeviceSource, error) {
-	return nil, nil, errNoBackend
+	device.SetLogger(env.Logger.With("component", "usbmux"))
+	return &app.Runner{Now: time.Now, Logger: env.Logger, Stores: env.Stores}, &app.Devices{Logger: env.Logger}, nil
 }
 
 // newDaemonCmd is `snapback daemon`: the headless scheduler for servers and NAS boxes.
@@ -75,6 +85,15 @@ func (e alreadyRunningError) Error() string {
 // state, the backend and the job manager, until ctx ends. ready, when not nil, is called
 // once everything runs (tests).
 func runDaemon(ctx context.Context, log *slog.Logger, ready func(*jobs.Manager)) error {
+	h := engineHooks{}
+	if ready != nil {
+		h.ready = func(m *jobs.Manager, _ func() *settings.Settings) { ready(m) }
+	}
+	return runEngine(ctx, log, h)
+}
+
+// runEngine is the body shared by the daemon and the tray: everything but the view.
+func runEngine(ctx context.Context, log *slog.Logger, hooks engineHooks) error {
 	rt, err := settings.RuntimeDir()
 	if err != nil {
 		return err
@@ -118,7 +137,11 @@ func runDaemon(ctx context.Context, log *slog.Logger, ready func(*jobs.Manager))
 		return err
 	}
 
-	env := daemonEnv{Settings: store, State: state, Secrets: newSecrets(), Logger: log}
+	stores := hooks.stores
+	if stores == nil {
+		stores = &app.Stores{Now: time.Now, Logger: log}
+	}
+	env := daemonEnv{Settings: store, State: state, Secrets: newSecrets(), Logger: log, Stores: stores}
 	runner, devices, err := daemonBackend(ctx, env)
 	if err != nil {
 		return err
@@ -139,6 +162,24 @@ func runDaemon(ctx context.Context, log *slog.Logger, ready func(*jobs.Manager))
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { logEvents(ctx, m.Bus(), log) })
+	if hooks.notifier != nil {
+		n := &app.Notifications{
+			Bus: m.Bus(), Status: m.Status, Notifier: hooks.notifier, Settings: store.Current,
+			SettingsPath: cfgPath, Logger: log,
+			Location: func(udid string) string { return store.Current().Effective(udid).Location },
+			Size: func(udid string) int64 {
+				st, err := stores.Open(ctx, store.Current().Effective(udid).Location)
+				if err != nil {
+					return 0
+				}
+				if b := app.ReadBackups(st, udid); b.Latest != nil {
+					return b.Latest.TotalSize
+				}
+				return 0
+			},
+		}
+		wg.Go(func() { n.Run(ctx) })
+	}
 	wg.Go(func() {
 		err := store.Watch(ctx, func(c settings.Change) {
 			if c.Err != nil {
@@ -155,11 +196,11 @@ func runDaemon(ctx context.Context, log *slog.Logger, ready func(*jobs.Manager))
 		}
 	})
 	log.Info("daemon running", "state", statePath, "lock", lockPath)
-	if ready != nil {
+	if hooks.ready != nil {
 		wg.Go(func() {
 			// Run has started once a command goes through.
 			if m.WaitIdle(ctx) == nil {
-				ready(m)
+				hooks.ready(m, store.Current)
 			}
 		})
 	}

@@ -167,14 +167,6 @@ func waitLog(t *testing.T, log *syncBuffer, s string) {
 
 const daemonTestUDID = "00008030-001A2B3C4D5E802E"
 
-func TestDaemonWithoutBackendSaysSo(t *testing.T) {
-	cfgTestEnv(t)
-	err := runDaemon(context.Background(), slogTo(&syncBuffer{}), nil)
-	if !errors.Is(err, errNoBackend) {
-		t.Fatalf("err = %v, want errNoBackend", err)
-	}
-}
-
 func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	dir := cfgTestEnv(t)
 	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")

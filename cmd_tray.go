@@ -22,7 +22,7 @@ type trayBackend func(ctx context.Context) (tray.Controller, <-chan tray.State, 
 
 // startTrayBackend is what `snapback tray` shows. The composition root sets it when it wires
 // the engine (jobs → tray.State mapping); until then the command only runs with --preview.
-var startTrayBackend trayBackend
+var startTrayBackend trayBackend = trayEngine
 
 // engineStopWait bounds how long `snapback tray` waits for the engine to close its state
 // channel after the tray has gone, so a stuck engine cannot keep the process alive forever.

@@ -82,6 +82,8 @@ type Approval struct {
 	Summary string    `json:"summary"`
 	Since   time.Time `json:"since"`
 	Bytes   int64     `json:"bytes,omitempty"`
+	// Snapshots is how many snapshots the approval would delete.
+	Snapshots int `json:"snapshots,omitempty"`
 }
 
 // DeviceRecord is everything persisted about one device.

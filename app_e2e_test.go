@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"snapback/internal/backupfmt"
+	"snapback/internal/devicesim"
+	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/store"
+	"snapback/jobs"
+	"snapback/notify"
+	"snapback/notify/notifytest"
+	"snapback/settings"
+)
+
+// TestEngineBacksUpSimulatedIPhoneByItself runs the real engine (schedule, runner, store,
+// notifications) against the simulated iPhone over a real usbmuxd socket: the device is
+// backed up without being asked, the passcode prompt and the completion are notified, and a
+// manual run after a change becomes a second snapshot while the first stays as committed.
+func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
+	dir := cfgTestEnv(t)
+	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
+
+	sim, err := devicesim.Start(devicesim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	id := devicesim.DefaultIdentity(0)
+	id.ProductVersion = "18.1"
+	agent, err := backupsim.New(backupsim.Options{
+		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
+			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
+		Files: 120, TotalSize: 3 << 20, Seed: 7, TempDir: t.TempDir(),
+		PasscodeDelay: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 80}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rec := &notifytest.Recorder{}
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() {
+		done <- runEngine(ctx, slogTo(log), engineHooks{notifier: rec,
+			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+	}()
+	var m *jobs.Manager
+	select {
+	case m = <-ready:
+	case err := <-done:
+		t.Fatalf("engine stopped: %v\n%s", err, log.String())
+	}
+
+	waitSuccesses := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for agent.Counters().Backups < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d backups after 90 s; log:\n%s", agent.Counters().Backups, log.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := m.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for m.Status().Running > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The first backup happens by itself: the device is due as soon as it is attached.
+	waitSuccesses(1)
+
+	loc, _ := store.DefaultLocation()
+	st, err := store.Open(ctx, loc, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := st.List(id.UDID)
+	if err != nil || len(snaps) != 1 || !snaps[0].Latest || snaps[0].Kind != store.KindFull {
+		t.Fatalf("after the automatic run: snapshots %+v, %v; want one full latest", snaps, err)
+	}
+	latest := st.LatestDir(id.UDID)
+	if s, err := backupfmt.ReadStatus(filepath.Join(latest, "Status.plist")); err != nil || s.SnapshotState != "finished" {
+		t.Fatalf("latest Status.plist: %+v, %v", s, err)
+	}
+	firstHash := hashTree(t, latest)
+
+	// A manual run the same day after the phone changed: a second snapshot, incremental,
+	// and the first one is now an untouched snapshot.
+	agent.Mutate(10)
+	if err := m.BackUpNow(ctx, id.UDID); err != nil {
+		t.Fatal(err)
+	}
+	waitSuccesses(2)
+	snaps, _ = st.List(id.UDID)
+	if len(snaps) != 2 || snaps[1].Kind != store.KindIncremental {
+		t.Fatalf("after the manual run: %+v; want full snapshot + incremental latest", snaps)
+	}
+	if got := hashTree(t, snaps[0].Path); got != firstHash {
+		t.Fatal("the first backup changed after it became a snapshot")
+	}
+	if c := agent.Counters(); c.IncrementalBackups != 1 {
+		t.Fatalf("device counters %+v: want the second run incremental", c)
+	}
+
+	if rec.Count(notify.PasscodeRequested) < 2 || rec.Count(notify.Completed) != 2 || rec.Count(notify.Failed) != 0 {
+		t.Fatalf("notifications: %+v", rec.Messages())
+	}
+	// The passcode notification comes before the completion of the same run.
+	msgs := rec.Messages()
+	if msgs[0].Kind != notify.PasscodeRequested {
+		t.Fatalf("first notification is %v, want the passcode prompt", msgs[0].Kind)
+	}
+	cancel()
+	if err := <-done; err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+}
+
+// hashTree hashes every file's relative path and bytes below dir.
+func hashTree(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		io.WriteString(h, rel+"\x00")
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(h, f)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"runtime"
+	"sync"
+	"time"
+
+	"snapback/internal/store"
+	"snapback/jobs"
+	"snapback/settings"
+)
+
+// Controller carries out the tray's commands on the engine, the store and the desktop. It
+// implements tray.Controller. Commands may arrive before the engine runs (Manager nil):
+// they are then ignored with a log line. Every method returns quickly: slow work runs on
+// goroutines tracked by Wait.
+type Controller struct {
+	Ctx          context.Context
+	Logger       *slog.Logger
+	Settings     func() *settings.Settings
+	Stores       *Stores
+	SettingsPath string
+	LogPath      string
+	// Changed is called after a command changed stored data (snapshots), so the view refreshes.
+	Changed func()
+	// QuitFunc stops the app.
+	QuitFunc func()
+
+	mu sync.Mutex
+	m  *jobs.Manager
+	wg sync.WaitGroup
+}
+
+// SetManager hands the running manager to the controller.
+func (c *Controller) SetManager(m *jobs.Manager) {
+	c.mu.Lock()
+	c.m = m
+	c.mu.Unlock()
+}
+
+func (c *Controller) manager() *jobs.Manager {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.Logger.Info("engine not running yet; command ignored")
+	}
+	return c.m
+}
+
+// do runs f off the tray's goroutine, bounded in time, logging its error.
+func (c *Controller) do(what string, f func(ctx context.Context) error) {
+	c.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(c.Ctx, 10*time.Minute)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			c.Logger.Warn(what+" failed", "err", err)
+		}
+		if c.Changed != nil {
+			c.Changed()
+		}
+	})
+}
+
+// Wait waits for commands still running.
+func (c *Controller) Wait() { c.wg.Wait() }
+
+func (c *Controller) BackUpNow(udid string) {
+	if m := c.manager(); m != nil {
+		c.do("back up now", func(ctx context.Context) error { return m.BackUpNow(ctx, udid) })
+	}
+}
+
+func (c *Controller) Cancel(udid string) {
+	if m := c.manager(); m != nil {
+		c.do("cancel", func(ctx context.Context) error { _, err := m.Cancel(ctx, udid); return err })
+	}
+}
+
+// SetAutomatic is not written back to the settings file yet (Snapback never rewrites the
+// user's YAML blindly); it opens the file at the device's entry instead.
+func (c *Controller) SetAutomatic(udid string, on bool) {
+	c.Logger.Info("to change automatic backups, edit schedule.enabled in the settings file", "udid", udid, "on", on)
+	c.OpenSettings()
+}
+
+func (c *Controller) Pause(on bool) {
+	if m := c.manager(); m != nil {
+		c.do("pause", func(ctx context.Context) error { return m.SetPaused(ctx, on) })
+	}
+}
+
+// ApproveDeletion deletes what retention asked about, then clears the request.
+func (c *Controller) ApproveDeletion(udid string) {
+	m := c.manager()
+	if m == nil {
+		return
+	}
+	c.do("approve deletion", func(ctx context.Context) error {
+		eff := c.Settings().Effective(udid)
+		st, err := c.Stores.Open(ctx, eff.Location)
+		if err != nil {
+			return err
+		}
+		_, deleted, err := st.Prune(ctx, udid, Policy(eff.Snapshots), store.PruneOptions{Approve: true})
+		if err != nil {
+			return err
+		}
+		c.Logger.Info("old snapshots deleted with the user's approval", "udid", udid, "count", len(deleted))
+		return m.ClearApproval(ctx, udid)
+	})
+}
+
+func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {
+	c.do(what, func(ctx context.Context) error {
+		st, err := c.Stores.Open(ctx, c.Settings().Effective(udid).Location)
+		if err != nil {
+			return err
+		}
+		return f(ctx, st)
+	})
+}
+
+func (c *Controller) OpenBackupFolder(udid string) {
+	c.withStore("open backup folder", udid, func(_ context.Context, st *store.Store) error {
+		return open(st.LatestDir(udid))
+	})
+}
+
+func (c *Controller) OpenSnapshot(udid, id string) {
+	c.withStore("open snapshot", udid, func(_ context.Context, st *store.Store) error {
+		sn, err := st.Get(udid, id)
+		if err != nil {
+			return err
+		}
+		return open(sn.Path)
+	})
+}
+
+func (c *Controller) ArchiveSnapshot(udid, id string) {
+	c.withStore("archive snapshot", udid, func(ctx context.Context, st *store.Store) error {
+		_, err := st.Archive(ctx, udid, id)
+		return err
+	})
+}
+
+func (c *Controller) DeleteSnapshot(udid, id string) {
+	c.withStore("delete snapshot", udid, func(ctx context.Context, st *store.Store) error {
+		return st.Delete(ctx, udid, id)
+	})
+}
+
+func (c *Controller) OpenSettings() {
+	if err := open(c.SettingsPath); err != nil {
+		c.Logger.Warn("cannot open the settings file", "path", c.SettingsPath, "err", err)
+	}
+}
+
+func (c *Controller) ShowLog() {
+	if err := open(c.LogPath); err != nil {
+		c.Logger.Warn("cannot open the log", "path", c.LogPath, "err", err)
+	}
+}
+
+func (c *Controller) Quit() {
+	if c.QuitFunc != nil {
+		c.QuitFunc()
+	}
+}
+
+// open shows a file or folder with the desktop's default application.
+func open(path string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", path)
+	case "windows":
+		cmd = exec.Command("explorer", path)
+	default:
+		cmd = exec.Command("xdg-open", path)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go cmd.Wait() // reap; the opened application outlives us
+	return nil
+}
