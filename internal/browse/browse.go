@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,9 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Backup, err error) 
 		return nil, fmt.Errorf("open backup %s: %w", dir, err)
 	}
 	m, err := backupfmt.ReadManifest(filepath.Join(abs, backupfmt.ManifestPlistName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open backup %s: not a backup folder (no %s; give the <UDID> folder itself): %w", dir, backupfmt.ManifestPlistName, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open backup %s: %w", dir, err)
 	}

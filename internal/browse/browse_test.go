@@ -379,6 +379,13 @@ func TestOpenWithCachedKEK(t *testing.T) {
 	}
 }
 
+func TestOpenNotABackup(t *testing.T) {
+	_, err := Open(context.Background(), t.TempDir(), Options{})
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "not a backup folder") {
+		t.Errorf("Open(empty folder) = %v; want a not-a-backup error", err)
+	}
+}
+
 func TestMissingBlob(t *testing.T) {
 	forModes(t, func(t *testing.T, password string) {
 		dir, _ := newFixture(t, []browsetest.File{{Domain: "HomeDomain", RelativePath: "gone", Content: []byte("x"), NoBlob: true}}, password)
