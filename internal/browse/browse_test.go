@@ -379,6 +379,34 @@ func TestOpenWithCachedKEK(t *testing.T) {
 	}
 }
 
+// Before iOS 10.2 an encrypted backup kept Manifest.db in plaintext (no ManifestKey); only
+// the files are encrypted. It is read in place, read-only, with nothing decrypted to disk.
+func TestEncryptedWithPlainManifestDB(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "backup")
+	if err := browsetest.Write(dir, fixtureFiles(), browsetest.Options{Password: testPassword, PlainManifestDB: true}); err != nil {
+		t.Fatal(err)
+	}
+	before := treeHash(t, dir)
+	tmp := t.TempDir()
+	b, err := Open(context.Background(), dir, Options{Password: pw(testPassword), TempDir: tmp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("a plaintext Manifest.db was copied to %v", entries)
+	}
+	out := t.TempDir()
+	if _, err := b.Extract(context.Background(), Filter{Pattern: "sms.db"}, out, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkTree(t, out, map[string][]byte{"HomeDomain/Library/SMS/sms.db": smsDB})
+	b.Close()
+	if treeHash(t, dir) != before {
+		t.Error("the backup folder changed")
+	}
+}
+
 func TestOpenNotABackup(t *testing.T) {
 	_, err := Open(context.Background(), t.TempDir(), Options{})
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "not a backup folder") {

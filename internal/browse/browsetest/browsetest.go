@@ -33,6 +33,9 @@ type File struct {
 type Options struct {
 	// Password, when not empty, makes an encrypted backup (DPIC and ITER of 10 rounds).
 	Password string
+	// PlainManifestDB leaves Manifest.db unencrypted in an encrypted backup (no ManifestKey),
+	// as iOS did before 10.2.
+	PlainManifestDB bool
 }
 
 // DefaultModified is the modification time of files that do not set one.
@@ -77,7 +80,7 @@ func Write(dir string, files []File, opts Options) error {
 		return err
 	}
 	dbPath := filepath.Join(dir, backupfmt.ManifestDBName)
-	if keys != nil {
+	if keys != nil && !opts.PlainManifestDB {
 		if m.ManifestKey, err = keys.EncryptManifestDB(plainDB, dbPath); err != nil {
 			return err
 		}
