@@ -73,6 +73,13 @@ func probeClone(dir string) (CloneMethod, error) {
 // created fresh (the engine adds files to them); files are shared where m allows. A file
 // that cannot be linked (NTFS stops at 1,024 links per file) is copied instead.
 func (s *Store) cloneTree(ctx context.Context, src, dst string, m CloneMethod) error {
+	if m == CloneHardlink {
+		return s.linkTree(ctx, src, dst)
+	}
+	return s.walkClone(ctx, src, dst, m)
+}
+
+func (s *Store) walkClone(ctx context.Context, src, dst string, m CloneMethod) error {
 	n := 0
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

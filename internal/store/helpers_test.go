@@ -261,3 +261,12 @@ func committedHashes(t testing.TB, s *Store, udid string) map[string]string {
 }
 
 const testUDID = "00008110-000A1B2C3D4E5F60"
+
+func mustList(t *testing.T, s *Store) []Snapshot {
+	t.Helper()
+	l, err := s.List(testUDID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

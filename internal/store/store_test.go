@@ -1,3 +1,5 @@
+//go:build unix
+
 package store
 
 import (
@@ -174,15 +176,6 @@ func TestFiveMoreRunsKeepEarlierSnapshots(t *testing.T) {
 			t.Errorf("Verify %s: %v", sn.ID, err)
 		}
 	}
-}
-
-func mustList(t *testing.T, s *Store) []Snapshot {
-	t.Helper()
-	l, err := s.List(testUDID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 func TestCommitRefusesIncompleteBackup(t *testing.T) {
