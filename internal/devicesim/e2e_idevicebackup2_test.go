@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
@@ -137,7 +138,8 @@ func (r *rig) backup(t testing.TB, dir string, extra ...string) (string, int) {
 // verifyFolder checks a backup folder the device wrote through a host: Manifest.db lists
 // exactly the simulated files, every blob equals the simulated bytes, no stray blobs, no
 // Snapshot, Status.plist finished; with hostInfo also the host's Info.plist.
-func verifyFolder(t *testing.T, agent *backupsim.Device, dir string, hostInfo bool) {
+// An encrypted backup is opened with password through backupcrypto.
+func verifyFolder(t *testing.T, agent *backupsim.Device, dir string, hostInfo bool, password ...string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "Snapshot")); !os.IsNotExist(err) {
 		t.Errorf("Snapshot folder left behind (%v)", err)
@@ -156,7 +158,26 @@ func verifyFolder(t *testing.T, agent *backupsim.Device, dir string, hostInfo bo
 			regular++
 		}
 	}
-	db, err := backupfmt.OpenManifestDB(filepath.Join(dir, "Manifest.db"))
+	m, err := backupfmt.ReadManifest(filepath.Join(dir, "Manifest.plist"))
+	if err != nil || m.IsEncrypted != agent.WillEncrypt() {
+		t.Fatalf("Manifest.plist = %+v, %v; want IsEncrypted %v", m, err, agent.WillEncrypt())
+	}
+	dbPath := filepath.Join(dir, "Manifest.db")
+	var keys *backupcrypto.Keys
+	if m.IsEncrypted {
+		if len(password) == 0 {
+			t.Fatal("encrypted backup and no password to verify it")
+		}
+		if keys, err = backupcrypto.Unlock(m.BackupKeyBag, []byte(password[0])); err != nil {
+			t.Fatalf("unlock keybag: %v", err)
+		}
+		plain := filepath.Join(t.TempDir(), "Manifest.db")
+		if err := keys.DecryptManifestDB(m.ManifestKey, dbPath, plain); err != nil {
+			t.Fatalf("decrypt Manifest.db: %v", err)
+		}
+		dbPath = plain
+	}
+	db, err := backupfmt.OpenManifestDB(dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +200,14 @@ func verifyFolder(t *testing.T, agent *backupsim.Device, dir string, hostInfo bo
 		if err != nil {
 			t.Errorf("blob of %s %q: %v", r.Domain, r.RelativePath, err)
 			return nil
+		}
+		if keys != nil {
+			var plain bytes.Buffer
+			if _, err := keys.DecryptFile(&plain, bytes.NewReader(got), r.File.EncryptionKey); err != nil {
+				t.Errorf("decrypt blob of %s %q: %v", r.Domain, r.RelativePath, err)
+				return nil
+			}
+			got = plain.Bytes()
 		}
 		rc, err := agent.Open(f)
 		if err != nil {
@@ -416,4 +445,29 @@ func TestIdevicebackup2Restore(t *testing.T) {
 	if c := r.agent.Counters(); c.Restores != 2 || c.FailedRestores != 0 {
 		t.Errorf("counters %+v; want 2 restores", c)
 	}
+}
+
+// TestIdevicebackup2Encrypted: an encrypting device (WillEncrypt true through lockdown) is
+// backed up by idevicebackup2, fully then incrementally, and backupcrypto opens the result
+// with the password: keybag, Manifest.db and every blob.
+func TestIdevicebackup2Encrypted(t *testing.T) {
+	const password = "correct horse"
+	r := newRig(t, backupsim.Options{Seed: 12, Files: 200, TotalSize: 4 << 20, PasscodeRequired: new(bool), Password: password, KDFRounds: 1000})
+	root := t.TempDir()
+	out, code := r.backup(t, root)
+	if code != 0 || !strings.Contains(out, "Backup will be encrypted") || !strings.Contains(out, "Backup Successful") {
+		t.Fatalf("encrypted full backup: exit %d\n%s", code, out)
+	}
+	verifyFolder(t, r.agent, filepath.Join(root, r.udid), true, password)
+
+	before := r.agent.Files()
+	r.agent.Mutate(20)
+	changed, _ := changedRegular(before, r.agent.Files())
+	if out, code = r.backup(t, root); code != 0 || !strings.Contains(out, "Backup Successful") {
+		t.Fatalf("encrypted incremental: exit %d\n%s", code, out)
+	}
+	if c := r.agent.Counters(); c.LastFull || c.LastFilesUploaded != int64(changed) {
+		t.Errorf("encrypted incremental counters %+v; want %d files", c, changed)
+	}
+	verifyFolder(t, r.agent, filepath.Join(root, r.udid), true, password)
 }

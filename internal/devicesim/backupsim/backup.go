@@ -120,13 +120,18 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if !found[0] || plistBuf.Len() == 0 {
 			return st, backupResult{205, describe(205)}, nil
 		}
-		if _, perr := backupfmt.ParseManifest(plistBuf.Bytes()); perr != nil {
+		hm, perr := backupfmt.ParseManifest(plistBuf.Bytes())
+		if perr != nil {
 			return st, backupResult{205, describe(205)}, nil
 		}
-		if found[1] && cerr == nil && dbSink.err == nil {
-			removals, err = d.diff(ctx, dbPath, vers, have)
+		usable := found[1] && cerr == nil && dbSink.err == nil
+		if usable {
+			var plainDB string
+			if plainDB, usable = d.openHostDB(hostManifest{hm.IsEncrypted, hm.BackupKeyBag, hm.ManifestKey}, dbPath, scratch); usable {
+				removals, err = d.diff(ctx, plainDB, vers, have)
+			}
 		}
-		if !found[1] || cerr != nil || dbSink.err != nil || err != nil {
+		if !usable || err != nil {
 			// Without a readable database there is nothing to diff against: back up fully.
 			st.full = true
 			clear(have)
@@ -218,7 +223,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		}
 		code, err := s.uploadBatch(ctx, &prog, func(emit func(devName, hostName string, r io.Reader) error) error {
 			for _, u := range batch {
-				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), d.content(u.index, u.version, u.size)); err != nil {
+				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), d.blob(u.index, u.version, u.size)); err != nil {
 					return err
 				}
 			}
@@ -254,7 +259,14 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		return st, backupResult{100, err.Error()}, nil
 	}
 	now := d.now()
-	manifest, err := d.manifestPlist(now).Marshal()
+	uploadDB, manifestKey := dbPath, []byte(nil)
+	if d.keys != nil {
+		uploadDB = dbPath + ".encrypted"
+		if manifestKey, err = d.encryptManifestDB(dbPath, uploadDB); err != nil {
+			return st, backupResult{100, err.Error()}, nil
+		}
+	}
+	manifest, err := d.manifestPlist(now, manifestKey).Marshal()
 	if err != nil {
 		return st, backupResult{100, err.Error()}, nil
 	}
@@ -264,7 +276,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	}
 	snap := udid + "/" + backupfmt.SnapshotDirName + "/"
 	code, err := s.uploadBatch(ctx, &prog, func(emit func(string, string, io.Reader) error) error {
-		f, err := os.Open(dbPath)
+		f, err := os.Open(uploadDB)
 		if err != nil {
 			return fmt.Errorf("open generated Manifest.db: %w", err)
 		}
@@ -446,7 +458,7 @@ func (d *Device) writeManifestDB(ctx context.Context, path string, vers []uint32
 	return w.Close()
 }
 
-func (d *Device) manifestPlist(now time.Time) backupfmt.Manifest {
+func (d *Device) manifestPlist(now time.Time, manifestKey []byte) backupfmt.Manifest {
 	id := d.opts.Identity
 	apps := map[string]any{}
 	for j, b := range appBundles {
@@ -459,7 +471,8 @@ func (d *Device) manifestPlist(now time.Time) backupfmt.Manifest {
 		}
 	}
 	return backupfmt.Manifest{
-		BackupKeyBag: keyBag(d.opts.Seed),
+		BackupKeyBag: d.backupKeyBag(),
+		ManifestKey:  manifestKey,
 		IsEncrypted:  d.WillEncrypt(),
 		Lockdown: map[string]any{
 			"BuildVersion": id.BuildVersion, "DeviceName": id.DeviceName, "ProductType": id.ProductType,
@@ -640,4 +653,13 @@ func (c *capWriter) Write(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
+}
+
+// backupKeyBag is the encrypting device's keybag, or the unencrypted-style bag every backup
+// carries otherwise.
+func (d *Device) backupKeyBag() []byte {
+	if d.bag != nil {
+		return d.bag
+	}
+	return keyBag(d.opts.Seed)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 	"snapback/internal/plistio"
 )
@@ -79,10 +80,32 @@ func verifyFolder(t *testing.T, d *Device, root string) {
 		t.Errorf("Status.plist = %+v, %v; want finished with a UUID", st, err)
 	}
 	m, err := backupfmt.ReadManifest(filepath.Join(dir, "Manifest.plist"))
-	if err != nil || m.IsEncrypted || m.Version != "10.0" || len(m.BackupKeyBag) != 1336 || m.Lockdown["UniqueDeviceID"] != testUDID {
+	bagLen := 1336
+	if d.WillEncrypt() {
+		bagLen = 1388
+	}
+	if err != nil || m.IsEncrypted != d.WillEncrypt() || m.Version != "10.0" || len(m.BackupKeyBag) != bagLen || m.Lockdown["UniqueDeviceID"] != testUDID {
 		t.Errorf("Manifest.plist = %+v, %v", m, err)
 	}
-	db, err := backupfmt.OpenManifestDB(filepath.Join(dir, "Manifest.db"))
+	dbPath := filepath.Join(dir, "Manifest.db")
+	var keys *backupcrypto.Keys
+	if m.IsEncrypted {
+		if keys, err = backupcrypto.Unlock(m.BackupKeyBag, []byte(d.opts.Password)); err != nil {
+			t.Fatalf("unlock the backup's keybag: %v", err)
+		}
+		if len(m.ManifestKey) != 44 {
+			t.Errorf("ManifestKey is %d bytes; want 44", len(m.ManifestKey))
+		}
+		if _, err := backupfmt.OpenManifestDB(dbPath); err == nil {
+			t.Error("the encrypted Manifest.db opens as plain SQLite")
+		}
+		plain := filepath.Join(t.TempDir(), "Manifest.db")
+		if err := keys.DecryptManifestDB(m.ManifestKey, dbPath, plain); err != nil {
+			t.Fatalf("decrypt Manifest.db: %v", err)
+		}
+		dbPath = plain
+	}
+	db, err := backupfmt.OpenManifestDB(dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +136,20 @@ func verifyFolder(t *testing.T, d *Device, root string) {
 		if err != nil {
 			t.Errorf("blob of %s %q: %v", r.Domain, r.RelativePath, err)
 			return nil
+		}
+		if keys != nil {
+			if len(r.File.EncryptionKey) != 44 {
+				t.Errorf("row %s has a %d-byte EncryptionKey", r.FileID, len(r.File.EncryptionKey))
+				return nil
+			}
+			var plain bytes.Buffer
+			if _, err := keys.DecryptFile(&plain, bytes.NewReader(got), r.File.EncryptionKey); err != nil {
+				t.Errorf("decrypt blob of %s %q: %v", r.Domain, r.RelativePath, err)
+				return nil
+			}
+			got = plain.Bytes()
+		} else if r.File.EncryptionKey != nil {
+			t.Errorf("row %s of an unencrypted backup has an EncryptionKey", r.FileID)
 		}
 		rc, _ := d.Open(f)
 		exp, _ := io.ReadAll(rc)

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 )
 
@@ -92,6 +93,12 @@ type Options struct {
 	// PurgeTimeout bounds the wait for an answer to DLMessagePurgeDiskSpace (Debian's
 	// idevicebackup2 never answers it). Default 10 s.
 	PurgeTimeout time.Duration
+
+	// Password, if set, makes the device encrypt its backups (WillEncrypt true) with a
+	// keybag protected by it. KDFRounds is the keybag's PBKDF2-SHA256 round count (DPIC);
+	// 0 means the real 10,000,000, which costs seconds once per device; tests use ~1000.
+	Password  string
+	KDFRounds int
 
 	// TempDir is where downloaded and generated Manifest.db files are built; default
 	// StateDir, else the OS temporary directory.
@@ -167,6 +174,9 @@ type Device struct {
 	baseRound int
 	lastUUID  string
 	counters  Counters
+
+	bag  []byte             // BackupKeyBag of an encrypting device
+	keys *backupcrypto.Keys // its unlocked class keys; nil = backups are not encrypted
 }
 
 // persisted is the StateDir file.
@@ -179,6 +189,7 @@ type persisted struct {
 	BaseRound int      `json:",omitempty"` // rounds already contained in Base
 	LastUUID  string
 	Counters  Counters
+	KeyBag    []byte `json:",omitempty"` // the encrypting device's BackupKeyBag
 }
 
 const stateFile = "backupsim-state.json"
@@ -226,6 +237,9 @@ func New(opts Options) (*Device, error) {
 			return nil, err
 		}
 	}
+	if err := d.setupCrypto(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -260,6 +274,7 @@ func (d *Device) load() error {
 	}
 	d.lastUUID = p.LastUUID
 	d.counters = p.Counters
+	d.bag = p.KeyBag
 	return nil
 }
 
@@ -271,6 +286,7 @@ func (d *Device) saveLocked() error {
 	b, err := json.MarshalIndent(persisted{
 		Seed: d.opts.Seed, Files: d.opts.Files, TotalSize: d.opts.TotalSize,
 		Rounds: d.rounds, Base: d.base, BaseRound: d.baseRound, LastUUID: d.lastUUID, Counters: d.counters,
+		KeyBag: d.bag,
 	}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("backupsim: encode state: %w", err)
@@ -282,8 +298,8 @@ func (d *Device) saveLocked() error {
 }
 
 // WillEncrypt reports whether backups are encrypted (lockdown com.apple.mobile.backup
-// WillEncrypt). The simulator does not encrypt.
-func (d *Device) WillEncrypt() bool { return false }
+// WillEncrypt): true when Options.Password is set.
+func (d *Device) WillEncrypt() bool { return d.keys != nil }
 
 // UDID returns the device's UDID.
 func (d *Device) UDID() string { return d.opts.Identity.UDID }

@@ -58,9 +58,16 @@ func (d *Device) record(i int, v uint32, withDigest bool) backupfmt.Record {
 		f.UserID, f.GroupID = 64, 64 // _securityd
 	}
 	f.Size = d.size(i, it.kind, v)
+	if withDigest && it.kind != kindSymlink && d.keys != nil {
+		// Every file row of an encrypted backup carries its key, empty files too. Wrapping
+		// fails only for a class the keybag lacks; 3 and 4 are always password-wrapped.
+		f.EncryptionKey, _ = d.encryptionKey(i, v, f.ProtectionClass)
+	}
 	if withDigest && it.kind != kindSymlink && systemDomains[it.domain] {
+		// The SHA-1 of the stored file, which for an encrypted backup is the ciphertext
+		// (backup-format.md §2.2; a single source says so).
 		sum := sha1.New()
-		io.Copy(sum, d.content(i, v, f.Size)) //nolint:errcheck // contentReader cannot fail
+		io.Copy(sum, d.blob(i, v, f.Size)) //nolint:errcheck // generated content cannot fail
 		f.Digest = sum.Sum(nil)
 	}
 	return backupfmt.Record{

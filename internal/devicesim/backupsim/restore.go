@@ -96,9 +96,19 @@ func (s *session) restore(ctx context.Context, req map[string]any) (st restoreSt
 		return st, backupResult{205, describe(205)}, nil
 	}
 	if manifest.IsEncrypted {
-		return st, backupResult{207, "Invalid password when restoring encrypted backup (the simulator does not decrypt)"}, nil
+		opts, _ := req["Options"].(map[string]any)
+		pw, _ := opts["Password"].(string)
+		if d.keys == nil || pw != d.opts.Password || !bytes.Equal(manifest.BackupKeyBag, d.bag) {
+			return st, backupResult{207, "Invalid password when restoring encrypted backup (MKBKeyBagUnlock error)"}, nil
+		}
+	} else if d.keys != nil {
+		return st, backupResult{100, "The simulator restores backups only in its current encryption mode"}, nil
 	}
-	db, err := backupfmt.OpenManifestDB(dbPath)
+	plainDB, ok := d.openHostDB(hostManifest{manifest.IsEncrypted, manifest.BackupKeyBag, manifest.ManifestKey}, dbPath, scratch)
+	if !ok {
+		return st, backupResult{205, "Error reading backup database"}, nil
+	}
+	db, err := backupfmt.OpenManifestDB(plainDB)
 	if err != nil {
 		return st, backupResult{205, "Error reading backup database"}, nil
 	}
@@ -115,7 +125,7 @@ func (s *session) restore(ctx context.Context, req map[string]any) (st restoreSt
 		sinks := make([]*compareWriter, len(batch))
 		for j, it := range batch {
 			paths[j] = blobName(src, it.fileID, false)
-			sinks[j] = &compareWriter{want: d.content(it.index, it.version, it.size)}
+			sinks[j] = &compareWriter{want: d.blob(it.index, it.version, it.size)}
 		}
 		got, _, err := s.download(ctx, paths, func(j int) io.Writer { return sinks[j] })
 		if err != nil {
@@ -125,7 +135,7 @@ func (s *session) restore(ctx context.Context, req map[string]any) (st restoreSt
 			switch {
 			case !got[j]:
 				st.missing++
-			case sinks[j].differs || sinks[j].n != it.size:
+			case sinks[j].differs || sinks[j].n != d.blobSize(it.size):
 				st.mismatched++
 			default:
 				st.files++
