@@ -60,12 +60,7 @@ func trayEngine(parent context.Context) (tray.Controller, <-chan tray.State, err
 	}
 	ctx, cancel := context.WithCancel(parent)
 	stores := &app.Stores{Now: time.Now, Logger: log}
-	feed := &trayFeed{stores: stores, refresh: make(chan struct{}, 1)}
-	ctl := &app.Controller{
-		Ctx: ctx, Logger: log, Stores: stores, SettingsPath: cfgPath, LogPath: logPath,
-		QuitFunc: cancel, Changed: feed.poke,
-		Settings: func() *settings.Settings { return feed.settings() },
-	}
+	ctl, feed := newTrayView(ctx, log, stores, cfgPath, logPath, cancel)
 	notifier := notify.NewGate(notify.NewBeeep("Snapback", icons.App(256)), time.Now)
 
 	states := make(chan tray.State)
@@ -92,6 +87,18 @@ func trayEngine(parent context.Context) (tray.Controller, <-chan tray.State, err
 		wg.Wait()
 	}()
 	return ctl, states, nil
+}
+
+// newTrayView builds the tray's controller and its state feed; the manager is handed to both
+// once it runs.
+func newTrayView(ctx context.Context, log *slog.Logger, stores *app.Stores, cfgPath, logPath string, quit func()) (*app.Controller, *trayFeed) {
+	feed := &trayFeed{stores: stores, refresh: make(chan struct{}, 1)}
+	ctl := &app.Controller{
+		Ctx: ctx, Logger: log, Stores: stores, SettingsPath: cfgPath, LogPath: logPath,
+		QuitFunc: quit, Changed: feed.poke,
+		Settings: func() *settings.Settings { return feed.settings() },
+	}
+	return ctl, feed
 }
 
 // trayFeed turns engine events into tray states: it recomputes the state on every event

@@ -27,6 +27,9 @@ func newRootCmd() *cobra.Command {
 		newBackupCmd(),
 		newDevicesCmd(),
 		newSnapshotsCmd(),
+		newFilesCmd(),
+		newExtractCmd(),
+		newPhotosCmd(),
 		newPruneCmd(),
 		newDaemonCmd(),
 		newTrayCmd(),
@@ -34,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newPasswordCmd(),
 		newAutostartCmd(),
 		newSimulateCmd(),
+		newDemoCmd(),
 	)
 	return root
 }
