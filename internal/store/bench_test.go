@@ -210,22 +210,26 @@ func BenchmarkSnapshots(b *testing.B) {
 		budget := float64(latest) + float64(changed)/1024
 		ratio := float64(total) / budget
 
-		// Clone of the latest by the store vs cp -al of the same tree.
+		// Clone of the latest by the store vs cp -al of the same tree: alternating, twice each,
+		// best of each, so neither gains from the other having warmed the caches.
 		method, _ := s.CloneMethod()
-		t0 := time.Now()
-		if err := s.cloneTree(ctx, s.LatestDir(dev.udid), filepath.Join(dir, "clone-store"), method); err != nil {
-			b.Fatal(err)
+		storeClone, cpClone := time.Duration(1<<62), time.Duration(1<<62)
+		for round := 0; round < 2; round++ {
+			t0 := time.Now()
+			if err := s.cloneTree(ctx, s.LatestDir(dev.udid), filepath.Join(dir, fmt.Sprint("clone-store-", round)), method); err != nil {
+				b.Fatal(err)
+			}
+			storeClone = min(storeClone, time.Since(t0))
+			t0 = time.Now()
+			if out, err := exec.Command("cp", "-al", s.LatestDir(dev.udid), filepath.Join(dir, fmt.Sprint("clone-cp-", round))).CombinedOutput(); err != nil {
+				b.Fatalf("cp -al: %v %s", err, out)
+			}
+			cpClone = min(cpClone, time.Since(t0))
 		}
-		storeClone := time.Since(t0)
-		t0 = time.Now()
-		if out, err := exec.Command("cp", "-al", s.LatestDir(dev.udid), filepath.Join(dir, "clone-cp")).CombinedOutput(); err != nil {
-			b.Fatalf("cp -al: %v %s", err, out)
-		}
-		cpClone := time.Since(t0)
 
 		// Listing 30 snapshots with their sizes, from a freshly opened store.
 		s2 := openStore(b, dir, testOptions(clock))
-		t0 = time.Now()
+		t0 := time.Now()
 		list, err := s2.List(dev.udid)
 		listTime := time.Since(t0)
 		if err != nil || len(list) != days {
@@ -242,8 +246,8 @@ func BenchmarkSnapshots(b *testing.B) {
 		fmt.Printf("%-52s %14.3f\n", "location / (latest + changed)   [budget 1.05]", ratio)
 		fmt.Printf("%-52s %14s\n", "mean Begin (lock, recover, clone) per run", (cloneTime / days).Round(time.Millisecond))
 		fmt.Printf("%-52s %14s\n", "mean Commit (verify, measure, journal) per run", (commitTime / days).Round(time.Millisecond))
-		fmt.Printf("%-52s %14s\n", "clone latest: store", storeClone.Round(time.Millisecond))
-		fmt.Printf("%-52s %14s\n", "clone latest: cp -al", cpClone.Round(time.Millisecond))
+		fmt.Printf("%-52s %14s\n", "clone latest: store (best of 2)", storeClone.Round(time.Millisecond))
+		fmt.Printf("%-52s %14s\n", "clone latest: cp -al (best of 2)", cpClone.Round(time.Millisecond))
 		fmt.Printf("%-52s %14.2f\n", "clone ratio store / cp -al", storeClone.Seconds()/cpClone.Seconds())
 		fmt.Printf("%-52s %14s\n", "List 30 snapshots with sizes   [target < 200ms]", listTime.Round(time.Microsecond))
 		if files >= 100000 && ratio > 1.05 {
