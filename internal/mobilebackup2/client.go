@@ -183,11 +183,12 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	}
 	s := &server{
 		dl:    c.dl,
-		res:   resolver{root: opt.Root, udid: opt.UDID},
+		res:   newResolver(opt.Root, opt.UDID),
 		ev:    ev,
 		buf:   make([]byte, devicelink.BlockSize),
 		sync:  opt.SyncEachFile || !haveSyncFS,
 		stats: &res,
+		tmpID: int64(os.Getpid()),
 	}
 	if err := s.removeLeftoverSnapshot(); err != nil {
 		return res, NewError(CodeSnapshotFolder, err)
@@ -277,6 +278,7 @@ func (s *server) removeLeftoverSnapshot() error {
 	if err != nil {
 		return err
 	}
+	s.res.forget()
 	if err := os.RemoveAll(p); err != nil {
 		return fmt.Errorf("remove leftover %s: %w", filepath.Base(p), err)
 	}

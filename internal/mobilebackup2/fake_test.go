@@ -36,7 +36,13 @@ func pair(t *testing.T) (*Client, *fakeDevice) {
 // run starts script on its own goroutine and returns a function that waits for it.
 func (d *fakeDevice) run(script func(d *fakeDevice) error) func() error {
 	done := make(chan error, 1)
-	go func() { done <- script(d) }()
+	go func() {
+		err := script(d)
+		if err != nil {
+			d.conn.Close() // unblock the host so the test reports the script's error
+		}
+		done <- err
+	}()
 	return func() error {
 		select {
 		case err := <-done:

@@ -58,6 +58,29 @@ func ValidatePath(p, udid string) ([]string, error) {
 type resolver struct {
 	root string // backup root; device paths start with <udid>/
 	udid string
+	// dirs caches host directories already seen to be real directories (not symlinks) in
+	// this run, so each upload does not Lstat every parent again. Nothing the device can ask
+	// for creates a symlink, so a verified directory stays one; the cache is still dropped
+	// whenever the device removes or moves things (forget). nil disables caching.
+	dirs map[string]struct{}
+}
+
+func newResolver(root, udid string) resolver {
+	return resolver{root: root, udid: udid, dirs: map[string]struct{}{}}
+}
+
+// forget drops the directory cache.
+func (r resolver) forget() { clear(r.dirs) }
+
+func (r resolver) known(dir string) bool {
+	_, ok := r.dirs[dir]
+	return ok
+}
+
+func (r resolver) remember(dir string) {
+	if r.dirs != nil && len(r.dirs) < 1<<16 {
+		r.dirs[dir] = struct{}{}
+	}
 }
 
 // resolve validates p and returns the host path. Every existing component, including the
@@ -71,9 +94,9 @@ func (r resolver) resolve(p string) (string, error) {
 	}
 	cur := r.root
 	missing := false
-	for _, c := range parts {
+	for i, c := range parts {
 		cur = filepath.Join(cur, c)
-		if missing {
+		if missing || (i < len(parts)-1 && r.known(cur)) {
 			continue
 		}
 		fi, err := os.Lstat(cur)
@@ -86,6 +109,9 @@ func (r resolver) resolve(p string) (string, error) {
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			return "", fmt.Errorf("%w %q: %s is a symbolic link", ErrBadPath, p, cur)
+		}
+		if fi.IsDir() && i < len(parts)-1 {
+			r.remember(cur) // not the last one: callers may be about to remove or replace it
 		}
 	}
 	return cur, nil
@@ -101,11 +127,15 @@ func (r resolver) mkdirAll(p string) (string, error) {
 	cur := r.root
 	for _, c := range parts {
 		cur = filepath.Join(cur, c)
+		if r.known(cur) {
+			continue
+		}
 		fi, err := os.Lstat(cur)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 				return "", err
 			}
+			r.remember(cur)
 			continue
 		}
 		if err != nil {
@@ -117,6 +147,7 @@ func (r resolver) mkdirAll(p string) (string, error) {
 		if !fi.IsDir() {
 			return "", &os.PathError{Op: "mkdir", Path: cur, Err: errNotDir}
 		}
+		r.remember(cur)
 	}
 	return cur, nil
 }

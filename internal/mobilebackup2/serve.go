@@ -17,12 +17,14 @@ import (
 
 // server answers the device's DeviceLink requests during one operation.
 type server struct {
-	dl    *devicelink.Conn
-	res   resolver
-	ev    *Emitter
-	buf   []byte // the one 32 KiB buffer every stream reuses
-	sync  bool   // fsync each uploaded file
-	stats *Result
+	dl     *devicelink.Conn
+	res    resolver
+	ev     *Emitter
+	buf    []byte // the one 32 KiB buffer every stream reuses
+	sync   bool   // fsync each uploaded file
+	stats  *Result
+	tmpID  int64 // distinguishes this run's temp names
+	tmpSeq int64
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -245,7 +247,7 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	dst, ferr := s.res.resolve(name)
 	var tmp *os.File
 	if ferr == nil {
-		tmp, ferr = os.CreateTemp(filepath.Dir(dst), ".snapback-upload-*")
+		tmp, ferr = s.createTemp(filepath.Dir(dst))
 	}
 	fw := &errWriter{w: io.Discard}
 	if tmp != nil {
@@ -277,6 +279,22 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	return nil, nil
 }
 
+// createTemp creates a new, empty file in dir with O_EXCL: never an existing file, so a
+// file hard-linked into an earlier snapshot can never be opened for writing. Names come from
+// a per-run counter (cheaper than os.CreateTemp's random names plus a chmod).
+func (s *server) createTemp(dir string) (*os.File, error) {
+	for range 1000 {
+		s.tmpSeq++
+		name := filepath.Join(dir, fmt.Sprintf(".snapback-upload-%d-%d", s.tmpID, s.tmpSeq))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue // left by an interrupted run with the same id: skip it
+		}
+		return f, err
+	}
+	return nil, &os.PathError{Op: "create", Path: dir, Err: fs.ErrExist}
+}
+
 // commitTemp closes tmp and renames it over dst. On failure tmp is removed.
 func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
 	defer func() {
@@ -285,9 +303,6 @@ func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
 	if s.sync {
 		if err := tmp.Sync(); err != nil {
 			return err
@@ -296,9 +311,7 @@ func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
-		return &os.PathError{Op: "rename", Path: dst, Err: syscall.EISDIR}
-	}
+	// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
 	return os.Rename(tmp.Name(), dst)
 }
 
@@ -353,6 +366,7 @@ func (s *server) createDirectory(msg devicelink.Message) error {
 }
 
 func (s *server) moveItems(msg devicelink.Message) error {
+	s.res.forget() // the tree changes shape; verify directories again
 	pairs, _ := msg.Arg(1).(map[string]any)
 	srcs := make([]string, 0, len(pairs))
 	for k := range pairs {
@@ -382,6 +396,7 @@ func (s *server) move(src, dst string) error {
 	if hs == hd {
 		return nil
 	}
+	defer s.res.forget()
 	if fi, err := os.Lstat(hd); err == nil && fi.IsDir() {
 		if err := os.RemoveAll(hd); err != nil {
 			return err
@@ -391,6 +406,7 @@ func (s *server) move(src, dst string) error {
 }
 
 func (s *server) removeItems(msg devicelink.Message) error {
+	s.res.forget() // the tree changes shape; verify directories again
 	list, _ := msg.Arg(1).([]any)
 	var last error
 	for _, item := range list {
@@ -398,6 +414,7 @@ func (s *server) removeItems(msg devicelink.Message) error {
 		hp, err := s.res.resolve(p)
 		if err == nil {
 			err = os.RemoveAll(hp)
+			s.res.forget()
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			last = err
@@ -410,6 +427,7 @@ func (s *server) removeItems(msg devicelink.Message) error {
 }
 
 func (s *server) copyItem(msg devicelink.Message) error {
+	s.res.forget() // the tree changes shape; verify directories again
 	src, _ := msg.Arg(1).(string)
 	dst, _ := msg.Arg(2).(string)
 	if err := s.copy(src, dst); err != nil {
@@ -463,7 +481,7 @@ func (s *server) copyFile(hs, hd string) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(hd), ".snapback-copy-*")
+	tmp, err := s.createTemp(filepath.Dir(hd))
 	if err != nil {
 		return err
 	}
