@@ -582,3 +582,30 @@ func TestErrorClassification(t *testing.T) {
 		t.Errorf("message %q", e.Error())
 	}
 }
+
+// TestRemoveRecreateUpload: removing a folder and creating it again in later messages works
+// (the per-message directory cache never hides a removal).
+func TestRemoveRecreateUpload(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	c, d := pair(t)
+	wait := d.run(func(d *fakeDevice) error {
+		d.expectBackup()
+		for round := 0; round < 2; round++ {
+			if code, _, err := d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab"); err != nil || code != 0 {
+				return fmt.Errorf("mkdir round %d: %d %v", round, code, err)
+			}
+			if code, err := d.upload(upFile{name: u + "/Snapshot/ab/f", data: []byte("x")}); err != nil || code != 0 {
+				return fmt.Errorf("upload round %d: %d %v", round, code, err)
+			}
+			if code, _, err := d.simple(devicelink.RemoveItems, []any{u + "/Snapshot"}, map[string]any{}, 1.0); err != nil || code != 0 {
+				return fmt.Errorf("remove round %d: %d %v", round, code, err)
+			}
+		}
+		return d.finish(0, "")
+	})
+	mustBackup(t, c, root, false)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -58,10 +58,13 @@ func ValidatePath(p, udid string) ([]string, error) {
 type resolver struct {
 	root string // backup root; device paths start with <udid>/
 	udid string
-	// dirs caches host directories already seen to be real directories (not symlinks) in
-	// this run, so each upload does not Lstat every parent again. Nothing the device can ask
-	// for creates a symlink, so a verified directory stays one; the cache is still dropped
-	// whenever the device removes or moves things (forget). nil disables caching.
+	// dirs caches host directories already seen to be real directories (not symlinks)
+	// while one device message is served (see server.handle), so each file of an upload
+	// batch does not Lstat every parent again. Nothing the device can ask
+	// for creates a symlink, so an entry can only go stale by the directory disappearing or
+	// becoming a file, and then the operation fails exactly as it would without the cache
+	// (ENOENT/ENOTDIR on the next component). mkdirAll never trusts it, because it must
+	// recreate removed directories. nil disables caching.
 	dirs map[string]struct{}
 }
 
@@ -127,9 +130,6 @@ func (r resolver) mkdirAll(p string) (string, error) {
 	cur := r.root
 	for _, c := range parts {
 		cur = filepath.Join(cur, c)
-		if r.known(cur) {
-			continue
-		}
 		fi, err := os.Lstat(cur)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {

@@ -47,6 +47,10 @@ func (s *server) serve() (map[string]any, error) {
 
 // handle dispatches one message. done reports the end of the operation.
 func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any, err error) {
+	// Verified directories are trusted for one message only (an upload batch of many files
+	// in the same folders), so a directory swapped for a symlink by some local process is
+	// caught at the next message at the latest, as narrow as the walk's own race window.
+	s.res.forget()
 	s.progress(msg)
 	switch msg.Name() {
 	case devicelink.DownloadFiles:
@@ -254,13 +258,22 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		fw.w = tmp
 	}
 	res, err := s.dl.ReadFileBody(fw)
-	s.ev.update(EventProgress, func(e *Event) { e.BytesDone += res.Bytes })
 	s.stats.BytesReceived += res.Bytes
 	if fw.err != nil && err == fw.err {
 		// A local write failure (disk full…): devicelink drained the file, the stream is in
 		// sync, the device hears about it in the status reply.
 		ferr, err = fw.err, nil
 	}
+	// One event per file: bytes, and the file count if it lands.
+	landed := false
+	defer func() {
+		s.ev.update(EventProgress, func(e *Event) {
+			e.BytesDone += res.Bytes
+			if landed {
+				e.FilesDone++
+			}
+		})
+	}()
 	if tmp == nil {
 		return ferr, err
 	}
@@ -275,7 +288,7 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		return ferr, nil
 	}
 	s.stats.FilesReceived++
-	s.ev.update(EventProgress, func(e *Event) { e.FilesDone++ })
+	landed = true
 	return nil, nil
 }
 
@@ -366,7 +379,6 @@ func (s *server) createDirectory(msg devicelink.Message) error {
 }
 
 func (s *server) moveItems(msg devicelink.Message) error {
-	s.res.forget() // the tree changes shape; verify directories again
 	pairs, _ := msg.Arg(1).(map[string]any)
 	srcs := make([]string, 0, len(pairs))
 	for k := range pairs {
@@ -396,7 +408,6 @@ func (s *server) move(src, dst string) error {
 	if hs == hd {
 		return nil
 	}
-	defer s.res.forget()
 	if fi, err := os.Lstat(hd); err == nil && fi.IsDir() {
 		if err := os.RemoveAll(hd); err != nil {
 			return err
@@ -406,7 +417,6 @@ func (s *server) move(src, dst string) error {
 }
 
 func (s *server) removeItems(msg devicelink.Message) error {
-	s.res.forget() // the tree changes shape; verify directories again
 	list, _ := msg.Arg(1).([]any)
 	var last error
 	for _, item := range list {
@@ -414,7 +424,6 @@ func (s *server) removeItems(msg devicelink.Message) error {
 		hp, err := s.res.resolve(p)
 		if err == nil {
 			err = os.RemoveAll(hp)
-			s.res.forget()
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			last = err
@@ -427,7 +436,6 @@ func (s *server) removeItems(msg devicelink.Message) error {
 }
 
 func (s *server) copyItem(msg devicelink.Message) error {
-	s.res.forget() // the tree changes shape; verify directories again
 	src, _ := msg.Arg(1).(string)
 	dst, _ := msg.Arg(2).(string)
 	if err := s.copy(src, dst); err != nil {
