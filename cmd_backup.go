@@ -95,7 +95,7 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 		UDID:   f.udid,
 		Root:   target.root,
 		Full:   f.full,
-		Events: mobilebackup2.ChannelSink(ch),
+		Events: throttle(mobilebackup2.ChannelSink(ch), 100*time.Millisecond),
 	})
 	close(ch)
 	<-rendered
@@ -108,6 +108,20 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 		}
 	}
 	return err
+}
+
+// throttle forwards at most one progress event per interval (by event time), and every
+// other event at once: every event carries the totals, so nothing is lost, and the renderer
+// is not woken for each of tens of thousands of small files. The engine calls it serially.
+func throttle(next func(mobilebackup2.Event), every time.Duration) func(mobilebackup2.Event) {
+	var last time.Time
+	return func(ev mobilebackup2.Event) {
+		if ev.Kind == mobilebackup2.EventProgress && !last.IsZero() && ev.Time.Sub(last) < every {
+			return
+		}
+		last = ev.Time
+		next(ev)
+	}
 }
 
 // backupExitError gives each failure class its own exit status for scripts.

@@ -325,7 +325,7 @@ func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
 		return err
 	}
 	// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
-	return os.Rename(tmp.Name(), dst)
+	return rename(tmp.Name(), dst)
 }
 
 // --- simple requests ---
@@ -413,7 +413,7 @@ func (s *server) move(src, dst string) error {
 			return err
 		}
 	}
-	return os.Rename(hs, hd)
+	return rename(hs, hd)
 }
 
 func (s *server) removeItems(msg devicelink.Message) error {
