@@ -544,3 +544,17 @@ func TestCancelOnDevice(t *testing.T) {
 		t.Fatal("no return after cancel on the device")
 	}
 }
+
+// TestWiFiOnly: a device reachable only over Wi-Fi is backed up through the same path.
+func TestWiFiOnly(t *testing.T) {
+	r := newRig(t, backupsim.Options{Files: 30}, devicesim.DeviceConfig{WiFi: true})
+	root := t.TempDir()
+	res, err := r.backup(t, root, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device.Transport != device.WiFi {
+		t.Errorf("transport %q; want wifi", res.Device.Transport)
+	}
+	checkFolder(t, r, root)
+}
