@@ -174,8 +174,12 @@ func BenchmarkManyFiles(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r := benchRig(b, backupsim.Options{Seed: 5, Files: int(files), TotalSize: files * 2048})
 		full := child(b, r.sim.Addr(), bin, "backup", "--udid", r.udid, "--full", "--dir", b.TempDir())
-		b.Logf("\nmany-files device: %d files of ~2 KB\n%-22s %9s %9s %9s %9s\n%-22s %s",
-			files, "run", "wall", "user", "sys", "RSS MB", "snapback full", full)
+		line := ""
+		if ib, err := exec.LookPath("idevicebackup2"); err == nil {
+			line = fmt.Sprintf("\n%-22s %s", "idevicebackup2 full", child(b, r.sim.Addr(), ib, "-u", r.udid, "backup", "--full", b.TempDir()))
+		}
+		b.Logf("\nmany-files device: %d files of ~2 KB\n%-22s %9s %9s %9s %9s\n%-22s %s%s",
+			files, "run", "wall", "user", "sys", "RSS MB", "snapback full", full, line)
 	}
 }
 
