@@ -215,12 +215,11 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		return res, DeviceResultError(res.ErrorCode, res.Description)
 	}
 	if err := syncFS(opt.Root); err != nil {
-		return res, fmt.Errorf("flush backup to disk: %w", err)
+		return res, NewError(CodeLocalIO, fmt.Errorf("flush backup to disk: %w", err))
 	}
 	st, err := s.readStatus()
 	if err != nil {
-		e := NewError(CodeIncomplete, err)
-		return res, e
+		return res, NewError(CodeIncomplete, err)
 	}
 	res.FullBackup, res.SnapshotState, res.BackupUUID = st.IsFullBackup, st.SnapshotState, st.UUID
 	if st.SnapshotState != "finished" {
