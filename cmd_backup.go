@@ -205,9 +205,14 @@ func (v *barView) event(ev mobilebackup2.Event) {
 		v.clear()
 		return
 	}
+	// The device's announced total covers the data files; Manifest.db and the plists come on
+	// top, so the total grows when the count passes it rather than the bar overflowing.
 	max := int64(-1)
 	if ev.BytesExpected > 0 {
 		max = ev.BytesExpected
+		if ev.BytesDone > max {
+			max = ev.BytesDone
+		}
 	}
 	v.ensure(max)
 	pct := ""
