@@ -299,7 +299,7 @@ func (s *server) createTemp(dir string) (*os.File, error) {
 	for range 1000 {
 		s.tmpSeq++
 		name := filepath.Join(dir, fmt.Sprintf(".snapback-upload-%d-%d", s.tmpID, s.tmpSeq))
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := createExcl(name)
 		if errors.Is(err, fs.ErrExist) {
 			continue // left by an interrupted run with the same id: skip it
 		}
