@@ -609,3 +609,34 @@ func TestRemoveRecreateUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUploadOverSymlinkReplacesLink: a symlink planted where a file is uploaded is replaced
+// by the new file; the link's target is never written.
+func TestUploadOverSymlinkReplacesLink(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	outside := filepath.Join(t.TempDir(), "target")
+	os.WriteFile(outside, []byte("outside"), 0o644)
+	os.MkdirAll(filepath.Join(root, u), 0o755)
+	os.Symlink(outside, filepath.Join(root, u, "Status.plist"))
+	c, d := pair(t)
+	wait := d.run(func(d *fakeDevice) error {
+		d.expectBackup()
+		if code, err := d.upload(upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")}); code != 0 || err != nil {
+			return fmt.Errorf("upload %d %v", code, err)
+		}
+		return d.finish(0, "")
+	})
+	if _, _, err := mustBackup(t, c, root, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "outside" {
+		t.Errorf("symlink target written: %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(root, u, "Status.plist")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("Status.plist is not a regular file: %v %v", fi, err)
+	}
+}

@@ -90,7 +90,14 @@ func (r resolver) remember(dir string) {
 // last, is checked with Lstat and must not be a symlink: Snapback never creates links in a
 // backup folder, so one there was planted and could lead reads or writes outside it.
 // Components after the first missing one cannot exist, so the walk stops there.
-func (r resolver) resolve(p string) (string, error) {
+func (r resolver) resolve(p string) (string, error) { return r.walk(p, true) }
+
+// resolveTarget is resolve for a path that is only ever replaced by rename(2) or removed:
+// its last component is not examined, since rename and unlink act on a symlink itself and
+// never follow it. This saves one Lstat per uploaded file.
+func (r resolver) resolveTarget(p string) (string, error) { return r.walk(p, false) }
+
+func (r resolver) walk(p string, checkLast bool) (string, error) {
 	parts, err := ValidatePath(p, r.udid)
 	if err != nil {
 		return "", err
@@ -99,7 +106,8 @@ func (r resolver) resolve(p string) (string, error) {
 	missing := false
 	for i, c := range parts {
 		cur = filepath.Join(cur, c)
-		if missing || (i < len(parts)-1 && r.known(cur)) {
+		last := i == len(parts)-1
+		if missing || (!last && r.known(cur)) || (last && !checkLast) {
 			continue
 		}
 		fi, err := os.Lstat(cur)

@@ -248,7 +248,7 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 // it into place on SUCCESS. ferr is a local failure (reported in the status reply, the stream
 // stays in sync); err is a stream failure.
 func (s *server) receiveFile(name string) (ferr, err error) {
-	dst, ferr := s.res.resolve(name)
+	dst, ferr := s.res.resolveTarget(name)
 	var tmp *os.File
 	if ferr == nil {
 		tmp, ferr = s.createTemp(filepath.Dir(dst))
@@ -401,13 +401,14 @@ func (s *server) move(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	hd, err := s.res.resolve(dst)
+	hd, err := s.res.resolveTarget(dst)
 	if err != nil {
 		return err
 	}
 	if hs == hd {
 		return nil
 	}
+	// A directory at dst is replaced as a whole; RemoveAll does not follow a symlink either.
 	if fi, err := os.Lstat(hd); err == nil && fi.IsDir() {
 		if err := os.RemoveAll(hd); err != nil {
 			return err
