@@ -168,7 +168,11 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	stop := c.watch(ctx)
 	defer stop()
 	ev := opt.Events
+	var s *server
 	defer func() {
+		if err != nil && s != nil && s.moved {
+			s.markInterrupted()
+		}
 		if err != nil {
 			e := Classify(ctx, err)
 			ev.Failed(e)
@@ -181,7 +185,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	if opt.Root == "" {
 		return res, errors.New("backup: no root directory")
 	}
-	s := &server{
+	s = &server{
 		dl:    c.dl,
 		res:   newResolver(opt.Root, opt.UDID),
 		ev:    ev,
@@ -270,6 +274,19 @@ func (s *server) readStatus() (status, error) {
 	return st, nil
 }
 
+// markInterrupted renames <UDID>/Status.plist to Status.plist.interrupted after a run that
+// failed once files were being moved into place: the folder then mixes the previous backup
+// with parts of the new one, and an old "finished" Status.plist must not make it look
+// complete (to readers, or to the device, which then does a full backup next time).
+// Renaming changes no file's bytes, so hard-linked snapshots are unaffected.
+func (s *server) markInterrupted() {
+	p, err := s.res.resolve(s.res.udid + "/Status.plist")
+	if err != nil {
+		return
+	}
+	_ = rename(p, p+".interrupted")
+}
+
 // removeLeftoverSnapshot deletes <UDID>/Snapshot from an interrupted run: the device refuses
 // to start (error 104) when it is not empty.
 func (s *server) removeLeftoverSnapshot() error {
@@ -280,6 +297,11 @@ func (s *server) removeLeftoverSnapshot() error {
 	s.res.forget()
 	if err := os.RemoveAll(p); err != nil {
 		return fmt.Errorf("remove leftover %s: %w", filepath.Base(p), err)
+	}
+	// The marker of an earlier interrupted run has done its job (no Status.plist, so the
+	// device backs up fully); this run writes a new Status.plist or leaves none.
+	if m, err := s.res.resolve(s.res.udid + "/Status.plist.interrupted"); err == nil {
+		_ = os.Remove(m)
 	}
 	return nil
 }

@@ -640,3 +640,39 @@ func TestUploadOverSymlinkReplacesLink(t *testing.T) {
 		t.Errorf("Status.plist is not a regular file: %v %v", fi, err)
 	}
 }
+
+// TestFailureAfterMovesIsNotComplete: when a run fails after the device started moving files
+// into place, the folder's old "finished" Status.plist no longer claims completeness.
+func TestFailureAfterMovesIsNotComplete(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		move   bool
+		wantOK bool // previous Status.plist still in place
+	}{{"fails before moving", false, true}, {"fails after moving", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			u := testUDID
+			os.MkdirAll(filepath.Join(root, u, "ab"), 0o755)
+			os.WriteFile(filepath.Join(root, u, "Status.plist"), statusPlist(t, "finished"), 0o644)
+			c, d := pair(t)
+			wait := d.run(func(d *fakeDevice) error {
+				d.expectBackup()
+				d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab")
+				d.upload(upFile{name: u + "/Snapshot/ab/f", data: []byte("new")})
+				if tc.move {
+					d.simple(devicelink.MoveItems, map[string]any{u + "/Snapshot/ab/f": u + "/ab/f"}, map[string]any{}, 1.0)
+				}
+				return d.finish(104, "Error removing snapshot directory")
+			})
+			_, _, err := mustBackup(t, c, root, false)
+			wait()
+			if !errors.Is(err, ErrSnapshotFolder) {
+				t.Fatalf("err = %v", err)
+			}
+			_, statErr := os.Stat(filepath.Join(root, u, "Status.plist"))
+			if (statErr == nil) != tc.wantOK {
+				t.Errorf("Status.plist present = %v; want %v", statErr == nil, tc.wantOK)
+			}
+		})
+	}
+}

@@ -25,6 +25,9 @@ type server struct {
 	stats  *Result
 	tmpID  int64 // distinguishes this run's temp names
 	tmpSeq int64
+	// moved is set once the device has moved or removed anything in the backup folder
+	// proper: from then on a failure leaves a mix of old and new files.
+	moved bool
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -387,6 +390,7 @@ func (s *server) moveItems(msg devicelink.Message) error {
 	sort.Strings(srcs) // deterministic order; the device does not depend on one
 	for _, src := range srcs {
 		dstName, _ := pairs[src].(string)
+		s.moved = true
 		if err := s.move(src, dstName); err != nil {
 			return s.dl.SendStatus(errCode(err), errText(err), nil)
 		}
@@ -424,6 +428,7 @@ func (s *server) removeItems(msg devicelink.Message) error {
 		p, _ := item.(string)
 		hp, err := s.res.resolve(p)
 		if err == nil {
+			s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
 			err = os.RemoveAll(hp)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
