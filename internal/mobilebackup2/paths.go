@@ -58,6 +58,10 @@ func ValidatePath(p, udid string) ([]string, error) {
 type resolver struct {
 	root string // backup root; device paths start with <udid>/
 	udid string
+	// base, when set, is the host folder that the first component <udid> stands for, in
+	// place of root/<udid>: a restore serves a snapshot folder whose name is its ID, not the
+	// UDID. It must be a real directory (callers resolve symlinks in it first).
+	base string
 	// dirs caches host directories already seen to be real directories (not symlinks)
 	// while one device message is served (see server.handle), so each file of an upload
 	// batch does not Lstat every parent again. Nothing the device can ask
@@ -105,7 +109,7 @@ func (r resolver) walk(p string, checkLast bool) (string, error) {
 	cur := r.root
 	missing := false
 	for i, c := range parts {
-		cur = filepath.Join(cur, c)
+		cur = r.join(cur, i, c)
 		last := i == len(parts)-1
 		if missing || (!last && r.known(cur)) || (last && !checkLast) {
 			continue
@@ -128,6 +132,14 @@ func (r resolver) walk(p string, checkLast bool) (string, error) {
 	return cur, nil
 }
 
+// join appends component i of a validated path to cur, mapping the first one to base.
+func (r resolver) join(cur string, i int, c string) string {
+	if i == 0 && r.base != "" {
+		return r.base
+	}
+	return filepath.Join(cur, c)
+}
+
 // mkdirAll creates host path dir (already resolved under root) component by component,
 // refusing symlinks on the way, with mode 0755. An existing directory is success.
 func (r resolver) mkdirAll(p string) (string, error) {
@@ -136,8 +148,8 @@ func (r resolver) mkdirAll(p string) (string, error) {
 		return "", err
 	}
 	cur := r.root
-	for _, c := range parts {
-		cur = filepath.Join(cur, c)
+	for i, c := range parts {
+		cur = r.join(cur, i, c)
 		fi, err := os.Lstat(cur)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {

@@ -28,6 +28,9 @@ type server struct {
 	// moved is set once the device has moved or removed anything in the backup folder
 	// proper: from then on a failure leaves a mix of old and new files.
 	moved bool
+	// readOnly serves a restore: the folder is the source and must never change, so every
+	// request that would write is refused (see refuseWrite), and files sent count as progress.
+	readOnly bool
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -55,6 +58,11 @@ func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any
 	// caught at the next message at the latest, as narrow as the walk's own race window.
 	s.res.forget()
 	s.progress(msg)
+	if s.readOnly {
+		if refused, err := s.refuseWrite(msg); refused {
+			return false, nil, err
+		}
+	}
 	switch msg.Name() {
 	case devicelink.DownloadFiles:
 		return false, nil, s.downloadFiles(msg)
@@ -138,6 +146,9 @@ func (s *server) downloadFiles(msg devicelink.Message) error {
 		}
 		s.stats.FilesSent++
 		s.stats.BytesSent += n
+		if s.readOnly {
+			s.countSent(n)
+		}
 	}
 	if err := s.dl.WriteTerminator(); err != nil {
 		return err
