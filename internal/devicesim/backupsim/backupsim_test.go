@@ -71,6 +71,12 @@ func errorCode(t testing.TB, res map[string]any) int64 {
 // finished.
 func verifyFolder(t *testing.T, d *Device, root string) {
 	t.Helper()
+	verifyFolderPassword(t, d, root, d.opts.Password)
+}
+
+// verifyFolderPassword is verifyFolder for a device whose password changed since New.
+func verifyFolderPassword(t *testing.T, d *Device, root, password string) {
+	t.Helper()
 	dir := filepath.Join(root, testUDID)
 	if _, err := os.Stat(filepath.Join(dir, "Snapshot")); !os.IsNotExist(err) {
 		t.Errorf("Snapshot folder still present (stat err %v)", err)
@@ -90,7 +96,7 @@ func verifyFolder(t *testing.T, d *Device, root string) {
 	dbPath := filepath.Join(dir, "Manifest.db")
 	var keys *backupcrypto.Keys
 	if m.IsEncrypted {
-		if keys, err = backupcrypto.Unlock(m.BackupKeyBag, []byte(d.opts.Password)); err != nil {
+		if keys, err = backupcrypto.Unlock(m.BackupKeyBag, []byte(password)); err != nil {
 			t.Fatalf("unlock the backup's keybag: %v", err)
 		}
 		if len(m.ManifestKey) != 44 {

@@ -25,6 +25,18 @@ import (
 // configured password (the password changed) is replaced, and the remembered backup UUID is
 // dropped so the next backup is full.
 func (d *Device) setupCrypto() error {
+	switch d.encState {
+	case encOff:
+		d.bag, d.keys = nil, nil
+		return nil
+	case encOn:
+		keys, err := backupcrypto.UnlockWithKEK(d.bag, d.kek)
+		if err != nil {
+			return fmt.Errorf("backupsim: state %s: the recorded keybag does not unlock: %w", stateFile, err)
+		}
+		d.keys = keys
+		return nil
+	}
 	if d.opts.Password == "" {
 		d.bag, d.keys = nil, nil
 		return nil

@@ -2,8 +2,10 @@
 // it drives a host through a backup over DeviceLink exactly the way BackupAgent2 does
 // (protocol.md §7, §8.1, §12.5), answers Info and List requests ("useful" mode: Content
 // from its own data), and restores backups of its own content: every blob is downloaded and
-// checked byte for byte before the device takes the content back. Other requests (Unback,
-// ChangePassword, EnableCloudBackup, …) get an error ProcessMessage.
+// checked byte for byte before the device takes the content back. ChangePassword turns
+// backup encryption on or off or changes its password behind the same passcode prompt as
+// Backup (iOS 13 and later). Other requests (Unback, EnableCloudBackup, …) get an error
+// ProcessMessage.
 //
 // Its content is generated deterministically from a seed (realistic domains, many small
 // files, multi-MB photos, a few large videos, directories and symlinks). File bytes are
@@ -65,10 +67,10 @@ type Options struct {
 	// disk was made with another Seed, Files or TotalSize it is discarded.
 	StateDir string
 
-	// PasscodeRequired: nil means ProductVersion ≥ 16.1. When required, every Backup posts
-	// NotifyPasscodePresented, waits PasscodeDelay for the simulated user (< 0 = never),
-	// then posts NotifyPasscodeDismissed. PasscodeTimeout (default 180 s) ends the wait with
-	// ErrorCode 208.
+	// PasscodeRequired: nil means ProductVersion ≥ 16.1 for Backup and ≥ 13 for
+	// ChangePassword. When required, every such request posts NotifyPasscodePresented, waits
+	// PasscodeDelay for the simulated user (< 0 = never), then posts NotifyPasscodeDismissed.
+	// PasscodeTimeout (default 180 s) ends the wait with ErrorCode 208.
 	PasscodeRequired *bool
 	PasscodeDelay    time.Duration
 	PasscodeTimeout  time.Duration
@@ -95,8 +97,10 @@ type Options struct {
 	PurgeTimeout time.Duration
 
 	// Password, if set, makes the device encrypt its backups (WillEncrypt true) with a
-	// keybag protected by it. KDFRounds is the keybag's PBKDF2-SHA256 round count (DPIC);
-	// 0 means the real 10,000,000, which costs seconds once per device; tests use ~1000.
+	// keybag protected by it. KDFRounds is the keybag's PBKDF2-SHA256 round count (DPIC),
+	// also for keybags made by ChangePassword; 0 means the real 10,000,000, which costs
+	// seconds per keybag; tests use ~1000. Once a ChangePassword succeeded on a device with
+	// a StateDir, the recorded setting wins over Password at the next start.
 	Password  string
 	KDFRounds int
 
@@ -124,6 +128,9 @@ type Counters struct {
 	BytesRestored      int64
 	HostileAttempts    int64 // hostile paths sent (Hostile mode)
 	HostileRefused     int64 // … of which the host refused (non-zero status or error block)
+	PasswordChanges    int64 // ChangePassword requests that ended with ErrorCode 0
+	// FailedPasswordChanges counts ChangePassword requests that ended with an error.
+	FailedPasswordChanges int64
 
 	LastFull             bool
 	LastFilesUploaded    int64
@@ -175,8 +182,14 @@ type Device struct {
 	lastUUID  string
 	counters  Counters
 
+	// bag and keys change only with busy and mu held (ChangePassword); backups and restores
+	// read them holding busy, WillEncrypt holding mu.
 	bag  []byte             // BackupKeyBag of an encrypting device
 	keys *backupcrypto.Keys // its unlocked class keys; nil = backups are not encrypted
+	// encState is encOn or encOff once a ChangePassword succeeded, "" before. kek is the
+	// keybag's key-encryption key while encState is encOn.
+	encState string
+	kek      []byte
 }
 
 // persisted is the StateDir file.
@@ -190,6 +203,11 @@ type persisted struct {
 	LastUUID  string
 	Counters  Counters
 	KeyBag    []byte `json:",omitempty"` // the encrypting device's BackupKeyBag
+	// Encryption is encOn or encOff once ChangePassword set it. With encOn, KEK unlocks
+	// KeyBag: the device keeps its keys, as a real one does in its secure storage, so the
+	// password itself is never written anywhere.
+	Encryption string `json:",omitempty"`
+	KEK        []byte `json:",omitempty"`
 }
 
 const stateFile = "backupsim-state.json"
@@ -275,6 +293,7 @@ func (d *Device) load() error {
 	d.lastUUID = p.LastUUID
 	d.counters = p.Counters
 	d.bag = p.KeyBag
+	d.encState, d.kek = p.Encryption, p.KEK
 	return nil
 }
 
@@ -286,7 +305,7 @@ func (d *Device) saveLocked() error {
 	b, err := json.MarshalIndent(persisted{
 		Seed: d.opts.Seed, Files: d.opts.Files, TotalSize: d.opts.TotalSize,
 		Rounds: d.rounds, Base: d.base, BaseRound: d.baseRound, LastUUID: d.lastUUID, Counters: d.counters,
-		KeyBag: d.bag,
+		KeyBag: d.bag, Encryption: d.encState, KEK: d.kek,
 	}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("backupsim: encode state: %w", err)
@@ -298,8 +317,12 @@ func (d *Device) saveLocked() error {
 }
 
 // WillEncrypt reports whether backups are encrypted (lockdown com.apple.mobile.backup
-// WillEncrypt): true when Options.Password is set.
-func (d *Device) WillEncrypt() bool { return d.keys != nil }
+// WillEncrypt): true when Options.Password is set, until a ChangePassword changes it.
+func (d *Device) WillEncrypt() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.keys != nil
+}
 
 // UDID returns the device's UDID.
 func (d *Device) UDID() string { return d.opts.Identity.UDID }

@@ -98,7 +98,7 @@ func (s *session) restore(ctx context.Context, req map[string]any) (st restoreSt
 	if manifest.IsEncrypted {
 		opts, _ := req["Options"].(map[string]any)
 		pw, _ := opts["Password"].(string)
-		if d.keys == nil || pw != d.opts.Password || !bytes.Equal(manifest.BackupKeyBag, d.bag) {
+		if d.keys == nil || !d.checkPassword(pw) || !bytes.Equal(manifest.BackupKeyBag, d.bag) {
 			return st, backupResult{207, "Invalid password when restoring encrypted backup (MKBKeyBagUnlock error)"}, nil
 		}
 	} else if d.keys != nil {

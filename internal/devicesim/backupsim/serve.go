@@ -215,6 +215,8 @@ func (s *session) request(ctx context.Context, req map[string]any) error {
 		return s.backupRequest(ctx, req)
 	case "Restore":
 		return s.restoreRequest(ctx, req)
+	case "ChangePassword":
+		return s.changePasswordRequest(ctx, req)
 	case "Info":
 		return s.reply(0, "", s.d.infoContent())
 	case "List":
