@@ -158,3 +158,79 @@ func hashTree(t *testing.T, dir string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// TestBackupCommandGoesThroughStoreAndCountsForTheDay: `snapback backup` without --dir
+// commits into the snapshot store (the second run incremental, the first kept as a
+// snapshot), and the scheduler then treats the device as backed up today.
+func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
+	dir := cfgTestEnv(t)
+	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
+	sim, err := devicesim.Start(devicesim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	id := devicesim.DefaultIdentity(1)
+	agent, err := backupsim.New(backupsim.Options{
+		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
+			ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
+		Files: 80, TotalSize: 2 << 20, Seed: 3, TempDir: t.TempDir(), PasscodeDelay: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var out, errOut syncBuffer
+	if err := runBackup(ctx, backupFlags{}, &out, &errOut); err != nil {
+		t.Fatalf("first backup: %v\n%s", err, errOut.String())
+	}
+	agent.Mutate(10)
+	if err := runBackup(ctx, backupFlags{udid: id.UDID}, &out, &errOut); err != nil {
+		t.Fatalf("second backup: %v\n%s", err, errOut.String())
+	}
+	loc, _ := store.DefaultLocation()
+	st, err := store.Open(ctx, loc, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, _ := st.List(id.UDID)
+	if len(snaps) != 2 || snaps[0].Kind != store.KindFull || snaps[1].Kind != store.KindIncremental || !snaps[1].Latest {
+		t.Fatalf("snapshots %+v; want a full snapshot and an incremental latest", snaps)
+	}
+	if err := st.Verify(ctx, id.UDID, snaps[0].ID); err != nil {
+		t.Fatalf("first snapshot no longer verifies: %v", err)
+	}
+
+	// The engine sees the device attached inside its window but does not back it up again.
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	ectx, ecancel := context.WithCancel(ctx)
+	go func() {
+		done <- runEngine(ectx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+	}()
+	m := <-ready
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d, ok := m.Status().Device(id.UDID)
+		if ok && d.Connected && d.Reason == jobs.ReasonDoneToday {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device status %+v; want connected and done today", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := agent.Counters().Backups; n != 2 {
+		t.Fatalf("the engine ran another backup (%d in all) after the CLI's backup of today", n)
+	}
+	ecancel()
+	<-done
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,8 +16,12 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
+	"snapback/internal/device"
 	"snapback/internal/engine"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/store"
+	"snapback/settings"
 )
 
 type backupFlags struct {
@@ -31,10 +36,13 @@ func newBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "Back up a device now",
-		Long: "Back up a connected iPhone or iPad now into DIR/<UDID>/, a standard Apple backup folder\n" +
-			"(Finder, iTunes and idevicebackup2 read it). Incremental when DIR already holds the\n" +
-			"device's previous backup, unless --full. On iOS 16.1 and later, enter the passcode on\n" +
-			"the device when it asks.",
+		Long: "Back up a connected iPhone or iPad now. Without --dir the backup goes into the device's\n" +
+			"snapshot store (its location from the settings): the previous backup becomes a snapshot,\n" +
+			"the new one is committed only once complete and verified, and retention runs. With --dir\n" +
+			"it writes a plain Apple backup folder DIR/<UDID>/ in place (Finder, iTunes and\n" +
+			"idevicebackup2 read it), incremental when DIR already holds the device's previous backup.\n" +
+			"On iOS 16.1 and later, enter the passcode on the device when it asks. A backup made here\n" +
+			"counts as the device's backup of the day for the schedule.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -56,9 +64,9 @@ type backupTarget struct {
 	finish func(ctx context.Context, res engine.Result, runErr error) error
 }
 
-func resolveTarget(f backupFlags) (backupTarget, error) {
+func resolveTarget(ctx context.Context, f *backupFlags) (backupTarget, error) {
 	if f.dir == "" {
-		return backupTarget{}, errors.New("no destination: pass --dir DIR (backups into the snapshot store are started by the daemon or tray)")
+		return storeTarget(ctx, f)
 	}
 	abs, err := filepath.Abs(f.dir)
 	if err != nil {
@@ -68,7 +76,7 @@ func resolveTarget(f backupFlags) (backupTarget, error) {
 }
 
 func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) error {
-	target, err := resolveTarget(f)
+	target, err := resolveTarget(ctx, &f)
 	if err != nil {
 		return err
 	}
@@ -345,4 +353,72 @@ func (v *jsonView) result(res engine.Result, err error) {
 	}{Kind: "result", OK: err == nil, UDID: res.UDID, Dir: res.Dir, Full: res.Backup.FullBackup,
 		Files: res.Backup.FilesReceived, Bytes: res.Backup.BytesReceived,
 		Seconds: res.Finished.Sub(res.Started).Seconds(), Device: res.Device, Error: toJSONError(err)})
+}
+
+// storeTarget runs the backup through the device's snapshot store: the engine writes into a
+// staging clone of the latest backup, which is verified and committed only on success.
+func storeTarget(ctx context.Context, f *backupFlags) (backupTarget, error) {
+	if f.udid == "" {
+		devs, err := device.List(ctx)
+		if err != nil {
+			return backupTarget{}, err
+		}
+		switch len(devs) {
+		case 0:
+			return backupTarget{}, backupExitError{&mobilebackup2.Error{Code: mobilebackup2.CodeNotConnected,
+				Description: "no device connected", Remedy: "connect the iPhone or iPad with USB (or enable Wi-Fi sync) and unlock it"}}
+		case 1:
+			f.udid = devs[0].UDID
+		default:
+			return backupTarget{}, fmt.Errorf("%d devices are connected; choose one with --udid (see snapback devices)", len(devs))
+		}
+	}
+	cfgPath, err := settings.ConfigPath()
+	if err != nil {
+		return backupTarget{}, err
+	}
+	cfg, err := settings.Open(cfgPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return backupTarget{}, fmt.Errorf("settings %s: %w (fix the file; snapback config check names each problem)", cfgPath, err)
+	}
+	eff := cfg.Current().Effective(f.udid)
+	stores := &app.Stores{Now: time.Now}
+	st, err := stores.Open(ctx, eff.Location)
+	if err != nil {
+		return backupTarget{}, err
+	}
+	run, err := st.Begin(ctx, f.udid, store.BeginOptions{Full: f.full})
+	if err != nil {
+		return backupTarget{}, err
+	}
+	finish := func(ctx context.Context, res engine.Result, runErr error) error {
+		if runErr != nil {
+			if err := run.Abort(); err != nil {
+				return errors.Join(runErr, fmt.Errorf("discard staging: %w", err))
+			}
+			return runErr
+		}
+		kind := store.KindIncremental
+		if res.Backup.FullBackup {
+			kind = store.KindFull
+		}
+		snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind})
+		if err != nil {
+			run.Abort()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "Committed snapshot %s in %s\n", snap.ID, st.LatestDir(f.udid))
+		if s := eff.Snapshots; s.Enabled && s.AutoDelete {
+			approval, err := app.ApplyRetention(ctx, st, f.udid, s)
+			switch {
+			case err != nil:
+				fmt.Fprintf(os.Stderr, "Retention did not run: %v\n", err)
+			case approval != nil:
+				fmt.Fprintf(os.Stderr, "Retention wants to %s (%s); run snapback prune --udid %s --yes to allow it\n",
+					approval.Summary, humanBytes(approval.Bytes), f.udid)
+			}
+		}
+		return nil
+	}
+	return backupTarget{root: run.Root(), finish: finish}, nil
 }

@@ -153,6 +153,18 @@ func runEngine(ctx context.Context, log *slog.Logger, hooks engineHooks) error {
 		Devices:  devices,
 		Now:      time.Now,
 		Logger:   log,
+		// The store is the truth about what was backed up: a backup made with the CLI
+		// counts as the day's backup too.
+		LastBackup: func(udid string) time.Time {
+			st, err := stores.Open(ctx, store.Current().Effective(udid).Location)
+			if err != nil {
+				return time.Time{}
+			}
+			if b := app.ReadBackups(st, udid); b.Latest != nil {
+				return b.Latest.Time
+			}
+			return time.Time{}
+		},
 	})
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ type harness struct {
 	setting *settings.Settings
 }
 
-func newHarness(t *testing.T, start time.Time, s *settings.Settings, statePath string, max int) *harness {
+func newHarness(t *testing.T, start time.Time, s *settings.Settings, statePath string, max int, opts ...func(*Config)) *harness {
 	t.Helper()
 	st, err := OpenState(statePath)
 	if err != nil {
@@ -127,7 +127,7 @@ func newHarness(t *testing.T, start time.Time, s *settings.Settings, statePath s
 	}
 	h := &harness{t: t, clock: newFakeClock(start), devs: newFakeDevices(), tick: make(chan time.Time), state: st, setting: s}
 	h.runner = &fakeRunner{now: h.clock.Now}
-	h.m, err = NewManager(Config{
+	cfg := Config{
 		Settings:      func() *settings.Settings { return h.setting },
 		State:         st,
 		Runner:        h.runner,
@@ -135,7 +135,11 @@ func newHarness(t *testing.T, start time.Time, s *settings.Settings, statePath s
 		Now:           h.clock.Now,
 		Tick:          h.tick,
 		MaxConcurrent: max,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h.m, err = NewManager(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,11 @@ type Config struct {
 	Tick <-chan time.Time
 	// Wake, optional, signals the system woke up: the schedule is checked at once.
 	Wake <-chan struct{}
+	// LastBackup, optional, returns when the device's latest complete backup was committed
+	// according to the backup store (zero: none or unknown). The schedule takes the later of
+	// it and the run state's last success, so a backup made outside the manager counts.
+	// It is called on the manager's goroutine and must be quick (the store's records).
+	LastBackup func(udid string) time.Time
 	// MaxConcurrent limits runs in progress across devices (default 2).
 	MaxConcurrent int
 	// Logger, optional, gets one line per run and per notable decision.
@@ -524,10 +529,18 @@ func (m *Manager) evaluate(udid string, now time.Time, st State) {
 		return
 	}
 	rec := st.Devices[udid]
+	run := rec.RunState
+	if m.cfg.LastBackup != nil {
+		// A backup committed outside this manager (the CLI, another Snapback, a restored
+		// state file) still counts as the day's backup.
+		if t := m.cfg.LastBackup(udid); t.After(run.LastSuccess) {
+			run.LastSuccess = t
+		}
+	}
 	dec := Decide(Input{
 		Now:      now,
 		Settings: m.cfg.Settings().Effective(udid),
-		Run:      rec.RunState,
+		Run:      run,
 		Device:   d.presence,
 		Paused:   st.Paused,
 	})

@@ -225,6 +225,28 @@ func TestPauseStopsAutomaticButNotManual(t *testing.T) {
 	}
 }
 
+// A backup the store committed today without this manager (snapback backup from the CLI)
+// counts as the day's backup; one from yesterday does not.
+func TestBackupOutsideManagerCountsForTheDay(t *testing.T) {
+	loc := berlin(t)
+	start := time.Date(2026, 6, 10, 8, 0, 0, 0, loc)
+	committed := map[string]time.Time{"A": time.Date(2026, 6, 10, 7, 30, 0, 0, loc), "B": time.Date(2026, 6, 9, 22, 0, 0, 0, loc)}
+	h := newHarness(t, start, mustSettings(t, threeDevices), "", 2, func(c *Config) {
+		c.LastBackup = func(udid string) time.Time { return committed[udid] }
+	})
+	h.devs.attach(t, "A", settings.TransportUSB)
+	h.devs.attach(t, "B", settings.TransportUSB)
+	h.clock.Set(time.Date(2026, 6, 10, 12, 0, 0, 0, loc))
+	h.step()
+	r := h.runner.records()
+	if len(r) != 1 || r[0].req.UDID != "B" {
+		t.Fatalf("runs %+v; want only B (A was backed up this morning outside the manager)", r)
+	}
+	if a, _ := h.m.Status().Device("A"); a.Reason != ReasonDoneToday {
+		t.Fatalf("A: reason %v, want done today", a.Reason)
+	}
+}
+
 func TestRunStopsAndCancelsRunsOnShutdown(t *testing.T) {
 	loc := berlin(t)
 	st, _ := OpenState("")

@@ -123,7 +123,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived)}
 
 	if s := req.Settings.Snapshots; s.Enabled && s.AutoDelete {
-		approval, err := applyRetention(ctx, st, req.UDID, s)
+		approval, err := ApplyRetention(ctx, st, req.UDID, s)
 		if err != nil {
 			// The backup itself succeeded; retention tries again after the next one.
 			log.Warn("retention failed", "udid", req.UDID, "err", err)
@@ -145,9 +145,9 @@ func Policy(s settings.Snapshots) store.Policy {
 	}
 }
 
-// applyRetention prunes what the policy allows and returns an approval request for what it
+// ApplyRetention prunes what the policy allows and returns an approval request for what it
 // wants to delete but must ask about first.
-func applyRetention(ctx context.Context, st *store.Store, udid string, s settings.Snapshots) (*jobs.Approval, error) {
+func ApplyRetention(ctx context.Context, st *store.Store, udid string, s settings.Snapshots) (*jobs.Approval, error) {
 	d, _, err := st.Prune(ctx, udid, Policy(s), store.PruneOptions{})
 	if err != nil || !d.NeedsApproval() {
 		return nil, err
