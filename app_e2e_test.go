@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,6 +210,43 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	}
 	if err := st.Verify(ctx, id.UDID, snaps[0].ID); err != nil {
 		t.Fatalf("first snapshot no longer verifies: %v", err)
+	}
+
+	// The snapshot commands on what the backups left.
+	cli := func(args ...string) string {
+		t.Helper()
+		root := newRootCmd()
+		var b bytes.Buffer
+		root.SetOut(&b)
+		root.SetErr(&b)
+		root.SetArgs(args)
+		if err := root.ExecuteContext(ctx); err != nil {
+			t.Fatalf("snapback %s: %v\n%s", strings.Join(args, " "), err, b.String())
+		}
+		return b.String()
+	}
+	var listed []struct {
+		ID     string
+		Kind   string
+		Latest bool
+	}
+	if err := json.Unmarshal([]byte(cli("snapshots", "--json")), &listed); err != nil || len(listed) != 2 || !listed[1].Latest {
+		t.Fatalf("snapshots --json: %+v, %v", listed, err)
+	}
+	cli("snapshots", "verify", "--udid", id.UDID)
+	if out := cli("prune", "--dry-run", "--udid", id.UDID); !strings.Contains(out, "dry run: nothing deleted") {
+		t.Fatalf("prune --dry-run said %q", out)
+	}
+	cli("snapshots", "archive", "--udid", id.UDID)
+	if m, _ := filepath.Glob(filepath.Join(loc, id.UDID+"-2*")); len(m) != 1 {
+		t.Fatalf("archive folders %v; want one <UDID>-YYYYMMDD-HHMMSS beside the latest", m)
+	}
+	cli("snapshots", "delete", "--udid", id.UDID, snaps[0].ID)
+	if _, err := os.Stat(snaps[0].Path); !os.IsNotExist(err) {
+		t.Fatalf("deleted snapshot folder still there: %v", err)
+	}
+	if after, _ := st.List(id.UDID); len(after) != 2 || !after[len(after)-1].Latest {
+		t.Fatalf("after delete: %+v; want the archive and the latest", after)
 	}
 
 	// The engine sees the device attached inside its window but does not back it up again.
