@@ -25,6 +25,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newBackupCmd(),
+		newRestoreCmd(),
 		newDevicesCmd(),
 		newSnapshotsCmd(),
 		newFilesCmd(),
