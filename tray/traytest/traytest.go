@@ -1,0 +1,44 @@
+//go:build linux
+
+// Package traytest is for tests only: it lets a test play the desktop's side of Snapback's
+// Linux tray and notifications on a private D-Bus session bus. It holds a re-exec helper that
+// runs a test under dbus-run-session, a fake StatusNotifierWatcher (the panel), a
+// com.canonical.dbusmenu client with StatusNotifierItem property reads (what a panel shows),
+// and a fake org.freedesktop.Notifications server. Production code must not import it.
+package traytest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RunUnderSessionBus re-executes the named test of the current test binary inside a private
+// D-Bus session (dbus-run-session), with childEnv=1 set so the child knows it is the child.
+// It returns true in the child, where the test body should run, and false in the parent once
+// the child passed. Without dbus-run-session the test is skipped, or fails under CI=true.
+func RunUnderSessionBus(t *testing.T, name, childEnv, timeout string) bool {
+	t.Helper()
+	if os.Getenv(childEnv) == "1" {
+		return true
+	}
+	runner, err := exec.LookPath("dbus-run-session")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("dbus-run-session is required under CI (apt-get install dbus-daemon): %v", err)
+		}
+		t.Skipf("dbus-run-session not installed: %v", err)
+	}
+	cmd := exec.Command(runner, "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout="+timeout)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child output:\n%s", out)
+	if err != nil {
+		t.Fatalf("%s under dbus-run-session: %v", name, err)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+name)) {
+		t.Fatalf("%s did not run in the child", name)
+	}
+	return false
+}
