@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/engine"
+	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 )
 
@@ -26,7 +28,7 @@ type restoreRig struct {
 	want  []backupsim.File // the device's content when the older snapshot was taken
 }
 
-func newRestoreRig(t *testing.T) *restoreRig {
+func newRestoreRig(t *testing.T, password string) *restoreRig {
 	t.Helper()
 	sim, err := devicesim.Start(devicesim.Options{})
 	if err != nil {
@@ -39,6 +41,7 @@ func newRestoreRig(t *testing.T) *restoreRig {
 		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
 			ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
 		Files: 80, TotalSize: 2 << 20, Seed: 41, TempDir: t.TempDir(), PasscodeRequired: new(bool),
+		Password: password, KDFRounds: 1000,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +85,7 @@ func newRestoreRig(t *testing.T) *restoreRig {
 // backup first (pinned <UDID>-YYYYMMDD-HHMMSS), then leaves the device holding exactly the
 // older snapshot's content, and the snapshot folder is unchanged.
 func TestRestoreCommandOlderSnapshot(t *testing.T) {
-	r := newRestoreRig(t)
+	r := newRestoreRig(t, "")
 	before := hashTree(t, r.older.Path)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -127,7 +130,7 @@ func TestRestoreCommandOlderSnapshot(t *testing.T) {
 // TestRestoreCommandNotConfirmed: without --yes, any answer but yes changes nothing: no
 // archive, no restore.
 func TestRestoreCommandNotConfirmed(t *testing.T) {
-	r := newRestoreRig(t)
+	r := newRestoreRig(t, "")
 	before, err := r.st.List(r.udid)
 	if err != nil {
 		t.Fatal(err)
@@ -146,5 +149,53 @@ func TestRestoreCommandNotConfirmed(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "Type yes to continue") {
 		t.Errorf("no confirmation prompt: %q", errOut.String())
+	}
+}
+
+// TestRestoreCommandEncrypted: an encrypted snapshot is restored with the password from the
+// keychain or typed after the confirmation (stdin here); a wrong one is the device's 207,
+// typed, and the device keeps its content. The password never shows in the output.
+func TestRestoreCommandEncrypted(t *testing.T) {
+	const pw = "Restore-pw-9c1e"
+	r := newRestoreRig(t, pw)
+	if !r.older.Encrypted {
+		t.Fatalf("fixture snapshot not encrypted: %+v", r.older)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := restoreFlags{udid: r.udid, snapshot: r.older.ID, location: r.st.Location(), noReboot: true, yes: true, fromKeychain: true}
+
+	withSecrets(t, &memSecrets{m: map[string]string{r.udid: "wrong-password"}})
+	var out, errOut syncBuffer
+	err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut)
+	if !errors.Is(err, mobilebackup2.ErrWrongPassword) {
+		t.Fatalf("wrong keychain password: err = %v; want ErrWrongPassword", err)
+	}
+	if c := r.agent.Counters(); c.Restores != 0 {
+		t.Errorf("device restored with a wrong password: %+v", c)
+	}
+
+	withSecrets(t, &memSecrets{m: map[string]string{r.udid: pw}})
+	if err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("keychain password: %v\n%s", err, errOut.String())
+	}
+	if got := r.agent.Files(); !reflect.DeepEqual(got, r.want) {
+		t.Errorf("device content after restore differs from the snapshot")
+	}
+
+	r.agent.Mutate(20)
+	f.fromKeychain, f.yes = false, false
+	if err := runRestore(ctx, f, strings.NewReader("yes\n"+pw+"\n"), &out, &errOut); err != nil {
+		t.Fatalf("password on stdin after the confirmation: %v\n%s", err, errOut.String())
+	}
+	if got := r.agent.Files(); !reflect.DeepEqual(got, r.want) {
+		t.Errorf("device content after the second restore differs from the snapshot")
+	}
+	if c := r.agent.Counters(); c.Restores != 2 {
+		t.Errorf("counters %+v; want 2 restores", c)
+	}
+	t.Logf("output:\n%s%s", out.String(), errOut.String())
+	if strings.Contains(out.String()+errOut.String(), pw) {
+		t.Error("the password appears in the output")
 	}
 }
