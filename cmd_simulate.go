@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -37,6 +39,8 @@ type simulateFlags struct {
 	hostile       bool
 	dropAfter     string
 	verbose       bool
+	passwordFile  string
+	kdfRounds     int
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -76,6 +80,8 @@ content survive restarts, so incremental backups can be tried.`,
 	fl.BoolVar(&f.hostile, "hostile", false, "send path-traversal attempts (never use with idevicebackup2)")
 	fl.StringVar(&f.dropAfter, "drop-after", "", "cut each mobilebackup2 connection after this many bytes, e.g. 10MB")
 	fl.BoolVar(&f.verbose, "verbose", false, "log protocol traffic")
+	fl.StringVar(&f.passwordFile, "backup-password-file", "", "start the devices with backup encryption on, using the first line of this file as the backup password")
+	fl.IntVar(&f.kdfRounds, "kdf-rounds", 10_000_000, "PBKDF2-SHA256 rounds of the devices' keybags (lower it for fast demos; real devices use 10,000,000)")
 	return cmd
 }
 
@@ -90,6 +96,13 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 	drop, err := parseSize(f.dropAfter)
 	if err != nil {
 		return fmt.Errorf("--drop-after: %w", err)
+	}
+	if f.kdfRounds < 1 {
+		return errors.New("--kdf-rounds must be at least 1")
+	}
+	password, err := readPasswordFile(f.passwordFile)
+	if err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -126,6 +139,8 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			FailCode:      f.failCode,
 			Hostile:       f.hostile,
 			MutatePercent: f.mutate,
+			Password:      password,
+			KDFRounds:     f.kdfRounds,
 		})
 		if err != nil {
 			return fmt.Errorf("device %d: %w", i+1, err)
@@ -141,7 +156,7 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			return err
 		}
 		usb, wifi := dev.DeviceIDs()
-		fmt.Fprintf(out, "# device %d: %s %q iOS %s usb-id=%d wifi-id=%d\n", i+1, dev.UDID(), id.DeviceName, id.ProductVersion, usb, wifi)
+		fmt.Fprintf(out, "# device %d: %s %q iOS %s usb-id=%d wifi-id=%d encrypted=%v\n", i+1, dev.UDID(), id.DeviceName, id.ProductVersion, usb, wifi, agent.WillEncrypt())
 	}
 	if f.unix != "" {
 		// libusbmuxd strips "UNIX:" and go-ios v1.3.2 honours "unix://": one value for both.
@@ -158,6 +173,29 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			"posted", c.Posted, "relayed", c.Relayed, "wifi_direct", c.DirectConnects)
 	}
 	return err
+}
+
+// readPasswordFile returns the first line of path ("" for no path). The simulator takes
+// the backup password from a file, not an argument, so it never shows in process lists;
+// it is never printed or logged.
+func readPasswordFile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--backup-password-file: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, maxPasswordLen).ReadSlice('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("--backup-password-file %s: first line: %w", path, err)
+	}
+	pw := strings.TrimRight(string(line), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("--backup-password-file %s: the first line is empty", path)
+	}
+	return pw, nil
 }
 
 // parseSize reads sizes like 2GB, 500MB, 1.5GiB, 1024 (bytes). "" is 0.

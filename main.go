@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newTrayCmd(),
 		newConfigCmd(),
 		newPasswordCmd(),
+		newEncryptionCmd(),
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
