@@ -1,0 +1,70 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"snapback/internal/engine"
+	"snapback/internal/mobilebackup2"
+	"snapback/settings"
+)
+
+// PasswordNeededError means a device's `encryption` setting asks for a change that needs
+// its backup password, and none is stored in the keychain. It unwraps to
+// settings.ErrSecretNotFound.
+type PasswordNeededError struct {
+	UDID string
+	Want settings.Encryption
+}
+
+func (e *PasswordNeededError) Error() string {
+	return fmt.Sprintf("the settings ask for backup encryption %s on %s, but no backup password is stored; %s", e.Want, e.UDID, e.Remedy())
+}
+
+// Remedy is what the user runs to fix it.
+func (e *PasswordNeededError) Remedy() string {
+	return fmt.Sprintf("run `snapback password set --udid %s`", e.UDID)
+}
+
+func (e *PasswordNeededError) Unwrap() error { return settings.ErrSecretNotFound }
+
+// EnsureEncryption brings the device's backup encryption to what its settings want, before
+// a backup: `on` turns it on with the keychain's password, `off` turns it off with it,
+// `keep` (or "") changes nothing. A device already in the wanted state costs one lockdown
+// read. events (may be nil) receives the change's events, among them the passcode prompt
+// iOS 13 and later show; a wrong stored password is mobilebackup2.ErrWrongPassword, a
+// missing one a *PasswordNeededError. The password goes to the device only.
+func EnsureEncryption(ctx context.Context, udid string, want settings.Encryption, secrets settings.Secrets, events func(mobilebackup2.Event)) error {
+	if want != settings.EncryptionOn && want != settings.EncryptionOff {
+		return nil
+	}
+	on, err := engine.EncryptionStatus(ctx, udid)
+	if err != nil {
+		return err
+	}
+	if on == (want == settings.EncryptionOn) {
+		return nil
+	}
+	pw, err := secrets.Get(ctx, udid)
+	if errors.Is(err, settings.ErrSecretNotFound) {
+		return &PasswordNeededError{UDID: udid, Want: want}
+	}
+	if err != nil {
+		return fmt.Errorf("backup password of %s: %w", udid, err)
+	}
+	req := engine.EncryptionRequest{UDID: udid, Events: events}
+	if want == settings.EncryptionOn {
+		req.New = []byte(pw)
+	} else {
+		req.Old = []byte(pw)
+	}
+	err = engine.SetEncryption(ctx, req)
+	if errors.Is(err, engine.ErrEncryptionAlreadyOn) || errors.Is(err, engine.ErrEncryptionAlreadyOff) {
+		return nil // changed meanwhile (another host, the user): the wanted state holds
+	}
+	if err != nil {
+		return fmt.Errorf("turn backup encryption %s: %w", want, err)
+	}
+	return nil
+}
