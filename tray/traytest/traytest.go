@@ -17,7 +17,7 @@ import (
 // RunUnderSessionBus re-executes the named test of the current test binary inside a private
 // D-Bus session (dbus-run-session), with childEnv=1 set so the child knows it is the child.
 // It returns true in the child, where the test body should run, and false in the parent once
-// the child passed. Without dbus-run-session the test is skipped, or fails under CI=true.
+// the child passed (and skips when the child skipped). Without dbus-run-session the test is skipped, or fails under CI=true.
 func RunUnderSessionBus(t *testing.T, name, childEnv, timeout string) bool {
 	t.Helper()
 	if os.Getenv(childEnv) == "1" {
@@ -36,6 +36,9 @@ func RunUnderSessionBus(t *testing.T, name, childEnv, timeout string) bool {
 	t.Logf("child output:\n%s", out)
 	if err != nil {
 		t.Fatalf("%s under dbus-run-session: %v", name, err)
+	}
+	if bytes.Contains(out, []byte("--- SKIP: "+name)) {
+		t.Skipf("%s skipped in the child (see its output above)", name)
 	}
 	if !bytes.Contains(out, []byte("--- PASS: "+name)) {
 		t.Fatalf("%s did not run in the child", name)
