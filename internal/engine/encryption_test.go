@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -278,4 +279,39 @@ func TestEncryptionRealKDF(t *testing.T) {
 	}
 	checkEncryptedFolder(t, r, root, pw)
 	assertNoSecret(t, root, logs.String(), pw)
+}
+
+// Debian's idevicebackup2 (a client that knows nothing of Snapback) turns the simulated
+// device's encryption on and changes its password with the same ChangePassword request;
+// Snapback then sees the change and backs up with the password idevicebackup2 set.
+func TestEncryptionByIdevicebackup2(t *testing.T) {
+	bin := idevicebackup2(t)
+	r := newRig(t, backupsim.Options{Seed: 13, Files: 30, KDFRounds: 1000, PasscodeDelay: 20 * time.Millisecond}, devicesim.DeviceConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The passwords are test fixtures: idevicebackup2 1.3.0 takes them only as arguments.
+	tool := func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"-u", r.udid}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("idevicebackup2 %s: %v\n%s", args[0], err, out)
+		}
+		return string(out)
+	}
+	if out := tool("encryption", "on", "idb-first", t.TempDir()); !strings.Contains(out, "enabled successfully") {
+		t.Errorf("idevicebackup2 encryption on said:\n%s", out)
+	}
+	if !r.status(t) {
+		t.Fatal("status off after idevicebackup2 encryption on")
+	}
+	if out := tool("changepw", "idb-first", "idb-second", t.TempDir()); !strings.Contains(out, "changed successfully") {
+		t.Errorf("idevicebackup2 changepw said:\n%s", out)
+	}
+	root := t.TempDir()
+	logs := newSyncBuffer()
+	r.loggedBackup(t, logs, root)
+	checkEncryptedFolder(t, r, root, []byte("idb-second"))
+	if c := r.agent.Counters(); c.PasswordChanges != 2 {
+		t.Errorf("device counted %d password changes; want 2", c.PasswordChanges)
+	}
 }
