@@ -165,6 +165,10 @@ func (f *trayFeed) forward(ctx context.Context, states chan<- tray.State) {
 				return
 			}
 			reread = ev.Type != jobs.EventProgress
+			if reread {
+				// A handler may change more after its event; look once more shortly after.
+				time.AfterFunc(200*time.Millisecond, f.poke)
+			}
 		}
 		f.mu.Lock()
 		m, cur := f.m, f.cur

@@ -436,6 +436,8 @@ func (m *Manager) publish(e Event) {
 	if e.Time.IsZero() {
 		e.Time = m.cfg.Now()
 	}
+	// Subscribers read Status when an event arrives: it must already show the change.
+	m.publishStatus()
 	m.bus.Publish(e)
 }
 
