@@ -89,6 +89,8 @@ type Conn struct {
 	Format plistio.Format
 	// MaxFrame bounds incoming control messages.
 	MaxFrame uint32
+
+	scratch []byte // file data copy buffer, reused for every block
 }
 
 // NewConn wraps rw. Reads and writes are buffered; every exported write method that ends a
@@ -310,7 +312,12 @@ func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 			// The tracking writer never fails the copy: after the destination's first error it
 			// discards, so exactly this block is consumed and the stream stays in sync.
 			tw := trackingWriter{w: w, err: werr}
-			m, err := io.CopyN(&tw, c.r, body)
+			// A reused scratch buffer: io.CopyN would allocate 32 KiB per block, which for a
+			// multi-GB backup is gigabytes of garbage and hundreds of GC cycles.
+			if c.scratch == nil {
+				c.scratch = make([]byte, BlockSize)
+			}
+			m, err := io.CopyBuffer(&tw, io.LimitReader(c.r, body), c.scratch)
 			res.Bytes += m
 			werr = tw.err
 			if err != nil {
