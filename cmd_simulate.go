@@ -80,7 +80,7 @@ content survive restarts, so incremental backups can be tried.`,
 	fl.BoolVar(&f.hostile, "hostile", false, "send path-traversal attempts (never use with idevicebackup2)")
 	fl.StringVar(&f.dropAfter, "drop-after", "", "cut each mobilebackup2 connection after this many bytes, e.g. 10MB")
 	fl.BoolVar(&f.verbose, "verbose", false, "log protocol traffic")
-	fl.StringVar(&f.passwordFile, "backup-password-file", "", "start the devices with backup encryption on, using the first line of this file as the backup password")
+	fl.StringVar(&f.passwordFile, "backup-password-file", "", "start the devices with backup encryption on, using the first line of this file as the backup password (with --state, a device whose encryption was since changed through ChangePassword keeps that setting)")
 	fl.IntVar(&f.kdfRounds, "kdf-rounds", 10_000_000, "PBKDF2-SHA256 rounds of the devices' keybags (lower it for fast demos; real devices use 10,000,000)")
 	return cmd
 }

@@ -21,9 +21,10 @@ import (
 // deterministic, so an unchanged file has the same EncryptionKey and the same ciphertext in
 // every backup and nothing per file needs to be stored.
 
-// setupCrypto creates or unlocks the device's keybag. A bag that no longer opens with the
-// configured password (the password changed) is replaced, and the remembered backup UUID is
-// dropped so the next backup is full.
+// setupCrypto creates or unlocks the device's keybag. A setting recorded by ChangePassword
+// wins: off, or on with the recorded keybag and KEK. Otherwise Options.Password decides; a
+// bag that no longer opens with it (the password changed) is replaced, and the remembered
+// backup UUID is dropped so the next backup is full.
 func (d *Device) setupCrypto() error {
 	switch d.encState {
 	case encOff:
