@@ -315,3 +315,27 @@ func TestEncryptionByIdevicebackup2(t *testing.T) {
 		t.Errorf("device counted %d password changes; want 2", c.PasswordChanges)
 	}
 }
+
+// A passcode never entered on the device ends SetEncryption with ErrDeviceLocked (208),
+// after the passcode-requested event, and leaves the device's encryption as it was.
+func TestEncryptionPasscodeTimeout(t *testing.T) {
+	r := newRig(t, backupsim.Options{Files: 10, KDFRounds: 1000, PasscodeDelay: -1, PasscodeTimeout: 200 * time.Millisecond},
+		devicesim.DeviceConfig{Identity: withVersion("16.1")})
+	var ev events
+	err := r.setEncryption(t, io.Discard, &ev, nil, []byte("never applied"))
+	var e *mobilebackup2.Error
+	if !errors.Is(err, mobilebackup2.ErrDeviceLocked) || !errors.As(err, &e) || e.DeviceCode != 208 {
+		t.Fatalf("err = %v; want ErrDeviceLocked (208)", err)
+	}
+	evs := ev.all()
+	requested := false
+	for _, x := range evs {
+		requested = requested || x.Kind == mobilebackup2.EventPasscodeRequested
+	}
+	if !requested || evs[len(evs)-1].Kind != mobilebackup2.EventFailed {
+		t.Errorf("events: passcode requested %v, last %v", requested, evs[len(evs)-1].Kind)
+	}
+	if r.status(t) {
+		t.Error("encryption turned on although the passcode was never entered")
+	}
+}
