@@ -274,3 +274,81 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	ecancel()
 	<-done
 }
+
+// TestSettingsEncryptionOnIsAppliedBeforeTheBackup: with `encryption: on` the engine turns
+// backup encryption on with the keychain's password before the device's automatic backup;
+// a device with no stored password fails with the remedy instead of backing up in clear.
+func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
+	dir := cfgTestEnv(t)
+	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\nencryption: on\n"), 0o600)
+	sim, err := devicesim.Start(devicesim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	const password = "correct horse battery staple"
+	secrets := &memSecrets{m: map[string]string{}}
+	withSecrets(t, secrets)
+	var udids []string
+	var agents []*backupsim.Device
+	for i := range 2 {
+		id := devicesim.DefaultIdentity(10 + i)
+		agent, err := backupsim.New(backupsim.Options{
+			Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
+				ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
+			Files: 40, TotalSize: 1 << 20, Seed: int64(i), TempDir: t.TempDir(), KDFRounds: 1000,
+			PasscodeDelay: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
+			t.Fatal(err)
+		}
+		udids, agents = append(udids, id.UDID), append(agents, agent)
+	}
+	secrets.Set(context.Background(), udids[0], password) // only the first device has one
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := &syncBuffer{}
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runEngine(ctx, slogTo(log), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+	}()
+	m := <-ready
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		a, _ := m.Status().Device(udids[0])
+		b, _ := m.Status().Device(udids[1])
+		if a.LastResult == jobs.ResultSuccess && b.LastResult != jobs.ResultNone && !b.State.Busy() {
+			if !agents[0].WillEncrypt() {
+				t.Fatal("device 1 backed up but encryption was not turned on")
+			}
+			mf, err := backupfmt.ReadManifest(filepath.Join(dir, "data", "snapback", "Backups", udids[0], "Manifest.plist"))
+			if err != nil || !mf.IsEncrypted {
+				t.Fatalf("device 1's backup: Manifest.plist IsEncrypted=%v, %v", mf.IsEncrypted, err)
+			}
+			if b.LastResult == jobs.ResultSuccess || agents[1].WillEncrypt() || agents[1].Counters().Backups != 0 {
+				t.Fatalf("device 2 has no stored password yet: result %v, encrypted %v, backups %d", b.LastResult, agents[1].WillEncrypt(), agents[1].Counters().Backups)
+			}
+			if !strings.Contains(b.LastError, "snapback password set --udid "+udids[1]) {
+				t.Fatalf("device 2's error does not give the remedy: %q", b.LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timeout: %+v / %+v\n%s", a, b, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(log.String(), password) {
+		t.Fatal("the password reached the log")
+	}
+	cancel()
+	<-done
+}

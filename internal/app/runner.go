@@ -22,6 +22,9 @@ import (
 type Runner struct {
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Secrets holds backup passwords (the OS keychain); needed when a device's settings
+	// say encryption on or off.
+	Secrets settings.Secrets
 	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
 	Stores *Stores
 	// engine is replaceable by tests of the error mapping only.
@@ -93,18 +96,26 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		backup = engine.Backup
 	}
 	var last jobs.Progress
+	events := func(ev mobilebackup2.Event) {
+		p := toJobsProgress(ev)
+		if p != last {
+			last = p
+			progress(p)
+		}
+	}
+	// encryption: on/off in the settings is applied before the backup, with the password
+	// from the keychain (the device asks for its passcode for that too).
+	if req.Settings.Encryption != settings.EncryptionKeep && r.Secrets != nil {
+		if err := EnsureEncryption(ctx, req.UDID, req.Settings.Encryption, r.Secrets, events); err != nil {
+			return jobs.RunResult{}, classifyEngine(err)
+		}
+	}
 	res, err := backup(ctx, engine.Request{
-		UDID: req.UDID,
-		Root: run.Root(),
-		Now:  r.Now,
-		Log:  log,
-		Events: func(ev mobilebackup2.Event) {
-			p := toJobsProgress(ev)
-			if p != last {
-				last = p
-				progress(p)
-			}
-		},
+		UDID:   req.UDID,
+		Root:   run.Root(),
+		Now:    r.Now,
+		Log:    log,
+		Events: events,
 	})
 	if err != nil {
 		return jobs.RunResult{}, classifyEngine(err)
