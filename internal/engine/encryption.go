@@ -69,12 +69,6 @@ func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if req.LockAttempts <= 0 {
-		req.LockAttempts = 50
-	}
-	if req.LockRetry <= 0 {
-		req.LockRetry = 200 * time.Millisecond
-	}
 	if req.Old == nil && req.New == nil {
 		return mobilebackup2.ErrNoPasswordGiven
 	}
@@ -95,103 +89,29 @@ func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 	}()
 	em.Begin()
 
-	sess, err := device.Open(ctx, req.UDID)
-	if err != nil {
-		return err
-	}
-	sessOpen := true
-	defer func() {
-		if sessOpen {
-			sess.Close()
+	var udid string
+	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+		udid = sess.Entry.UDID
+		v, err := sess.Value(ctx, "com.apple.mobile.backup", "WillEncrypt")
+		if err != nil {
+			return fmt.Errorf("read WillEncrypt: %w", err)
 		}
-	}()
-	udid := sess.Entry.UDID
-	v, err := sess.Value(ctx, "com.apple.mobile.backup", "WillEncrypt")
-	if err != nil {
-		return fmt.Errorf("read WillEncrypt: %w", err)
-	}
-	if on, _ := v.(bool); on && req.Old == nil {
-		return ErrEncryptionAlreadyOn
-	} else if !on && req.Old != nil {
-		return ErrEncryptionAlreadyOff
-	}
-
-	np, err := sess.StartNotifications(ctx)
-	if err != nil {
-		return err
-	}
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for name := range np.C() {
-			switch name {
-			case device.NotifyPasscodeShown:
-				em.PasscodeRequested()
-			case device.NotifyPasscodeDismissed:
-				em.PasscodeDismissed()
-			case device.NotifySyncCancel:
-				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
-			default:
-				log.Debug("device notification", "name", name)
-			}
+		if on, _ := v.(bool); on && req.Old == nil {
+			return ErrEncryptionAlreadyOn
+		} else if !on && req.Old != nil {
+			return ErrEncryptionAlreadyOff
 		}
-	}()
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := np.Close(cctx); err != nil {
-			log.Debug("notification_proxy close", "err", err)
-		}
-		<-watchDone
-	}()
-	if err := np.Observe(observed...); err != nil {
-		return err
-	}
-
-	afc, err := sess.StartAFC(ctx)
-	if err != nil {
-		return err
-	}
-	defer afc.Close()
-	bconn, err := sess.StartService(ctx, device.ServiceBackup, true)
-	if err != nil {
-		return err
-	}
-	defer bconn.Close()
-	sess.Close()
-	sessOpen = false
-
-	client := mobilebackup2.NewClient(bconn, now)
-	if err := client.Handshake(ctx); err != nil {
-		return err
-	}
-	// The sync lock keeps another host from backing up while the keybag changes, as iTunes
-	// and idevicebackup2 do around every mobilebackup2 operation.
-	if err := np.Post(device.NotifySyncWillStart); err != nil {
-		return err
-	}
-	lock, err := afc.LockSync(ctx, req.LockAttempts, device.SleepWait(req.LockRetry), func() error {
-		return np.Post(device.NotifySyncLockRequest)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := lock.Unlock(cctx); err != nil {
-			log.Debug("sync unlock", "err", err)
-		}
-		if err := np.Post(device.NotifySyncDidFinish); err != nil {
-			log.Debug("post syncDidFinish", "err", err)
-		}
-		if err := client.Disconnect(); err != nil {
-			log.Debug("mobilebackup2 disconnect", "err", err)
-		}
-	}()
-	if err := np.Post(device.NotifySyncDidStart); err != nil {
+	defer l.close(ctx)
+	// The sync lock keeps another host from backing up while the keybag changes, as iTunes
+	// and idevicebackup2 do around every mobilebackup2 operation.
+	if err := l.lockSync(ctx, req.LockAttempts, req.LockRetry); err != nil {
 		return err
 	}
 	log.Debug("changing backup encryption", "udid", udid, "enable", req.Old == nil, "disable", req.New == nil)
-	return client.ChangePassword(ctx, udid, req.Old, req.New)
+	return l.client.ChangePassword(ctx, udid, req.Old, req.New)
 }

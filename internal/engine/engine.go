@@ -79,12 +79,6 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if req.LockAttempts <= 0 {
-		req.LockAttempts = 50
-	}
-	if req.LockRetry <= 0 {
-		req.LockRetry = 200 * time.Millisecond
-	}
 	em := mobilebackup2.NewEmitter(req.Events, now)
 	res.Started = now()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -112,125 +106,37 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, fmt.Errorf("create backup folder: %w", err)
 	}
 
-	sess, err := device.Open(ctx, req.UDID)
-	if err != nil {
-		return res, err
-	}
-	sessOpen := true
-	defer func() {
-		if sessOpen {
-			sess.Close()
+	var info device.Info
+	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+		res.UDID = sess.Entry.UDID
+		res.Dir = filepath.Join(req.Root, res.UDID)
+		var err error
+		if info, err = sess.Info(ctx); err != nil {
+			return fmt.Errorf("read device information: %w", err)
 		}
-	}()
-	res.UDID = sess.Entry.UDID
-	res.Dir = filepath.Join(req.Root, res.UDID)
-	info, err := sess.Info(ctx)
-	if err != nil {
-		return res, fmt.Errorf("read device information: %w", err)
-	}
-	res.Device = info
-
-	np, err := sess.StartNotifications(ctx)
-	if err != nil {
-		return res, err
-	}
-	// The watcher turns device notifications into events; it ends when np closes.
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for name := range np.C() {
-			switch name {
-			case device.NotifyPasscodeShown:
-				em.PasscodeRequested()
-			case device.NotifyPasscodeDismissed:
-				em.PasscodeDismissed()
-			case device.NotifySyncCancel:
-				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
-			default:
-				log.Debug("device notification", "name", name)
-			}
-		}
-	}()
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := np.Close(cctx); err != nil {
-			log.Debug("notification_proxy close", "err", err)
-		}
-		<-watchDone
-	}()
-	if err := np.Observe(observed...); err != nil {
-		return res, err
-	}
-
-	afc, err := sess.StartAFC(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer afc.Close()
-
-	bconn, err := sess.StartService(ctx, device.ServiceBackup, true)
-	if err != nil {
-		return res, err
-	}
-	defer bconn.Close()
-	// Like idevicebackup2, stop the lockdown session once the services are running.
-	sess.Close()
-	sessOpen = false
-
-	client := mobilebackup2.NewClient(bconn, now)
-	if err := client.Handshake(ctx); err != nil {
-		return res, err
-	}
-	log.Debug("mobilebackup2 ready", "protocol", client.ProtocolVersion, "devicelink", client.DeviceVersion)
-
-	// The sync lock dance (protocol.md §8.2): keeps iTunes, Finder and other hosts from
-	// syncing the device at the same time.
-	if err := np.Post(device.NotifySyncWillStart); err != nil {
-		return res, err
-	}
-	lock, err := afc.LockSync(ctx, req.LockAttempts, device.SleepWait(req.LockRetry), func() error {
-		return np.Post(device.NotifySyncLockRequest)
+		res.Device = info
+		return nil
 	})
 	if err != nil {
 		return res, err
 	}
-	unlocked := false
-	release := func() {
-		if unlocked {
-			return
-		}
-		unlocked = true
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := lock.Unlock(cctx); err != nil {
-			log.Debug("sync unlock", "err", err)
-		}
-		if err := np.Post(device.NotifySyncDidFinish); err != nil {
-			log.Debug("post syncDidFinish", "err", err)
-		}
-	}
-	defer release()
-	if err := np.Post(device.NotifySyncDidStart); err != nil {
+	defer l.close(ctx)
+	if err := l.lockSync(ctx, req.LockAttempts, req.LockRetry); err != nil {
 		return res, err
 	}
-
 	if err := writeInfo(req.Root, info, now()); err != nil {
 		return res, err
 	}
 
 	protocolEnded = true
-	res.Backup, err = client.Backup(ctx, mobilebackup2.BackupOptions{
+	res.Backup, err = l.client.Backup(ctx, mobilebackup2.BackupOptions{
 		Root:            req.Root,
 		UDID:            res.UDID,
 		ForceFullBackup: req.Full,
 		Events:          em,
 		SyncEachFile:    req.SyncEachFile,
 	})
-	release() // protocol.md §11.10: unlock and syncDidFinish, then Disconnect
-	if derr := client.Disconnect(); derr != nil {
-		log.Debug("mobilebackup2 disconnect", "err", derr)
-	}
+	l.release(ctx) // protocol.md §11.10: unlock and syncDidFinish, then Disconnect
 	return res, err
 }
 

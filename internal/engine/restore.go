@@ -58,12 +58,6 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if req.LockAttempts <= 0 {
-		req.LockAttempts = 50
-	}
-	if req.LockRetry <= 0 {
-		req.LockRetry = 200 * time.Millisecond
-	}
 	em := mobilebackup2.NewEmitter(req.Events, now)
 	res.Started, res.Source = now(), req.SourceDir
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -86,103 +80,24 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		return res, errors.New("no backup folder to restore given")
 	}
 
-	sess, err := device.Open(ctx, req.UDID)
-	if err != nil {
-		return res, err
-	}
-	sessOpen := true
-	defer func() {
-		if sessOpen {
-			sess.Close()
-		}
-	}()
-	res.UDID = sess.Entry.UDID
-	if res.Device, err = sess.Info(ctx); err != nil {
-		return res, err
-	}
-
-	np, err := sess.StartNotifications(ctx)
-	if err != nil {
-		return res, err
-	}
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for name := range np.C() {
-			switch name {
-			case device.NotifyPasscodeShown:
-				em.PasscodeRequested()
-			case device.NotifyPasscodeDismissed:
-				em.PasscodeDismissed()
-			case device.NotifySyncCancel:
-				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
-			default:
-				log.Debug("device notification", "name", name)
-			}
-		}
-	}()
-	defer func() {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := np.Close(cctx); err != nil {
-			log.Debug("notification_proxy close", "err", err)
-		}
-		<-watchDone
-	}()
-	if err := np.Observe(observed...); err != nil {
-		return res, err
-	}
-	afc, err := sess.StartAFC(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer afc.Close()
-	bconn, err := sess.StartService(ctx, device.ServiceBackup, true)
-	if err != nil {
-		return res, err
-	}
-	defer bconn.Close()
-	sess.Close()
-	sessOpen = false
-
-	client := mobilebackup2.NewClient(bconn, now)
-	if err := client.Handshake(ctx); err != nil {
-		return res, err
-	}
-
-	// The same sync lock dance as a backup (protocol.md §8.2): no other host may sync the
-	// device while its content is being replaced.
-	if err := np.Post(device.NotifySyncWillStart); err != nil {
-		return res, err
-	}
-	lock, err := afc.LockSync(ctx, req.LockAttempts, device.SleepWait(req.LockRetry), func() error {
-		return np.Post(device.NotifySyncLockRequest)
+	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+		res.UDID = sess.Entry.UDID
+		var err error
+		res.Device, err = sess.Info(ctx)
+		return err
 	})
 	if err != nil {
 		return res, err
 	}
-	unlocked := false
-	release := func() {
-		if unlocked {
-			return
-		}
-		unlocked = true
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ccancel()
-		if err := lock.Unlock(cctx); err != nil {
-			log.Debug("sync unlock", "err", err)
-		}
-		if err := np.Post(device.NotifySyncDidFinish); err != nil {
-			log.Debug("post syncDidFinish", "err", err)
-		}
-	}
-	defer release()
-	if err := np.Post(device.NotifySyncDidStart); err != nil {
+	defer l.close(ctx)
+	// The same sync lock dance as a backup: no other host may sync the device while its
+	// content is being replaced.
+	if err := l.lockSync(ctx, req.LockAttempts, req.LockRetry); err != nil {
 		return res, err
 	}
 
 	protocolEnded = true
-	res.Restore, err = client.Restore(ctx, mobilebackup2.RestoreOptions{
+	res.Restore, err = l.client.Restore(ctx, mobilebackup2.RestoreOptions{
 		Source:                 req.SourceDir,
 		SourceUDID:             req.SourceUDID,
 		TargetUDID:             res.UDID,
@@ -193,9 +108,6 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		Password:               req.Password,
 		Events:                 em,
 	})
-	release()
-	if derr := client.Disconnect(); derr != nil {
-		log.Debug("mobilebackup2 disconnect", "err", derr)
-	}
+	l.release(ctx)
 	return res, err
 }
