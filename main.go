@@ -22,6 +22,16 @@ func newRootCmd() *cobra.Command {
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		// Bare `snapback` is what autostart runs: the tray where a desktop can show it, the
+		// headless daemon on a server or NAS.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if hasGraphicalSession() {
+				return runTray(cmd.Context(), startTrayBackend)
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "snapback: no graphical session; running the headless daemon (snapback tray forces the tray)")
+			return newDaemonCmd().RunE(cmd, args)
+		},
 	}
 	root.AddCommand(
 		newBackupCmd(),
