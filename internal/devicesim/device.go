@@ -99,6 +99,9 @@ type DeviceConfig struct {
 	// BatteryLevel (percent, default 87) and Charging are served in com.apple.mobile.battery.
 	BatteryLevel int
 	Charging     bool
+	// NoInstallationProxy makes StartService com.apple.mobile.installation_proxy fail with
+	// InvalidService, as on a device where the service is unavailable; hosts must still back up.
+	NoInstallationProxy bool
 }
 
 func (c DeviceConfig) withDefaults(i int) DeviceConfig {
@@ -185,6 +188,7 @@ func newDevice(s *Sim, cfg DeviceConfig, p *pairing) (*Device, error) {
 		wifiLock:   cfg.WiFi,
 		dropBackup: cfg.DropBackupAfter,
 	}
+	seedITunesControl(d.fs, cfg.Identity.UDID)
 	d.tlsCfg = &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		// Real iOS speaks TLS 1.2; every client studied offers it.

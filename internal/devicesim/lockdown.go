@@ -350,6 +350,13 @@ func (d *Device) serviceHandler(svc string, req map[string]any) (func(context.Co
 			d.counters.afc.Add(1)
 			return d.fs.serve(ctx, rw)
 		}), ""
+	case serviceInstProxy:
+		if d.cfg.NoInstallationProxy {
+			return nil, "InvalidService"
+		}
+		return d.serveService(svc, d.serveInstProxy), ""
+	case serviceSpringBoard:
+		return d.serveService(svc, d.serveSpringBoard), ""
 	case "com.apple.mobilebackup2":
 		if d.cfg.Backup == nil {
 			return nil, "ServiceProhibited"

@@ -189,8 +189,10 @@ func TestLockdownSessionLifecycle(t *testing.T) {
 			} else if m, ok := r["Value"].(map[string]any); !ok || len(m) != 0 {
 				t.Errorf("com.apple.iTunes value = %#v, want empty dict", r["Value"])
 			}
-			if r := l.call(map[string]any{"Request": "StartService", "Service": "com.apple.mobile.installation_proxy"}); r["Error"] != "InvalidService" {
-				t.Errorf("installation_proxy = %v, want InvalidService", r)
+			// installation_proxy is served now (the app list of Info.plist); a service the
+			// simulator does not offer is still InvalidService.
+			if r := l.call(map[string]any{"Request": "StartService", "Service": "com.apple.mobile.diagnostics_relay"}); r["Error"] != "InvalidService" {
+				t.Errorf("diagnostics_relay = %v, want InvalidService", r)
 			}
 			if r := l.call(map[string]any{"Request": "StartService", "Service": "com.apple.mobilebackup2"}); r["Error"] == nil {
 				t.Errorf("mobilebackup2 on a device without backup service = %v, want an error", r)
