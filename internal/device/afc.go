@@ -21,7 +21,20 @@ const (
 	afcOpFileClose = 0x14
 	afcOpFileLock  = 0x1B
 
+	afcOpFileRead   = 0x0F
+	afcOpFileWrite  = 0x10
+	afcOpRemovePath = 0x08
+	afcOpMakeDir    = 0x09
+
+	afcModeRO = 1 // r
 	afcModeRW = 2 // r+, create
+	afcModeWR = 3 // w: create, truncate
+
+	afcErrNotFound = 8
+
+	// afcChunk is how much one FILE_READ asks for and one FILE_WRITE carries: well under
+	// maxAFCPacket and what libimobiledevice uses for writes.
+	afcChunk = 64 << 10
 
 	afcLockEx = 2 | 4 // exclusive, non-blocking
 	afcLockUn = 8 | 4
@@ -62,15 +75,22 @@ type AFCError struct {
 func (e *AFCError) Error() string { return fmt.Sprintf("afc %s: status %d", e.Op, e.Code) }
 
 func (a *AFC) roundTrip(ctx context.Context, op uint64, header []byte) (uint64, []byte, error) {
+	return a.roundTripData(ctx, op, header, nil)
+}
+
+// roundTripData sends one packet whose payload is header followed by data (this_len covers
+// the header only, as FILE_WRITE needs) and reads the reply.
+func (a *AFC) roundTripData(ctx context.Context, op uint64, header, data []byte) (uint64, []byte, error) {
 	defer bind(ctx, a.conn)()
 	a.num++
-	pkt := make([]byte, afcHeaderSize+len(header))
+	pkt := make([]byte, afcHeaderSize+len(header), afcHeaderSize+len(header)+len(data))
 	copy(pkt, afcMagic)
-	binary.LittleEndian.PutUint64(pkt[8:], uint64(len(pkt)))
+	binary.LittleEndian.PutUint64(pkt[8:], uint64(len(pkt)+len(data)))
 	binary.LittleEndian.PutUint64(pkt[16:], uint64(len(pkt)))
 	binary.LittleEndian.PutUint64(pkt[24:], a.num)
 	binary.LittleEndian.PutUint64(pkt[32:], op)
 	copy(pkt[afcHeaderSize:], header)
+	pkt = append(pkt, data...)
 	if _, err := a.conn.Write(pkt); err != nil {
 		return 0, nil, ctxErr(ctx, err)
 	}
@@ -111,7 +131,11 @@ func status(name string, op uint64, body []byte) error {
 
 // Open opens path read-write (creating it) and returns the handle.
 func (a *AFC) Open(ctx context.Context, path string) (uint64, error) {
-	h := append(u64(afcModeRW), append([]byte(path), 0)...)
+	return a.open(ctx, path, afcModeRW)
+}
+
+func (a *AFC) open(ctx context.Context, path string, mode uint64) (uint64, error) {
+	h := append(u64(mode), append([]byte(path), 0)...)
 	op, body, err := a.roundTrip(ctx, afcOpFileOpen, h)
 	if err != nil {
 		return 0, err
@@ -212,4 +236,86 @@ func SleepWait(d time.Duration) func(context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// IsNotFound reports whether err is AFC's "object not found".
+func IsNotFound(err error) bool {
+	var ae *AFCError
+	return errors.As(err, &ae) && ae.Code == afcErrNotFound
+}
+
+// ErrTooLarge is returned by ReadFile for a file longer than the caller's limit.
+var ErrTooLarge = errors.New("afc: file larger than allowed")
+
+// ReadFile reads path whole. A file longer than max bytes fails with ErrTooLarge, so a
+// device cannot make the host buffer more than the caller allows.
+func (a *AFC) ReadFile(ctx context.Context, path string, max int) ([]byte, error) {
+	h, err := a.open(ctx, path, afcModeRO)
+	if err != nil {
+		return nil, err
+	}
+	defer a.CloseFile(ctx, h)
+	var out []byte
+	for {
+		want := min(afcChunk, max-len(out)+1) // one byte more than allowed detects overflow
+		op, body, err := a.roundTrip(ctx, afcOpFileRead, append(u64(h), u64(uint64(want))...))
+		if err != nil {
+			return nil, err
+		}
+		if op != afcOpData {
+			if err := status("read "+path, op, body); err != nil {
+				return nil, err
+			}
+			return out, nil
+		}
+		if len(body) > want {
+			return nil, fmt.Errorf("afc read %s: %d bytes for a request of %d", path, len(body), want)
+		}
+		if len(body) == 0 {
+			return out, nil
+		}
+		out = append(out, body...)
+		if len(out) > max {
+			return nil, fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, path, max)
+		}
+	}
+}
+
+// WriteFile creates or truncates path and writes data to it.
+func (a *AFC) WriteFile(ctx context.Context, path string, data []byte) error {
+	h, err := a.open(ctx, path, afcModeWR)
+	if err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		n := min(len(data), afcChunk)
+		op, body, err := a.roundTripData(ctx, afcOpFileWrite, u64(h), data[:n])
+		if err == nil {
+			err = status("write "+path, op, body)
+		}
+		if err != nil {
+			a.CloseFile(ctx, h)
+			return err
+		}
+		data = data[n:]
+	}
+	return a.CloseFile(ctx, h)
+}
+
+// MkDir creates path and any missing parents (AFC's MAKE_DIR behaves like mkdir -p).
+func (a *AFC) MkDir(ctx context.Context, path string) error {
+	op, body, err := a.roundTrip(ctx, afcOpMakeDir, append([]byte(path), 0))
+	if err != nil {
+		return err
+	}
+	return status("mkdir "+path, op, body)
+}
+
+// Remove deletes a file or an empty directory.
+func (a *AFC) Remove(ctx context.Context, path string) error {
+	op, body, err := a.roundTrip(ctx, afcOpRemovePath, append([]byte(path), 0))
+	if err != nil {
+		return err
+	}
+	return status("remove "+path, op, body)
 }
