@@ -107,6 +107,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	}
 
 	var info device.Info
+	var extras infoExtras
 	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		res.UDID = sess.Entry.UDID
 		res.Dir = filepath.Join(req.Root, res.UDID)
@@ -115,7 +116,8 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 			return fmt.Errorf("read device information: %w", err)
 		}
 		res.Device = info
-		return nil
+		readApps(ctx, sess, log, &extras)
+		return ctx.Err()
 	})
 	if err != nil {
 		return res, err
@@ -124,7 +126,8 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	if err := l.lockSync(ctx, req.LockAttempts, req.LockRetry); err != nil {
 		return res, err
 	}
-	if err := writeInfo(req.Root, info, now()); err != nil {
+	readAFCFiles(ctx, l.afc, log, &extras)
+	if err := writeInfo(req.Root, info, extras, now()); err != nil {
 		return res, err
 	}
 
@@ -167,7 +170,7 @@ func classify(ctx context.Context, err error) *mobilebackup2.Error {
 
 // writeInfo writes Root/<UDID>/Info.plist (backup-format.md §1.2) atomically. The device
 // folder is created if needed and must not be a symlink.
-func writeInfo(root string, info device.Info, now time.Time) error {
+func writeInfo(root string, info device.Info, x infoExtras, now time.Time) error {
 	dir := filepath.Join(root, info.UDID)
 	fi, err := os.Lstat(dir)
 	switch {
@@ -188,7 +191,12 @@ func writeInfo(root string, info device.Info, now time.Time) error {
 	if itv == "" {
 		itv = "10.0.1"
 	}
+	installed := x.Installed
+	if installed == nil {
+		installed = []string{}
+	}
 	b, err := backupfmt.Info{
+		Applications:          x.Applications,
 		BuildVersion:          info.BuildVersion,
 		DeviceName:            info.Name,
 		DisplayName:           info.Name,
@@ -197,7 +205,7 @@ func writeInfo(root string, info device.Info, now time.Time) error {
 		IMEI:                  info.IMEI,
 		MEID:                  info.MEID,
 		PhoneNumber:           info.PhoneNumber,
-		InstalledApplications: []string{},
+		InstalledApplications: installed,
 		LastBackupDate:        now.UTC(),
 		ProductType:           info.ProductType,
 		ProductVersion:        info.ProductVersion,
@@ -205,6 +213,8 @@ func writeInfo(root string, info device.Info, now time.Time) error {
 		TargetIdentifier:      info.UDID,
 		TargetType:            "Device",
 		UniqueIdentifier:      strings.ToUpper(info.UDID),
+		IBooksData2:           x.IBooksData2,
+		ITunesFiles:           x.ITunesFiles,
 		ITunesSettings:        info.ITunesSettings,
 		ITunesVersion:         itv,
 	}.Marshal()

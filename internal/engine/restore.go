@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -22,6 +23,9 @@ type RestoreRequest struct {
 	// System restores system files too; Settings keeps the device's current settings
 	// (RestorePreserveSettings); Reboot lets the device reboot when done.
 	System, PreserveSettings, Reboot bool
+	// SkipApps does not ask the device to reinstall the backup's apps (idevicebackup2
+	// --skip-apps): no /iTunesRestore/RestoreApplications.plist is written.
+	SkipApps bool
 	// RemoveItemsNotRestored deletes what the backup does not hold from the device.
 	RemoveItemsNotRestored bool
 	// Password returns the password of an encrypted backup; called only if the backup is
@@ -96,6 +100,14 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		return res, err
 	}
 
+	// The app list goes to the device before Restore, so it reinstalls the backup's apps.
+	wroteApps := false
+	if !req.SkipApps {
+		if wroteApps, err = writeRestoreApps(ctx, l.afc, req.SourceDir, log); err != nil {
+			return res, fmt.Errorf("write RestoreApplications.plist: %w", err)
+		}
+	}
+
 	protocolEnded = true
 	res.Restore, err = l.client.Restore(ctx, mobilebackup2.RestoreOptions{
 		Source:                 req.SourceDir,
@@ -108,6 +120,9 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		Password:               req.Password,
 		Events:                 em,
 	})
+	if err != nil && wroteApps {
+		removeRestoreApps(ctx, l.afc, log)
+	}
 	l.release(ctx)
 	return res, err
 }
