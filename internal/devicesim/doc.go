@@ -53,7 +53,13 @@
 //     same device and answers Shutdown with ProxyDeath (libimobiledevice otherwise stalls
 //     30 s per post).
 //   - AFC is an in-memory filesystem per device with flock semantics on FILE_LOCK across
-//     connections; locks are released on unlock, close and disconnect.
+//     connections; locks are released on unlock, close and disconnect. It starts with
+//     /iTunes_Control/iTunes/iTunesPrefs and IC-Info.sidb (Info.plist's iTunes Files).
+//   - installation_proxy answers Browse with the user apps of the BackupService if it has
+//     an `Apps() []map[string]any` method (backupsim's bundles with SINF and metadata), in
+//     BrowsingProgress pages of two and a final Complete; ReturnAttributes is honoured.
+//     DeviceConfig.NoInstallationProxy makes it InvalidService. springboardservices
+//     answers getIconPNGData with a small PNG per listed app.
 //   - A device attached over Wi-Fi is listed a second time with ConnectionType "Network"
 //     and its own DeviceID. go-ios reaches it through usbmuxd Connect like a USB device;
 //     libimobiledevice's -n mode connects directly to the entry's NetworkAddress, so each
@@ -72,7 +78,7 @@
 //
 // Pairing (the Pair request and the trust dialog): devices are pre-paired and their
 // records pre-provisioned in the usbmuxd store. The binary (version 0) usbmuxd protocol:
-// it is answered with BADVERSION. Services other than notification_proxy, AFC and
-// mobilebackup2 (installation_proxy, springboardservices, …) answer InvalidService, which
-// idevicebackup2 tolerates.
+// it is answered with BADVERSION. Services other than notification_proxy, AFC,
+// installation_proxy (Browse only), springboardservices (icons only) and mobilebackup2
+// (diagnostics_relay, …) answer InvalidService.
 package devicesim
