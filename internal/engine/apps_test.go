@@ -202,3 +202,40 @@ func TestRestoreWritesRestoreApplications(t *testing.T) {
 		t.Error("RestoreApplications.plist left behind after a failed restore")
 	}
 }
+
+// TestIdevicebackup2WritesSameRestoreApplications: idevicebackup2 restoring a Snapback
+// backup (without --skip-apps) writes a RestoreApplications.plist with the same content as
+// Snapback's restore of the same folder.
+func TestIdevicebackup2WritesSameRestoreApplications(t *testing.T) {
+	bin := idevicebackup2(t)
+	r := newRig(t, backupsim.Options{Seed: 9, Files: 40, PasscodeRequired: new(bool)}, devicesim.DeviceConfig{})
+	root := t.TempDir()
+	if _, err := r.backup(t, root, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-u", r.udid, "restore", "--system", "--settings", "--no-reboot", root).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Restore Successful") {
+		t.Fatalf("idevicebackup2 restore: %v\n%s", err, out)
+	}
+	theirs, ok := r.dev.AFCFile(restoreAppsPath)
+	if !ok {
+		t.Fatalf("idevicebackup2 wrote no RestoreApplications.plist:\n%s", out)
+	}
+	r.dev.WriteAFCFile(restoreAppsPath, nil)
+	if _, err := Restore(ctx, RestoreRequest{UDID: r.udid, SourceDir: filepath.Join(root, r.udid), LockRetry: 10 * time.Millisecond}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	ours, _ := r.dev.AFCFile(restoreAppsPath)
+	var a, b map[string]any
+	if err := plistio.Unmarshal(ours, &a); err != nil {
+		t.Fatalf("ours: %v", err)
+	}
+	if err := plistio.Unmarshal(theirs, &b); err != nil {
+		t.Fatalf("theirs: %v", err)
+	}
+	if len(b) == 0 || !reflect.DeepEqual(a, b) {
+		t.Errorf("RestoreApplications.plist: snapback %v, idevicebackup2 %v", appKeys(a), appKeys(b))
+	}
+}
