@@ -23,6 +23,9 @@ const (
 	// cannot make the host loop or allocate forever.
 	maxBrowsePages = 1000
 	maxApps        = 10000
+	// maxBrowseBytes caps the SINF and metadata kept from one Browse (each page alone may
+	// be maxAppFrame); real ones are a few KiB per app.
+	maxBrowseBytes = 64 << 20
 )
 
 // App is one user app as installation_proxy lists it.
@@ -63,6 +66,7 @@ func browseUserApps(ctx context.Context, c net.Conn) ([]App, error) {
 		return nil, ctxErr(ctx, fmt.Errorf("installation_proxy browse: %w", err))
 	}
 	var apps []App
+	kept := 0
 	for range maxBrowsePages {
 		var page struct {
 			Status      string
@@ -87,10 +91,11 @@ func browseUserApps(ctx context.Context, c net.Conn) ([]App, error) {
 			a.Container, _ = e["Container"].(string)
 			a.SINF, _ = e["ApplicationSINF"].([]byte)
 			a.Metadata, _ = e["iTunesMetadata"].([]byte)
+			kept += len(a.SINF) + len(a.Metadata)
 			apps = append(apps, a)
 		}
-		if len(apps) > maxApps {
-			return nil, fmt.Errorf("installation_proxy browse: more than %d apps", maxApps)
+		if len(apps) > maxApps || kept > maxBrowseBytes {
+			return nil, fmt.Errorf("installation_proxy browse: more than %d apps or %d bytes", maxApps, maxBrowseBytes)
 		}
 		if page.Status == "Complete" {
 			return apps, nil

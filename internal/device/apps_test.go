@@ -3,10 +3,12 @@ package device
 import (
 	"bytes"
 	"errors"
+	"net"
 	"testing"
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/plistio"
 )
 
 // TestUserAppsAndIcons: UserApps reads every page of the simulator's Browse with the
@@ -105,5 +107,37 @@ func TestAFCFiles(t *testing.T) {
 	}
 	if b, err := a.ReadFile(ctx, "/iTunes_Control/iTunes/iTunesPrefs", 1<<20); err != nil || len(b) == 0 {
 		t.Errorf("seeded iTunesPrefs = %d bytes, %v", len(b), err)
+	}
+}
+
+// TestBrowseNeverComplete: a device that pages forever without Complete, or sends an
+// Error, ends the Browse with an error instead of a hang or unbounded memory.
+func TestBrowseNeverComplete(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		page map[string]any
+	}{
+		{"no-complete", map[string]any{"Status": "BrowsingProgress", "CurrentList": []any{map[string]any{"CFBundleIdentifier": "a.b"}}}},
+		{"error", map[string]any{"Error": "APIInternalError"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, dev := net.Pipe()
+			defer host.Close()
+			go func() {
+				defer dev.Close()
+				var req map[string]any
+				if err := plistio.ReadPlist(dev, 1<<20, &req); err != nil {
+					return
+				}
+				for {
+					if err := plistio.WritePlist(dev, tc.page, plistio.Binary); err != nil {
+						return
+					}
+				}
+			}()
+			if apps, err := browseUserApps(ctxT(t), host); err == nil {
+				t.Fatalf("browse succeeded with %d apps", len(apps))
+			}
+		})
 	}
 }
