@@ -525,6 +525,39 @@ func TestUploadKeepsHardLinks(t *testing.T) {
 	}
 }
 
+// TestSnapshotUploadOverHardLinkKeepsIt: uploads into <UDID>/Snapshot/ are created under
+// their own name (no temp file); uploading over a name that is hard-linked elsewhere makes a
+// new inode, so the other link keeps its bytes.
+func TestSnapshotUploadOverHardLinkKeepsIt(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+	c, d := pair(t)
+	var linkErr error
+	wait := d.run(func(d *fakeDevice) error {
+		d.expectBackup()
+		d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab")
+		d.upload(upFile{name: u + "/Snapshot/ab/ab01", data: []byte("one")})
+		linkErr = os.Link(filepath.Join(root, u, "Snapshot", "ab", "ab01"), elsewhere)
+		d.upload(upFile{name: u + "/Snapshot/ab/ab01", data: []byte("two")},
+			upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")})
+		return d.finish(0, "")
+	})
+	if _, _, err := mustBackup(t, c, root, false); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if linkErr != nil {
+		t.Fatal(linkErr)
+	}
+	if b, _ := os.ReadFile(elsewhere); string(b) != "one" {
+		t.Errorf("the other hard link now holds %q; want %q", b, "one")
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, u, "Snapshot", "ab", "ab01")); string(b) != "two" {
+		t.Errorf("the upload holds %q; want %q", b, "two")
+	}
+}
+
 // TestUploadWriteFailureKeepsSync: a file that cannot be created (parent missing) is
 // reported in the status and the next files of the same batch still arrive intact.
 func TestUploadWriteFailureKeepsSync(t *testing.T) {

@@ -263,9 +263,18 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 // stays in sync); err is a stream failure.
 func (s *server) receiveFile(name string) (ferr, err error) {
 	dst, ferr := s.res.resolveTarget(name)
+	// Files inside <UDID>/Snapshot/ are transient: the device moves them into place later and
+	// the folder is removed before every run, so they are created under their own name (a new
+	// inode, O_EXCL) instead of a temp file plus a rename; one directory operation per file
+	// fewer. Everything else lands through a temp file and an atomic rename.
+	direct := strings.HasPrefix(name, s.res.udid+"/Snapshot/")
 	var tmp *os.File
 	if ferr == nil {
-		tmp, ferr = s.createTemp(filepath.Dir(dst))
+		if direct {
+			tmp, ferr = createFresh(dst)
+		} else {
+			tmp, ferr = s.createTemp(filepath.Dir(dst))
+		}
 	}
 	fw := &errWriter{w: io.Discard}
 	if tmp != nil {
@@ -298,7 +307,12 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		os.Remove(tmp.Name())
 		return ferr, err
 	}
-	if ferr = s.commitTemp(tmp, dst); ferr != nil {
+	if direct {
+		ferr = s.closeFresh(tmp)
+	} else {
+		ferr = s.commitTemp(tmp, dst)
+	}
+	if ferr != nil {
 		return ferr, nil
 	}
 	s.stats.FilesReceived++
@@ -320,6 +334,36 @@ func (s *server) createTemp(dir string) (*os.File, error) {
 		return f, err
 	}
 	return nil, &os.PathError{Op: "create", Path: dir, Err: fs.ErrExist}
+}
+
+// createFresh creates dst as a new file. An existing name is unlinked first, which never
+// changes the inode behind it (an earlier snapshot's hard link keeps its bytes); a symlink
+// there is removed, not followed (O_EXCL does not follow links).
+func createFresh(dst string) (*os.File, error) {
+	f, err := createExcl(dst)
+	if errors.Is(err, fs.ErrExist) {
+		if rerr := os.Remove(dst); rerr != nil {
+			return nil, rerr
+		}
+		f, err = createExcl(dst)
+	}
+	return f, err
+}
+
+// closeFresh finishes a file made by createFresh. On failure it is removed.
+func (s *server) closeFresh(f *os.File) (err error) {
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if s.sync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // commitTemp closes tmp and renames it over dst. On failure tmp is removed.
