@@ -204,20 +204,34 @@ func BenchmarkVsIdevicebackup2(b *testing.B) {
 		idev := func(args ...string) run {
 			return child(b, r.sim.Addr(), ideviceb, append([]string{"-u", r.udid, "backup"}, args...)...)
 		}
-		ours1, theirs1, theirs2, ours2 := b.TempDir(), b.TempDir(), b.TempDir(), b.TempDir()
-		s1 := snap("--full", "--dir", ours1)
-		i1 := idev("--full", theirs1)
-		i2 := idev("--full", theirs2)
-		s2 := snap("--full", "--dir", ours2)
+		// A device only backs up incrementally against the backup it made last (it remembers
+		// that backup's UUID), so each tool's incremental directly follows its own full one.
+		pair := func(run func(args ...string) run) (full, inc run) {
+			dir := b.TempDir()
+			full = run("--full", "--dir", dir)
+			r.agent.Mutate(1)
+			inc = run("--dir", dir)
+			return full, inc
+		}
+		idevDir := func(args ...string) run { // idevicebackup2 takes the folder as an argument
+			var out []string
+			for i := 0; i < len(args); i++ {
+				if args[i] == "--dir" {
+					i++
+					out = append(out, args[i])
+					continue
+				}
+				out = append(out, args[i])
+			}
+			return idev(out...)
+		}
+		s1, s1i := pair(snap)
+		i1, i1i := pair(idevDir)
+		i2, i2i := pair(idevDir)
+		s2, s2i := pair(snap)
 		sFull, iFull := faster(s1, s2), faster(i1, i2)
-		r.agent.Mutate(1)
-		s3 := snap("--dir", ours1)
-		i3 := idev(theirs1)
-		r.agent.Mutate(1)
-		i4 := idev(theirs2)
-		s4 := snap("--dir", ours2)
-		sInc, iInc := faster(s3, s4), faster(i3, i4)
-		b.Logf("\nmixed dataset: %d files, %.0f MB (simulated device, loopback usbmuxd, TLS); best of 2 runs each, order S I I S\n"+
+		sInc, iInc := faster(s1i, s2i), faster(i1i, i2i)
+		b.Logf("\nmixed dataset: %d files, %.0f MB (simulated device, loopback usbmuxd, TLS); best of 2 runs each, order S I I S, each incremental right after its own full\n"+
 			"%-34s %9s %9s %9s %9s\n%-34s %s\n%-34s %s\n%-34s %s\n%-34s %s\n"+
 			"ratio snapback/idevicebackup2 full: wall %.2f, CPU %.2f, RSS %.2f (target wall, CPU <= 0.8, RSS < 100 MB)",
 			files, float64(size)/1e6, "run", "wall", "user", "sys", "RSS MB",
