@@ -367,23 +367,16 @@ func (s *server) closeFresh(f *os.File) (err error) {
 }
 
 // commitTemp closes tmp and renames it over dst. On failure tmp is removed.
-func (s *server) commitTemp(tmp *os.File, dst string) (err error) {
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if s.sync {
-		if err := tmp.Sync(); err != nil {
-			return err
-		}
-	}
-	if err := tmp.Close(); err != nil {
+func (s *server) commitTemp(tmp *os.File, dst string) error {
+	if err := s.closeFresh(tmp); err != nil {
 		return err
 	}
 	// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
-	return rename(tmp.Name(), dst)
+	if err := rename(tmp.Name(), dst); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
 }
 
 // --- simple requests ---
