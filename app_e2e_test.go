@@ -30,30 +30,9 @@ import (
 // manual run after a change becomes a second snapshot while the first stays as committed.
 func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	dir := cfgTestEnv(t)
-	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
-	os.MkdirAll(filepath.Dir(cfg), 0o700)
-	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
-
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	id := devicesim.DefaultIdentity(0)
-	id.ProductVersion = "18.1"
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 120, TotalSize: 3 << 20, Seed: 7, TempDir: t.TempDir(),
-		PasscodeDelay: 300 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 80}); err != nil {
-		t.Fatal(err)
-	}
+	writeConfig(t, dir, "schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n")
+	sim := startSim(t)
+	id, agent := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 120, TotalSize: 3 << 20, Seed: 7, PasscodeDelay: 300 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -167,27 +146,9 @@ func hashTree(t *testing.T, dir string) string {
 // snapshot), and the scheduler then treats the device as backed up today.
 func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	dir := cfgTestEnv(t)
-	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
-	os.MkdirAll(filepath.Dir(cfg), 0o700)
-	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	id := devicesim.DefaultIdentity(1)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 80, TotalSize: 2 << 20, Seed: 3, TempDir: t.TempDir(), PasscodeDelay: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
-		t.Fatal(err)
-	}
+	writeConfig(t, dir, "schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n")
+	sim := startSim(t)
+	id, agent := addDevice(t, sim, 1, "17.5.1", 90, backupsim.Options{Files: 80, TotalSize: 2 << 20, Seed: 3, PasscodeDelay: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -280,34 +241,15 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 // a device with no stored password fails with the remedy instead of backing up in clear.
 func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	dir := cfgTestEnv(t)
-	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
-	os.MkdirAll(filepath.Dir(cfg), 0o700)
-	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\nencryption: on\n"), 0o600)
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	writeConfig(t, dir, "schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\nencryption: on\n")
+	sim := startSim(t)
 	const password = "correct horse battery staple"
 	secrets := &memSecrets{m: map[string]string{}}
 	withSecrets(t, secrets)
 	var udids []string
 	var agents []*backupsim.Device
 	for i := range 2 {
-		id := devicesim.DefaultIdentity(10 + i)
-		agent, err := backupsim.New(backupsim.Options{
-			Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-				ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-			Files: 40, TotalSize: 1 << 20, Seed: int64(i), TempDir: t.TempDir(), KDFRounds: 1000,
-			PasscodeDelay: 20 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
-			t.Fatal(err)
-		}
+		id, agent := addDevice(t, sim, 10+i, "17.5.1", 90, backupsim.Options{Files: 40, TotalSize: 1 << 20, Seed: int64(i), KDFRounds: 1000, PasscodeDelay: 20 * time.Millisecond})
 		udids, agents = append(udids, id.UDID), append(agents, agent)
 	}
 	secrets.Set(context.Background(), udids[0], password) // only the first device has one
@@ -357,24 +299,8 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 // extract and photos read the oldest snapshot back byte for byte as the device held it then.
 func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 	dir := cfgTestEnv(t)
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	id := devicesim.DefaultIdentity(2)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: "15.8", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 150, TotalSize: 4 << 20, Seed: 11, TempDir: t.TempDir(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true}); err != nil {
-		t.Fatal(err)
-	}
+	sim := startSim(t)
+	id, agent := addDevice(t, sim, 2, "15.8", 100, backupsim.Options{Files: 150, TotalSize: 4 << 20, Seed: 11})
 	// content hashes every regular file the device holds now, by domain/relativePath.
 	content := func() map[string]string {
 		m := map[string]string{}
@@ -467,5 +393,50 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("the simulated device has no Camera Roll photos")
+	}
+}
+
+// startSim starts a simulated usbmuxd for the test and points go-ios at it.
+func startSim(t *testing.T) *devicesim.Sim {
+	t.Helper()
+	sim, err := devicesim.Start(devicesim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	return sim
+}
+
+// addDevice attaches simulated device number n over USB, running iOS ios, with the content
+// and knobs in o (Identity and TempDir are filled in).
+func addDevice(t *testing.T, sim *devicesim.Sim, n int, ios string, battery int, o backupsim.Options) (devicesim.Identity, *backupsim.Device) {
+	t.Helper()
+	id := devicesim.DefaultIdentity(n)
+	id.ProductVersion = ios
+	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
+		ProductVersion: ios, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber}
+	if o.TempDir == "" {
+		o.TempDir = t.TempDir()
+	}
+	agent, err := backupsim.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: battery}); err != nil {
+		t.Fatal(err)
+	}
+	return id, agent
+}
+
+// writeConfig writes the test's settings file.
+func writeConfig(t *testing.T, dir, yaml string) {
+	t.Helper()
+	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
+	if err := os.MkdirAll(filepath.Dir(cfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
