@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/gofrs/flock"
 	"github.com/spf13/cobra"
 
@@ -146,7 +147,16 @@ func runEngine(ctx context.Context, log *slog.Logger, hooks engineHooks) error {
 	if err != nil {
 		return err
 	}
+	// Resume from sleep: logind says so on the system bus (Linux). Without it the minute
+	// tick still notices the wall clock moved.
+	var wake <-chan struct{}
+	if sys, err := dbus.ConnectSystemBus(); err != nil {
+		log.Debug("no system bus; wake-up from sleep is noticed by the minute tick", "err", err)
+	} else if wake, err = app.Wake(ctx, sys); err != nil {
+		log.Debug("cannot watch logind for resume", "err", err)
+	}
 	m, err := jobs.NewManager(jobs.Config{
+		Wake:     wake,
 		Settings: store.Current,
 		State:    state,
 		Runner:   runner,
