@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"snapback/settings/settingstest"
 	"strings"
 	"testing"
 	"time"
@@ -244,7 +245,7 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	writeConfig(t, dir, "schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\nencryption: on\n")
 	sim := startSim(t)
 	const password = "correct horse battery staple"
-	secrets := &memSecrets{m: map[string]string{}}
+	secrets := settingstest.NewSecrets(nil)
 	withSecrets(t, secrets)
 	var udids []string
 	var agents []*backupsim.Device

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"snapback/settings/settingstest"
 	"strings"
 	"sync"
 	"testing"
@@ -68,42 +69,6 @@ func (r daemonTestRunner) Run(ctx context.Context, req jobs.RunRequest, progress
 	}
 	progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: 50})
 	return jobs.RunResult{Snapshot: "20260610-100000", Files: 3, Bytes: 42}, nil
-}
-
-// memSecrets is an in-memory settings.Secrets for tests that do not need the real keyring.
-type memSecrets struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (s *memSecrets) Get(_ context.Context, udid string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	pw, ok := s.m[udid]
-	if !ok {
-		return "", settings.ErrSecretNotFound
-	}
-	return pw, nil
-}
-
-func (s *memSecrets) Set(_ context.Context, udid, pw string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]string{}
-	}
-	s.m[udid] = pw
-	return nil
-}
-
-func (s *memSecrets) Delete(_ context.Context, udid string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[udid]; !ok {
-		return settings.ErrSecretNotFound
-	}
-	delete(s.m, udid)
-	return nil
 }
 
 func withSecrets(t *testing.T, s settings.Secrets) {
@@ -173,7 +138,7 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	os.MkdirAll(filepath.Dir(cfg), 0o700)
 	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
 	withDaemonBackend(t, daemonTestUDID, make(chan string, 1))
-	withSecrets(t, &memSecrets{})
+	withSecrets(t, &settingstest.Secrets{})
 	log := &syncBuffer{}
 	m, _ := startDaemon(t, log)
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"snapback/settings/settingstest"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +92,7 @@ func runEncCLI(t *testing.T, stdin string, args ...string) (string, string, erro
 // reports an outdated keychain password as the device's 207, and turns encryption off and
 // on again. No password reaches an argument, the output or the simulator's log.
 func TestEncryptionCommandsAgainstSimulate(t *testing.T) {
-	secrets := &memSecrets{}
+	secrets := &settingstest.Secrets{}
 	withSecrets(t, secrets)
 	const simPW, newPW, thirdPW, bogus = "sim-Pw-from-file-93c1", "new-Pw-typed-5d2e", "third-Pw-7a7a", "outdated-Pw-0b0b"
 	pwFile := filepath.Join(t.TempDir(), "backup-password")

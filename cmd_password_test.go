@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"snapback/settings/settingstest"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestPasswordNeverInFilesOrLogs(t *testing.T) {
 		return
 	}
 	t.Run("memory-keychain", func(t *testing.T) {
-		withSecrets(t, &memSecrets{})
+		withSecrets(t, &settingstest.Secrets{})
 		checkPasswordNeverLeaks(t)
 	})
 	t.Run("gnome-keyring", func(t *testing.T) {
@@ -128,7 +129,7 @@ func checkPasswordNeverLeaks(t *testing.T) {
 
 func TestPasswordSetRejectsEmptyInputAndNeedsUDID(t *testing.T) {
 	cfgTestEnv(t)
-	withSecrets(t, &memSecrets{})
+	withSecrets(t, &settingstest.Secrets{})
 	if _, err := cfgTestRun(t, "\n", "password", "set", "--udid", "U"); err == nil {
 		t.Fatal("empty password accepted")
 	}

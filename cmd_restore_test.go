@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"snapback/settings/settingstest"
 	"strings"
 	"testing"
 	"time"
@@ -165,7 +166,7 @@ func TestRestoreCommandEncrypted(t *testing.T) {
 	defer cancel()
 	f := restoreFlags{udid: r.udid, snapshot: r.older.ID, location: r.st.Location(), noReboot: true, yes: true, fromKeychain: true}
 
-	withSecrets(t, &memSecrets{m: map[string]string{r.udid: "wrong-password"}})
+	withSecrets(t, settingstest.NewSecrets(map[string]string{r.udid: "wrong-password"}))
 	var out, errOut syncBuffer
 	err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut)
 	if !errors.Is(err, mobilebackup2.ErrWrongPassword) {
@@ -175,7 +176,7 @@ func TestRestoreCommandEncrypted(t *testing.T) {
 		t.Errorf("device restored with a wrong password: %+v", c)
 	}
 
-	withSecrets(t, &memSecrets{m: map[string]string{r.udid: pw}})
+	withSecrets(t, settingstest.NewSecrets(map[string]string{r.udid: pw}))
 	if err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut); err != nil {
 		t.Fatalf("keychain password: %v\n%s", err, errOut.String())
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"snapback/settings/settingstest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,38 +17,6 @@ import (
 	"snapback/internal/mobilebackup2"
 	"snapback/settings"
 )
-
-type memSecrets struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (s *memSecrets) Get(_ context.Context, udid string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	pw, ok := s.m[udid]
-	if !ok {
-		return "", settings.ErrSecretNotFound
-	}
-	return pw, nil
-}
-
-func (s *memSecrets) Set(_ context.Context, udid, pw string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]string{}
-	}
-	s.m[udid] = pw
-	return nil
-}
-
-func (s *memSecrets) Delete(_ context.Context, udid string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, udid)
-	return nil
-}
 
 // startDevice serves one simulated iPhone (iOS 17, passcode typed after 30 ms) on a real
 // usbmuxd socket.
@@ -82,7 +51,7 @@ func TestEnsureEncryption(t *testing.T) {
 	agent, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	secrets := &memSecrets{}
+	secrets := &settingstest.Secrets{}
 
 	if err := EnsureEncryption(ctx, udid, settings.EncryptionKeep, secrets, nil); err != nil || agent.WillEncrypt() {
 		t.Fatalf("keep: %v, encrypting %v", err, agent.WillEncrypt())
