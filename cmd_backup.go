@@ -75,6 +75,24 @@ func resolveTarget(ctx context.Context, f *backupFlags) (backupTarget, error) {
 	return backupTarget{root: abs, finish: func(_ context.Context, _ engine.Result, err error) error { return err }}, nil
 }
 
+// render shows engine events on view. The engine must never wait on the terminal: events
+// go through a bounded channel that drops intermediate ones under pressure, and one
+// goroutine renders them. done closes the stream and waits for the last event to show.
+func render(view progressView) (events func(mobilebackup2.Event), done func()) {
+	ch := make(chan mobilebackup2.Event, 256)
+	rendered := make(chan struct{})
+	go func() {
+		defer close(rendered)
+		for ev := range ch {
+			view.event(ev)
+		}
+	}()
+	return throttle(mobilebackup2.ChannelSink(ch), 100*time.Millisecond), func() {
+		close(ch)
+		<-rendered
+	}
+}
+
 func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) error {
 	target, err := resolveTarget(ctx, &f)
 	if err != nil {
@@ -89,24 +107,14 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	default:
 		view = &lineView{w: stderr}
 	}
-	// The engine must never wait on the terminal: events go through a bounded channel that
-	// drops intermediate ones under pressure, and one goroutine renders them.
-	ch := make(chan mobilebackup2.Event, 256)
-	rendered := make(chan struct{})
-	go func() {
-		defer close(rendered)
-		for ev := range ch {
-			view.event(ev)
-		}
-	}()
+	events, done := render(view)
 	res, runErr := engine.Backup(ctx, engine.Request{
 		UDID:   f.udid,
 		Root:   target.root,
 		Full:   f.full,
-		Events: throttle(mobilebackup2.ChannelSink(ch), 100*time.Millisecond),
+		Events: events,
 	})
-	close(ch)
-	<-rendered
+	done()
 	err = target.finish(ctx, res, runErr)
 	view.result(res, err)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -147,14 +146,7 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 	if isTerminal(stderr) {
 		view = &barView{w: stderr}
 	}
-	ch := make(chan mobilebackup2.Event, 256)
-	rendered := make(chan struct{})
-	go func() {
-		defer close(rendered)
-		for ev := range ch {
-			view.event(ev)
-		}
-	}()
+	events, done := render(view)
 	res, err := engine.Restore(ctx, engine.RestoreRequest{
 		UDID:             f.udid,
 		SourceDir:        src.dir,
@@ -162,10 +154,9 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 		PreserveSettings: !f.settings,
 		Reboot:           !f.noReboot,
 		Password:         password,
-		Events:           throttle(mobilebackup2.ChannelSink(ch), 100*time.Millisecond),
+		Events:           events,
 	})
-	close(ch)
-	<-rendered
+	done()
 	if bv, ok := view.(*barView); ok {
 		bv.clear()
 	}
