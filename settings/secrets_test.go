@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +21,7 @@ const testUDID = "00008030-001A2B3C4D5E802E"
 // needTools skips (or under CI=true fails) when a tool the test needs is missing.
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required under CI=true: %v", tool, err)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, tools...)
 }
 
 // runChild runs this test binary's test named test inside dbus-run-session, with its own

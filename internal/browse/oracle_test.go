@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,10 +20,7 @@ import (
 // vectors in backupcrypto.
 func TestPythonOracle(t *testing.T) {
 	if err := exec.Command("python3", "-c", "import cryptography.hazmat.primitives.keywrap").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3 with the cryptography module is required (Debian: python3-cryptography): %v", err)
-		}
-		t.Skipf("python3 with cryptography not available: %v", err)
+		testenv.Unavailable(t, "python3 with the cryptography module (Debian: python3-cryptography): %v", err)
 	}
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "backup")

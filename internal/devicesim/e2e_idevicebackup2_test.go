@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"snapback/internal/testenv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,14 +30,7 @@ import (
 // CI=true (DESIGN.md §8: no silent skips in CI).
 func needIdevicebackup2(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skipf("idevicebackup2 not installed: %v", err)
-	}
-	return p
+	return testenv.RequireTool(t, "idevicebackup2")
 }
 
 // recorder keeps the notifications the backup agent posts, in order, with times.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +17,7 @@ import (
 // locally and fail it under CI=true (DESIGN.md §8: no silent skips in CI).
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (CI=true): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return testenv.RequireTool(t, name)
 }
 
 // runTool runs a libimobiledevice tool against the simulator and returns its stdout.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"snapback/internal/failure"
+	"snapback/internal/testenv"
 	"sort"
 	"strings"
 	"sync"
@@ -459,14 +460,7 @@ func holdLock(t *testing.T, ctx context.Context) func() {
 
 func idevicebackup2(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skipf("idevicebackup2 not installed: %v", err)
-	}
-	return p
+	return testenv.RequireTool(t, "idevicebackup2")
 }
 
 // TestSameAsIdevicebackup2: Snapback's folder and idevicebackup2's folder from the same
