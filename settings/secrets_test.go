@@ -6,10 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 // Secret Service tests run the test binary again inside a private D-Bus session

@@ -4,13 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"strconv"
 	"strings"
 	"testing"
 
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse/browsetest"
+	"snapback/internal/testenv"
 )
 
 // TestPythonOracle is a differential check of the writing side: an encrypted backup made by

@@ -7,9 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"strings"
 	"testing"
+
+	"snapback/internal/testenv"
 )
 
 func runAutostart(t *testing.T, arg string) string {

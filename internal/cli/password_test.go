@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 	"strings"
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/settings"
 )
 

@@ -5,11 +5,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"snapback/internal/testenv"
 	"syscall"
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/tray"
 )
 

@@ -5,12 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/danielpaulus/go-ios/ios"
+
+	"snapback/internal/testenv"
 )
 
 // needTool returns the path of a libimobiledevice tool. Missing tools skip the test

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/failure"
-	"snapback/internal/testenv"
 	"sort"
 	"strings"
 	"sync"
@@ -22,7 +20,9 @@ import (
 	"snapback/internal/device"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/testenv"
 )
 
 // rig is a simulated iPhone behind a real usbmuxd socket; go-ios (inside internal/device)

@@ -7,16 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"snapback/internal/failure"
-	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 )
 
 // storeBackup runs one backup of the rig's device into the snapshot store and commits it.

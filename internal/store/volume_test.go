@@ -9,10 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/testenv"
 	"syscall"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 // mountTmpfs mounts a size-limited tmpfs on dir (root only). Under CI=true a failure fails

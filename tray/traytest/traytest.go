@@ -11,8 +11,9 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"snapback/internal/testenv"
 	"testing"
+
+	"snapback/internal/testenv"
 )
 
 // RunUnderSessionBus re-executes the named test of the current test binary inside a private
