@@ -62,11 +62,13 @@ type Event struct {
 	UDID string
 	Name string // device name, for notifications
 
-	Manual      bool     // RunQueued/RunStarted/RunFinished/RunFailed: a "Back Up Now" run
-	Progress    Progress // Progress, PasscodeRequested
-	Result      Result   // RunFinished, RunFailed
-	Err         string   // RunFailed, SettingsInvalid: the reason in words
-	OverdueDays int      // Overdue
+	Manual      bool       // RunQueued/RunStarted/RunFinished/RunFailed: a "Back Up Now" run
+	Progress    Progress   // Progress, PasscodeRequested
+	Result      Result     // RunFinished, RunFailed
+	Err         string     // RunFailed, SettingsInvalid: the reason in words (cause included, once)
+	Remedy      string     // RunFailed: what the user can do, once (never repeated in Err)
+	Run         *RunResult // RunFinished: transport, bytes, size, files, duration, snapshot, warnings
+	OverdueDays int        // Overdue
 	Approval    *Approval
 }
 

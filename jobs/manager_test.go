@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -143,7 +144,7 @@ func TestPasscodeEventsAndFailure(t *testing.T) {
 	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
 		progress(Progress{Phase: PhaseWaitingPasscode, Percent: -1})
 		<-asked
-		return RunResult{}, ErrPasscodeTimeout
+		return RunResult{}, failure.New(failure.DeviceLocked, nil)
 	}
 	sub := h.m.Bus().Subscribe(EventPasscodeRequested | EventPasscodeDismissed | EventRunFailed)
 	defer sub.Close()

@@ -99,8 +99,9 @@ func (c *Controller) ApproveDeletion(udid string) {
 		return
 	}
 	c.do("approve deletion", func(ctx context.Context) error {
-		eff := c.Settings().Effective(udid)
-		st, err := c.Stores.Open(ctx, eff.Location)
+		cfg := c.Settings()
+		eff := cfg.Effective(udid)
+		st, err := c.Stores.ForDevice(ctx, cfg, udid, "")
 		if err != nil {
 			return err
 		}
@@ -115,7 +116,7 @@ func (c *Controller) ApproveDeletion(udid string) {
 
 func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {
 	c.do(what, func(ctx context.Context) error {
-		st, err := c.Stores.Open(ctx, c.Settings().Effective(udid).Location)
+		st, err := c.Stores.ForDevice(ctx, c.Settings(), udid, "")
 		if err != nil {
 			return err
 		}

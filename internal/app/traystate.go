@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Backups is what the tray shows about a device's stored backups.
-type Backups struct {
+// DeviceBackups is what the tray shows about a device's stored backups.
+type DeviceBackups struct {
 	Latest    *store.Snapshot  // nil: none yet
 	Snapshots []store.Snapshot // earlier complete backups and archives, newest first
 	// DiskMissing: the location's disk is not connected.
@@ -18,7 +18,7 @@ type Backups struct {
 
 // TrayState maps the engine's status, the settings and the store's records onto the tray's
 // model. It is pure: everything it needs comes in as arguments.
-func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]Backups) tray.State {
+func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]DeviceBackups) tray.State {
 	out := tray.State{Now: now, Paused: st.Paused, SettingsProblem: st.SettingsError}
 	for _, d := range st.Devices {
 		eff := settings.Defaults()
@@ -67,8 +67,8 @@ func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups ma
 }
 
 // ReadBackups collects the store records the tray shows for one device.
-func ReadBackups(st *store.Store, udid string) Backups {
-	var b Backups
+func ReadBackups(st *store.Store, udid string) DeviceBackups {
+	var b DeviceBackups
 	all, err := st.List(udid)
 	if err != nil {
 		return b

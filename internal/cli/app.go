@@ -151,7 +151,7 @@ func (f *trayFeed) forward(ctx context.Context, states chan<- tray.State) {
 			sub.Close()
 		}
 	}()
-	backups := map[string]app.Backups{}
+	backups := map[string]app.DeviceBackups{}
 	var events <-chan jobs.Event
 	for {
 		reread := false
@@ -186,7 +186,7 @@ func (f *trayFeed) forward(ctx context.Context, states chan<- tray.State) {
 			for _, d := range st.Devices {
 				s, err := f.stores.Open(ctx, cfg.Effective(d.UDID).Location)
 				if err != nil {
-					backups[d.UDID] = app.Backups{DiskMissing: errors.Is(err, store.ErrDiskNotConnected)}
+					backups[d.UDID] = app.DeviceBackups{DiskMissing: errors.Is(err, store.ErrDiskNotConnected)}
 					continue
 				}
 				backups[d.UDID] = app.ReadBackups(s, d.UDID)
