@@ -131,8 +131,8 @@ func (e *AlreadyRunningError) Error() string {
 	return fmt.Sprintf("another snapback daemon or tray is already running for this user (lock %s)", e.Lock)
 }
 
-// Is classifies it: the app is busy.
-func (e *AlreadyRunningError) Is(target error) bool { return target == failure.DeviceBusy }
+// ExitCode is the busy code: another instance holds what this one needs.
+func (e *AlreadyRunningError) ExitCode() int { return failure.ExitBusy }
 
 // Run runs the app until ctx ends (or Quit): it takes the single-instance lock, loads and
 // watches the settings, opens the run state and runs the job manager with its consumers.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/app"
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
@@ -22,7 +23,6 @@ import (
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/notify/notifytest"
-	"snapback/settings"
 )
 
 // TestEngineBacksUpSimulatedIPhoneByItself runs the real engine (schedule, runner, store,
@@ -42,8 +42,7 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	done := make(chan error, 1)
 	log := &syncBuffer{}
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{notifier: rec,
-			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	var m *jobs.Manager
 	select {
@@ -216,7 +215,7 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	done := make(chan error, 1)
 	ectx, ecancel := context.WithCancel(ctx)
 	go func() {
-		done <- runEngine(ectx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(&syncBuffer{}), Ready: func(m *jobs.Manager) { ready <- m }}).Run(ectx)
 	}()
 	m := <-ready
 	deadline := time.Now().Add(20 * time.Second)
@@ -246,7 +245,6 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	sim := startSim(t)
 	const password = "correct horse battery staple"
 	secrets := settingstest.NewSecrets(nil)
-	withSecrets(t, secrets)
 	var udids []string
 	var agents []*backupsim.Device
 	for i := range 2 {
@@ -261,7 +259,7 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Secrets: secrets, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	m := <-ready
 	deadline := time.Now().Add(60 * time.Second)

@@ -16,7 +16,6 @@ import (
 	"snapback/internal/app"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
-	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/settings"
@@ -134,12 +133,9 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
-	stores := &app.Stores{Now: time.Now, Logger: log}
-	var current func() *settings.Settings
-	go func() {
-		done <- runEngine(ctx, log, engineHooks{notifier: p, stores: stores,
-			ready: func(m *jobs.Manager, cur func() *settings.Settings) { current = cur; ready <- m }})
-	}()
+	a := app.New(app.Config{Logger: log, Notifier: p, Tray: o.tray, LogPath: logPath,
+		Ready: func(m *jobs.Manager) { ready <- m }})
+	go func() { done <- a.Run(ctx) }()
 	var m *jobs.Manager
 	select {
 	case m = <-ready:
@@ -157,17 +153,10 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 			agent.Mutate(5)
 			p.say("The iPhone changed (5%% of its files); choose Back Up Now in the menu to make a second snapshot.")
 		}()
-		err := runTray(ctx, func(ctx context.Context) (tray.Controller, <-chan tray.State, error) {
-			ctl, feed := newTrayView(ctx, log, stores, cfgPath, logPath, cancel)
-			ctl.SetManager(m)
-			feed.start(m, current)
-			states := make(chan tray.State)
-			go func() {
-				defer close(states)
-				feed.forward(ctx, states)
-				ctl.Wait()
-			}()
-			return ctl, states, nil
+		err := runTray(ctx, func(tctx context.Context) (tray.Controller, <-chan tray.State, error) {
+			// The tray's end (signal, Quit) ends the app, which then closes the states.
+			context.AfterFunc(tctx, a.Quit)
+			return a.Controller(), a.States(), nil
 		})
 		cancel()
 		<-done
@@ -193,11 +182,11 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	case reason := <-p.failed:
 		return fmt.Errorf("demo: the backup failed: %s", reason)
 	}
-	loc, _ := store.DefaultLocation()
-	st, err := store.Open(ctx, loc, store.Options{})
+	st, err := a.Stores().ForDevice(ctx, nil, id.UDID, "")
 	if err != nil {
 		return err
 	}
+	loc := st.Location()
 	snaps, err := st.List(id.UDID)
 	if err != nil {
 		return err
