@@ -79,12 +79,11 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	} else {
 		sum, err = backupToStore(ctx, f, view)
 	}
-	if bv, ok := view.(*barView); ok && err == nil {
-		// The summary goes to stdout; the status line on stderr is erased first.
-		bv.clear()
-		view = &lineView{w: stdout}
-	}
+	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
 	view.result(sum, err)
+	if err == nil && !f.asJSON {
+		printResult(stdout, sum)
+	}
 	return err
 }
 

@@ -15,7 +15,7 @@ import (
 	"snapback/internal/mobilebackup2"
 )
 
-// progressView shows a run's events; result shows its end (nil error: success).
+// progressView shows a run's events; result ends the view (nil error: success).
 type progressView interface {
 	event(mobilebackup2.Event)
 	result(runSummary, error)
@@ -168,12 +168,8 @@ func (v *barView) clear() {
 	}
 }
 
-func (v *barView) result(s runSummary, err error) {
-	v.clear()
-	if err == nil {
-		printResult(v.w, s)
-	}
-}
+// result erases the status line; the summary is the caller's.
+func (v *barView) result(runSummary, error) { v.clear() }
 
 // --- not a terminal: plain lines on phase changes and every 10 % ---
 
@@ -202,12 +198,7 @@ func (v *lineView) event(ev mobilebackup2.Event) {
 	}
 }
 
-// result prints the summary of a success; a failure is printed once, by Main.
-func (v *lineView) result(s runSummary, err error) {
-	if err == nil {
-		printResult(v.w, s)
-	}
-}
+func (v *lineView) result(runSummary, error) {}
 
 // printResult says what was backed up; its last line names the backup folder (and, in the
 // store, the snapshot ID) so that scripts and people find the backup.

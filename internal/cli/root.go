@@ -5,6 +5,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"snapback/internal/failure"
@@ -55,8 +56,18 @@ func newRootCmd(version string) *cobra.Command {
 // Main runs the command line with os.Args and returns the process exit status. A failure
 // is printed once, with its remedy once, and mapped to its class's exit code.
 func Main(version string) int {
-	if err := newRootCmd(version).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "snapback:", failure.Text(err))
+	return execute(version, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+// execute is Main on explicit arguments and streams.
+func execute(version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd(version)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "snapback:", failure.Text(err))
 		return exitCode(err)
 	}
 	return 0
