@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
@@ -111,10 +113,51 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	if msgs[0].Kind != notify.PasscodeRequested {
 		t.Fatalf("first notification is %v, want the passcode prompt", msgs[0].Kind)
 	}
+	// The completion says what was transferred and how big the backup is, each labelled:
+	// the incremental run sent far less than the backup's size.
+	var completions []notify.Message
+	for _, m := range msgs {
+		if m.Kind == notify.Completed {
+			completions = append(completions, m)
+		}
+	}
+	for i, m := range completions {
+		sent, size := completionFigures(t, m.Body)
+		want := notify.Done(notify.Device{}, notify.Run{Size: snaps[i].TotalSize}).Body
+		if !strings.HasSuffix(want, strings.SplitN(m.Body, "Backup size: ", 2)[1]) {
+			t.Errorf("completion %d: %q; want the size of snapshot %s (%q)", i+1, m.Body, snaps[i].ID, want)
+		}
+		if i == 1 && !(sent < size/2) {
+			t.Errorf("incremental completion %q: transferred %.0f is not well below the backup size %.0f", m.Body, sent, size)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil && ctx.Err() == nil {
 		t.Fatal(err)
 	}
+}
+
+// completionFigures reads "Transferred X … Backup size: Y." from a completion message.
+func completionFigures(t *testing.T, body string) (sent, size float64) {
+	t.Helper()
+	parse := func(s string) float64 {
+		var v float64
+		var unit string
+		if _, err := fmt.Sscanf(s, "%g %s", &v, &unit); err != nil {
+			t.Fatalf("figure %q in %q: %v", s, body, err)
+		}
+		mult := map[string]float64{"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[strings.TrimRight(unit, ".,")]
+		if mult == 0 {
+			t.Fatalf("unit %q in %q", unit, body)
+		}
+		return v * mult
+	}
+	a, ok1 := strings.CutPrefix(body, "Transferred ")
+	_, b, ok2 := strings.Cut(body, "Backup size: ")
+	if !ok1 || !ok2 {
+		t.Fatalf("completion %q does not label what was transferred and the backup size", body)
+	}
+	return parse(a), parse(b)
 }
 
 // hashTree hashes every file's relative path and bytes below dir.
@@ -438,4 +481,64 @@ func writeConfig(t *testing.T, dir, yaml string) {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPasscodeTimeoutNotifiedOnce: the device refuses the backup because the passcode was
+// not entered (device error 208). The failure notification states the cause once, "208" at
+// most once and the remedy once (it went through engine, runner, jobs and the notification
+// text, each of which used to add its own wording).
+func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
+	dir := cfgTestEnv(t)
+	writeConfig(t, dir, "schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\n")
+	sim := startSim(t)
+	id, _ := addDevice(t, sim, 9, "18.1", 80, backupsim.Options{Files: 10, TotalSize: 1 << 18, Seed: 4, FailCode: 208})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec := &notifytest.Recorder{}
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() {
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
+	}()
+	m := <-ready
+	sub := m.Bus().Subscribe(jobs.EventRunFailed)
+	defer sub.Close()
+	var ev jobs.Event
+	if d, ok := sub.Initial.Device(id.UDID); ok && d.LastResult == jobs.ResultPasscodeTimeout {
+		ev.Result = d.LastResult
+	} else {
+		select {
+		case ev = <-sub.C:
+		case <-ctx.Done():
+			t.Fatalf("no failure reported\n%s", log.String())
+		}
+	}
+	if ev.Result != jobs.ResultPasscodeTimeout {
+		t.Fatalf("result %v (%s); want the passcode timeout", ev.Result, ev.Err)
+	}
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for body == "" {
+		for _, msg := range rec.Messages() {
+			if msg.Kind == notify.Failed {
+				body = msg.Body
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure notification: %+v", rec.Messages())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lower := strings.ToLower(body)
+	if strings.Count(body, "208") > 1 || strings.Count(lower, strings.ToLower(failure.DeviceLocked.Remedy())) != 1 ||
+		strings.Count(lower, failure.DeviceLocked.Message()) != 1 {
+		t.Fatalf("failure notification repeats itself: %q", body)
+	}
+	d, _ := m.Status().Device(id.UDID)
+	if strings.Count(d.LastError, "208") > 1 || strings.Count(strings.ToLower(d.LastError), strings.ToLower(failure.DeviceLocked.Remedy())) != 1 {
+		t.Fatalf("status LastError repeats itself: %q", d.LastError)
+	}
+	cancel()
+	<-done
 }
