@@ -26,6 +26,8 @@ type Runner struct {
 type Stores struct {
 	Now    func() time.Time
 	Logger *slog.Logger
+	// NoCreate: never create the OS default location (commands that only read).
+	NoCreate bool
 
 	mu   sync.Mutex
 	open map[string]*store.Store
@@ -69,7 +71,7 @@ func (s *Stores) Open(ctx context.Context, location string) (*store.Store, error
 	}
 	// The OS data folder may be created; a user-chosen folder must exist (its disk may be
 	// missing, and an empty mount point must never be filled).
-	create := filepath.Clean(location) == filepath.Clean(def)
+	create := !s.NoCreate && filepath.Clean(location) == filepath.Clean(def)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.open[location]; ok {
@@ -152,8 +154,12 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	}, nil
 }
 
-// Policy turns the snapshot settings into the store's retention policy.
+// Policy turns the snapshot settings into the store's retention policy. Snapshots or
+// automatic deletion turned off give the empty policy, which deletes nothing.
 func Policy(s settings.Snapshots) store.Policy {
+	if !s.Enabled || !s.AutoDelete {
+		return store.Policy{}
+	}
 	return store.Policy{
 		MaxExtraPercent: s.MaxExtraPercent,
 		MinAge:          s.MinAge,

@@ -215,3 +215,32 @@ func TestBackupCommandAppliesEncryptionSetting(t *testing.T) {
 		t.Fatalf("encryption: on ignored by snapback backup: IsEncrypted=%v, device encrypting %v, %v", mf.IsEncrypted, agent.WillEncrypt(), err)
 	}
 }
+
+// Every command finds a device's store the same way: the location in the settings, or
+// --location; --udid in any letter case. `--dir` is never a store location.
+func TestCommandsFindTheStoreFromSettings(t *testing.T) {
+	dir := cfgTestEnv(t)
+	loc := filepath.Join(dir, "elsewhere")
+	os.Mkdir(loc, 0o755)
+	writeConfig(t, dir, "location: "+loc+"\n")
+	sim := startSim(t)
+	id, _ := addDevice(t, sim, 12, "17.5.1", 90, backupsim.Options{Files: 20, TotalSize: 1 << 19, Seed: 14})
+	if _, stderr, code := cliRun(t, "backup"); code != 0 {
+		t.Fatalf("backup: %d %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(loc, id.UDID, "Status.plist")); err != nil {
+		t.Fatalf("the backup ignored the location in the settings: %v", err)
+	}
+	for _, args := range [][]string{
+		{"snapshots", "verify", "--udid", strings.ToLower(id.UDID)},
+		{"snapshots", "verify", "--location", loc},
+		{"prune", "--dry-run", "--udid", strings.ToLower(id.UDID)},
+	} {
+		if stdout, stderr, code := cliRun(t, args...); code != 0 {
+			t.Fatalf("snapback %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := cliRun(t, "snapshots", "--dir", loc); code == 0 || !strings.Contains(stderr, "unknown flag: --dir") {
+		t.Fatalf("snapshots --dir (a store location) was accepted: exit %d %s", code, stderr)
+	}
+}

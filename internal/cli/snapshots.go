@@ -8,11 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/settings"
 )
@@ -20,57 +23,65 @@ import (
 // storeFlags are the flags every snapshot command shares.
 type storeFlags struct {
 	udid string
-	dir  string
+	dir  string // the store location (--location); "" = the device's location in the settings
 }
 
 func (f *storeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.udid, "udid", "", "device UDID (default: the only device at the location)")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "backup location (default: from settings)")
+	cmd.Flags().StringVar(&f.udid, "udid", "", "device `UDID` (default: the only device at the location)")
+	cmd.Flags().StringVar(&f.dir, "location", "", "snapshot store `LOCATION` (default: the device's location in the settings)")
 }
 
 // deviceSettings returns the effective settings of udid; a missing settings file means the
 // built-in defaults.
 func deviceSettings(udid string) (settings.DeviceSettings, error) {
-	path, err := settings.ConfigPath()
-	if err != nil {
-		return settings.DeviceSettings{}, err
-	}
-	s, err := settings.Load(path)
+	s, err := loadSettings()
 	if err != nil {
 		return settings.DeviceSettings{}, err
 	}
 	return s.Effective(udid), nil
 }
 
-// open opens the store named by the flags (or the settings) and picks the device.
-// needDevice makes a missing --udid an error unless exactly one device has backups there.
+// open opens the device's store the one settings-aware way (app.Stores.ForDevice: --location,
+// else the device's location in the settings) and picks the device, matching --udid in any
+// letter case. needDevice makes a missing --udid an error unless exactly one device has
+// backups there.
 func (f *storeFlags) open(ctx context.Context, needDevice bool) (*store.Store, string, error) {
-	dir := f.dir
-	if dir == "" {
-		ds, err := deviceSettings(f.udid)
-		if err != nil {
-			return nil, "", err
-		}
-		dir = ds.Location
-	}
-	s, err := store.Open(ctx, dir, store.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	cfg, err := loadSettings()
 	if err != nil {
 		return nil, "", err
 	}
-	if f.udid != "" || !needDevice {
-		return s, f.udid, nil
+	stores := &app.Stores{Now: time.Now, NoCreate: true,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	s, err := stores.ForDevice(ctx, cfg, f.udid, f.dir)
+	if err != nil {
+		return nil, "", err
 	}
 	devs, err := s.Devices()
 	if err != nil {
 		return nil, "", err
 	}
+	if f.udid != "" {
+		for _, d := range devs {
+			if strings.EqualFold(d, f.udid) {
+				return s, d, nil
+			}
+		}
+		if needDevice {
+			return nil, "", failure.Newf(failure.NoBackup, "no backups of %s at %s", f.udid, s.Location())
+		}
+		return s, f.udid, nil
+	}
+	if !needDevice {
+		return s, "", nil
+	}
 	switch len(devs) {
 	case 1:
 		return s, devs[0], nil
 	case 0:
-		return nil, "", fmt.Errorf("no backups at %s", s.Location())
+		return nil, "", failure.Newf(failure.NoBackup, "no backups at %s", s.Location())
 	}
-	return nil, "", fmt.Errorf("%d devices have backups at %s; choose one with --udid", len(devs), s.Location())
+	return nil, "", &failure.Error{Class: failure.Usage, Detail: fmt.Sprintf("%d devices have backups at %s", len(devs), s.Location()),
+		Fix: "choose one with --udid (snapback snapshots lists them)"}
 }
 
 func newSnapshotsCmd() *cobra.Command {
