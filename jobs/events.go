@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -161,5 +162,23 @@ func (s *Subscription) Close() {
 	if _, ok := s.bus.subs[s]; ok {
 		delete(s.bus.subs, s)
 		close(s.ch)
+	}
+}
+
+// Follow subscribes to the event types in mask and calls fn with each event, in order, until
+// ctx ends or the bus closes the subscription. It blocks; the subscription is its own.
+func (b *Bus) Follow(ctx context.Context, mask EventType, fn func(Event)) {
+	sub := b.Subscribe(mask)
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			fn(e)
+		}
 	}
 }

@@ -289,45 +289,35 @@ func (a *App) Run(ctx context.Context) (err error) {
 // logEvents writes the interesting events to the log: for a headless daemon the log is the
 // notification channel.
 func logEvents(ctx context.Context, bus *jobs.Bus, log *slog.Logger) {
-	sub := bus.Subscribe(jobs.AllEvents &^ jobs.EventProgress)
-	defer sub.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			attrs := []any{"event", e.Type.String()}
-			if e.UDID != "" {
-				attrs = append(attrs, "udid", e.UDID, "name", e.Name)
-			}
-			switch e.Type {
-			case jobs.EventRunFailed:
-				log.Warn("backup failed", append(attrs, "result", e.Result.String(), "err", e.Err, "remedy", e.Remedy)...)
-			case jobs.EventRunFinished:
-				if r := e.Run; r != nil {
-					attrs = append(attrs, "snapshot", r.Snapshot, "dir", r.Dir, "transport", r.Transport, "sent", r.Bytes,
-						"size", r.Size, "files", r.Files, "took", r.Duration.Round(time.Millisecond))
-					for _, w := range r.Warnings {
-						log.Warn("backup warning", "udid", e.UDID, "warning", w)
-					}
-				}
-				log.Info("event", attrs...)
-			case jobs.EventPasscodeRequested:
-				log.Warn("enter the passcode on the device to let the backup run", attrs...)
-			case jobs.EventOverdue:
-				log.Warn("backup overdue", append(attrs, "days", e.OverdueDays)...)
-			case jobs.EventApprovalNeeded:
-				log.Warn("approval needed", append(attrs, "what", e.Approval.Summary)...)
-			case jobs.EventSettingsInvalid:
-				// already logged by the watcher
-			default:
-				log.Info("event", attrs...)
-			}
+	bus.Follow(ctx, jobs.AllEvents&^jobs.EventProgress, func(e jobs.Event) {
+		attrs := []any{"event", e.Type.String()}
+		if e.UDID != "" {
+			attrs = append(attrs, "udid", e.UDID, "name", e.Name)
 		}
-	}
+		switch e.Type {
+		case jobs.EventRunFailed:
+			log.Warn("backup failed", append(attrs, "result", e.Result.String(), "err", e.Err, "remedy", e.Remedy)...)
+		case jobs.EventRunFinished:
+			if r := e.Run; r != nil {
+				attrs = append(attrs, "snapshot", r.Snapshot, "dir", r.Dir, "transport", r.Transport, "sent", r.Bytes,
+					"size", r.Size, "files", r.Files, "took", r.Duration.Round(time.Millisecond))
+				for _, w := range r.Warnings {
+					log.Warn("backup warning", "udid", e.UDID, "warning", w)
+				}
+			}
+			log.Info("event", attrs...)
+		case jobs.EventPasscodeRequested:
+			log.Warn("enter the passcode on the device to let the backup run", attrs...)
+		case jobs.EventOverdue:
+			log.Warn("backup overdue", append(attrs, "days", e.OverdueDays)...)
+		case jobs.EventApprovalNeeded:
+			log.Warn("approval needed", append(attrs, "what", e.Approval.Summary)...)
+		case jobs.EventSettingsInvalid:
+			// already logged by the watcher
+		default:
+			log.Info("event", attrs...)
+		}
+	})
 }
 
 // trayFeed turns engine events into tray states: it recomputes the state on every event

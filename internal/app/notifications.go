@@ -29,23 +29,13 @@ type Notifications struct {
 
 // Run forwards events until ctx ends. It owns its subscription.
 func (n *Notifications) Run(ctx context.Context) {
-	sub := n.Bus.Subscribe(eventMask)
-	defer sub.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			if msg, ok := n.message(ev); ok {
-				if err := n.Notifier.Notify(msg); err != nil && n.Logger != nil {
-					n.Logger.Warn("notification not shown", "kind", msg.Kind, "err", err)
-				}
+	n.Bus.Follow(ctx, eventMask, func(ev jobs.Event) {
+		if msg, ok := n.message(ev); ok {
+			if err := n.Notifier.Notify(msg); err != nil && n.Logger != nil {
+				n.Logger.Warn("notification not shown", "kind", msg.Kind, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // message decides whether and what to notify for one event. Pure apart from the settings

@@ -163,24 +163,16 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 
-	select {
-	case <-p.finished:
-	case err := <-done:
+	if err := p.waitRun(done); err != nil {
 		return err
-	case reason := <-p.failed:
-		return fmt.Errorf("demo: the backup failed: %s", reason)
 	}
 	s := agent.Mutate(5)
 	p.say("The iPhone changed: %d files added, %d modified, %d deleted. Backing up again by hand (Back Up Now)…", s.Added, s.Modified, s.Deleted)
 	if err := m.BackUpNow(ctx, id.UDID); err != nil {
 		return err
 	}
-	select {
-	case <-p.finished:
-	case err := <-done:
+	if err := p.waitRun(done); err != nil {
 		return err
-	case reason := <-p.failed:
-		return fmt.Errorf("demo: the backup failed: %s", reason)
 	}
 	st, err := a.Stores().ForDevice(ctx, nil, id.UDID, "")
 	if err != nil {
@@ -223,6 +215,18 @@ func waitBackups(ctx context.Context, agent *backupsim.Device, n int64) <-chan s
 	return ch
 }
 
+// waitRun waits for the current backup to commit; a failure or the app's end stops the demo.
+func (p *demoPrinter) waitRun(done <-chan error) error {
+	select {
+	case <-p.finished:
+		return nil
+	case err := <-done:
+		return err
+	case reason := <-p.failed:
+		return fmt.Errorf("demo: the backup failed: %s", reason)
+	}
+}
+
 // demoPrinter narrates the demo on the terminal and stands in for desktop notifications.
 type demoPrinter struct {
 	out   io.Writer
@@ -244,49 +248,42 @@ func (p *demoPrinter) Notify(m notify.Message) error {
 }
 
 func (p *demoPrinter) follow(ctx context.Context, bus *jobs.Bus) {
-	sub := bus.Subscribe(jobs.AllEvents)
-	defer sub.Close()
 	lastPct := -10.0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-sub.C:
-			if !ok {
-				return
+	bus.Follow(ctx, jobs.AllEvents, func(e jobs.Event) {
+		switch e.Type {
+		case jobs.EventDeviceAttached:
+			p.say("%s attached over USB", e.Name)
+		case jobs.EventRunStarted:
+			how := "automatic (due today, in its window)"
+			if e.Manual {
+				how = "manual"
 			}
-			switch e.Type {
-			case jobs.EventDeviceAttached:
-				p.say("%s attached over USB", e.Name)
-			case jobs.EventRunStarted:
-				how := "automatic (due today, in its window)"
-				if e.Manual {
-					how = "manual"
-				}
-				p.say("Backup of %s started: %s", e.Name, how)
-				lastPct = -10
-			case jobs.EventProgress:
-				if e.Progress.Phase == jobs.PhaseTransferring && e.Progress.Percent >= lastPct+25 {
-					lastPct = e.Progress.Percent
-					p.say("  %3.0f%%  %s, %d files", e.Progress.Percent, humanBytes(e.Progress.Bytes), e.Progress.Files)
-				}
-			case jobs.EventPasscodeDismissed:
-				p.say("Passcode entered on the device; the backup runs")
-			case jobs.EventRunFinished:
-				p.say("Backup of %s committed as a snapshot", e.Name)
+			p.say("Backup of %s started: %s", e.Name, how)
+			lastPct = -10
+		case jobs.EventProgress:
+			if e.Progress.Phase == jobs.PhaseTransferring && e.Progress.Percent >= lastPct+25 {
+				lastPct = e.Progress.Percent
+				p.say("  %3.0f%%  %s, %d files", e.Progress.Percent, humanBytes(e.Progress.Bytes), e.Progress.Files)
+			}
+		case jobs.EventPasscodeDismissed:
+			p.say("Passcode entered on the device; the backup runs")
+		case jobs.EventRunFinished:
+			if r := e.Run; r != nil {
+				p.say("Backup of %s committed as snapshot %s: %s transferred, backup size %s, %s", e.Name, r.Snapshot,
+					humanBytes(r.Bytes), humanBytes(r.Size), r.Dir)
+			}
+			select {
+			case p.finished <- struct{}{}:
+			default:
+			}
+		case jobs.EventRunFailed:
+			p.say("Backup of %s failed: %s", e.Name, e.Err)
+			if p.failed != nil {
 				select {
-				case p.finished <- struct{}{}:
+				case p.failed <- e.Err:
 				default:
-				}
-			case jobs.EventRunFailed:
-				p.say("Backup of %s failed: %s", e.Name, e.Err)
-				if p.failed != nil {
-					select {
-					case p.failed <- e.Err:
-					default:
-					}
 				}
 			}
 		}
-	}
+	})
 }
