@@ -240,7 +240,7 @@ func TestCommandsFindTheStoreFromSettings(t *testing.T) {
 			t.Fatalf("snapback %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
 		}
 	}
-	if _, stderr, code := cliRun(t, "snapshots", "--dir", loc); code == 0 || !strings.Contains(stderr, "unknown flag: --dir") {
+	if _, stderr, code := cliRun(t, "snapshots", "--dir", loc); code != failure.ExitUsage || !strings.Contains(stderr, "--location "+loc) {
 		t.Fatalf("snapshots --dir (a store location) was accepted: exit %d %s", code, stderr)
 	}
 }

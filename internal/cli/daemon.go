@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -35,9 +34,4 @@ func newDaemonCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&debug, "debug", false, "log debug details")
 	return cmd
-}
-
-// slogTo is the daemon's log format on w.
-func slogTo(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

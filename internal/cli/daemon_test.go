@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"snapback/internal/app"
@@ -17,6 +19,11 @@ import (
 	"snapback/jobs"
 	"snapback/settings"
 )
+
+// slogTo is the daemon's log format on w.
+func slogTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
 
 // syncBuffer is a log sink safe for the daemon's goroutines.
 type syncBuffer struct {
