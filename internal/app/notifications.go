@@ -90,11 +90,5 @@ func (n *Notifications) message(ev jobs.Event) (notify.Message, bool) {
 }
 
 func notifyTransport(t settings.Transport) notify.Transport {
-	switch t {
-	case settings.TransportUSB:
-		return notify.USB
-	case settings.TransportWiFi:
-		return notify.WiFi
-	}
-	return notify.TransportUnknown
+	return viewTransport(t, notify.USB, notify.WiFi, notify.TransportUnknown)
 }

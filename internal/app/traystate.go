@@ -85,30 +85,30 @@ func ReadBackups(st *store.Store, udid string) DeviceBackups {
 	return b
 }
 
+// trayStatuses maps the manager's device states onto the tray's (anything else: Idle).
+var trayStatuses = map[jobs.DeviceState]tray.DeviceStatus{
+	jobs.StateQueued: tray.Queued, jobs.StateWaitingPasscode: tray.WaitingPasscode, jobs.StateBackingUp: tray.BackingUp,
+	jobs.StateCommitting: tray.Committing, jobs.StateFailed: tray.Failed, jobs.StatePaused: tray.Paused,
+}
+
 func trayStatus(s jobs.DeviceState) tray.DeviceStatus {
-	switch s {
-	case jobs.StateQueued:
-		return tray.Queued
-	case jobs.StateWaitingPasscode:
-		return tray.WaitingPasscode
-	case jobs.StateBackingUp:
-		return tray.BackingUp
-	case jobs.StateCommitting:
-		return tray.Committing
-	case jobs.StateFailed:
-		return tray.Failed
-	case jobs.StatePaused:
-		return tray.Paused
+	if t, ok := trayStatuses[s]; ok {
+		return t
 	}
 	return tray.Idle
 }
 
 func trayTransport(t settings.Transport) tray.Transport {
+	return viewTransport(t, tray.USB, tray.WiFi, tray.TransportUnknown)
+}
+
+// viewTransport maps the settings' transport onto a view's own enum.
+func viewTransport[T any](t settings.Transport, usb, wifi, unknown T) T {
 	switch t {
 	case settings.TransportUSB:
-		return tray.USB
+		return usb
 	case settings.TransportWiFi:
-		return tray.WiFi
+		return wifi
 	}
-	return tray.TransportUnknown
+	return unknown
 }

@@ -198,17 +198,24 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
-func newSnapshotsDeleteCmd() *cobra.Command {
+// deviceStoreCmd is a subcommand that acts on one device's snapshots: it opens the store the
+// one settings-aware way (storeFlags) and picks the device before run.
+func deviceStoreCmd(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, s *store.Store, udid string, args []string) error) *cobra.Command {
 	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "delete ID...",
-		Short: "Delete snapshots (never the latest backup; unpin pinned ones first)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	cmd := &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+		s, udid, err := f.open(cmd.Context(), true)
+		if err != nil {
+			return err
+		}
+		return run(cmd, s, udid, args)
+	}}
+	f.register(cmd)
+	return cmd
+}
+
+func newSnapshotsDeleteCmd() *cobra.Command {
+	return deviceStoreCmd("delete ID...", "Delete snapshots (never the latest backup; unpin pinned ones first)", cobra.MinimumNArgs(1),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			for _, id := range args {
 				// Resolve first so that a typo is an error, not an idempotent no-op, and
 				// "latest" is refused as the latest rather than as an unknown name.
@@ -225,23 +232,12 @@ func newSnapshotsDeleteCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", sn.ID)
 			}
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsArchiveCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "archive [ID]",
-		Short: "Keep a snapshot (default: the latest backup) as a pinned archive <UDID>-YYYYMMDD-HHMMSS",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("archive [ID]", "Keep a snapshot (default: the latest backup) as a pinned archive <UDID>-YYYYMMDD-HHMMSS", cobra.MaximumNArgs(1),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			id := "latest"
 			if len(args) == 1 {
 				id = args[0]
@@ -252,45 +248,24 @@ func newSnapshotsArchiveCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "archived %s to %s\n", a.Source, a.Path)
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsExportCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "export ID DEST",
-		Short: "Copy a snapshot to DEST/<UDID>/ as a standalone Apple backup folder",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("export ID DEST", "Copy a snapshot to DEST/<UDID>/ as a standalone Apple backup folder", cobra.ExactArgs(2),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			out, err := s.Export(cmd.Context(), udid, args[0], args[1])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s\n", args[0], out)
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsVerifyCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "verify [ID...]",
-		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("verify [ID...]", "Re-check snapshots (default: all): plists, Manifest.db and every blob", cobra.ArbitraryArgs,
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			if len(args) == 0 {
 				l, err := s.List(udid)
 				if err != nil {
@@ -311,36 +286,21 @@ func newSnapshotsVerifyCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "ok     %s (%s)\n", id, time.Since(start).Round(time.Millisecond))
 			}
 			if len(failed) > 0 {
-				return fmt.Errorf("%d of %d snapshots failed verification: %w", len(failed), len(args), errors.Join(failed...))
+				return failure.New(failure.Damaged, fmt.Errorf("%d of %d snapshots failed verification: %w", len(failed), len(args), errors.Join(failed...)))
 			}
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsPinCmd(pin bool) *cobra.Command {
-	var f storeFlags
 	use, short := "pin ID", "Protect a snapshot from automatic deletion"
 	if !pin {
 		use, short = "unpin ID", "Let retention delete a snapshot or archive again"
 	}
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			if pin {
-				return s.Pin(udid, args[0])
-			}
-			return s.Unpin(udid, args[0])
-		},
-	}
-	f.register(cmd)
-	return cmd
+	return deviceStoreCmd(use, short, cobra.ExactArgs(1), func(_ *cobra.Command, s *store.Store, udid string, args []string) error {
+		if pin {
+			return s.Pin(udid, args[0])
+		}
+		return s.Unpin(udid, args[0])
+	})
 }
