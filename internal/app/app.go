@@ -149,6 +149,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		views.Go(func() { a.feed.forward(ctx, a.states) })
 		defer func() {
 			cancel()
+			a.stopCtl() // commands still running end with the app
 			a.ctl.Wait()
 			views.Wait()
 			close(a.states)

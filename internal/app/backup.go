@@ -51,24 +51,22 @@ type BackupRequest struct {
 // Outcome is what a committed backup run reports: everything a view shows about it, so
 // nobody re-derives it from the store afterwards.
 type Outcome struct {
-	UDID       string
-	Device     device.Info
-	Transport  settings.Transport
-	Location   string // the store location
-	Dir        string // <location>/<UDID>: the committed latest backup (holds Status.plist)
-	Snapshot   string // ID of the committed snapshot record
-	Full       bool
-	Bytes      int64 // bytes the device sent in this run
-	Files      int64 // files the device sent in this run
-	Size       int64 // size of the committed backup (each inode once)
-	Committed  time.Time
-	Started    time.Time
-	Finished   time.Time
-	Encrypted  bool
-	Approval   *jobs.Approval // retention wants to delete snapshots and must ask first
-	Warnings   []string       // things that went wrong after the commit (retention)
-	Settings   settings.DeviceSettings
-	FilesTotal int // regular files in the committed backup
+	UDID      string
+	Device    device.Info
+	Transport settings.Transport
+	Location  string // the store location
+	Dir       string // <location>/<UDID>: the committed latest backup (holds Status.plist)
+	Snapshot  string // ID of the committed snapshot record
+	Full      bool
+	Bytes     int64 // bytes the device sent in this run
+	Files     int64 // files the device sent in this run
+	Size      int64 // size of the committed backup (each inode once)
+	Committed time.Time
+	Started   time.Time
+	Finished  time.Time
+	Encrypted bool
+	Approval  *jobs.Approval // retention wants to delete snapshots and must ask first
+	Warnings  []string       // things that went wrong after the commit (retention)
 }
 
 // Duration is how long the run took.
@@ -112,7 +110,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	}
 	udid := entry.UDID // the device's own spelling: folders and records use it
 	eff := b.settings().Effective(udid)
-	out := Outcome{UDID: udid, Settings: eff, Transport: settingsTransport(entry.Transport)}
+	out := Outcome{UDID: udid, Transport: settingsTransport(entry.Transport)}
 	st, err := b.Stores.ForDevice(ctx, b.settings(), udid, req.Location)
 	if err != nil {
 		return out, err
@@ -137,10 +135,11 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	// The settings' encryption (on/off) is applied before the backup, with the password from
 	// the keychain (the device asks for its passcode for that too).
 	if want := eff.Encryption; want == settings.EncryptionOn || want == settings.EncryptionOff {
-		if b.Secrets == nil {
-			return out, &failure.Error{Class: failure.Keychain, Detail: fmt.Sprintf("the settings ask for backup encryption %s on %s", want, udid)}
+		secrets := b.Secrets
+		if secrets == nil {
+			secrets = noKeychain{}
 		}
-		if err := EnsureEncryption(ctx, udid, want, b.Secrets, events); err != nil {
+		if err := EnsureEncryption(ctx, udid, want, secrets, events); err != nil {
 			return out, err
 		}
 	}
@@ -165,7 +164,6 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	committed = true
 	out.Finished = now()
 	out.Snapshot, out.Committed, out.Size, out.Encrypted = snap.ID, snap.Time, snap.TotalSize, snap.Encrypted
-	out.FilesTotal = snap.FileCount
 	out.Dir = st.LatestDir(udid)
 	b.Stores.committed(st, udid, snap)
 
@@ -246,3 +244,15 @@ func storeFailure(err error) error {
 	}
 	return failure.FromOS(err)
 }
+
+// noKeychain stands in when no keychain was given: a device already in the wanted
+// encryption state needs none; a change fails with the keychain's remedy.
+type noKeychain struct{}
+
+func (noKeychain) Get(context.Context, string) (string, error) {
+	return "", failure.Newf(failure.Keychain, "no keychain to read the backup password from")
+}
+func (noKeychain) Set(context.Context, string, string) error {
+	return failure.Newf(failure.Keychain, "no keychain to store the backup password in")
+}
+func (noKeychain) Delete(context.Context, string) error { return nil }
