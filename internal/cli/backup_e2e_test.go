@@ -22,7 +22,12 @@ import (
 func cliRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = execute("test", args, strings.NewReader(""), &out, &errOut)
+	root := newRootCmd("test")
+	root.SetArgs(args)
+	root.SetIn(strings.NewReader(""))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	code = execute(root, &errOut)
 	return out.String(), errOut.String(), code
 }
 

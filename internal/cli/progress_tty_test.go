@@ -20,7 +20,9 @@ import (
 // arguments, one per line), e.g. inside a real terminal.
 func TestMain(m *testing.M) {
 	if args, ok := os.LookupEnv("SNAPBACK_CLI_ARGS"); ok {
-		os.Exit(execute("test", strings.Split(args, "\n"), os.Stdin, os.Stdout, os.Stderr))
+		root := newRootCmd("test")
+		root.SetArgs(strings.Split(args, "\n"))
+		os.Exit(execute(root, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

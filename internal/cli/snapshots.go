@@ -38,7 +38,11 @@ func (f *storeFlags) register(cmd *cobra.Command) {
 // deviceSettings returns the effective settings of udid; a missing settings file means the
 // built-in defaults.
 func deviceSettings(udid string) (settings.DeviceSettings, error) {
-	s, err := loadSettings()
+	path, err := settings.ConfigPath()
+	if err != nil {
+		return settings.DeviceSettings{}, err
+	}
+	s, err := settings.Load(path)
 	if err != nil {
 		return settings.DeviceSettings{}, err
 	}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -163,7 +162,7 @@ func (e *Error) Error() string {
 	msg := e.Class.Message()
 	// Devices usually name the code in their description ("Device locked
 	// (MBErrorDomain/208)"): the code is then not repeated.
-	if e.DeviceCode != 0 && !strings.Contains(e.Detail, strconv.FormatInt(e.DeviceCode, 10)) {
+	if e.DeviceCode != 0 && !strings.Contains(e.Detail, fmt.Sprint(e.DeviceCode)) {
 		msg += fmt.Sprintf(" (device error %d)", e.DeviceCode)
 	}
 	if e.Detail != "" {
