@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"snapback/internal/app"
+	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
+	"snapback/jobs"
+	"snapback/notify"
+	"snapback/notify/notifytest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPasscodeTimeoutNotifiedOnce: the device refuses the backup because the passcode was
+// not entered (device error 208). The failure notification states the cause once, "208" at
+// most once and the remedy once (it went through engine, runner, jobs and the notification
+// text, each of which used to add its own wording).
+func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
+	dir := cfgTestEnv(t)
+	writeConfig(t, dir, "schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\n")
+	sim := startSim(t)
+	id, _ := addDevice(t, sim, 9, "18.1", 80, backupsim.Options{Files: 10, TotalSize: 1 << 18, Seed: 4, FailCode: 208})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rec := &notifytest.Recorder{}
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() {
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
+	}()
+	m := <-ready
+	sub := m.Bus().Subscribe(jobs.EventRunFailed)
+	defer sub.Close()
+	var ev jobs.Event
+	if d, ok := sub.Initial.Device(id.UDID); ok && d.LastResult == jobs.ResultPasscodeTimeout {
+		ev.Result = d.LastResult
+	} else {
+		select {
+		case ev = <-sub.C:
+		case <-ctx.Done():
+			t.Fatalf("no failure reported\n%s", log.String())
+		}
+	}
+	if ev.Result != jobs.ResultPasscodeTimeout {
+		t.Fatalf("result %v (%s); want the passcode timeout", ev.Result, ev.Err)
+	}
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for body == "" {
+		for _, msg := range rec.Messages() {
+			if msg.Kind == notify.Failed {
+				body = msg.Body
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure notification: %+v", rec.Messages())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lower := strings.ToLower(body)
+	if strings.Count(body, "208") > 1 || strings.Count(lower, strings.ToLower(failure.DeviceLocked.Remedy())) != 1 ||
+		strings.Count(lower, failure.DeviceLocked.Message()) != 1 {
+		t.Fatalf("failure notification repeats itself: %q", body)
+	}
+	d, _ := m.Status().Device(id.UDID)
+	if strings.Count(d.LastError, "208") > 1 || strings.Count(strings.ToLower(d.LastError), strings.ToLower(failure.DeviceLocked.Remedy())) != 1 {
+		t.Fatalf("status LastError repeats itself: %q", d.LastError)
+	}
+	cancel()
+	<-done
+}
