@@ -56,7 +56,7 @@ func newBackupCmd() *cobra.Command {
 	cmd.Flags().StringVar(&f.udid, "udid", "", "device to back up (default: the only connected device)")
 	cmd.Flags().BoolVar(&f.full, "full", false, "force a full backup")
 	cmd.Flags().StringVar(&f.dir, "dir", "", "write a plain backup folder into `DIR` (DIR/<UDID>/) instead of the snapshot store")
-	cmd.Flags().StringVar(&f.location, "location", "", "snapshot store `LOCATION` (default: from the settings)")
+	cmd.Flags().StringVar(&f.location, "location", "", "the store location (default: the device's location in the settings)")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print progress and the result as JSON lines")
 	cmd.MarkFlagsMutuallyExclusive("dir", "location")
 	return cmd
