@@ -78,8 +78,8 @@ func (r *Restic) log() *slog.Logger {
 type call struct {
 	op       string
 	args     []string
-	dir      string              // working directory; "" = inherit
-	password string              // "" = fetch with r.Password
+	dir      string                // working directory; "" = inherit
+	password string                // "" = fetch with r.Password
 	stdout   func(io.Reader) error // consumes stdout; nil = collect into out
 	out      []byte
 }
@@ -369,7 +369,7 @@ func (k Keep) args() []string {
 }
 
 // Forget applies keep to udid's snapshots and prunes the data no snapshot needs any more.
-// All snapshots of the device form one group (`--group-by ''`): grouping by tags would put
+// All snapshots of the device form one group (`--group-by ”`): grouping by tags would put
 // every snapshot in its own group, since each carries its own Snapback ID, and keep them all.
 // With no rule set it does nothing. It returns the IDs restic removed.
 func (r *Restic) Forget(ctx context.Context, udid string, keep Keep) ([]string, error) {

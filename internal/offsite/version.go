@@ -27,7 +27,7 @@ func (v Version) Less(w Version) bool {
 
 // MinVersionText is the oldest restic Snapback drives: 0.14.0 (Debian 12) is the release the
 // tests run against, and the first whose `init` writes repository format 2 (compressed), whose
-// `backup --json` summary names the new snapshot and whose `forget` takes `--group-by ''`.
+// `backup --json` summary names the new snapshot and whose `forget` takes `--group-by ”`.
 const MinVersionText = "0.14.0"
 
 // MinVersion is MinVersionText parsed.
