@@ -79,7 +79,9 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 			m := d.agent.Mutate(8)
 			t.Logf("device mutation %d: +%d ~%d -%d files", i, m.Added, m.Modified, m.Deleted)
 		}
+		t0 := time.Now()
 		sn := d.backUp(t, ctx)
+		t1 := time.Now()
 		local = append(local, sn.ID)
 		var once sync.Once
 		res, err := offsite.Push(ctx, r, d.st, d.udid, offsite.PushOptions{Events: func(ev offsite.Event) {
@@ -112,6 +114,7 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 		if res.AlreadyThere || res.Snapshot.SnapbackID != sn.ID {
 			t.Fatalf("push %d: %+v", i+1, res)
 		}
+		t2 := time.Now()
 		added = append(added, res.Summary.DataAdded)
 		var changed int64
 		if i > 0 {
@@ -123,8 +126,9 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 		} else {
 			changed = sn.TotalSize
 		}
-		t.Logf("push %d (%s, %s): backup %d bytes in %d files; changed %d bytes; restic data_added %d bytes, %d files new, %d changed, %d unmodified",
-			i+1, filepath.Base(repo), sn.ID, sn.TotalSize, sn.FileCount, changed, res.Summary.DataAdded,
+		t.Logf("push %d (%s, %s): backup %d bytes in %d files (%v); changed %d bytes; push %v: restic data_added %d bytes, %d files new, %d changed, %d unmodified",
+			i+1, filepath.Base(repo), sn.ID, sn.TotalSize, sn.FileCount, t1.Sub(t0).Round(time.Millisecond), changed,
+			t2.Sub(t1).Round(time.Millisecond), res.Summary.DataAdded,
 			res.Summary.FilesNew, res.Summary.FilesChanged, res.Summary.FilesUnmodified)
 		if i > 0 {
 			// Deduplication: an incremental push costs the changed bytes (plus restic's
@@ -190,7 +194,9 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 		t.Errorf("restore over an existing folder: %v", err)
 	}
 
+	t3 := time.Now()
 	out, err := r.Check(ctx, offsite.CheckOptions{ReadDataSubset: "100%"})
+	t.Logf("restic check --read-data-subset 100%%: %v", time.Since(t3).Round(time.Millisecond))
 	if err != nil {
 		t.Fatalf("restic check: %v\n%s", err, out)
 	}

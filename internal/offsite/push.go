@@ -161,17 +161,12 @@ func Push(ctx context.Context, r *Restic, st *store.Store, udid string, o PushOp
 	if err != nil {
 		return res, err
 	}
-	after, err := r.Snapshots(ctx, udid)
-	if err != nil {
-		return res, err
-	}
-	for _, h := range after {
-		if h.SnapbackID == sn.ID && (sum.SnapshotID == "" || strings.HasPrefix(h.ID, sum.SnapshotID)) {
-			res.Snapshot = h
-		}
-	}
-	if res.Snapshot.ID == "" {
-		return res, newError("backup", KindFailed, r.Repository, "the new snapshot "+sum.SnapshotID+" is not listed", nil)
+	// Described from what Snapback asked for, not listed again: every listing costs restic a
+	// key derivation. restic 0.14 names the new snapshot by its short ID, later ones in full.
+	res.Snapshot = Snapshot{ID: sum.SnapshotID, ShortID: sum.SnapshotID, Time: q.Time, Tags: q.Tags(),
+		UDID: udid, DeviceName: strings.ReplaceAll(q.DeviceName, ",", " "), SnapbackID: sn.ID}
+	if len(res.Snapshot.ShortID) > 8 {
+		res.Snapshot.ShortID = res.Snapshot.ShortID[:8]
 	}
 	if !o.Keep.IsZero() {
 		res.Forgotten, err = r.Forget(ctx, udid, o.Keep)
