@@ -7,7 +7,7 @@ import (
 
 func TestParseVersion(t *testing.T) {
 	for in, want := range map[string]Version{
-		"restic 0.14.0 compiled with go1.19.8 on linux/amd64": {0, 14, 0},
+		"restic 0.14.0 compiled with go1.19.8 on linux/amd64":                       {0, 14, 0},
 		"restic 0.16.4-dev (compiled manually) compiled with go1.22 on linux/amd64": {0, 16, 4},
 		"restic 1.2.3": {1, 2, 3},
 	} {
