@@ -27,6 +27,8 @@ type Runner struct {
 	Secrets settings.Secrets
 	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
 	Stores *Stores
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup.
+	OffsiteFailed func(udid string, err error)
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
@@ -141,6 +143,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		}
 		out.Approval = approval
 	}
+	r.afterCommitOffsite(ctx, st, req, snap.ID, log)
 	return out, nil
 }
 

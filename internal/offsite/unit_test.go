@@ -3,6 +3,9 @@ package offsite
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"snapback/settings"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -79,4 +82,32 @@ func TestKeepArgsAndTags(t *testing.T) {
 	if tags := strings.Join(q.Tags(), "|"); tags != "udid:U|device:Anna's iPhone  work|snapback:20260101-000000" {
 		t.Errorf("tags %q", tags)
 	}
+}
+
+func TestDue(t *testing.T) {
+	now := time.Date(2026, 3, 4, 15, 0, 0, 0, time.Local)
+	repo := settings.Offsite{Repository: "/r"}
+	cases := []struct {
+		o    settings.Offsite
+		last time.Time
+		want bool
+	}{
+		{settings.Offsite{Schedule: settings.OffsiteAfterCommit}, time.Time{}, false},
+		{withSchedule(repo, settings.OffsiteManual), time.Time{}, false},
+		{withSchedule(repo, settings.OffsiteAfterCommit), now.Add(-time.Minute), true},
+		{withSchedule(repo, settings.OffsiteDaily), time.Time{}, true},
+		{withSchedule(repo, settings.OffsiteDaily), now.Add(-2 * time.Hour), false},
+		{withSchedule(repo, settings.OffsiteDaily), now.Add(-16 * time.Hour), true},
+	}
+	for i, c := range cases {
+		got, why := Due(c.o, c.last, now)
+		if got != c.want || why == "" {
+			t.Errorf("case %d: Due = %v (%q), want %v", i, got, why, c.want)
+		}
+	}
+}
+
+func withSchedule(o settings.Offsite, s settings.OffsiteSchedule) settings.Offsite {
+	o.Schedule = s
+	return o
 }
