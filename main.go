@@ -47,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(),
 		newPasswordCmd(),
 		newEncryptionCmd(),
+		newOffsiteCmd(),
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
