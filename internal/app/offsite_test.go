@@ -64,7 +64,7 @@ func TestRunPushesOffsiteAfterCommit(t *testing.T) {
 		t.Fatalf("OffsiteFailed heard %v; want one wrong-password failure", failures)
 	}
 	var e *offsite.Error
-	if !errors.As(failures[0], &e) || e.Remedy == "" {
+	if !errors.As(failures[0], &e) || e.Remedy() == "" {
 		t.Errorf("no remedy: %v", failures[0])
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"snapback/internal/failure"
 )
 
 // Kind says why an off-site operation failed; each kind has its own remedy.
@@ -36,44 +38,75 @@ var kindNames = map[Kind]string{
 
 func (k Kind) String() string { return kindNames[k] }
 
-// Error is a classified off-site failure: what was being done, restic's own message (or
-// Snapback's, when restic never ran), and what the user can do about it. It never holds the
-// repository password.
+// Error is an off-site failure as restic (or Snapback, when restic never ran) explains it:
+// what was being done, on which repository, and restic's own message. It reaches callers as
+// the cause of a *failure.Error whose class and remedy (Fix) follow from its Kind, so that
+// every presenter shows the cause once and the remedy once; errors.As finds it for the Kind.
+// It never holds the repository password.
 type Error struct {
 	Op         string // "init", "backup", "restore", ...
 	Kind       Kind
 	Repository string
 	Message    string // restic's own words (its "Fatal:" line), or the cause
-	Remedy     string
-	Err        error // underlying error, if any
+	Fix        string // what the user can do
+	Err        error  // underlying error, if any
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "off-site %s", e.Op)
+	fmt.Fprintf(&b, "restic %s", e.Op)
 	if e.Repository != "" {
 		fmt.Fprintf(&b, " (%s)", e.Repository)
 	}
 	fmt.Fprintf(&b, ": %s", e.Message)
-	if e.Remedy != "" {
-		fmt.Fprintf(&b, "; to fix: %s", e.Remedy)
-	}
 	return b.String()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Remedy says what the user can do about it.
+func (e *Error) Remedy() string { return e.Fix }
+
 // Retryable reports whether the same operation may succeed later without the user doing
 // anything (a network outage, a lock another run still holds).
 func (e *Error) Retryable() bool { return e.Kind == KindNetwork || e.Kind == KindLocked }
 
-// KindOf returns the Kind of err (KindFailed when err is not an *Error).
+// Class is the failure class of the Kind.
+func (e *Error) Class() failure.Class {
+	switch e.Kind {
+	case KindNoPassword:
+		return failure.PasswordNeeded
+	case KindWrongPassword:
+		return failure.WrongPassword
+	case KindConfig:
+		return failure.Config
+	case KindInvalidBackup:
+		return failure.Damaged
+	case KindNotFound:
+		return failure.NoBackup
+	case KindNetwork, KindLocked:
+		return failure.OffsiteDown
+	}
+	return failure.Offsite
+}
+
+// classified wraps e in its failure class, with e's remedy.
+func (e *Error) classified() error {
+	return &failure.Error{Class: e.Class(), Cause: e, Fix: e.Fix}
+}
+
+// KindOf returns the Kind of err (KindFailed when err holds no *Error).
 func KindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
 	return KindFailed
+}
+
+// NotConfigured is the failure of an off-site command when no repository is configured.
+func NotConfigured(op string) error {
+	return newError(op, KindConfig, "", "no off-site repository is configured", nil)
 }
 
 func remedy(k Kind, repo string) string {
@@ -101,13 +134,14 @@ func remedy(k Kind, repo string) string {
 	case KindNotFound:
 		return "list what the repository holds with `snapback offsite list`"
 	case KindConfig:
-		return "set offsite.repository in the settings (e.g. /mnt/usb/restic, sftp:user@host:/srv/restic, rest:https://host:8000/)"
+		return "set offsite.repository in the settings (e.g. /mnt/usb/restic, sftp:user@host:/srv/restic, " +
+			"rest:https://host:8000/; `snapback config path` names the file) or pass --repo"
 	}
 	return "see restic's message above; `snapback offsite check` tells whether the repository is healthy"
 }
 
-func newError(op string, k Kind, repo, msg string, err error) *Error {
-	return &Error{Op: op, Kind: k, Repository: repo, Message: msg, Remedy: remedy(k, repo), Err: err}
+func newError(op string, k Kind, repo, msg string, err error) error {
+	return (&Error{Op: op, Kind: k, Repository: repo, Message: msg, Fix: remedy(k, repo), Err: err}).classified()
 }
 
 // classify turns a failed restic run into an *Error, from restic's exit code (0.17+) and its
@@ -135,7 +169,7 @@ func classify(op, repo string, exitCode int, stderr string, err error) *Error {
 		strings.Contains(low, "unable to open config file") || strings.Contains(low, "repository does not exist"):
 		k = KindNoRepository
 	}
-	return newError(op, k, repo, msg, err)
+	return &Error{Op: op, Kind: k, Repository: repo, Message: msg, Fix: remedy(k, repo), Err: err}
 }
 
 func containsAny(s string, subs ...string) bool {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
 	"snapback/internal/offsite"
 	"snapback/settings/settingstest"
 )
@@ -239,12 +240,14 @@ func TestResticFailuresAreClassified(t *testing.T) {
 			t.Errorf("%s: %v (kind %v); want kind %v", what, err, offsite.KindOf(err), kind)
 			return
 		}
-		if e.Remedy == "" || !strings.Contains(err.Error(), "to fix: ") {
-			t.Errorf("%s: no remedy in %q", what, err)
+		// Shown as the CLI and notifications show it: the cause once, the remedy once.
+		text := failure.Text(err)
+		if e.Remedy() == "" || failure.Remedy(err) != e.Remedy() || strings.Count(text, e.Remedy()[1:]) != 1 {
+			t.Errorf("%s: remedy %q not shown once in %q", what, e.Remedy(), text)
 		}
 		for _, w := range words {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: %q does not say %q", what, err, w)
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: %q does not say %q", what, text, w)
 			}
 		}
 	}
@@ -269,7 +272,7 @@ func TestResticFailuresAreClassified(t *testing.T) {
 	gone := &offsite.Restic{Repository: "rest:http://127.0.0.1:1/", Password: func(context.Context) (string, error) { return "x", nil }}
 	_, err = gone.Snapshots(ctx, "")
 	expect("unreachable server", err, offsite.KindNetwork, "connection refused")
-	if e := (*offsite.Error)(nil); errors.As(err, &e) && !e.Retryable() {
+	if !failure.Retryable(err) {
 		t.Error("a network failure should be retryable")
 	}
 

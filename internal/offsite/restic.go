@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -89,7 +90,7 @@ type call struct {
 // unlocked with `restic unlock`, which removes only stale locks, and the call retried once.
 func (r *Restic) run(ctx context.Context, c *call) error {
 	if r.Repository == "" {
-		return newError(c.op, KindConfig, "", "no off-site repository is configured", nil)
+		return NotConfigured(c.op)
 	}
 	if c.password == "" {
 		pw, err := r.password(ctx, c.op)
@@ -119,8 +120,13 @@ func (r *Restic) password(ctx context.Context, op string) (string, error) {
 		return "", newError(op, KindNoPassword, r.Repository, "the keychain holds no password for this repository", err)
 	}
 	if err != nil {
-		// A keychain error carries its own remedy; pass it on unchanged.
-		return "", fmt.Errorf("off-site %s: %w", op, err)
+		// The keychain could not answer (locked, no Secret Service): its own remedy applies.
+		fe := failure.New(failure.Keychain, err)
+		var ke *settings.KeyringError
+		if errors.As(err, &ke) {
+			fe.Fix = strings.TrimPrefix(ke.Remedy(), "to fix: ")
+		}
+		return "", fe
 	}
 	if pw == "" {
 		return "", newError(op, KindNoPassword, r.Repository, "the stored repository password is empty", nil)
@@ -191,7 +197,7 @@ func (r *Restic) runOnce(ctx context.Context, c *call) error {
 		if errors.As(werr, &xe) {
 			code = xe.ExitCode()
 		}
-		return classify(c.op, r.Repository, code, stderr.String(), werr)
+		return classify(c.op, r.Repository, code, stderr.String(), werr).classified()
 	}
 	if herr != nil {
 		return newError(c.op, KindFailed, r.Repository, "reading restic's output: "+herr.Error(), herr)
