@@ -50,15 +50,17 @@ func TestThreeBackupsPushedRestoredAndChecked(t *testing.T) {
 			} else {
 				repo = startRESTServer(t)
 			}
-			threeBackups(t, home, repo, repoDir)
+			// The repository's own behaviour (idempotent push, refused overwrite, keep
+			// rules) does not depend on the backend; check it once, on the local one.
+			threeBackups(t, home, repo, repoDir, backend == "local")
 		})
 	}
 }
 
-func threeBackups(t *testing.T, home, repo, repoDir string) {
+func threeBackups(t *testing.T, home, repo, repoDir string, extras bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d := startDevice(t, 150, 6<<20, 11)
+	d := startDevice(t, 120, 4<<20, 11)
 
 	pw := randomPassword(t)
 	secrets := settingstest.NewSecrets(map[string]string{offsite.PasswordAccount(repo): pw})
@@ -164,7 +166,8 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 	}
 
 	// Pushing a snapshot the repository holds uploads nothing.
-	if res, err := offsite.Push(ctx, r, d.st, d.udid, offsite.PushOptions{}); err != nil || !res.AlreadyThere {
+	if !extras {
+	} else if res, err := offsite.Push(ctx, r, d.st, d.udid, offsite.PushOptions{}); err != nil || !res.AlreadyThere {
 		t.Errorf("second push of the latest: %+v, %v; want AlreadyThere", res, err)
 	}
 
@@ -191,7 +194,8 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 	db.Close()
 	t.Logf("restored %s: %d files identical to the local snapshot, Manifest.db with %d rows", local[1], n, rows)
 	// Restoring over an existing folder is refused and leaves it alone.
-	if _, err := offsite.Restore(ctx, r, d.udid, local[1], to); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if !extras {
+	} else if _, err := offsite.Restore(ctx, r, d.udid, local[1], to); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("restore over an existing folder: %v", err)
 	}
 
@@ -203,12 +207,14 @@ func threeBackups(t *testing.T, home, repo, repoDir string) {
 	}
 
 	// Keep rules: keep the last 2 of the device.
-	gone, err := r.Forget(ctx, d.udid, offsite.Keep{Last: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if snaps2, _ := r.Snapshots(ctx, d.udid); len(gone) != 1 || len(snaps2) != 2 || snaps2[0].SnapbackID != local[1] {
-		t.Errorf("forget --keep-last 2: removed %v, left %d", gone, len(snaps2))
+	if extras {
+		gone, err := r.Forget(ctx, d.udid, offsite.Keep{Last: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snaps2, _ := r.Snapshots(ctx, d.udid); len(gone) != 1 || len(snaps2) != 2 || snaps2[0].SnapbackID != local[1] {
+			t.Errorf("forget --keep-last 2: removed %v, left %d", gone, len(snaps2))
+		}
 	}
 
 	roots := []string{home, d.st.Location(), to}
