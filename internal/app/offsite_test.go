@@ -3,14 +3,13 @@ package app
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"snapback/internal/offsite"
+	"snapback/internal/testenv"
 	"snapback/jobs"
 	"snapback/settings"
 	"snapback/settings/settingstest"
@@ -20,12 +19,7 @@ import (
 // after_commit) is followed by a push of the committed snapshot; a failing push (wrong
 // password) leaves the backup successful and reaches OffsiteFailed with restic's message.
 func TestRunPushesOffsiteAfterCommit(t *testing.T) {
-	if _, err := exec.LookPath("restic"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("restic is not installed (CI must install it)")
-		}
-		t.Skip("SKIPPED: restic is not installed; `apt-get install restic` to run this test")
-	}
+	testenv.RequireTool(t, "restic")
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

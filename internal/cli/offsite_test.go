@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"snapback/internal/engine"
 	"snapback/internal/offsite"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 )
 
@@ -38,12 +38,7 @@ func offsiteRun(t *testing.T, stdin string, args ...string) (string, error) {
 // once in the keychain; push, status, list, restore and check then work from the settings
 // alone, and the password is in no file Snapback or restic wrote.
 func TestOffsiteCommands(t *testing.T) {
-	if _, err := exec.LookPath("restic"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("restic is not installed (CI must install it)")
-		}
-		t.Skip("SKIPPED: restic is not installed; `apt-get install restic` to run this test")
-	}
+	testenv.RequireTool(t, "restic")
 	dir := cfgTestEnv(t)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	loc := filepath.Join(dir, "backups")

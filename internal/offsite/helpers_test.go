@@ -21,22 +21,8 @@ import (
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/engine"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 )
-
-// requireTool finds a tool the test needs. Under CI=true a missing tool fails the test (CI
-// installs it, see .ci/run); elsewhere the test is skipped, loudly.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (CI must install it: apt-get install %s)", name, name)
-	}
-	t.Skipf("SKIPPED: %s is not installed; `apt-get install %s` to run this test", name, name)
-	return ""
-}
 
 // device is one simulated iPhone on a real usbmuxd socket, backed up into a real store.
 type device struct {
@@ -106,7 +92,7 @@ func (d *device) backUp(t *testing.T, ctx context.Context) store.Snapshot {
 // (`rclone serve restic`) and returns its restic address.
 func startRESTServer(t *testing.T) string {
 	t.Helper()
-	bin := requireTool(t, "rclone")
+	bin := testenv.RequireTool(t, "rclone")
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "serve", "restic", "--config", filepath.Join(dir, "rclone.conf"),
 		"--addr", "127.0.0.1:0", filepath.Join(dir, "repo"))

@@ -17,6 +17,7 @@ import (
 
 	"snapback/internal/offsite"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 )
 
@@ -72,7 +73,7 @@ func TestPushHelperProcess(t *testing.T) {
 // the repository) and pushing again completes the upload, and the repository stays
 // consistent (`restic check`). The stale lock of the dead restic is removed by itself.
 func TestKilledPushResumes(t *testing.T) {
-	requireTool(t, "restic")
+	testenv.RequireTool(t, "restic")
 	isolateHome(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

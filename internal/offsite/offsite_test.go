@@ -14,6 +14,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/failure"
 	"snapback/internal/offsite"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 )
 
@@ -39,7 +40,7 @@ func isolateHome(t *testing.T) string {
 // byte-identical to the local snapshot, verified like any backup; `restic check --read-data`
 // passes; the password is in no argument list, environment or file.
 func TestThreeBackupsPushedRestoredAndChecked(t *testing.T) {
-	requireTool(t, "restic")
+	testenv.RequireTool(t, "restic")
 	for _, backend := range []string{"local", "rest"} {
 		t.Run(backend, func(t *testing.T) {
 			home := isolateHome(t)
@@ -231,7 +232,7 @@ func threeBackups(t *testing.T, home, repo, repoDir string, extras bool) {
 
 // restic's failures come back classified, with restic's own message and a remedy.
 func TestResticFailuresAreClassified(t *testing.T) {
-	requireTool(t, "restic")
+	testenv.RequireTool(t, "restic")
 	isolateHome(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
