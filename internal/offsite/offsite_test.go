@@ -76,7 +76,6 @@ func threeBackups(t *testing.T, home, repo, repoDir string, extras bool) {
 	}
 
 	var local []string // Snapback snapshot IDs, in order
-	var added []int64
 	var inspected []string
 	for i := range 3 {
 		if i > 0 {
@@ -119,7 +118,6 @@ func threeBackups(t *testing.T, home, repo, repoDir string, extras bool) {
 			t.Fatalf("push %d: %+v", i+1, res)
 		}
 		t2 := time.Now()
-		added = append(added, res.Summary.DataAdded)
 		var changed int64
 		if i > 0 {
 			prev, err := d.st.Get(d.udid, local[i-1])
