@@ -5,10 +5,22 @@ import (
 	"log/slog"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/internal/offsite"
 	"snapback/internal/store"
 	"snapback/jobs"
+	"snapback/notify"
 )
+
+// OffsiteFailedMessage is the failed alert for an off-site copy: restic's message and the
+// remedy, once each.
+func OffsiteFailedMessage(udid, name string, err error) notify.Message {
+	if name == "" {
+		name = udid
+	}
+	return notify.Message{Kind: notify.Failed, UDID: udid, Title: "Off-site copy of " + name + " failed",
+		Body: failure.Text(err)}
+}
 
 // afterCommitOffsite is the off-site step of the backup orchestration (DESIGN.md §3.6): after
 // the commit and retention, the snapshot just committed is copied to the device's restic
@@ -29,7 +41,7 @@ func (r *Runner) afterCommitOffsite(ctx context.Context, st *store.Store, req jo
 	case err != nil:
 		log.Warn("off-site copy failed", "udid", req.UDID, "snapshot", snapshotID, "err", err)
 		if r.OffsiteFailed != nil {
-			r.OffsiteFailed(req.UDID, err)
+			r.OffsiteFailed(req.UDID, req.Name, err)
 		}
 	case pushed:
 		log.Info("off-site copy done", "udid", req.UDID, "snapshot", snapshotID, "restic", res.Snapshot.ShortID,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"snapback/internal/offsite"
 	"snapback/internal/testenv"
 	"snapback/jobs"
+	"snapback/notify"
 	"snapback/settings"
 	"snapback/settings/settingstest"
 )
@@ -34,7 +36,7 @@ func TestRunPushesOffsiteAfterCommit(t *testing.T) {
 	ds.Offsite = settings.Offsite{Repository: repo, Schedule: settings.OffsiteAfterCommit, Keep: settings.OffsiteKeep{Last: 5}}
 	var mu sync.Mutex
 	var failures []error
-	r := &Runner{Secrets: secrets, Stores: &Stores{}, OffsiteFailed: func(_ string, err error) {
+	r := &Runner{Secrets: secrets, Stores: &Stores{}, OffsiteFailed: func(_, _ string, err error) {
 		mu.Lock()
 		failures = append(failures, err)
 		mu.Unlock()
@@ -59,6 +61,11 @@ func TestRunPushesOffsiteAfterCommit(t *testing.T) {
 	}
 	var e *offsite.Error
 	if !errors.As(failures[0], &e) || e.Remedy() == "" {
-		t.Errorf("no remedy: %v", failures[0])
+		t.Fatalf("no remedy: %v", failures[0])
+	}
+	msg := OffsiteFailedMessage(udid, "Anna's iPhone", failures[0])
+	if msg.Kind != notify.Failed || msg.Title != "Off-site copy of Anna's iPhone failed" ||
+		!strings.Contains(msg.Body, "wrong password or no key found") || strings.Count(msg.Body, "snapback offsite init --existing") != 1 {
+		t.Errorf("failed alert: %+v", msg)
 	}
 }

@@ -28,8 +28,9 @@ type Runner struct {
 	Secrets settings.Secrets
 	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
 	Stores *Stores
-	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup.
-	OffsiteFailed func(udid string, err error)
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
+	// (device UDID and name, and the classified failure).
+	OffsiteFailed func(udid, name string, err error)
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
