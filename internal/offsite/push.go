@@ -192,11 +192,19 @@ func Find(snaps []Snapshot, udid, which string) (Snapshot, error) {
 	if which == "" || which == "latest" {
 		return mine[len(mine)-1], nil
 	}
-	var hits []Snapshot
+	var hits, copies []Snapshot
 	for _, s := range mine {
-		if s.SnapbackID == which || s.ID == which || (len(which) >= 4 && strings.HasPrefix(s.ID, which)) {
+		switch {
+		case s.SnapbackID == which:
+			// Two pushes that raced (the daemon's and a manual one) can both have copied the
+			// same backup: any copy will do, take the newest.
+			copies = append(copies, s)
+		case s.ID == which || (len(which) >= 4 && strings.HasPrefix(s.ID, which)):
 			hits = append(hits, s)
 		}
+	}
+	if n := len(copies); n > 0 {
+		return copies[n-1], nil
 	}
 	switch len(hits) {
 	case 1:

@@ -111,3 +111,23 @@ func withSchedule(o settings.Offsite, s settings.OffsiteSchedule) settings.Offsi
 	o.Schedule = s
 	return o
 }
+
+func TestFind(t *testing.T) {
+	snaps := []Snapshot{
+		{ID: "aaaa1111", UDID: "U", SnapbackID: "20260101-000000"},
+		{ID: "aaaa2222", UDID: "U", SnapbackID: "20260102-000000"},
+		{ID: "bbbb3333", UDID: "U", SnapbackID: "20260102-000000"}, // a raced second copy
+		{ID: "cccc4444", UDID: "V", SnapbackID: "20260103-000000"},
+	}
+	for which, want := range map[string]string{"": "bbbb3333", "latest": "bbbb3333", "20260101-000000": "aaaa1111",
+		"20260102-000000": "bbbb3333", "aaaa1": "aaaa1111", "aaaa2222": "aaaa2222"} {
+		if got, err := Find(snaps, "U", which); err != nil || got.ID != want {
+			t.Errorf("Find(%q) = %s, %v; want %s", which, got.ID, err, want)
+		}
+	}
+	for _, which := range []string{"aaaa", "cccc4444", "20260103-000000", "zz"} {
+		if _, err := Find(snaps, "U", which); KindOf(err) != KindNotFound {
+			t.Errorf("Find(%q): %v; want not found", which, err)
+		}
+	}
+}
