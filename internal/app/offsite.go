@@ -27,7 +27,12 @@ func OffsiteFailedMessage(udid, name string, err error) notify.Message {
 // repository when its offsite settings make that due. The backup has succeeded whatever
 // happens here: a failed upload is logged and reported through OffsiteFailed (the failed
 // alert, with restic's message and a remedy) and resumes at the next push.
-func (r *Runner) afterCommitOffsite(ctx context.Context, st *store.Store, req jobs.RunRequest, snapshotID string, log *slog.Logger) {
+//
+// restic's progress is reported as the run's transfer phase (bytes and percent of the
+// upload), so the tray shows it and Cancel stays available: cancelling stops restic (the
+// backup stays committed; the next push uploads again).
+func (r *Runner) afterCommitOffsite(ctx context.Context, st *store.Store, req jobs.RunRequest, snapshotID string,
+	log *slog.Logger, progress func(jobs.Progress)) {
 	if !req.Settings.Offsite.Enabled() {
 		return
 	}
@@ -35,9 +40,17 @@ func (r *Runner) afterCommitOffsite(ctx context.Context, st *store.Store, req jo
 	if now == nil {
 		now = time.Now
 	}
+	events := func(ev offsite.Event) {
+		if ev.Kind == offsite.EventStatus {
+			progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: ev.Status.PercentDone * 100,
+				Bytes: ev.Status.BytesDone, Files: int(ev.Status.FilesDone)})
+		}
+	}
 	res, pushed, why, err := offsite.AfterCommit(ctx, st, req.UDID, snapshotID, req.Settings.Offsite, r.Secrets, now(),
-		log, nil)
+		log, events)
 	switch {
+	case err != nil && ctx.Err() != nil:
+		log.Info("off-site copy cancelled", "udid", req.UDID, "snapshot", snapshotID)
 	case err != nil:
 		log.Warn("off-site copy failed", "udid", req.UDID, "snapshot", snapshotID, "err", err)
 		if r.OffsiteFailed != nil {

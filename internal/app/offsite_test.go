@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,9 +42,14 @@ func TestRunPushesOffsiteAfterCommit(t *testing.T) {
 		failures = append(failures, err)
 		mu.Unlock()
 	}}
-	res, err := r.Run(ctx, jobs.RunRequest{UDID: udid, Settings: ds}, func(jobs.Progress) {})
+	var phases []jobs.Phase
+	res, err := r.Run(ctx, jobs.RunRequest{UDID: udid, Settings: ds}, func(p jobs.Progress) { phases = append(phases, p.Phase) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The upload's progress follows the commit.
+	if i := slices.Index(phases, jobs.PhaseCommitting); i < 0 || !slices.Contains(phases[i:], jobs.PhaseTransferring) {
+		t.Errorf("phases %v: no upload progress after the commit", phases)
 	}
 	snaps, err := offsite.FromSettings(ds.Offsite, secrets, nil).Snapshots(ctx, udid)
 	if err != nil || len(snaps) != 1 || snaps[0].SnapbackID != res.Snapshot {

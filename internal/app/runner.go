@@ -145,7 +145,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		}
 		out.Approval = approval
 	}
-	r.afterCommitOffsite(ctx, st, req, snap.ID, log)
+	r.afterCommitOffsite(ctx, st, req, snap.ID, log, progress)
 	return out, nil
 }
 
