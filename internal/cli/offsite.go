@@ -316,7 +316,8 @@ func newOffsiteRestoreCmd() *cobra.Command {
 		Long: "Restores a device's off-site snapshot (the newest, or --snapshot: a restic snapshot ID or a\n" +
 			"Snapback snapshot ID) into DIR/<UDID>/, a standard Apple backup folder, after verifying it like\n" +
 			"any backup (Manifest.db opens, every file has its data). Restore it to the phone with\n" +
-			"`snapback restore --dir DIR`.",
+			"`snapback restore --dir DIR`. On a new computer, give the (empty) backup location as DIR: the\n" +
+			"next backup adopts the restored folder as its latest and continues incrementally from it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.udid == "" || to == "" {

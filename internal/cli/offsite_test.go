@@ -129,10 +129,35 @@ func TestOffsiteCommands(t *testing.T) {
 	if a, b := hashTree(t, firstNow.Path), hashTree(t, filepath.Join(to, id.UDID)); a != b {
 		t.Fatal("the restored backup differs from the local snapshot")
 	}
+	// A new computer: restore the newest copy into an empty backup location; the next backup
+	// adopts it as the latest and continues incrementally from it.
+	newLoc := filepath.Join(dir, "new-computer")
+	if out, err = offsiteRun(t, "", "offsite", "restore", "--udid", id.UDID, "--to", newLoc); err != nil {
+		t.Fatalf("restore into a new location: %v\n%s", err, out)
+	}
+	st2, err := store.Open(ctx, newLoc, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := st2.Begin(ctx, id.UDID, store.BeginOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := engine.Backup(ctx, engine.Request{UDID: id.UDID, Root: run.Root(), LockRetry: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run.Commit(ctx, store.CommitMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if snaps, _ := st2.List(id.UDID); res.Backup.FullBackup || len(snaps) != 2 || snaps[0].Kind != store.KindAdopted {
+		t.Errorf("backup after restoring into a new location: full %v, snapshots %+v; want incremental after the adopted copy", res.Backup.FullBackup, snaps)
+	}
+
 	if out, err = offsiteRun(t, "", "offsite", "check"); err != nil || !strings.Contains(out, "is consistent") {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
-	for _, sub := range []string{"config", "state", "data", "cache", "backups", "repo"} {
+	for _, sub := range []string{"config", "state", "data", "cache", "backups", "repo", "new-computer"} {
 		filepath.Walk(filepath.Join(dir, sub), func(p string, fi os.FileInfo, err error) error {
 			if err == nil && fi.Mode().IsRegular() {
 				if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(pw)) {
