@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -146,7 +147,7 @@ func threeBackups(t *testing.T, home, repo, repoDir string, extras bool) {
 			}
 		}
 	}
-	if len(inspected) == 0 {
+	if len(inspected) == 0 && runtime.GOOS == "linux" {
 		t.Error("no restic process was seen while it ran")
 	}
 
