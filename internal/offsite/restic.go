@@ -121,12 +121,14 @@ func (r *Restic) password(ctx context.Context, op string) (string, error) {
 	}
 	if err != nil {
 		// The keychain could not answer (locked, no Secret Service): its own remedy applies.
-		fe := failure.New(failure.Keychain, err)
+		// A KeyringError's text carries its remedy too; keep its cause only, so the remedy
+		// is shown once.
 		var ke *settings.KeyringError
 		if errors.As(err, &ke) {
-			fe.Fix = strings.TrimPrefix(ke.Remedy(), "to fix: ")
+			return "", &failure.Error{Class: failure.Keychain, Detail: "keyring " + ke.Op, Cause: ke.Err,
+				Fix: strings.TrimPrefix(ke.Remedy(), "to fix: ")}
 		}
-		return "", fe
+		return "", failure.New(failure.Keychain, err)
 	}
 	if pw == "" {
 		return "", newError(op, KindNoPassword, r.Repository, "the stored repository password is empty", nil)

@@ -1,10 +1,13 @@
 package offsite
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -129,5 +132,19 @@ func TestFind(t *testing.T) {
 		if _, err := Find(snaps, "U", which); KindOf(err) != KindNotFound {
 			t.Errorf("Find(%q): %v; want not found", which, err)
 		}
+	}
+}
+
+// A keychain that cannot answer is a keychain failure whose remedy is shown once.
+func TestLockedKeychainIsAKeychainFailure(t *testing.T) {
+	locked := &settings.KeyringError{Op: "get", Kind: settings.KeyringLocked, Err: errors.New("prompt dismissed")}
+	r := &Restic{Repository: "/r", Password: func(context.Context) (string, error) { return "", locked }}
+	_, err := r.password(context.Background(), "list")
+	if failure.ClassOf(err) != failure.Keychain {
+		t.Fatalf("%v: class %v", err, failure.ClassOf(err))
+	}
+	text := failure.Text(err)
+	if !strings.Contains(text, "prompt dismissed") || strings.Count(strings.ToLower(text), "unlock your keyring") != 1 {
+		t.Errorf("%q: want the cause and the keyring's remedy once", text)
 	}
 }
