@@ -204,7 +204,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	runner, devices := a.cfg.Runner, a.cfg.Devices
 	if runner == nil {
-		runner = &Runner{Backups: &Backups{Settings: cfg.Current, Stores: a.stores, Secrets: a.cfg.Secrets, Now: a.now, Logger: a.log}}
+		b := &Backups{Settings: cfg.Current, Stores: a.stores, Secrets: a.cfg.Secrets, Now: a.now, Logger: a.log}
+		if n := a.cfg.Notifier; n != nil {
+			b.OffsiteFailed = func(udid, name string, err error) { n.Notify(OffsiteFailedMessage(udid, name, err)) }
+		}
+		runner = &Runner{Backups: b}
 	}
 	if devices == nil {
 		device.SetLogger(a.log.With("component", "usbmux"))

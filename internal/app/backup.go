@@ -11,6 +11,7 @@ import (
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/offsite"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/settings"
@@ -29,6 +30,9 @@ type Backups struct {
 	// encryption on or off. nil: the encryption setting cannot be applied (an error when it
 	// asks for a change).
 	Secrets settings.Secrets
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
+	// (device UDID and name, and the classified failure).
+	OffsiteFailed func(udid, name string, err error)
 	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
 	Engine func(context.Context, engine.Request) (engine.Result, error)
 	Now    func() time.Time
@@ -46,6 +50,13 @@ type BackupRequest struct {
 	// Events receives the engine's events (phase, bytes, passcode prompt); may be nil. It is
 	// called serially and must return quickly.
 	Events func(mobilebackup2.Event)
+	// Settings, when set, are the device's effective settings for this run (the job manager
+	// fixes them when it queues the run); nil reads them from Backups.Settings.
+	Settings *settings.DeviceSettings
+	// Name is the device's name for messages ("" = its UDID).
+	Name string
+	// Offsite receives the off-site upload's events (restic's progress); may be nil.
+	Offsite func(offsite.Event)
 }
 
 // Outcome is what a committed backup run reports: everything a view shows about it, so
@@ -110,8 +121,15 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	}
 	udid := entry.UDID // the device's own spelling: folders and records use it
 	eff := b.settings().Effective(udid)
+	if req.Settings != nil {
+		eff = *req.Settings
+	}
 	out := Outcome{UDID: udid, Transport: settingsTransport(entry.Transport)}
-	st, err := b.Stores.ForDevice(ctx, b.settings(), udid, req.Location)
+	loc := req.Location
+	if loc == "" {
+		loc = eff.Location
+	}
+	st, err := b.Stores.ForDevice(ctx, b.settings(), udid, loc)
 	if err != nil {
 		return out, err
 	}
@@ -175,6 +193,9 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 			out.Warnings = append(out.Warnings, "retention did not run: "+err.Error())
 		}
 		out.Approval = approval
+	}
+	if w := b.afterCommitOffsite(ctx, st, udid, req.Name, snap.ID, eff.Offsite, log, req.Offsite); w != "" {
+		out.Warnings = append(out.Warnings, w)
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/offsite"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/settings"
@@ -130,8 +131,17 @@ func (s *Stores) committed(_ *store.Store, udid string, snap store.Snapshot) {
 func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(jobs.Progress)) (jobs.RunResult, error) {
 	progress(jobs.Progress{Phase: jobs.PhasePreparing, Percent: -1})
 	var last jobs.Progress
+	eff := req.Settings
 	out, err := r.Backups.Run(ctx, BackupRequest{
-		UDID: req.UDID,
+		UDID:     req.UDID,
+		Name:     req.Name,
+		Settings: &eff,
+		Offsite: func(ev offsite.Event) {
+			if ev.Kind == offsite.EventStatus {
+				progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: ev.Status.PercentDone * 100,
+					Bytes: ev.Status.BytesDone, Files: int(ev.Status.FilesDone)})
+			}
+		},
 		Events: func(ev mobilebackup2.Event) {
 			p := toJobsProgress(ev)
 			if ev.Kind == mobilebackup2.EventFinished {
