@@ -42,7 +42,12 @@ type recorder struct {
 	calls []string
 }
 
-func (r *recorder) add(s string) error { r.mu.Lock(); r.calls = append(r.calls, s); r.mu.Unlock(); return nil }
+func (r *recorder) add(s string) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, s)
+	r.mu.Unlock()
+	return nil
+}
 func (r *recorder) BackUpNow(_ context.Context, udid string) error {
 	return r.add("backup " + udid)
 }
@@ -50,7 +55,11 @@ func (r *recorder) Cancel(_ context.Context, udid string) error { return r.add("
 func (r *recorder) ApproveDeletion(_ context.Context, udid string) error {
 	return r.add("approve " + udid)
 }
-func (r *recorder) list() []string { r.mu.Lock(); defer r.mu.Unlock(); return append([]string(nil), r.calls...) }
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
 
 func sampleView() View {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.Local)
