@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"snapback/internal/failure"
 	"snapback/settings/settingstest"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func TestEnsureEncryption(t *testing.T) {
 	}
 
 	secrets.Set(ctx, udid, "not-the-password")
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, mobilebackup2.ErrWrongPassword) {
+	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, failure.WrongPassword) {
 		t.Errorf("off with a wrong stored password: %v; want ErrWrongPassword", err)
 	}
 	secrets.Set(ctx, udid, pw)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"snapback/internal/failure"
 	"sync"
 	"time"
 
@@ -194,9 +195,9 @@ func toJobsProgress(ev mobilebackup2.Event) jobs.Progress {
 // and marks the classes the schedule treats specially.
 func classifyEngine(err error) error {
 	switch {
-	case errors.Is(err, mobilebackup2.ErrDeviceLocked):
+	case errors.Is(err, failure.DeviceLocked):
 		return fmt.Errorf("%w: %w", jobs.ErrPasscodeTimeout, err)
-	case errors.Is(err, mobilebackup2.ErrLinkLost), errors.Is(err, mobilebackup2.ErrNotConnected):
+	case errors.Is(err, failure.LinkLost), errors.Is(err, failure.NotConnected):
 		return fmt.Errorf("%w: %w", jobs.ErrDeviceGone, err)
 	}
 	return err

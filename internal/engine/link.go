@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"snapback/internal/failure"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func openLink(ctx context.Context, udid string, em *mobilebackup2.Emitter, cance
 			case device.NotifyPasscodeDismissed:
 				em.PasscodeDismissed()
 			case device.NotifySyncCancel:
-				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
+				cancel(failure.New(failure.CancelledOnDevice, nil))
 			default:
 				log.Debug("device notification", "name", name)
 			}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"snapback/internal/failure"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestRestoreWrongSource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := Restore(ctx, RestoreRequest{UDID: r.udid, SourceDir: dir, LockRetry: 10 * time.Millisecond})
-	if !errors.Is(err, mobilebackup2.ErrIncomplete) {
+	if !errors.Is(err, failure.Incomplete) {
 		t.Errorf("err = %v; want ErrIncomplete", err)
 	}
 	if c := r.agent.Counters(); c.Restores != 0 || c.FailedRestores != 0 {
