@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"snapback/internal/failure"
 	"time"
 
 	"snapback/settings"
@@ -688,6 +690,9 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("cannot save run state", "err", err)
 	}
 	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText}
+	if f, ok := failure.As(d.err); ok && res != ResultCancelled {
+		ev.Class, ev.Remedy = string(f.Class), f.Remedy()
+	}
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
 		ev.Type = EventRunFinished

@@ -99,18 +99,23 @@ func (c *Controller) ApproveDeletion(udid string) {
 		return
 	}
 	c.do("approve deletion", func(ctx context.Context) error {
-		eff := c.Settings().Effective(udid)
-		st, err := c.Stores.Open(ctx, eff.Location)
-		if err != nil {
-			return err
-		}
-		_, deleted, err := st.Prune(ctx, udid, Policy(eff.Snapshots), store.PruneOptions{Approve: true})
-		if err != nil {
-			return err
-		}
-		c.Logger.Info("old snapshots deleted with the user's approval", "udid", udid, "count", len(deleted))
-		return m.ClearApproval(ctx, udid)
+		return ApproveDeletion(ctx, m, c.Stores, c.Settings().Effective(udid), udid, c.Logger)
 	})
+}
+
+// ApproveDeletion deletes what retention asked the user about, then clears the request. The
+// tray and the status page both call it.
+func ApproveDeletion(ctx context.Context, m *jobs.Manager, stores *Stores, eff settings.DeviceSettings, udid string, log *slog.Logger) error {
+	st, err := stores.Open(ctx, eff.Location)
+	if err != nil {
+		return err
+	}
+	_, deleted, err := st.Prune(ctx, udid, Policy(eff.Snapshots), store.PruneOptions{Approve: true})
+	if err != nil {
+		return err
+	}
+	log.Info("old snapshots deleted with the user's approval", "udid", udid, "count", len(deleted))
+	return m.ClearApproval(ctx, udid)
 }
 
 func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {
