@@ -705,6 +705,9 @@ func (m *Manager) onDone(d runDone) {
 		ev.Type = EventRunFailed
 		m.publish(ev)
 	}
+	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
+	// at once rather than after the next minute tick.
+	m.evaluate(udid, now, m.cfg.State.Snapshot())
 	m.dispatch()
 }
 
