@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -157,7 +158,8 @@ func readSecretFile(path string) (string, error) {
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("file:%s is not a regular file; fix: point file: at a plain file holding the URL", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	// Windows reports no POSIX bits (every file reads as 0666); its ACLs guard the file.
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return "", fmt.Errorf("file:%s can be read or changed by other users (mode %04o); fix: chmod 600 %s", path, perm, path)
 	}
 	buf := make([]byte, maxSecretURLFileSize+1)

@@ -31,8 +31,9 @@ type Headless struct {
 	TokenPath string
 	// Backoff overrides push.DefaultBackoff (tests).
 	Backoff []time.Duration
-	// Listening, when set, is told the status page's address once it serves (tests, tray).
-	Listening func(addr string)
+	// Listening, when set, is told the status page's address once it serves, and given a
+	// function that makes one-time login links to it (the tray's "Open Status Page").
+	Listening func(addr string, loginURL func() string)
 }
 
 // HTTPTokenPath is the status page's token file: in the state folder, readable by the user only.
@@ -99,7 +100,7 @@ func (h *Headless) serve(ctx context.Context, listen string, feed *StatusFeed) {
 	err = statuspage.Serve(ctx, listen, handler, h.Logger, func(addr string) {
 		h.Logger.Info("status page serving", "url", "http://"+addr+"/", "token_required_for_reads", !settings.IsLoopback(listen))
 		if h.Listening != nil {
-			h.Listening(addr)
+			h.Listening(addr, func() string { return handler.LoginURL("http://" + addr) })
 		}
 	})
 	if err != nil {

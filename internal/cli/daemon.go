@@ -41,8 +41,9 @@ type engineHooks struct {
 	notifier notify.Notifier
 	// stores, when set, is the store cache to use (so the tray reads the same stores).
 	stores *app.Stores
-	// listening, when set, is told the status page's address once it serves.
-	listening func(addr string)
+	// listening, when set, is told the status page's address once it serves, with a maker of
+	// one-time login links.
+	listening func(addr string, loginURL func() string)
 }
 
 // daemonBackend builds the Runner (one backup: device -> mobilebackup2 -> snapshot store) and

@@ -173,7 +173,7 @@ devices:
 	go func() {
 		done <- runEngine(ctx, slogTo(log), engineHooks{
 			ready:     func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m },
-			listening: func(addr string) { listening <- addr },
+			listening: func(addr string, _ func() string) { listening <- addr },
 		})
 	}()
 	var m *jobs.Manager

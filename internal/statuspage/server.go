@@ -13,7 +13,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +40,7 @@ type Options struct {
 const cookieName = "snapback_token"
 
 // Handler returns the status page, /api/status, /metrics and the action endpoints.
-func Handler(o Options) (http.Handler, error) {
+func Handler(o Options) (*Server, error) {
 	if o.Token == "" {
 		return nil, errors.New("status page: empty token")
 	}
@@ -49,18 +51,60 @@ func Handler(o Options) (http.Handler, error) {
 	if err := reg.Register(newCollector(o.Source)); err != nil {
 		return nil, err
 	}
-	s := &server{o: o, csrf: http.NewCrossOriginProtection()}
+	s := &server{o: o, csrf: http.NewCrossOriginProtection(), logins: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.read(s.page))
 	mux.HandleFunc("GET /api/status", s.read(s.status))
 	mux.Handle("GET /metrics", s.read(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("POST /devices/{udid}/{action}", s.action)
-	return securityHeaders(mux), nil
+	return &Server{h: securityHeaders(mux), s: s}, nil
+}
+
+// Server is the status page's http.Handler.
+type Server struct {
+	h http.Handler
+	s *server
+}
+
+func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { sv.h.ServeHTTP(w, r) }
+
+// loginTTL is how long a one-time login link works.
+const loginTTL = 2 * time.Minute
+
+// LoginURL returns base (http://host:port) with a one-time code that, opened within two
+// minutes, stores the token in the browser. The tray opens it: a browser is started with the
+// address as an argument, which other local users can see, so the token itself never goes there.
+func (sv *Server) LoginURL(base string) string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	code := hex.EncodeToString(b)
+	sv.s.mu.Lock()
+	defer sv.s.mu.Unlock()
+	now := time.Now()
+	for c, exp := range sv.s.logins {
+		if now.After(exp) {
+			delete(sv.s.logins, c)
+		}
+	}
+	sv.s.logins[code] = now.Add(loginTTL)
+	return base + "/?login=" + code
 }
 
 type server struct {
 	o    Options
 	csrf *http.CrossOriginProtection
+
+	mu     sync.Mutex
+	logins map[string]time.Time // one-time login codes and their expiry
+}
+
+// redeem reports whether code is a live one-time login code, and uses it up.
+func (s *server) redeem(code string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.logins[code]
+	delete(s.logins, code)
+	return ok && time.Now().Before(exp)
 }
 
 // authorised reports whether r carries the token: Authorization: Bearer, the cookie set by
@@ -81,16 +125,22 @@ func (s *server) authorised(r *http.Request) bool {
 // redirects to the same page without it (so it leaves the address bar and history).
 func (s *server) read(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if t := r.URL.Query().Get("token"); t != "" {
-			if subtle.ConstantTimeCompare([]byte(t), []byte(s.o.Token)) != 1 {
+		t, code := r.URL.Query().Get("token"), r.URL.Query().Get("login")
+		if t != "" || code != "" {
+			if code != "" && !s.redeem(code) {
+				http.Error(w, "this login link has expired or was used; open the status page from the tray again, or use `snapback http token --url`", http.StatusForbidden)
+				return
+			}
+			if t != "" && subtle.ConstantTimeCompare([]byte(t), []byte(s.o.Token)) != 1 {
 				http.Error(w, "wrong token; `snapback http token` prints the right one", http.StatusForbidden)
 				return
 			}
-			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: t, Path: "/", HttpOnly: true,
+			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.o.Token, Path: "/", HttpOnly: true,
 				SameSite: http.SameSiteStrictMode, MaxAge: 400 * 24 * 3600})
 			u := *r.URL
 			q := u.Query()
 			q.Del("token")
+			q.Del("login")
 			u.RawQuery = q.Encode()
 			http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
 			return
@@ -212,7 +262,7 @@ func LoadOrCreateToken(path string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if fi.Mode().Perm()&0o077 != 0 {
+		if fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" { // Windows: ACLs, no POSIX bits
 			return "", fmt.Errorf("%s can be read by other users (mode %04o); fix: chmod 600 %s, or delete it for a new token", path, fi.Mode().Perm(), path)
 		}
 		buf := make([]byte, 256)

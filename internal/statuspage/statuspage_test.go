@@ -165,6 +165,47 @@ func TestTokenLinkSetsCookieForTheButtons(t *testing.T) {
 	}
 }
 
+func TestOneTimeLoginLink(t *testing.T) {
+	rec := &recorder{}
+	sv, err := Handler(Options{Source: staticSource{sampleView()}, Actions: rec, Token: token, Private: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sv)
+	defer srv.Close()
+	link := sv.LoginURL(srv.URL)
+	if strings.Contains(link, token) {
+		t.Fatal("the login link carries the token itself")
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	res, err := c.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("login link: %d", res.StatusCode)
+	}
+	// Used up: a second browser cannot log in with it.
+	res, err = http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("reused login link: %d, want 403", res.StatusCode)
+	}
+	res, err = c.PostForm(srv.URL+"/devices/A/backup", url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if strings.Join(rec.list(), ",") != "backup A" {
+		t.Fatalf("after the login link the buttons should work: %d %v", res.StatusCode, rec.list())
+	}
+}
+
 func TestJSONAPI(t *testing.T) {
 	srv, _ := serve(t, false)
 	res, err := http.Get(srv.URL + "/api/status")
