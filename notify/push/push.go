@@ -141,6 +141,8 @@ func (d *Dispatcher) route(ctx context.Context, m notify.Message) {
 	}
 }
 
+const testTimeout = 30 * time.Second
+
 // Test sends a test message through every channel now and returns one result per channel,
 // with errors free of secrets. For `snapback alerts test`.
 func Test(ctx context.Context, send Sender, chans []Channel, title, body string) []error {
@@ -149,7 +151,19 @@ func Test(ctx context.Context, send Sender, chans []Channel, title, body string)
 	}
 	out := make([]error, len(chans))
 	for i, c := range chans {
-		if err := send(ctx, c.URL, title, body); err != nil {
+		// Bounded: a service that accepts and never answers must not hang the command. The
+		// abandoned call ends with the process.
+		done := make(chan error, 1)
+		go func() { done <- send(ctx, c.URL, title, body) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(testTimeout):
+			err = errTimeout{testTimeout}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
 			out[i] = errors.New(Scrubber(c.URL)(err.Error()))
 		}
 	}
