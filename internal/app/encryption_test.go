@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"snapback/internal/failure"
 	"snapback/settings/settingstest"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/settings"
 )

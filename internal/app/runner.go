@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"snapback/internal/failure"
 	"sync"
 	"time"
 
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 	"snapback/jobs"

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"snapback/internal/testenv"
 )
 
 func runAutostart(t *testing.T, arg string) string {
@@ -27,14 +29,7 @@ func runAutostart(t *testing.T, arg string) string {
 // validateDesktopFile runs desktop-file-validate when it is installed (required under CI).
 func validateDesktopFile(t *testing.T, path string) {
 	t.Helper()
-	tool, err := exec.LookPath("desktop-file-validate")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("desktop-file-validate is required under CI (apt-get install desktop-file-utils): %v", err)
-		}
-		t.Logf("desktop-file-validate not installed; %s not validated", path)
-		return
-	}
+	tool := testenv.RequireTool(t, "desktop-file-validate")
 	if out, err := exec.Command(tool, path).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("desktop-file-validate %s: %v\n%s", path, err, out)
 	}

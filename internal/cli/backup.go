@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"snapback/internal/failure"
 	"syscall"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"snapback/internal/app"
 	"snapback/internal/device"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 	"snapback/settings"

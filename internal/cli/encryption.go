@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"snapback/internal/failure"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/settings"
 )

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/settings"
 )
 
@@ -33,14 +34,7 @@ func TestPasswordNeverInFilesOrLogs(t *testing.T) {
 		checkPasswordNeverLeaks(t)
 	})
 	t.Run("gnome-keyring", func(t *testing.T) {
-		for _, tool := range []string{"dbus-run-session", "gnome-keyring-daemon"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				if os.Getenv("CI") == "true" {
-					t.Fatalf("%s is required under CI=true: %v", tool, err)
-				}
-				t.Skipf("%s not installed", tool)
-			}
-		}
+		testenv.RequireTool(t, "dbus-run-session", "gnome-keyring-daemon")
 		home := t.TempDir()
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()

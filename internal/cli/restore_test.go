@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"snapback/internal/failure"
 	"snapback/settings/settingstest"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 )
 

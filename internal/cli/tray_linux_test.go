@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/tray"
 )
 
@@ -25,13 +26,7 @@ func inSessionBus(t *testing.T, name string) bool {
 	if os.Getenv(cmdTrayChild) == "1" {
 		return true
 	}
-	runner, err := exec.LookPath("dbus-run-session")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("dbus-run-session is required under CI: %v", err)
-		}
-		t.Skipf("dbus-run-session not installed: %v", err)
-	}
+	runner := testenv.RequireTool(t, "dbus-run-session")
 	cmd := exec.Command(runner, "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=60s")
 	cmd.Env = append(os.Environ(), cmdTrayChild+"=1")
 	out, err := cmd.CombinedOutput()

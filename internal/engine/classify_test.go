@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"snapback/internal/failure"
 	"testing"
 
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"snapback/internal/failure"
 	"time"
 
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 

@@ -17,13 +17,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"snapback/internal/failure"
 	"strings"
 	"time"
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"snapback/internal/failure"
 	"sort"
 	"strings"
 	"sync"
@@ -21,7 +20,9 @@ import (
 	"snapback/internal/device"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/testenv"
 )
 
 // rig is a simulated iPhone behind a real usbmuxd socket; go-ios (inside internal/device)
@@ -459,14 +460,7 @@ func holdLock(t *testing.T, ctx context.Context) func() {
 
 func idevicebackup2(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skipf("idevicebackup2 not installed: %v", err)
-	}
-	return p
+	return testenv.RequireTool(t, "idevicebackup2")
 }
 
 // TestSameAsIdevicebackup2: Snapback's folder and idevicebackup2's folder from the same

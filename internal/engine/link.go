@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"snapback/internal/failure"
 	"sync"
 	"time"
 
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 

@@ -7,15 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"snapback/internal/failure"
 	"strings"
 	"testing"
 	"time"
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 )
 
 // storeBackup runs one backup of the rig's device into the snapshot store and commits it.
@@ -122,13 +123,7 @@ func TestRestoreWrongSource(t *testing.T) {
 // reads DIR/<UDID>/, so the snapshot is first exported (`snapback snapshots export ID DEST`
 // writes DEST/<UDID>/).
 func TestIdevicebackup2RestoresSnapshot(t *testing.T) {
-	bin, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skip("idevicebackup2 not installed")
-	}
+	bin := testenv.RequireTool(t, "idevicebackup2")
 	r := newRig(t, backupsim.Options{Seed: 33, Files: 100, PasscodeRequired: new(bool)}, devicesim.DeviceConfig{})
 	st, older, want := olderSnapshotFixture(t, r)
 	dest := t.TempDir()

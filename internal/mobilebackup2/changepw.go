@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"snapback/internal/failure"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"snapback/internal/failure"
 	"strings"
 	"testing"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 )
 
 // ChangePassword sends exactly the keys of protocol.md §7.4 (no Options wrapper; the absent

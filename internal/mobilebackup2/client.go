@@ -20,10 +20,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"snapback/internal/failure"
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 

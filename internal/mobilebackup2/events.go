@@ -1,9 +1,10 @@
 package mobilebackup2
 
 import (
-	"snapback/internal/failure"
 	"sync"
 	"time"
+
+	"snapback/internal/failure"
 )
 
 // Phase is where a backup run is.

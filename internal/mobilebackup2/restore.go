@@ -8,9 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"snapback/internal/failure"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"snapback/internal/failure"
 	"testing"
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 

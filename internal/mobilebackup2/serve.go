@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"snapback/internal/failure"
 	"sort"
 	"strings"
 	"syscall"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
