@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,26 +21,11 @@ import (
 
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
+	"snapback/internal/testenv"
 	"snapback/jobs"
 	"snapback/settings"
 	"snapback/settings/settingstest"
-
-	"net/http/httptest"
 )
-
-// requireTool fails under CI=true and skips loudly elsewhere when a tool is missing.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing; .ci/run installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install the package .ci/run names)", name)
-	return ""
-}
 
 // until polls cond (state in another process or server) until it holds or d passes.
 func until(t *testing.T, d time.Duration, what string, cond func() bool, log *syncBuffer) {
@@ -120,8 +106,8 @@ func runCmd(t *testing.T, args ...string) string {
 // hangs; the pings arrive in order; the page in headless chromium shows device, last backup and
 // snapshots; Back Up Now needs the token; /metrics passes promtool; no secret leaks.
 func TestHeadlessServerTellsUsersWhatIsHappening(t *testing.T) {
-	chromium := requireTool(t, "chromium")
-	promtool := requireTool(t, "promtool")
+	chromium := testenv.RequireTool(t, "chromium")
+	promtool := testenv.RequireTool(t, "promtool")
 	dir := cfgTestEnv(t)
 	const hookSecret = "planted-hook-secret-51c2e0"
 	const pingSecret = "planted-ping-secret-9ad7f1"

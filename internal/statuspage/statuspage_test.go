@@ -15,23 +15,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 const token = "0123456789abcdef0123456789abcdef0123456789abcdef"
-
-// requireTool fails under CI=true and skips loudly elsewhere when a tool is missing.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing; .ci/run installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install the package .ci/run names)", name)
-	return ""
-}
 
 type staticSource struct{ v View }
 
@@ -224,7 +212,7 @@ func TestJSONAPI(t *testing.T) {
 }
 
 func TestMetricsPassPromtool(t *testing.T) {
-	promtool := requireTool(t, "promtool")
+	promtool := testenv.RequireTool(t, "promtool")
 	srv, _ := serve(t, false)
 	res, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -252,7 +240,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 // chromium renders url headless and returns the DOM; with shot set it also writes a
 // phone-sized screenshot there.
 func chromium(t *testing.T, u, shot string) string {
-	bin := requireTool(t, "chromium")
+	bin := testenv.RequireTool(t, "chromium")
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
 		"--user-data-dir=" + t.TempDir(), "--window-size=430,900", "--hide-scrollbars"}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -82,7 +82,7 @@ func (l *lanes) serve(ctx context.Context, q chan job) {
 		case j := <-q:
 			for try := 0; ; try++ {
 				var err error
-				err, stuck = l.attempt(ctx, j, stuck)
+				stuck, err = l.attempt(ctx, j, stuck)
 				if err == nil {
 					if try > 0 {
 						l.log.Info("alert delivered after retrying", "what", j.label, "attempts", try+1)
@@ -111,12 +111,12 @@ func (l *lanes) serve(ctx context.Context, q chan job) {
 // no context (the generic webhook uses http.DefaultClient without a timeout), so a try that
 // overruns is left running and reported as stuck; the next try first waits for it, which keeps
 // at most one hung call per lane.
-func (l *lanes) attempt(ctx context.Context, j job, stuck <-chan error) (error, <-chan error) {
+func (l *lanes) attempt(ctx context.Context, j job, stuck <-chan error) (<-chan error, error) {
 	if stuck != nil {
 		select {
 		case <-stuck:
 		case <-ctx.Done():
-			return ctx.Err(), stuck
+			return stuck, ctx.Err()
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -125,9 +125,9 @@ func (l *lanes) attempt(ctx context.Context, j job, stuck <-chan error) (error, 
 	go func() { done <- j.attempt(actx) }()
 	select {
 	case err := <-done:
-		return err, nil
+		return nil, err
 	case <-actx.Done():
-		return errTimeout{l.timeout}, done
+		return done, errTimeout{l.timeout}
 	}
 }
 

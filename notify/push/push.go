@@ -221,9 +221,7 @@ func Scrubber(serviceURL string) func(string) string {
 				parts = append(parts, p)
 			}
 		}
-		for _, seg := range strings.Split(u.Path, "/") {
-			parts = append(parts, seg)
-		}
+		parts = append(parts, strings.Split(u.Path, "/")...)
 		for _, vs := range u.Query() {
 			parts = append(parts, vs...)
 		}

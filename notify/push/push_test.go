@@ -18,20 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/notify"
 )
-
-// requireTool fails under CI=true and skips loudly elsewhere when a tool is missing.
-func requireTool(t *testing.T, path string) {
-	t.Helper()
-	if _, err := exec.LookPath(path); err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing; .ci/run installs it", path)
-	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install the package .ci/run names)", path)
-}
 
 // syncBuffer is a log sink the test may read while the sender writes.
 type syncBuffer struct {
@@ -271,12 +260,9 @@ func TestPingsArriveInOrderDespiteRetries(t *testing.T) {
 // TestSMTPFailureEmail sends the failure message as e-mail to Debian's aiosmtpd on loopback.
 func TestSMTPFailureEmail(t *testing.T) {
 	py := "/usr/bin/python3"
-	requireTool(t, py)
+	testenv.RequireTool(t, py)
 	if err := exec.Command(py, "-c", "import aiosmtpd").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3-aiosmtpd is missing; .ci/run installs it")
-		}
-		t.Skip("SKIPPED: python3-aiosmtpd is not installed")
+		testenv.Unavailable(t, "python3-aiosmtpd is not installed (%v); .ci/run installs it", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
