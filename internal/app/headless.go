@@ -69,8 +69,43 @@ func (h *Headless) Run(ctx context.Context) {
 	wg.Go(func() { fwd.Run(ctx) })
 	wg.Go(func() { pinger.Run(ctx) })
 	wg.Go(func() { feed.Run(ctx, pinger) })
-	if listen := h.Settings().HTTP.Listen; listen != "" {
-		wg.Go(func() { h.serve(ctx, listen, feed) })
+	wg.Go(func() { h.followListen(ctx, feed) })
+}
+
+// followListen runs the status page on http.listen and moves it when an edit of the settings
+// file changes the address (or turns the page on or off).
+func (h *Headless) followListen(ctx context.Context, feed *StatusFeed) {
+	sub := h.Manager.Bus().Subscribe(jobs.EventSettingsReloaded)
+	defer sub.Close()
+	for {
+		listen := h.Settings().HTTP.Listen
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if listen != "" {
+				h.serve(sctx, listen, feed)
+			}
+		}()
+		changed := false
+		for !changed {
+			select {
+			case <-ctx.Done():
+				stop()
+				<-done
+				return
+			case _, ok := <-sub.C:
+				if !ok {
+					stop()
+					<-done
+					return
+				}
+				changed = h.Settings().HTTP.Listen != listen
+			}
+		}
+		h.Logger.Info("http.listen changed; moving the status page", "from", listen, "to", h.Settings().HTTP.Listen)
+		stop()
+		<-done
 	}
 }
 
@@ -82,7 +117,7 @@ func (h *Headless) backups(ctx context.Context, udid string) (Backups, bool) {
 	return ReadBackups(st, udid), true
 }
 
-// serve runs the status page until ctx ends. A change of http.listen applies after a restart.
+// serve runs the status page on listen until ctx ends.
 func (h *Headless) serve(ctx context.Context, listen string, feed *StatusFeed) {
 	token, err := statuspage.LoadOrCreateToken(h.TokenPath)
 	if err != nil {

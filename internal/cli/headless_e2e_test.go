@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -136,9 +137,9 @@ func TestHeadlessServerTellsUsersWhatIsHappening(t *testing.T) {
 	pingFile := filepath.Join(dir, "ping-start-url")
 	os.WriteFile(pingFile, []byte(pings.srv.URL+"/A/"+pingSecret+"/start\n"), 0o600)
 	p := pings.srv.URL
-	writeConfig(t, dir, fmt.Sprintf(`schedule: {window: '00:00-24:00'}
+	config := fmt.Sprintf(`schedule: {window: '00:00-24:00'}
 conditions: {min_battery: 0}
-http: {listen: '127.0.0.1:0'}
+http: {listen: 'LISTEN'}
 alerts:
   - url: keyring:hook
     events: [passcode, completed, failed]
@@ -148,7 +149,8 @@ devices:
     pings: {start: 'file:%s', success: '%s/A/%s/success', failure: '%s/A/%s/fail'}
   - udid: %s
     pings: {start: '%s/B/%s/start', success: '%s/B/%s/success', failure: '%s/B/%s/fail'}
-`, hung.URL, idA.UDID, pingFile, p, pingSecret, p, pingSecret, idB.UDID, p, pingSecret, p, pingSecret, p, pingSecret))
+`, hung.URL, idA.UDID, pingFile, p, pingSecret, p, pingSecret, idB.UDID, p, pingSecret, p, pingSecret, p, pingSecret)
+	writeConfig(t, dir, strings.Replace(config, "LISTEN", "127.0.0.1:0", 1))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -158,8 +160,13 @@ devices:
 	done := make(chan error, 1)
 	go func() {
 		done <- runEngine(ctx, slogTo(log), engineHooks{
-			ready:     func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m },
-			listening: func(addr string, _ func() string) { listening <- addr },
+			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m },
+			listening: func(addr string, _ func() string) {
+				select {
+				case listening <- addr:
+				default:
+				}
+			},
 		})
 	}()
 	var m *jobs.Manager
@@ -300,6 +307,29 @@ devices:
 	}
 	if !strings.Contains(show, "keyring:hook") || !strings.Contains(show, "REDACTED") {
 		t.Errorf("config show should name keyring:hook and redact literal URLs:\n%s", show)
+	}
+
+	// An edit of http.listen moves the page without a restart.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := l.Addr().String()
+	l.Close()
+	writeConfig(t, dir, strings.Replace(config, "LISTEN", moved, 1))
+	select {
+	case got := <-listening:
+		if got != moved {
+			t.Fatalf("the page moved to %s, want %s", got, moved)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the page did not move after the edit; log:\n%s", log.String())
+	}
+	if res, err := http.Get("http://" + moved + "/api/status"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the moved page does not answer: %v", err)
+	}
+	if _, err := http.Get(base + "/api/status"); err == nil {
+		t.Fatal("the old address still serves after the move")
 	}
 
 	cancel()
