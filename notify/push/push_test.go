@@ -321,3 +321,38 @@ func TestScrubber(t *testing.T) {
 		t.Errorf("nothing marked as redacted: %s", s)
 	}
 }
+
+// TestPushIsRateLimitedLikeTheDesktop: behind notify.Gate (as the app wires it), ten failures
+// in a row reach a push channel twice (the first, and one reminder after an hour), and a
+// completed backup ends the streak.
+func TestPushIsRateLimitedLikeTheDesktop(t *testing.T) {
+	h := newHook(t, false)
+	d := startDispatcher(t, Options{Resolve: fixed(Channel{Label: "hook", URL: h.url("t")})})
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	gate := notify.NewGate(d, func() time.Time { return now })
+	for i := range 10 {
+		gate.Notify(notify.Failure(anna, fmt.Sprintf("failure %d", i), ""))
+		now = now.Add(40 * time.Minute)
+	}
+	gate.Notify(notify.Done(anna, 1, time.Second, notify.USB))
+	gate.Notify(notify.Failure(anna, "failure after success", ""))
+	// A sentinel after them: the lane is ordered, so once it arrives nothing else is on its way.
+	gate.Notify(notify.Passcode(anna))
+	waitFor(t, 10*time.Second, "the sentinel", func() bool {
+		m := h.messages()
+		return len(m) > 0 && strings.Contains(m[len(m)-1]["title"], "passcode")
+	})
+	if n := len(h.messages()); n != 5 {
+		t.Fatalf("%d messages reached the channel, want 4 + the sentinel", n)
+	}
+	var bodies []string
+	for _, m := range h.messages() {
+		bodies = append(bodies, m["message"])
+	}
+	want := []string{"failure 0.", "failure 2.", "completed", "failure after success."}
+	for i, w := range want {
+		if !strings.Contains(bodies[i], w) && !(w == "completed" && strings.Contains(bodies[i], "over USB")) {
+			t.Fatalf("messages = %q, want %q", bodies, want)
+		}
+	}
+}
