@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -77,6 +78,7 @@ func (h *Headless) Run(ctx context.Context) {
 func (h *Headless) followListen(ctx context.Context, feed *StatusFeed) {
 	sub := h.Manager.Bus().Subscribe(jobs.EventSettingsReloaded)
 	defer sub.Close()
+	h.checkAlerts(ctx)
 	for {
 		listen := h.Settings().HTTP.Listen
 		sctx, stop := context.WithCancel(ctx)
@@ -100,6 +102,7 @@ func (h *Headless) followListen(ctx context.Context, feed *StatusFeed) {
 					<-done
 					return
 				}
+				h.checkAlerts(ctx)
 				changed = h.Settings().HTTP.Listen != listen
 			}
 		}
@@ -140,6 +143,39 @@ func (h *Headless) serve(ctx context.Context, listen string, feed *StatusFeed) {
 	})
 	if err != nil {
 		h.Logger.Error("status page stopped", "err", err)
+	}
+}
+
+// checkAlerts tells the user at start and after each edit about alert URLs that cannot work
+// (a service the library does not know, a keychain entry or file that is missing), so a typo
+// is found before the first failed backup needs to be announced.
+func (h *Headless) checkAlerts(ctx context.Context) {
+	s := h.Settings()
+	type list struct {
+		prefix string
+		alerts []settings.Alert
+	}
+	lists := []list{{"", s.Global.Alerts}}
+	for i, d := range s.Devices {
+		lists = append(lists, list{fmt.Sprintf("devices[%d].", i), d.Effective.Alerts})
+	}
+	checked := map[string]bool{} // devices inherit the global list: report each URL once
+	for _, l := range lists {
+		for i, a := range l.alerts {
+			if checked[a.URL] {
+				continue
+			}
+			checked[a.URL] = true
+			key := fmt.Sprintf("%salerts[%d].url", l.prefix, i)
+			u, err := settings.ResolveURL(ctx, a.URL, h.Secrets)
+			if err == nil {
+				err = push.Check(u)
+			}
+			if err != nil {
+				h.Logger.Error("alert channel cannot work", "key", key, "url", settings.Redact(a.URL), "err", err,
+					"fix", "correct the URL (each service's format: github.com/nicholas-fedor/shoutrrr docs); `snapback alerts test` tries every channel")
+			}
+		}
 	}
 }
 

@@ -144,12 +144,13 @@ alerts:
   - url: keyring:hook
     events: [passcode, completed, failed]
   - url: generic+%s/down?template=json
+  - url: nfty://ntfy.sh/%s
 devices:
   - udid: %s
     pings: {start: 'file:%s', success: '%s/A/%s/success', failure: '%s/A/%s/fail'}
   - udid: %s
     pings: {start: '%s/B/%s/start', success: '%s/B/%s/success', failure: '%s/B/%s/fail'}
-`, hung.URL, idA.UDID, pingFile, p, pingSecret, p, pingSecret, idB.UDID, p, pingSecret, p, pingSecret, p, pingSecret)
+`, hung.URL, pingSecret, idA.UDID, pingFile, p, pingSecret, p, pingSecret, idB.UDID, p, pingSecret, p, pingSecret, p, pingSecret)
 	writeConfig(t, dir, strings.Replace(config, "LISTEN", "127.0.0.1:0", 1))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -182,6 +183,11 @@ devices:
 		t.Fatalf("the status page did not start; log:\n%s", log.String())
 	}
 	base := "http://" + addr
+
+	// A misspelt service is reported at start, by key, without its secret.
+	until(t, 20*time.Second, "the report of the unusable alert URL", func() bool {
+		return strings.Contains(log.String(), `msg="alert channel cannot work" key=alerts[2].url`)
+	}, log)
 
 	// Both devices are backed up by themselves: A succeeds, B fails with 212.
 	until(t, 90*time.Second, "A's backup and B's failure", func() bool {

@@ -132,6 +132,11 @@ func (d *Dispatcher) route(ctx context.Context, m notify.Message) {
 		if c.Wants != nil && !c.Wants(event) {
 			continue
 		}
+		// A URL the library cannot use will not start working by retrying.
+		if err := Check(c.URL); err != nil {
+			d.log.Error("alert not sent: the channel's URL cannot work", "what", fmt.Sprintf("%s alert to %s", event, c.Label), "err", err)
+			continue
+		}
 		c, m := c, m
 		d.lanes.submit("alert "+c.URL, job{
 			label:   fmt.Sprintf("%s alert to %s", event, c.Label),
@@ -190,6 +195,16 @@ func EventName(k notify.Kind) string {
 		return "damage_found"
 	}
 	return k.String()
+}
+
+// Check reports whether the notification library understands serviceURL (known service,
+// parsable configuration) without sending anything. The error is free of secrets.
+func Check(serviceURL string) error {
+	var r router.ServiceRouter
+	if _, err := r.Locate(serviceURL); err != nil {
+		return errors.New(Scrubber(serviceURL)(err.Error()))
+	}
+	return nil
 }
 
 // Shoutrrr sends through github.com/nicholas-fedor/shoutrrr. The library's errors may quote the
