@@ -297,3 +297,28 @@ func TestTokenFile(t *testing.T) {
 		t.Fatalf("world-readable token file: %v", err)
 	}
 }
+
+func TestPageShowsRunProgressAndCancel(t *testing.T) {
+	v := sampleView()
+	v.Devices[0].Busy, v.Devices[0].State = true, "Backing up"
+	v.Devices[0].Progress = &Progress{Phase: "Transferring", Percent: 42, Bytes: 1_300_000_000, Files: 5120}
+	h, err := Handler(Options{Source: staticSource{v}, Actions: &recorder{}, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/", nil))
+	page := rr.Body.String()
+	for _, want := range []string{"Transferring · 42 % · 1.3 GB · 5120 files", `<progress max="100" value="42">`,
+		`/devices/00008030-001A2B3C4D5E802E/cancel`, `content="5"`, "running now"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "/backup\"") {
+		t.Error("Back Up Now is offered while a backup runs")
+	}
+	if strings.Contains(page, "<script") {
+		t.Error("the page has JavaScript")
+	}
+}
