@@ -77,6 +77,31 @@ func newAlertsTestCmd() *cobra.Command {
 	}
 }
 
+// alertURLProblems checks the literal alert URLs against the notification library (a known
+// service, a configuration it can parse), one problem per URL under the key that sets it. URLs
+// kept in the keychain or a file are checked by `snapback alerts test` and at daemon start.
+func alertURLProblems(s *settings.Settings) error {
+	var probs []error
+	seen := map[string]bool{}
+	check := func(prefix string, alerts []settings.Alert) {
+		for i, a := range alerts {
+			if seen[a.URL] || settings.IsSecretRef(a.URL) {
+				continue
+			}
+			seen[a.URL] = true
+			if err := push.Check(a.URL); err != nil {
+				probs = append(probs, &settings.Problem{Key: fmt.Sprintf("%salerts[%d].url", prefix, i), Problem: err.Error(),
+					Fix: "use a service URL the notification library knows (ntfy://, smtp://, telegram://, generic+https://...; see github.com/nicholas-fedor/shoutrrr)"})
+			}
+		}
+	}
+	check("", s.Global.Alerts)
+	for i, d := range s.Devices {
+		check(fmt.Sprintf("devices[%d].", i), d.Effective.Alerts)
+	}
+	return errors.Join(probs...)
+}
+
 func deviceAlerts(s *settings.Settings) [][]settings.Alert {
 	var out [][]settings.Alert
 	for _, d := range s.Devices {

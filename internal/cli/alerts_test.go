@@ -58,3 +58,13 @@ func TestAlertsSetAndTest(t *testing.T) {
 		t.Fatal("the test message did not reach the webhook")
 	}
 }
+
+func TestConfigCheckNamesAnUnknownAlertService(t *testing.T) {
+	dir := cfgTestEnv(t)
+	writeConfig(t, dir, "alerts:\n  - url: ntfy://ntfy.sh/fine\n  - url: nfty://ntfy.sh/planted-topic-77\n")
+	_, err := cfgTestRun(t, "", "config", "check")
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "alerts[1].url:") || !strings.Contains(err.Error(), "fix:") ||
+		strings.Contains(err.Error(), "alerts[0].url") || strings.Contains(err.Error(), "planted-topic-77") {
+		t.Fatalf("config check: exit %d, %v", exitCode(err), err)
+	}
+}
