@@ -275,6 +275,14 @@ func TestPageInHeadlessChromium(t *testing.T) {
 	if t.Failed() {
 		t.Log(dom)
 	}
+	if !strings.Contains(dom, "Read-only") {
+		t.Error("without the token the page should say its buttons need it")
+	}
+	// The link with the token: the browser follows the redirect with the cookie set, and the
+	// page knows the buttons will work.
+	if in := chromium(t, srv.URL+"/?token="+token, ""); strings.Contains(in, "Read-only") || !strings.Contains(in, "Back Up Now") {
+		t.Error("after opening the token link the browser is not logged in")
+	}
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 5000 {
 		t.Fatalf("screenshot missing or empty: %v", err)
 	}
