@@ -67,6 +67,7 @@ type Event struct {
 	Progress    Progress   // Progress, PasscodeRequested
 	Result      Result     // RunFinished, RunFailed
 	Err         string     // RunFailed, SettingsInvalid: the reason in words (cause included, once)
+	Class       string     // RunFailed: the failure class (internal/failure), when classified
 	Remedy      string     // RunFailed: what the user can do, once (never repeated in Err)
 	Run         *RunResult // RunFinished: transport, bytes, size, files, duration, snapshot, warnings
 	OverdueDays int        // Overdue

@@ -708,6 +708,9 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("cannot save run state", "err", err)
 	}
 	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText, Remedy: remedy}
+	if f, ok := failure.As(d.err); ok && res != ResultCancelled {
+		ev.Class = string(f.Class)
+	}
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "transport", d.res.Transport,
 			"bytes", d.res.Bytes, "files", d.res.Files, "size", d.res.Size, "took", d.res.Duration.Round(time.Millisecond))
@@ -723,6 +726,9 @@ func (m *Manager) onDone(d runDone) {
 		ev.Type = EventRunFailed
 		m.publish(ev)
 	}
+	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
+	// at once rather than after the next minute tick.
+	m.evaluate(udid, now, m.cfg.State.Snapshot())
 	m.dispatch()
 }
 

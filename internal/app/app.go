@@ -46,6 +46,9 @@ type Config struct {
 	LogPath string
 	// Ready, when set, is called once the job manager runs.
 	Ready func(*jobs.Manager)
+	// Listening, when set, is told the status page's address once it serves, with a maker
+	// of one-time login links (the tray's Open Status Page gets it too).
+	Listening func(addr string, loginURL func() string)
 }
 
 // App is the composition root of the long-running Snapback: single-instance lock, settings
@@ -255,6 +258,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		wg.Go(func() { n.Run(ctx) })
 	}
+	// Push alerts, dead-man pings and the status page: what a server's users see.
+	tokenPath, err := HTTPTokenPath()
+	if err != nil {
+		return err
+	}
+	var secrets settings.Secrets = noKeychain{}
+	if a.cfg.Secrets != nil {
+		secrets = a.cfg.Secrets
+	}
+	headless := &Headless{Manager: m, Settings: cfg.Current, SettingsPath: cfgPath, Secrets: secrets,
+		Stores: a.stores, Logger: a.log, Now: a.now, TokenPath: tokenPath, Listening: a.listening}
+	wg.Go(func() { headless.Run(ctx) })
 	wg.Go(func() {
 		err := cfg.Watch(ctx, func(c settings.Change) {
 			if c.Err != nil {
@@ -289,6 +304,16 @@ func (a *App) Run(ctx context.Context) (err error) {
 	wg.Wait()
 	a.log.Info("snapback stopped")
 	return err
+}
+
+// listening hands the status page's login-link maker to the tray and to Config.Listening.
+func (a *App) listening(addr string, login func() string) {
+	if a.ctl != nil {
+		a.ctl.SetStatusPage(login)
+	}
+	if a.cfg.Listening != nil {
+		a.cfg.Listening(addr, login)
+	}
 }
 
 // logEvents writes the interesting events to the log: for a headless daemon the log is the

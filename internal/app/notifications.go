@@ -25,6 +25,9 @@ type Notifications struct {
 	// Location returns where a device's backups go, for the "disk not connected" message.
 	Location func(udid string) string
 	Logger   *slog.Logger
+	// AllKinds ignores the desktop switches of `notifications:`; push channels filter by
+	// their own `events:` list instead.
+	AllKinds bool
 }
 
 // Run forwards events until ctx ends. It owns its subscription.
@@ -48,6 +51,9 @@ func (n *Notifications) message(ev jobs.Event) (notify.Message, bool) {
 	var on settings.Notifications
 	if s := n.Settings(); s != nil {
 		on = s.Effective(ev.UDID).Notifications
+	}
+	if n.AllKinds {
+		on = settings.Notifications{Passcode: true, Completed: true, Failed: true, DiskMissing: true, Overdue: true, Approval: true}
 	}
 	switch ev.Type {
 	case jobs.EventPasscodeRequested:
