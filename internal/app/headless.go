@@ -256,29 +256,21 @@ func NewStatusFeed(m *jobs.Manager, s func() *settings.Settings, stores *Stores,
 // Run follows run events until ctx ends; pinger, when not nil, gets the dead-man pings in
 // the order the runs start and end.
 func (f *StatusFeed) Run(ctx context.Context, pinger *push.Pinger) {
-	sub := f.m.Bus().Subscribe(jobs.EventRunStarted | jobs.EventProgress | jobs.EventRunFinished | jobs.EventRunFailed)
-	defer sub.Close()
-	for {
-		select {
-		case <-ctx.Done():
+	mask := jobs.EventRunStarted | jobs.EventProgress | jobs.EventRunFinished | jobs.EventRunFailed
+	f.m.Bus().Follow(ctx, mask, func(ev jobs.Event) {
+		f.record(ev)
+		if pinger == nil {
 			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			f.record(ev)
-			if pinger != nil {
-				switch ev.Type {
-				case jobs.EventRunStarted:
-					pinger.Ping(ev.UDID, push.Start)
-				case jobs.EventRunFinished:
-					pinger.Ping(ev.UDID, push.Success)
-				case jobs.EventRunFailed:
-					pinger.Ping(ev.UDID, push.Failure)
-				}
-			}
 		}
-	}
+		switch ev.Type {
+		case jobs.EventRunStarted:
+			pinger.Ping(ev.UDID, push.Start)
+		case jobs.EventRunFinished:
+			pinger.Ping(ev.UDID, push.Success)
+		case jobs.EventRunFailed:
+			pinger.Ping(ev.UDID, push.Failure)
+		}
+	})
 }
 
 func (f *StatusFeed) record(ev jobs.Event) {
