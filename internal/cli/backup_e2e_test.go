@@ -103,6 +103,7 @@ func TestBackupValidatesUDIDBeforeWriting(t *testing.T) {
 	start := time.Now()
 	_, stderr, code := cliRun(t, "backup", "--location", loc, "--udid", "0000-WRONG")
 	took := time.Since(start)
+	t.Logf("--udid 0000-WRONG refused in %v", took.Round(time.Millisecond))
 	if code != failure.ExitNoDevice || !strings.Contains(stderr, "no such device") || took > 2*time.Second {
 		t.Fatalf("--udid 0000-WRONG: exit %d after %v, stderr %q; want exit %d with \"no such device\" within 2 s", code, took, stderr, failure.ExitNoDevice)
 	}
