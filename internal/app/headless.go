@@ -106,14 +106,6 @@ func (h *Headless) followListen(ctx context.Context, feed *StatusFeed) {
 	}
 }
 
-func (h *Headless) backups(ctx context.Context, udid string) (DeviceBackups, bool) {
-	st, err := h.Stores.ForDevice(ctx, h.Settings(), udid, "")
-	if err != nil {
-		return DeviceBackups{DiskMissing: true}, false
-	}
-	return ReadBackups(st, udid), true
-}
-
 // serve runs the status page on listen until ctx ends.
 func (h *Headless) serve(ctx context.Context, listen string, feed *StatusFeed) {
 	token, err := statuspage.LoadOrCreateToken(h.TokenPath)
