@@ -7,7 +7,6 @@ import (
 	"snapback/internal/failure"
 	"snapback/jobs"
 	"snapback/notify"
-	"snapback/notify/notifytest"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +23,13 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 	id, _ := addDevice(t, sim, 9, "18.1", 80, backupsim.Options{Files: 10, TotalSize: 1 << 18, Seed: 4, FailCode: 208})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rec := &notifytest.Recorder{}
+	failed := make(chan notify.Message, 4)
+	rec := notifierFunc(func(m notify.Message) error {
+		if m.Kind == notify.Failed {
+			failed <- m
+		}
+		return nil
+	})
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
 	log := &syncBuffer{}
@@ -48,22 +53,19 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 		t.Fatalf("result %v (%s); want the passcode timeout", ev.Result, ev.Err)
 	}
 	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for body == "" {
-		for _, msg := range rec.Messages() {
-			if msg.Kind == notify.Failed {
-				body = msg.Body
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failure notification: %+v", rec.Messages())
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case msg := <-failed:
+		body = msg.Body
+	case <-ctx.Done():
+		t.Fatalf("no failure notification\n%s", log.String())
 	}
 	lower := strings.ToLower(body)
 	if strings.Count(body, "208") > 1 || strings.Count(lower, strings.ToLower(failure.DeviceLocked.Remedy())) != 1 ||
 		strings.Count(lower, failure.DeviceLocked.Message()) != 1 {
 		t.Fatalf("failure notification repeats itself: %q", body)
+	}
+	if err := m.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
 	}
 	d, _ := m.Status().Device(id.UDID)
 	if strings.Count(d.LastError, "208") > 1 || strings.Count(strings.ToLower(d.LastError), strings.ToLower(failure.DeviceLocked.Remedy())) != 1 {
@@ -72,3 +74,8 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// notifierFunc is a notify.Notifier from a function.
+type notifierFunc func(notify.Message) error
+
+func (f notifierFunc) Notify(m notify.Message) error { return f(m) }
