@@ -1,11 +1,12 @@
 package app
 
 import (
+	"time"
+
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/settings"
 	"snapback/tray"
-	"time"
 )
 
 // DeviceBackups is what the tray shows about a device's stored backups.

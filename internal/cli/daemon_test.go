@@ -8,13 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"snapback/internal/app"
-	"snapback/internal/failure"
-	"snapback/settings/settingstest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"snapback/internal/app"
+	"snapback/internal/failure"
+	"snapback/settings/settingstest"
 
 	"snapback/jobs"
 	"snapback/settings"

@@ -2,14 +2,15 @@ package cli
 
 import (
 	"context"
+	"strings"
+	"testing"
+	"time"
+
 	"snapback/internal/app"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
 	"snapback/jobs"
 	"snapback/notify"
-	"strings"
-	"testing"
-	"time"
 )
 
 // TestPasscodeTimeoutNotifiedOnce: the device refuses the backup because the passcode was
