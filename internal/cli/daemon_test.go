@@ -15,10 +15,9 @@ import (
 
 	"snapback/internal/app"
 	"snapback/internal/failure"
-	"snapback/settings/settingstest"
-
 	"snapback/jobs"
 	"snapback/settings"
+	"snapback/settings/settingstest"
 )
 
 // slogTo is the daemon's log format on w.
