@@ -423,6 +423,8 @@ func (d *Device) value(domain, key string) (any, string) {
 			"ExternalChargeCapable": d.cfg.Charging, "ExternalConnected": d.cfg.Charging, "FullyCharged": d.cfg.BatteryLevel >= 100}
 	case domainITunes:
 		dict = map[string]any{}
+	case domainDiskUsage:
+		dict = d.diskUsage()
 	case domainMITunes:
 		dict = map[string]any{"MinITunesVersion": "10.0.1", "MinMacOSVersion": "10.14.4"}
 	default:

@@ -281,3 +281,21 @@ func (d *Device) devicePublicKey() any {
 	}
 	return &k.PublicKey
 }
+
+// domainDiskUsage is lockdown's disk usage domain (pymobiledevice3 and ideviceinfo -q
+// com.apple.disk_usage read it): capacity and free space of the device.
+const domainDiskUsage = "com.apple.disk_usage"
+
+// diskUsage reports a 128 GB device whose used data is the backup content plus a margin
+// for what is not backed up, so a host can bound what a backup may write.
+func (d *Device) diskUsage() map[string]any {
+	const capacity = 128_000_000_000
+	const dataCap = 110_000_000_000
+	var used int64 = 64 << 20
+	if cs, ok := d.cfg.Backup.(interface{ ContentSize() int64 }); ok {
+		used += cs.ContentSize() + cs.ContentSize()/10
+	}
+	used = min(used, dataCap)
+	return map[string]any{"TotalDiskCapacity": uint64(capacity), "TotalDataCapacity": uint64(dataCap),
+		"TotalDataAvailable": uint64(dataCap - used), "TotalSystemCapacity": uint64(capacity - dataCap)}
+}

@@ -49,6 +49,10 @@ type Request struct {
 	LockRetry    time.Duration
 	// SyncEachFile fsyncs each uploaded file (see mobilebackup2.BackupOptions).
 	SyncEachFile bool
+	// PasscodeCancelWindow: a passcode sheet dismissed sooner than this before a 208 counts
+	// as cancelled on the device (not retried). 0 means
+	// mobilebackup2.DefaultPasscodeCancelWindow; < 0 turns the distinction off.
+	PasscodeCancelWindow time.Duration
 }
 
 // Result describes a finished run.
@@ -116,6 +120,13 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		if info, err = sess.Info(ctx); err != nil {
 			return fmt.Errorf("read device information: %w", err)
 		}
+		// One UDID everywhere: lockdown's. usbmuxd may list the dashless USB serial
+		// (libimobiledevice #1381); folder, TargetIdentifier and Info.plist all use this.
+		if u := device.CanonicalUDID(info.UDID); u != "" {
+			info.UDID = u
+			res.UDID = u
+			res.Dir = filepath.Join(req.Root, u)
+		}
 		res.Device = info
 		readApps(ctx, sess, log, &extras)
 		return ctx.Err()
@@ -134,12 +145,18 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 
 	protocolEnded = true
 	res.Backup, err = l.client.Backup(ctx, mobilebackup2.BackupOptions{
-		Root:            req.Root,
-		UDID:            res.UDID,
-		ForceFullBackup: req.Full,
-		Events:          em,
-		SyncEachFile:    req.SyncEachFile,
+		Root:                 req.Root,
+		UDID:                 res.UDID,
+		ForceFullBackup:      req.Full,
+		Events:               em,
+		SyncEachFile:         req.SyncEachFile,
+		DeviceUsed:           info.DataUsed,
+		PasscodeCancelWindow: cancelWindow(req.PasscodeCancelWindow),
+		DeviceCapacity:       info.DiskCapacity,
 	})
+	if len(res.Backup.Unreadable) > 0 && err == nil {
+		describeUnreadable(ctx, res.Dir, res.Backup.Unreadable)
+	}
 	l.release(ctx) // protocol.md §11.10: unlock and syncDidFinish, then Disconnect
 	return res, err
 }
