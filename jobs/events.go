@@ -68,6 +68,7 @@ type Event struct {
 	Err         string   // RunFailed, SettingsInvalid: the reason in words
 	OverdueDays int      // Overdue
 	Approval    *Approval
+	Unreadable  int // RunFinished: files the device could not read (recorded in the snapshot)
 }
 
 // DefaultBufferSize is the number of events a subscriber may fall behind before it loses

@@ -51,6 +51,9 @@ type RunResult struct {
 	// Approval, when set, asks the user's permission for something the run could not do
 	// alone, e.g. deleting old snapshots (snapshots.ask_before_delete).
 	Approval *Approval
+	// Unreadable counts files the device could not read; the snapshot records them and the
+	// user is told ("backed up, N files could not be read").
+	Unreadable int
 }
 
 // Runner performs one backup. The composition root implements it on top of the backup
@@ -691,6 +694,7 @@ func (m *Manager) onDone(d runDone) {
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
 		ev.Type = EventRunFinished
+		ev.Unreadable = d.res.Unreadable
 		m.publish(ev)
 		if d.res.Approval != nil {
 			m.publish(Event{Type: EventApprovalNeeded, UDID: udid, Name: r.req.Name, Approval: d.res.Approval})

@@ -98,7 +98,11 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 		if !run.started.IsZero() {
 			took = ev.Time.Sub(run.started)
 		}
-		return notify.Done(dev, size, took, notifyTransport(run.transport)), on.Completed
+		msg := notify.Done(dev, size, took, notifyTransport(run.transport))
+		if ev.Unreadable > 0 {
+			msg.Body += " " + UnreadableText(ev.Unreadable) + "."
+		}
+		return msg, on.Completed
 	case jobs.EventRunFailed:
 		switch ev.Result {
 		case jobs.ResultCancelled:

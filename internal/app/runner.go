@@ -127,12 +127,13 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	if res.Backup.FullBackup {
 		kind = store.KindFull
 	}
-	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind})
+	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: Exceptions(res)})
 	if err != nil {
 		return jobs.RunResult{}, classifyStore(err)
 	}
 	committed = true
-	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived)}
+	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived),
+		Unreadable: len(res.Backup.Unreadable)}
 
 	if s := req.Settings.Snapshots; s.Enabled && s.AutoDelete {
 		approval, err := ApplyRetention(ctx, st, req.UDID, s)
