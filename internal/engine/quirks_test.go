@@ -143,3 +143,21 @@ func TestScanDelayAndBusyAfterDrop(t *testing.T) {
 		}
 	}
 }
+
+// usbmuxd lists the dashless USB serial; the backup folder, TargetIdentifier and Info.plist
+// all use lockdown's dashed UDID, and the device accepts the request.
+func TestSerialUDIDOneCanonicalUDID(t *testing.T) {
+	r := newRig(t, backupsim.Options{}, devicesim.DeviceConfig{SerialUDID: true})
+	root := t.TempDir()
+	res, err := r.backup(t, root, false, nil)
+	if err != nil {
+		t.Fatalf("backup of a device listed by its USB serial: %v", err)
+	}
+	if res.UDID != r.udid || res.Dir != filepath.Join(root, r.udid) {
+		t.Errorf("result UDID %q dir %q; want %q", res.UDID, res.Dir, r.udid)
+	}
+	info, err := backupfmt.ReadInfo(filepath.Join(root, r.udid, backupfmt.InfoPlistName))
+	if err != nil || info.TargetIdentifier != r.udid {
+		t.Errorf("Info.plist TargetIdentifier %q (%v); want %q", info.TargetIdentifier, err, r.udid)
+	}
+}
