@@ -170,6 +170,7 @@ type Device struct {
 	wifiLock   bool // EnableWifiConnections
 	dropBackup int64
 	direct     *directNet // Wi-Fi direct listener while attached over Wi-Fi
+	hole       blackhole
 	trusted    []trustedHost
 	dialog     trustDialog
 }

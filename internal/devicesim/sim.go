@@ -646,6 +646,9 @@ func (s *Sim) serveMux(c net.Conn) {
 			// Claim the target before answering, so that a service port is never
 			// reported connected and then refused.
 			handler := d.claim(port)
+			if d.stalled() != nil {
+				handler = nil // the device is out of reach
+			}
 			if handler == nil {
 				if !s.reply(c, h.Tag, result(muxConnRefused)) {
 					return
@@ -662,7 +665,7 @@ func (s *Sim) serveMux(c net.Conn) {
 				return
 			}
 			d.counters.muxConnects.Add(1)
-			handler(ctx, c)
+			handler(ctx, &holeConn{Conn: c, d: d, done: ctx.Done()})
 			return
 		default:
 			if !s.reply(c, h.Tag, result(muxBadCommand)) {

@@ -53,6 +53,9 @@ type Request struct {
 	// as cancelled on the device (not retried). 0 means
 	// mobilebackup2.DefaultPasscodeCancelWindow; < 0 turns the distinction off.
 	PasscodeCancelWindow time.Duration
+	// WiFiProbeEvery is how often a Wi-Fi backup checks that the device still answers
+	// (wifi.go); 0 means 20 s. A dead link ends the run within about three intervals.
+	WiFiProbeEvery time.Duration
 }
 
 // Result describes a finished run.
@@ -113,7 +116,9 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 
 	var info device.Info
 	var extras infoExtras
+	var entry device.Entry
 	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+		entry = sess.Entry
 		res.UDID = sess.Entry.UDID
 		res.Dir = filepath.Join(req.Root, res.UDID)
 		var err error
@@ -143,6 +148,14 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, err
 	}
 
+	if entry.Transport == device.WiFi {
+		every := req.WiFiProbeEvery
+		if every <= 0 {
+			every = defaultProbeEvery
+		}
+		stop := watchWiFi(ctx, entry, every, func(err error) { cancel(linkLostOverWiFi(err)) })
+		defer stop()
+	}
 	protocolEnded = true
 	res.Backup, err = l.client.Backup(ctx, mobilebackup2.BackupOptions{
 		Root:                 req.Root,

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
+	"snapback/internal/mobilebackup2"
 	"snapback/internal/testenv"
 )
 
@@ -159,5 +161,38 @@ func TestSerialUDIDOneCanonicalUDID(t *testing.T) {
 	info, err := backupfmt.ReadInfo(filepath.Join(root, r.udid, backupfmt.InfoPlistName))
 	if err != nil || info.TargetIdentifier != r.udid {
 		t.Errorf("Info.plist TargetIdentifier %q (%v); want %q", info.TargetIdentifier, err, r.udid)
+	}
+}
+
+// Over Wi-Fi a silent scan longer than several probe intervals is tolerated, and a link that
+// dies silently mid-scan ends the run as LinkLost within a few probe intervals.
+func TestWiFiSilentScanToleratedDeadLinkBounded(t *testing.T) {
+	r := newRig(t, backupsim.Options{Quirks: backupsim.Quirks{ScanDelay: 1500 * time.Millisecond}}, devicesim.DeviceConfig{WiFi: true})
+	run := func(onPreparing func()) (Result, error, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		fired := false
+		start := time.Now()
+		res, err := Backup(ctx, Request{UDID: r.udid, Root: t.TempDir(), LockRetry: 10 * time.Millisecond,
+			PasscodeCancelWindow: -1, WiFiProbeEvery: 200 * time.Millisecond,
+			Events: func(ev mobilebackup2.Event) {
+				if onPreparing != nil && !fired && ev.Kind == mobilebackup2.EventPhase && ev.Phase == mobilebackup2.PhasePreparing {
+					fired = true
+					onPreparing()
+				}
+			}})
+		return res, err, time.Since(start)
+	}
+	if _, err, took := run(nil); err != nil {
+		t.Fatalf("Wi-Fi backup with a 1.5 s silent scan (probes every 200 ms): %v after %s", err, took)
+	}
+	var dropped time.Time
+	_, err, _ := run(func() { dropped = time.Now(); r.dev.DropLinkSilently(true) })
+	t.Cleanup(func() { r.dev.DropLinkSilently(false) })
+	if !errors.Is(err, failure.LinkLost) {
+		t.Fatalf("Wi-Fi backup whose link died silently = %v; want LinkLost", err)
+	}
+	if d := time.Since(dropped); d > 3*time.Second {
+		t.Errorf("dead Wi-Fi link noticed after %s; want within a few 200 ms probes", d)
 	}
 }
