@@ -24,9 +24,12 @@ const (
 	PhaseWaitingPasscode
 	PhaseTransferring
 	PhaseCommitting
+	// PhaseWaitingTrust: the device shows "Trust This Computer?" (pairing); it comes before
+	// everything else, but is numbered last so the other phases keep their values.
+	PhaseWaitingTrust
 )
 
-var phaseNames = [...]string{"Preparing", "WaitingPasscode", "Transferring", "Committing"}
+var phaseNames = [...]string{"Preparing", "WaitingPasscode", "Transferring", "Committing", "WaitingTrust"}
 
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) {
@@ -622,6 +625,11 @@ func (m *Manager) onProgress(msg progressMsg) {
 	prev := r.progress
 	r.progress = msg.p
 	base := Event{UDID: r.req.UDID, Name: r.req.Name, Manual: r.req.Manual, Progress: msg.p}
+	if msg.p.Phase == PhaseWaitingTrust && prev.Phase != PhaseWaitingTrust {
+		e := base
+		e.Type = EventTrustRequested
+		m.publish(e)
+	}
 	if msg.p.Phase == PhaseWaitingPasscode && prev.Phase != PhaseWaitingPasscode {
 		e := base
 		e.Type = EventPasscodeRequested

@@ -27,9 +27,10 @@ const (
 	Overdue
 	ApprovalNeeded
 	SettingsBroken
+	TrustRequested
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "trust-requested"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {

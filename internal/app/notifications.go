@@ -11,7 +11,7 @@ import (
 )
 
 // eventMask is what the notification forwarder listens to.
-const eventMask = jobs.EventDeviceAttached | jobs.EventRunStarted | jobs.EventPasscodeRequested |
+const eventMask = jobs.EventTrustRequested | jobs.EventDeviceAttached | jobs.EventRunStarted | jobs.EventPasscodeRequested |
 	jobs.EventRunFinished | jobs.EventRunFailed | jobs.EventOverdue | jobs.EventApprovalNeeded |
 	jobs.EventSettingsInvalid | jobs.EventSettingsReloaded
 
@@ -87,6 +87,8 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 		on = s.Effective(ev.UDID).Notifications
 	}
 	switch ev.Type {
+	case jobs.EventTrustRequested:
+		return notify.Trust(dev), on.Passcode
 	case jobs.EventPasscodeRequested:
 		return notify.Passcode(dev), on.Passcode
 	case jobs.EventRunFinished:

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"snapback/internal/device"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
@@ -28,6 +29,9 @@ type Runner struct {
 	Secrets settings.Secrets
 	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
 	Stores *Stores
+	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
+	// scale it down.
+	WiFiProbeEvery time.Duration
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
@@ -117,6 +121,12 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Now:    r.Now,
 		Log:    log,
 		Events: events,
+		// A device that does not trust this computer is paired right away; the user sees
+		// "Tap Trust on …" (jobs.EventTrustRequested → notify.Trust).
+		PairPrompt: func(device.PairPrompt, string) {
+			progress(jobs.Progress{Phase: jobs.PhaseWaitingTrust, Percent: -1})
+		},
+		WiFiProbeEvery: r.WiFiProbeEvery,
 	})
 	if err != nil {
 		return jobs.RunResult{}, classifyEngine(err)

@@ -56,6 +56,12 @@ type Request struct {
 	// WiFiProbeEvery is how often a Wi-Fi backup checks that the device still answers
 	// (wifi.go); 0 means 20 s. A dead link ends the run within about three intervals.
 	WiFiProbeEvery time.Duration
+	// PairPrompt, if set, turns on automatic pairing: a device that does not trust this
+	// computer is paired first (device.Pair), and PairPrompt tells the user what to do on
+	// the device. Nil leaves an unpaired device failing as NotPaired. PairTimeout bounds the
+	// wait for Trust (default 2 minutes).
+	PairPrompt  func(p device.PairPrompt, name string)
+	PairTimeout time.Duration
 }
 
 // Result describes a finished run.
@@ -114,6 +120,11 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, fmt.Errorf("create backup folder: %w", err)
 	}
 
+	if req.PairPrompt != nil {
+		if err := ensurePaired(ctx, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
+			return res, err
+		}
+	}
 	var info device.Info
 	var extras infoExtras
 	var entry device.Entry

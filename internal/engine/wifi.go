@@ -67,3 +67,18 @@ func cleanupTimeout(ctx context.Context) time.Duration {
 	}
 	return 5 * time.Second
 }
+
+// ensurePaired pairs udid with this computer if it does not trust it yet: a device Finder or
+// iTunes never saw (macOS, Windows), any device over Wi-Fi, or one whose user un-trusted
+// this computer. The user is told through prompt.
+func ensurePaired(ctx context.Context, udid string, prompt func(device.PairPrompt, string), timeout time.Duration) error {
+	e, err := device.Find(ctx, udid)
+	if err != nil {
+		return err
+	}
+	err = device.Validate(ctx, e)
+	if err == nil || !errors.Is(err, failure.NotPaired) {
+		return err
+	}
+	return device.Pair(ctx, e, device.PairOptions{Prompt: prompt, Timeout: timeout})
+}
