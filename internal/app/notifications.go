@@ -109,6 +109,11 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 		switch ev.Result {
 		case jobs.ResultCancelled:
 			return notify.Message{}, false // the user did it; telling them is noise
+		case jobs.ResultDeviceGone:
+			// The cable was pulled or the Wi-Fi link dropped: the run is retried as soon as
+			// the device is back, and the overdue reminder speaks up if it never is. A
+			// notification for every dropped link would be noise.
+			return notify.Message{}, false
 		case jobs.ResultDiskMissing:
 			loc := ""
 			if n.Location != nil {

@@ -143,7 +143,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	}
 	committed = true
 	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived),
-		Unreadable: len(res.Backup.Unreadable)}
+		Unreadable: len(snap.Exceptions)} // this run's and those still missing from earlier runs
 
 	if s := req.Settings.Snapshots; s.Enabled && s.AutoDelete {
 		approval, err := ApplyRetention(ctx, st, req.UDID, s)

@@ -33,3 +33,20 @@ func Probe(ctx context.Context, e Entry, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// PublicName reads the device's name without a session: lockdown answers a public subset
+// (DeviceName, ProductType, UniqueDeviceID…) to any host, so a device that does not trust
+// this computer yet can still be called by its name ("Tap Trust on Anna's iPhone").
+func PublicName(ctx context.Context, e Entry) (string, error) {
+	mux, c, err := dialMux(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	defer bind(ctx, c)()
+	ld, err := mux.ConnectLockdown(e.DeviceID)
+	if err != nil {
+		return "", ctxErr(ctx, err)
+	}
+	return valueString(ctx, &Session{Entry: e, ld: ld, conn: c}, "DeviceName")
+}

@@ -230,9 +230,25 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	}
 
 	// Blobs. With Quirks.FileErrors, files spread over the plan fail mid-upload.
+	// The unreadable files are always the same ones (iOS 17 fails on the same FileProvider
+	// database every time); they fail whenever they are part of the upload.
 	failing := map[int32]bool{}
-	for k := 1; k <= q.FileErrors && k <= len(plan); k++ {
-		failing[plan[(k*len(plan))/(q.FileErrors+1)]] = true
+	if q.FileErrors > 0 {
+		inPlan := make(map[int32]bool, len(plan))
+		for _, i := range plan {
+			inPlan[i] = true
+		}
+		for k := 1; k <= q.FileErrors; k++ {
+			// Spread over the original content (Options.Files), so added files never move them.
+			for i := (k * min(o.Files, len(vers))) / (q.FileErrors + 1); i < len(vers); i++ {
+				if vers[i] != 0 && genItem(o.Seed, i).kind != kindSymlink && !failing[int32(i)] {
+					if inPlan[int32(i)] {
+						failing[int32(i)] = true
+					}
+					break
+				}
+			}
+		}
 	}
 	var sentContent int64
 	stopped := false
