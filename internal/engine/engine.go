@@ -62,6 +62,11 @@ type Request struct {
 	// wait for Trust (default 2 minutes).
 	PairPrompt  func(p device.PairPrompt, name string)
 	PairTimeout time.Duration
+	// BusyRetries and BusyWait: a device that answers "already in progress" (after a host
+	// died mid-run) is asked again this often, this far apart. Defaults 6 × 10 s; < 0 = no
+	// retry.
+	BusyRetries int
+	BusyWait    time.Duration
 }
 
 // Result describes a finished run.
@@ -176,6 +181,8 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		SyncEachFile:         req.SyncEachFile,
 		DeviceUsed:           info.DataUsed,
 		PasscodeCancelWindow: cancelWindow(req.PasscodeCancelWindow),
+		BusyRetries:          busyRetries(req.BusyRetries),
+		BusyWait:             busyWait(req.BusyWait),
 		DeviceCapacity:       info.DiskCapacity,
 	})
 	if len(res.Backup.Unreadable) > 0 && err == nil {

@@ -39,3 +39,20 @@ func cancelWindow(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+func busyRetries(n int) int {
+	switch {
+	case n == 0:
+		return 6
+	case n < 0:
+		return 0
+	}
+	return n
+}
+
+func busyWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d
+}

@@ -153,6 +153,10 @@ type BackupOptions struct {
 	// PasscodeCancelWindow, if > 0, makes a 208 whose passcode sheet went away sooner than
 	// this after it appeared CancelledOnDevice instead of DeviceLocked (quirks.go).
 	PasscodeCancelWindow time.Duration
+	// BusyRetries is how often a Backup refused as "already in progress" (the device still
+	// busy with a run whose host vanished) is asked again, BusyWait apart.
+	BusyRetries int
+	BusyWait    time.Duration
 }
 
 // Result describes a successful run (or what was known when it failed).
@@ -222,12 +226,23 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		req["Options"] = map[string]any{"ForceFullBackup": true}
 	}
 	ev.SetPhase(PhasePreparing)
-	if err := c.dl.SendProcessMessage(req); err != nil {
-		return res, fmt.Errorf("send Backup request: %w", err)
-	}
-	final, err := s.serve()
-	if err != nil {
-		return res, err
+	var final map[string]any
+	for attempt := 0; ; attempt++ {
+		if err := c.dl.SendProcessMessage(req); err != nil {
+			return res, fmt.Errorf("send Backup request: %w", err)
+		}
+		if final, err = s.serve(); err != nil {
+			return res, err
+		}
+		// "Already in progress" right after an interrupted run clears by itself: wait and
+		// ask again on the same connection, a bounded number of times.
+		code, _ := plistio.Int(final["ErrorCode"])
+		if code == 0 || attempt >= opt.BusyRetries || !busyResult(code, str(final["ErrorDescription"])) {
+			break
+		}
+		if err := sleepCtx(ctx, opt.BusyWait); err != nil {
+			return res, err
+		}
 	}
 	res.ErrorCode, _ = plistio.Int(final["ErrorCode"])
 	res.Description = str(final["ErrorDescription"])

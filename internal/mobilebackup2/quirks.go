@@ -1,6 +1,7 @@
 package mobilebackup2
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
@@ -69,4 +70,20 @@ func deviceResult(code int64, desc string, ev *Emitter, cancelWindow time.Durati
 		}
 	}
 	return e
+}
+
+// busyResult reports a device refusing because a backup is already in progress.
+func busyResult(code int64, desc string) bool {
+	return DeviceResultError(code, desc).Class == failure.DeviceBusy
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
