@@ -79,3 +79,25 @@ func TestPairDeniedHasRemedy(t *testing.T) {
 		t.Fatalf("pair with Don't Trust = %v; want PairingDenied with the tap-Trust remedy", err)
 	}
 }
+
+// `simulate --realistic` (scan scaled down): the device needs pairing and is locked at
+// first, cannot read one file and asks for terabytes; pair and backup still get through.
+func TestRealisticSimulatorPairAndBackup(t *testing.T) {
+	cfgTestEnv(t)
+	startEncSimulate(t, "--files", "40", "--size", "1MB", "--passcode-delay", "50ms", "--realistic",
+		"--scan-delay", "200ms", "--trust-delay", "300ms")
+	out, stderr, err := runEncCLI(t, "", "pair")
+	if err != nil {
+		t.Fatalf("pair: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "Unlock Simulated iPhone 1") || !strings.Contains(out, "Tap Trust on Simulated iPhone 1") {
+		t.Errorf("pair output lacks the unlock and trust prompts:\n%s", out)
+	}
+	_, stderr, err = runEncCLI(t, "", "backup")
+	if err != nil {
+		t.Fatalf("backup of a realistic device: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "1 file could not be read") {
+		t.Errorf("backup output does not mention the unreadable file:\n%s", stderr)
+	}
+}
