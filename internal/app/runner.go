@@ -32,6 +32,9 @@ type Runner struct {
 	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
 	// scale it down.
 	WiFiProbeEvery time.Duration
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
+	// (device UDID and name, and the classified failure).
+	OffsiteFailed func(udid, name string, err error)
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
@@ -153,6 +156,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		}
 		out.Approval = approval
 	}
+	r.afterCommitOffsite(ctx, st, req, snap.ID, log, progress)
 	return out, nil
 }
 
