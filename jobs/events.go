@@ -28,6 +28,7 @@ const (
 	EventApprovalNeeded                          // Approval waits for the user's permission
 	EventSettingsReloaded                        // the settings file was re-read and applied
 	EventSettingsInvalid                         // an edit of the settings file was rejected; Err says why
+	EventTrustRequested                          // the device shows "Trust This Computer?": tell the user now
 
 	// AllEvents subscribes to every type.
 	AllEvents EventType = 1<<iota - 1
@@ -35,7 +36,7 @@ const (
 
 var eventNames = [...]string{"DeviceAttached", "DeviceDetached", "RunQueued", "RunStarted", "Progress",
 	"PasscodeRequested", "PasscodeDismissed", "RunFinished", "RunFailed", "Overdue", "ApprovalNeeded",
-	"SettingsReloaded", "SettingsInvalid"}
+	"SettingsReloaded", "SettingsInvalid", "TrustRequested"}
 
 func (t EventType) String() string {
 	if bits.OnesCount32(uint32(t)) == 1 {
@@ -72,6 +73,7 @@ type Event struct {
 	Run         *RunResult // RunFinished: transport, bytes, size, files, duration, snapshot, warnings
 	OverdueDays int        // Overdue
 	Approval    *Approval
+	Unreadable  int // RunFinished: files the device could not read (recorded in the snapshot)
 }
 
 // DefaultBufferSize is the number of events a subscriber may fall behind before it loses

@@ -33,6 +33,9 @@ type Backups struct {
 	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
 	// (device UDID and name, and the classified failure).
 	OffsiteFailed func(udid, name string, err error)
+	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
+	// scale it down.
+	WiFiProbeEvery time.Duration
 	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
 	Engine func(context.Context, engine.Request) (engine.Result, error)
 	Now    func() time.Time
@@ -57,6 +60,9 @@ type BackupRequest struct {
 	Name string
 	// Offsite receives the off-site upload's events (restic's progress); may be nil.
 	Offsite func(offsite.Event)
+	// PairPrompt, when set, turns on automatic pairing: a device that does not trust this
+	// computer is paired first and PairPrompt tells the user to tap Trust (engine.Request).
+	PairPrompt func(p device.PairPrompt, name string)
 }
 
 // Outcome is what a committed backup run reports: everything a view shows about it, so
@@ -76,8 +82,13 @@ type Outcome struct {
 	Started   time.Time
 	Finished  time.Time
 	Encrypted bool
-	Approval  *jobs.Approval // retention wants to delete snapshots and must ask first
-	Warnings  []string       // things that went wrong after the commit (retention)
+	// Unreadable lists the files the device could not read in this run; the snapshot
+	// records them as exceptions. UnreadableTotal counts the snapshot's exceptions (this
+	// run's and those still missing from earlier runs).
+	Unreadable      []mobilebackup2.UnreadableFile
+	UnreadableTotal int
+	Approval        *jobs.Approval // retention wants to delete snapshots and must ask first
+	Warnings        []string       // things that went wrong after the commit (retention)
 }
 
 // Duration is how long the run took.
@@ -115,7 +126,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if now == nil {
 		now = time.Now
 	}
-	entry, err := FindDevice(ctx, req.UDID)
+	entry, err := FindDevice(ctx, device.CanonicalUDID(req.UDID))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -165,7 +176,8 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if eng == nil {
 		eng = engine.Backup
 	}
-	res, err := eng(ctx, engine.Request{UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events})
+	res, err := eng(ctx, engine.Request{UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
+		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
 	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
 	if err != nil {
@@ -175,13 +187,14 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if res.Backup.FullBackup {
 		kind = store.KindFull
 	}
-	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind})
+	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: Exceptions(res)})
 	if err != nil {
 		return out, storeFailure(err)
 	}
 	committed = true
 	out.Finished = now()
 	out.Snapshot, out.Committed, out.Size, out.Encrypted = snap.ID, snap.Time, snap.TotalSize, snap.Encrypted
+	out.Unreadable, out.UnreadableTotal = res.Backup.Unreadable, len(snap.Exceptions)
 	out.Dir = st.LatestDir(udid)
 	b.Stores.committed(st, udid, snap)
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"snapback/internal/device"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/offsite"
 	"snapback/internal/store"
@@ -136,6 +137,11 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		UDID:     req.UDID,
 		Name:     req.Name,
 		Settings: &eff,
+		// A device that does not trust this computer is paired right away; the user sees
+		// "Tap Trust on …" (jobs.EventTrustRequested → notify.Trust).
+		PairPrompt: func(device.PairPrompt, string) {
+			progress(jobs.Progress{Phase: jobs.PhaseWaitingTrust, Percent: -1})
+		},
 		Offsite: func(ev offsite.Event) {
 			if ev.Kind == offsite.EventStatus {
 				progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: ev.Status.PercentDone * 100,
@@ -161,6 +167,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Bytes: out.Bytes, Files: int(out.Files), Size: out.Size,
 		Duration: out.Duration(), Committed: out.Committed,
 		Warnings: out.Warnings, Approval: out.Approval,
+		Unreadable: out.UnreadableTotal, // this run's and those still missing from earlier runs
 	}, nil
 }
 

@@ -84,6 +84,9 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	if err == nil && !f.asJSON {
 		printResult(stdout, sum)
 	}
+	if err == nil {
+		printUnreadable(stderr, sum.Unreadable)
+	}
 	return err
 }
 
@@ -100,7 +103,7 @@ func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSu
 	done()
 	s := runSummary{UDID: out.UDID, Name: out.Device.Name, ProductType: out.Device.ProductType, Device: out.Device,
 		Dir: out.Dir, Location: out.Location, Snapshot: out.Snapshot, Full: out.Full, Files: out.Files,
-		Bytes: out.Bytes, Size: out.Size, Seconds: out.Duration().Seconds(), Warnings: out.Warnings}
+		Bytes: out.Bytes, Size: out.Size, Seconds: out.Duration().Seconds(), Warnings: out.Warnings, Unreadable: out.Unreadable}
 	if a := out.Approval; a != nil {
 		s.Warnings = append(s.Warnings, "retention wants to "+a.Summary+" ("+humanBytes(a.Bytes)+"); run snapback prune --udid "+out.UDID+" --yes to allow it")
 	}
@@ -126,7 +129,7 @@ func backupToDir(ctx context.Context, f backupFlags, view progressView) (runSumm
 	done()
 	return runSummary{UDID: res.UDID, Name: res.Device.Name, ProductType: res.Device.ProductType, Device: res.Device,
 		Dir: res.Dir, Full: res.Backup.FullBackup, Files: res.Backup.FilesReceived, Bytes: res.Backup.BytesReceived,
-		Seconds: res.Finished.Sub(res.Started).Seconds()}, err
+		Seconds: res.Finished.Sub(res.Started).Seconds(), Unreadable: res.Backup.Unreadable}, err
 }
 
 // refuseStoreLocation refuses --dir pointing into a snapshot store: writing there in place

@@ -36,6 +36,7 @@ type runSummary struct {
 	Size        int64   // size of the committed backup (store only)
 	Seconds     float64 // duration of the run
 	Warnings    []string
+	Unreadable  []mobilebackup2.UnreadableFile // files the device could not read in this run
 }
 
 // render shows engine events on view. The engine must never wait on the terminal: events
