@@ -36,6 +36,10 @@ type Backups struct {
 	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
 	// scale it down.
 	WiFiProbeEvery time.Duration
+	// PasscodeCancelWindow is engine.Request.PasscodeCancelWindow (0 = the engine's default:
+	// a passcode sheet gone sooner than that before a 208 was cancelled by the user); tests
+	// scale it down to see a real passcode timeout in less than 3 minutes.
+	PasscodeCancelWindow time.Duration
 	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
 	Engine func(context.Context, engine.Request) (engine.Result, error)
 	Now    func() time.Time
@@ -177,7 +181,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		eng = engine.Backup
 	}
 	res, err := eng(ctx, engine.Request{UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
-		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery})
+		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
 	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
 	if err != nil {

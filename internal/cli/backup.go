@@ -29,6 +29,8 @@ type backupFlags struct {
 	asJSON   bool
 	// secrets is the keychain the device's encryption setting needs (nil: none).
 	secrets settings.Secrets
+	// passcodeCancelWindow is app.Backups.PasscodeCancelWindow (0: the engine's default).
+	passcodeCancelWindow time.Duration
 }
 
 func newBackupCmd() *cobra.Command {
@@ -97,7 +99,7 @@ func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSu
 		return runSummary{}, err
 	}
 	b := &app.Backups{Settings: func() *settings.Settings { return cfg }, Stores: &app.Stores{Now: time.Now},
-		Secrets: f.secrets, Now: time.Now}
+		Secrets: f.secrets, Now: time.Now, PasscodeCancelWindow: f.passcodeCancelWindow}
 	events, done := render(view)
 	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events})
 	done()

@@ -21,7 +21,10 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 	dir := cfgTestEnv(t)
 	writeConfig(t, dir, "schedule: {window: '00:00-24:00', max_retries: 0}\nconditions: {min_battery: 0}\n")
 	sim := startSim(t)
-	id, _ := addDevice(t, sim, 9, "18.1", 80, backupsim.Options{Files: 10, TotalSize: 1 << 18, Seed: 4, FailCode: 208})
+	// The sheet times out after 600 ms; the engine's cancel window is scaled to 100 ms to
+	// match (a sheet gone sooner than that before a 208 would be a Cancel tap).
+	id, _ := addDevice(t, sim, 9, "18.1", 80, backupsim.Options{Files: 10, TotalSize: 1 << 18, Seed: 4,
+		PasscodeDelay: -1, PasscodeTimeout: 600 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	failed := make(chan notify.Message, 4)
@@ -35,7 +38,8 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 	done := make(chan error, 1)
 	log := &syncBuffer{}
 	go func() {
-		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
+		runner := &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}, PasscodeCancelWindow: 100 * time.Millisecond}}
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Runner: runner, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	m := <-ready
 	sub := m.Bus().Subscribe(jobs.EventRunFailed)
