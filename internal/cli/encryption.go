@@ -68,7 +68,7 @@ func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.C
 			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()})
 		},
 	}
-	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID (see `snapback devices`)")
+	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
 	cmd.MarkFlagRequired("udid")
 	return cmd
 }

@@ -38,7 +38,7 @@ func (s *backupSource) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&s.dir, "dir", "", "a backup folder (the <UDID> folder holding Manifest.db)")
 	f.StringVar(&s.udid, "udid", "", "read the latest backup of this device from the snapshot store")
-	f.StringVar(&s.snapshot, "snapshot", "", "with --udid: read this snapshot instead of the latest (see `snapback snapshots`)")
+	f.StringVar(&s.snapshot, "snapshot", "", "with --udid: read the snapshot with this `ID` instead of the latest (snapback snapshots lists them)")
 	f.StringVar(&s.location, "location", "", "with --udid: the backup location (default: the standard one)")
 	cmd.MarkFlagsMutuallyExclusive("dir", "udid")
 	cmd.MarkFlagsOneRequired("dir", "udid")
