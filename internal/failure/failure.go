@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -99,6 +100,16 @@ var classes = map[Class]info{
 	LocalIO:           {"reading or writing on this computer failed", "check the backup disk (space, permissions, health), then try again", true, ExitFailure},
 	Damaged:           {"the backup is damaged", "run snapback snapshots verify --data to see what is affected; the next backup re-sends damaged files", false, ExitDamaged},
 	NoBackup:          {"there is no backup", "back up the device first (snapback backup), or check --udid and --location", false, ExitDamaged},
+}
+
+// Classes lists every class, sorted, for documentation and the tests that check it.
+func Classes() []Class {
+	out := make([]Class, 0, len(classes))
+	for c := range classes {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Error marks the class of an error so that errors.Is(err, failure.NoSpace) works.
