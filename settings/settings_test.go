@@ -129,7 +129,7 @@ func TestInvalidValuesNameTheirKey(t *testing.T) {
 		{"snapshots: {keep_monthly: -1}", "snapshots.keep_monthly"},
 		{"conditions: {min_battery: 101}", "conditions.min_battery"},
 		{"notifications: {overdue_after_days: -2}", "notifications.overdue_after_days"},
-		{"schedule: {windw: '09:00-10:00'}", "schedule"},
+		{"schedule: {windw: '09:00-10:00'}", "schedule.windw"},
 		{"devices: [{name: x}]", "devices[0].udid"},
 		{"devices: [{udid: A}, {udid: A}]", "devices[1].udid"},
 		{"devices: [{udid: A, transport: cable}]", "devices[0].transport"},
