@@ -225,7 +225,7 @@ func (c encryptionCmd) change(oldPw, newPw []byte) error {
 	case errors.Is(err, engine.ErrEncryptionAlreadyOff):
 		return fmt.Errorf("encryption is off for %s; nothing to change (`snapback encryption on --udid %s` turns it on)", c.udid, c.udid)
 	case errors.Is(err, failure.WrongPassword):
-		return wrongPasswordError{fmt.Errorf("wrong backup password (the device said 207); nothing changed: %w", err)}
+		return fmt.Errorf("nothing changed: %w", err)
 	case errors.Is(err, failure.DeviceLocked):
 		return fmt.Errorf("the passcode was not entered on the device (208); nothing changed; unlock the device and enter the passcode when it asks: %w", err)
 	}
@@ -235,7 +235,9 @@ func (c encryptionCmd) change(oldPw, newPw []byte) error {
 // wrongStored adds the remedy when a keychain password turned out to be outdated.
 func (c encryptionCmd) wrongStored(err error, fromKeychain bool) error {
 	if fromKeychain && errors.Is(err, failure.WrongPassword) {
-		return wrongPasswordError{fmt.Errorf("%w; the keychain holds an outdated password: `snapback password set --udid %s` replaces it", err, c.udid)}
+		e, _ := failure.As(err)
+		return &failure.Error{Class: failure.WrongPassword, DeviceCode: e.DeviceCode, Detail: "the keychain holds an outdated password",
+			Fix: fmt.Sprintf("snapback password set --udid %s replaces it", c.udid)}
 	}
 	return err
 }
