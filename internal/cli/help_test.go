@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"snapback/internal/failure"
 )
 
 // valueName is what a flag's value may be called in help: one word (UDID, DIR, string,
@@ -38,5 +40,47 @@ func TestHelpFlagValueNames(t *testing.T) {
 	walk(newRootCmd("test"))
 	if checked < 20 {
 		t.Fatalf("only %d flags found; the walk is broken", checked)
+	}
+}
+
+// TestLocationAndDirMeanOneThingEverywhere: in every command --location is a store location
+// and --dir one backup folder, and a store command given --dir says to use --location.
+func TestLocationAndDirMeanOneThingEverywhere(t *testing.T) {
+	var walk func(c *cobra.Command)
+	seen := map[string]int{}
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Hidden {
+				return
+			}
+			switch f.Name {
+			case "location":
+				seen["location"]++
+				if !strings.Contains(f.Usage, "store location") {
+					t.Errorf("%s --location: %q does not say it is a store location", c.CommandPath(), f.Usage)
+				}
+			case "dir":
+				seen["dir"]++
+				if !strings.Contains(f.Usage, "backup folder") {
+					t.Errorf("%s --dir: %q does not say it is one backup folder", c.CommandPath(), f.Usage)
+				}
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd("test"))
+	if seen["location"] < 8 || seen["dir"] < 5 {
+		t.Errorf("found --location %d times and --dir %d times; the walk misses commands", seen["location"], seen["dir"])
+	}
+	for _, args := range [][]string{{"snapshots", "--dir", t.TempDir()}, {"prune", "--dir", t.TempDir()}, {"snapshots", "verify", "--dir", t.TempDir()}} {
+		root := newRootCmd("test")
+		root.SetArgs(args)
+		root.SetOut(&strings.Builder{})
+		err := root.Execute()
+		if exitCode(err) != 2 || !strings.Contains(failure.Text(err), "--location") {
+			t.Errorf("%v: %v (exit %d); want a usage error pointing to --location", args, err, exitCode(err))
+		}
 	}
 }

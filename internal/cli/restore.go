@@ -50,7 +50,7 @@ func newRestoreCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.udid, "udid", "", "device to restore (required)")
 	fl.StringVar(&f.snapshot, "snapshot", "", "restore this snapshot `ID` instead of the latest backup")
-	fl.StringVar(&f.location, "location", "", "backup location (default: from settings)")
+	fl.StringVar(&f.location, "location", "", "the store location (default: the device's location in the settings)")
 	fl.StringVar(&f.dir, "dir", "", "restore the backup folder `DIR` instead of the store: the <UDID> folder, or the folder holding it (what backup --dir writes)")
 	fl.BoolVar(&f.system, "system", false, "restore system files too")
 	fl.BoolVar(&f.settings, "settings", false, "restore the device settings from the backup (default: keep the current ones)")
