@@ -27,9 +27,10 @@ const (
 	Overdue
 	ApprovalNeeded
 	SettingsBroken
+	ActionFailed // a command the user chose in the menu could not be carried out
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "action-failed"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -121,6 +122,24 @@ func Approval(d Device, snapshots int, size int64) Message {
 func BrokenSettings(path, problem string) Message {
 	return Message{Kind: SettingsBroken, Title: "Snapback settings have an error",
 		Body: fmt.Sprintf("%s: %s Snapback keeps using the last good settings until the file is fixed.", path, sentence(problem))}
+}
+
+// CommandFailed reports that a command the user chose (delete a snapshot, open the log)
+// could not be carried out: what failed, why, and what to do. Without it a click that does
+// nothing leaves the user guessing.
+func CommandFailed(what, reason, remedy string) Message {
+	body := sentence(capital(reason))
+	if remedy != "" {
+		body += " " + sentence(capital(remedy))
+	}
+	return Message{Kind: ActionFailed, Title: "Could not " + what, Body: body}
+}
+
+func capital(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
 
 func sentence(s string) string {
