@@ -18,6 +18,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
@@ -400,13 +401,7 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 // startSim starts a simulated usbmuxd for the test and points go-ios at it.
 func startSim(t *testing.T) *devicesim.Sim {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	return sim
+	return simtest.Start(t)
 }
 
 // addDevice attaches simulated device number n over USB, running iOS ios, with the content
@@ -415,18 +410,7 @@ func addDevice(t *testing.T, sim *devicesim.Sim, n int, ios string, battery int,
 	t.Helper()
 	id := devicesim.DefaultIdentity(n)
 	id.ProductVersion = ios
-	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-		ProductVersion: ios, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber}
-	if o.TempDir == "" {
-		o.TempDir = t.TempDir()
-	}
-	agent, err := backupsim.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: battery}); err != nil {
-		t.Fatal(err)
-	}
+	_, agent := simtest.AddDevice(t, sim, devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: battery}, o)
 	return id, agent
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/store"
@@ -32,25 +33,11 @@ type restoreRig struct {
 
 func newRestoreRig(t *testing.T, password string) *restoreRig {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
 	id := devicesim.DefaultIdentity(2)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 80, TotalSize: 2 << 20, Seed: 41, TempDir: t.TempDir(), PasscodeRequired: new(bool),
-		Password: password, KDFRounds: 1000,
+	id.ProductVersion = "17.5.1"
+	_, agent := simtest.AddDevice(t, simtest.Start(t), devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: 90}, backupsim.Options{
+		Files: 80, TotalSize: 2 << 20, Seed: 41, PasscodeRequired: new(bool), Password: password, KDFRounds: 1000,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), store.Options{})
 	if err != nil {

@@ -7,17 +7,12 @@ import (
 	"time"
 
 	"snapback/internal/devicesim"
+	"snapback/internal/devicesim/simtest"
 )
 
 func startSim(t *testing.T) *devicesim.Sim {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	return sim
+	return simtest.Start(t)
 }
 
 func ctxT(t *testing.T) context.Context {
