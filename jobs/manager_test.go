@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
 	"snapback/settings"
 )
 
@@ -33,13 +34,7 @@ func (g gate) fn(ctx context.Context, req RunRequest, progress func(Progress)) (
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, what, cond)
 }
 
 func TestQueueLimitAndManualFirst(t *testing.T) {

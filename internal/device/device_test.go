@@ -8,6 +8,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/simtest"
+	"snapback/internal/testenv"
 )
 
 func startSim(t *testing.T) *devicesim.Sim {
@@ -97,7 +98,7 @@ func TestSessionInfoNotificationsLock(t *testing.T) {
 	if err := np.Observe(NotifySyncCancel); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the observe land before the device posts
+	testenv.WaitFor(t, 5*time.Second, "the device to register the observe", func() bool { return d.Observers(NotifySyncCancel) == 1 })
 	d.Post(NotifySyncCancel)
 	select {
 	case n := <-np.C():
