@@ -95,6 +95,7 @@ type run struct {
 	wall      time.Duration
 	user, sys time.Duration
 	rssMB     float64
+	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
 }
 
 func (r run) String() string {
@@ -104,10 +105,16 @@ func (r run) String() string {
 // child runs a command against the simulator and returns its resource use.
 func child(b *testing.B, addr string, name string, args ...string) run {
 	b.Helper()
+	return childEnv(b, []string{"USBMUXD_SOCKET_ADDRESS=" + addr}, name, args...)
+}
+
+// childEnv runs a command with env added to this process's environment.
+func childEnv(b *testing.B, env []string, name string, args ...string) run {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+addr)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
