@@ -86,3 +86,20 @@ func TestExitCodesAsDocumented(t *testing.T) {
 		t.Errorf("an unknown flag exits %d; want %d", got, failure.ExitUsage)
 	}
 }
+
+// TestReadmeStandsOnItsOwn: a clone has no ../shared, so the README links nothing outside the
+// repository, and it still opens with the two commands a newcomer runs first.
+func TestReadmeStandsOnItsOwn(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	if strings.Contains(s, "../") {
+		t.Errorf("README points outside the repository (../):\n%s", s[max(0, strings.Index(s, "../")-80):][:160])
+	}
+	first := strings.Index(s, "```sh\n")
+	if first < 0 || !strings.HasPrefix(s[first+len("```sh\n"):], "make demo") || !strings.Contains(s[first:first+300], "\nmake test") {
+		t.Error("README does not open with `make demo` and `make test`")
+	}
+}
