@@ -211,7 +211,7 @@ func unknownKeyFix(key string, schema map[string]field, prefix string) string {
 		}
 	}
 	if bestD <= max(1, len(key)/3) {
-		return fmt.Sprintf("did you mean %s%s? (fix the spelling)", prefix, best)
+		return fmt.Sprintf("did you mean %s%s?", prefix, best)
 	}
 	for _, k := range Keys() {
 		if k[strings.LastIndex(k, ".")+1:] == key {
