@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 )
 
@@ -138,7 +139,7 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 			return err
 		}
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return errors.New("restore cancelled; the device was not changed")
+			return failure.Newf(failure.Cancelled, "restore not confirmed; the device was not changed")
 		}
 	}
 	// As iTunes does: the current latest backup is kept as a pinned archive first, so the

@@ -126,8 +126,8 @@ func TestRestoreCommandNotConfirmed(t *testing.T) {
 	}
 	var out, errOut syncBuffer
 	f := restoreFlags{udid: r.udid, snapshot: r.older.ID, location: r.st.Location()}
-	if err := runRestore(context.Background(), f, strings.NewReader("no\n"), &out, &errOut); err == nil {
-		t.Fatal("restore ran without confirmation")
+	if err := runRestore(context.Background(), f, strings.NewReader("no\n"), &out, &errOut); !errors.Is(err, failure.Cancelled) || exitCode(err) != failure.ExitCancelled {
+		t.Fatalf("restore without confirmation: %v (exit %d); want cancelled", err, exitCode(err))
 	}
 	after, _ := r.st.List(r.udid)
 	if len(after) != len(before) {
