@@ -57,7 +57,7 @@ func TestExitCodesAsDocumented(t *testing.T) {
 	for _, c := range failure.Classes() {
 		want, ok := documented[c]
 		if !ok {
-			t.Errorf("README's exit-code table lacks class %s", c)
+			t.Errorf("README's exit-code table lacks class %s", string(c))
 			continue
 		}
 		root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true,
@@ -68,15 +68,15 @@ func TestExitCodesAsDocumented(t *testing.T) {
 		root.SetArgs(nil)
 		var stderr bytes.Buffer
 		if got := execute(root, &stderr); got != want {
-			t.Errorf("class %s exits %d; README says %d", c, got, want)
+			t.Errorf("class %s exits %d; README says %d", string(c), got, want)
 		}
 		if n := strings.Count(stderr.String(), "the cause"); n != 1 || strings.Count(stderr.String(), "\n") != 1 {
-			t.Errorf("class %s: printed %q; want one line naming the cause once", c, stderr.String())
+			t.Errorf("class %s: printed %q; want one line naming the cause once", string(c), stderr.String())
 		}
 		delete(documented, c)
 	}
 	for c := range documented {
-		t.Errorf("README documents class %s, which does not exist", c)
+		t.Errorf("README documents class %s, which does not exist", string(c))
 	}
 	// A usage error from cobra itself (an unknown flag) is a usage error too.
 	root := newRootCmd("test")
