@@ -26,12 +26,32 @@ const (
 	kindBool
 	kindInt
 	kindMap
-	kindDevices
+	kindList
 )
 
 type field struct {
 	kind     kind
-	children map[string]field // kindMap; for kindDevices, the keys of one entry
+	children map[string]field // kindMap
+	elem     *field           // kindList: what each entry is
+}
+
+// fieldOf derives the schema of one Go type of the file format.
+func fieldOf(t reflect.Type) field {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return field{kind: kindMap, children: schemaOf(t)}
+	case reflect.Slice:
+		e := fieldOf(t.Elem())
+		return field{kind: kindList, elem: &e}
+	case reflect.Bool:
+		return field{kind: kindBool}
+	case reflect.Int, reflect.Int64:
+		return field{kind: kindInt}
+	}
+	return field{kind: kindString}
 }
 
 // schemaOf derives the file schema from the mapstructure tags, so it cannot drift from
@@ -41,28 +61,17 @@ func schemaOf(t reflect.Type) map[string]field {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := strings.Split(f.Tag.Get("mapstructure"), ",")
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
 		if slices.Contains(tag[1:], "squash") {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
 			for k, v := range schemaOf(ft) {
 				out[k] = v
 			}
 			continue
 		}
-		switch ft.Kind() {
-		case reflect.Struct:
-			out[tag[0]] = field{kind: kindMap, children: schemaOf(ft)}
-		case reflect.Slice:
-			out[tag[0]] = field{kind: kindDevices, children: schemaOf(ft.Elem())}
-		case reflect.Bool:
-			out[tag[0]] = field{kind: kindBool}
-		case reflect.Int:
-			out[tag[0]] = field{kind: kindInt}
-		default:
-			out[tag[0]] = field{kind: kindString}
-		}
+		out[tag[0]] = fieldOf(f.Type)
 	}
 	return out
 }
@@ -140,27 +149,42 @@ func (c *checker) value(v *yaml.Node, f field, path string) bool {
 			return false
 		}
 		c.mapping(v, f.children, path+".")
-	case kindDevices:
+	case kindList:
+		if v.Kind == yaml.ScalarNode && f.elem.kind != kindMap {
+			return c.value(v, *f.elem, path) // one value for a list of values, as the decoder allows
+		}
 		if v.Kind != yaml.SequenceNode {
-			c.add(v.Line, path, "is not a list", "write one entry per device, each starting with \"- udid: <UDID>\"")
+			if path == "devices" {
+				c.add(v.Line, path, "is not a list", "write one entry per device, each starting with \"- udid: <UDID>\"")
+			} else {
+				c.add(v.Line, path, "is not a list", fmt.Sprintf("write each entry of %s on its own line starting with \"- \"", path))
+			}
 			return false
 		}
 		kept := v.Content[:0:0]
 		for i, d := range v.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			c.lines[p] = d.Line
+			if f.elem.kind != kindMap {
+				if c.value(d, *f.elem, p) {
+					kept = append(kept, d)
+				}
+				continue
+			}
 			if d.Kind != yaml.MappingNode {
-				c.add(d.Line, p, "is not a device entry", "write \"- udid: <UDID>\" followed by the keys it overrides")
+				c.add(d.Line, p, "is not an entry of keys", "write \"- key: value\" followed by the entry's other keys")
 				// Keep the list's indices stable for the value checks: an empty entry is
-				// reported as a missing UDID there.
+				// reported there (a device without its UDID, say).
 				kept = append(kept, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"})
 				continue
 			}
-			c.mapping(d, f.children, p+".")
-			for j := 0; j+1 < len(d.Content); j += 2 {
-				if d.Content[j].Value == "udid" {
-					if problem, fix := CheckUDID(d.Content[j+1].Value); problem != "" {
-						c.add(d.Content[j+1].Line, p+".udid", problem, fix)
+			c.mapping(d, f.elem.children, p+".")
+			if path == "devices" {
+				for j := 0; j+1 < len(d.Content); j += 2 {
+					if d.Content[j].Value == "udid" {
+						if problem, fix := CheckUDID(d.Content[j+1].Value); problem != "" {
+							c.add(d.Content[j+1].Line, p+".udid", problem, fix)
+						}
 					}
 				}
 			}

@@ -72,7 +72,25 @@ func TestNearestKey(t *testing.T) {
 			t.Errorf("%s: %s", typo, fix)
 		}
 	}
-	if fix := unknownKeyFix("colour", fileSchema, ""); !strings.Contains(fix, "use one of: conditions, devices,") {
+	if fix := unknownKeyFix("colour", fileSchema, ""); !strings.Contains(fix, "use one of: alerts, conditions, devices,") {
 		t.Errorf("colour: %s", fix)
+	}
+}
+
+// TestCheckListsOfEntries: lists other than devices (alerts) get the same checks: unknown
+// keys with the nearest one, entries that are not entries, a list given as one value.
+func TestCheckListsOfEntries(t *testing.T) {
+	_, err := Parse([]byte("alerts:\n  - url: 'generic://127.0.0.1/x'\n    evnts: [failed]\n  - just-a-url\npings: {start: [1, 2]}\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"line 3: alerts[0].evnts: unknown key; fix: did you mean alerts[0].events?",
+		"line 4: alerts[1]: is not an entry of keys",
+		"line 5: pings.start: a list is not a single value",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("lacks %q:\n%s", want, err)
+		}
 	}
 }

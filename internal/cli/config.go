@@ -107,6 +107,9 @@ func newConfigCheckCmd() *cobra.Command {
 				// Class config: exit 2, so scripts can tell "invalid" from "could not run".
 				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}
 			}
+			if err := alertURLProblems(s); err != nil {
+				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d device entries)\n", path, len(s.Devices))
 			return nil
 		},

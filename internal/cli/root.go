@@ -52,6 +52,7 @@ func newRootCmd(version string) *cobra.Command {
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newAlertsCmd(), newHTTPCmd(),
 	)
 	return root
 }
