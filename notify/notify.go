@@ -28,10 +28,11 @@ const (
 	ApprovalNeeded
 	SettingsBroken
 	DamageFound
+	TrustRequested
 	ActionFailed // a command the user chose in the menu could not be carried out
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "action-failed"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested", "action-failed"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {

@@ -137,6 +137,11 @@ func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Ba
 		fmt.Fprintf(cmd.ErrOrStderr(), "the keychain's password for %s does not open this backup (it was made with another one); `snapback password set --udid %s` replaces it\n", udid, udid)
 		return openBackup(ctx, dir, typed)
 	}
+	if err == nil {
+		for _, w := range b.Warnings() {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+		}
+	}
 	return b, err
 }
 

@@ -53,6 +53,7 @@ func newRootCmd(version string) *cobra.Command {
 		newSimulateCmd(),
 		newDemoCmd(),
 		newAlertsCmd(), newHTTPCmd(),
+		newPairCmd(), newUnpairCmd(), newWifiCmd(),
 	)
 	return root
 }
