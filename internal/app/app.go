@@ -93,6 +93,8 @@ func New(cfg Config) *App {
 		a.ctl = &Controller{
 			Ctx: base, Logger: a.log, Stores: a.stores, SettingsPath: cfgPath, LogPath: cfg.LogPath,
 			QuitFunc: a.Quit, Changed: a.feed.poke, Settings: a.currentSettings,
+			// A failed menu command is told, not only logged.
+			Notifier: cfg.Notifier,
 		}
 	}
 	return a
