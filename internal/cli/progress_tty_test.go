@@ -89,16 +89,12 @@ func TestBackupProgressInRealTerminal(t *testing.T) {
 
 	// While the device asks for its passcode: one line on screen, nothing else.
 	var screen []string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Nothing announces what a terminal shows: the pane is read until the prompt is there.
+	if !testenv.Eventually(30*time.Second, func() bool {
 		screen = capture()
-		if strings.Contains(strings.Join(screen, "\n"), "passcode") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the passcode prompt never showed; screen:\n%s", strings.Join(screen, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return strings.Contains(strings.Join(screen, "\n"), "passcode")
+	}) {
+		t.Fatalf("the passcode prompt never showed; screen:\n%s", strings.Join(screen, "\n"))
 	}
 	if len(screen) != 1 {
 		t.Fatalf("while waiting for the passcode the screen holds %d lines, want one:\n%s", len(screen), strings.Join(screen, "\n"))
