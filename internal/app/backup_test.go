@@ -54,6 +54,21 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 	if got := stores.LastBackup(ctx, cfg, udid); !got.Equal(out.Committed) {
 		t.Fatalf("last backup %v, committed %v", got, out.Committed)
 	}
+	// A backup committed by another process (as `snapback backup` next to the daemon) counts
+	// as the day's backup too: the cache notices that the latest backup was replaced. The
+	// other process's clock runs an hour ahead so that the two commits differ.
+	later := &Stores{Now: func() time.Time { return time.Now().Add(time.Hour) }}
+	out2, err := (&Backups{Settings: b.Settings, Stores: later}).Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if !out2.Committed.After(out.Committed) {
+		t.Fatalf("second commit %v is not after the first %v", out2.Committed, out.Committed)
+	}
+	if got := stores.LastBackup(ctx, cfg, udid); !got.Equal(out2.Committed) {
+		t.Fatalf("last backup %v after another process committed %v", got, out2.Committed)
+	}
+	out = out2
 	// The cache answers without the store: with the location gone it still knows, while a
 	// fresh cache (which must read the store) does not.
 	if err := os.Rename(loc, loc+".away"); err != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"snapback/internal/backupfmt"
 	"snapback/internal/device"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/offsite"
@@ -33,7 +35,7 @@ type Stores struct {
 
 	mu   sync.Mutex
 	open map[string]*store.Store
-	last map[string]time.Time // UDID → time of its latest commit, as read once or committed
+	last map[string]lastCommit // UDID → its latest commit, as read or committed
 }
 
 // Location is where udid's backups live: override (`--location`) when given, else the
@@ -90,42 +92,61 @@ func (s *Stores) Open(ctx context.Context, location string) (*store.Store, error
 	return st, nil
 }
 
-// LastBackup returns when udid's latest backup was committed: read from its store once,
-// then kept up to date by the commits made through these Stores.
+// LastBackup returns when udid's latest backup was committed. The store's records are read
+// once; after that one stat of the latest backup's Status.plist tells whether anything
+// replaced it (a `snapback backup` from another process, idevicebackup2 or Finder writing
+// into it), and only then are the records read again. So a manual backup made outside this
+// process still counts as the day's backup, without re-reading every record every minute.
 func (s *Stores) LastBackup(ctx context.Context, cfg *settings.Settings, udid string) time.Time {
-	s.mu.Lock()
-	t, ok := s.last[udid]
-	s.mu.Unlock()
-	if ok {
-		return t
-	}
 	st, err := s.ForDevice(ctx, cfg, udid, "")
+	s.mu.Lock()
+	cached, ok := s.last[udid]
+	s.mu.Unlock()
 	if err != nil {
-		return time.Time{} // disk missing: ask again next time
+		return cached.t // disk missing: what we knew, and ask again next time
 	}
+	status, statErr := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
+	if ok && statErr == nil && cached.status != nil && os.SameFile(status, cached.status) &&
+		status.ModTime().Equal(cached.status.ModTime()) && status.Size() == cached.status.Size() {
+		return cached.t
+	}
+	var t time.Time
 	if b := ReadBackups(st, udid); b.Latest != nil {
 		t = b.Latest.Time
 	}
-	s.mu.Lock()
-	if s.last == nil {
-		s.last = map[string]time.Time{}
+	if statErr != nil {
+		status = nil
 	}
-	if cur, ok := s.last[udid]; !ok || t.After(cur) {
-		s.last[udid] = t
-	}
-	t = s.last[udid]
-	s.mu.Unlock()
-	return t
-}
-
-// committed records a commit for LastBackup.
-func (s *Stores) committed(_ *store.Store, udid string, snap store.Snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == nil {
-		s.last = map[string]time.Time{}
+		s.last = map[string]lastCommit{}
 	}
-	s.last[udid] = snap.Time
+	if cur, ok := s.last[udid]; ok && cur.t.After(t) {
+		t = cur.t
+	}
+	s.last[udid] = lastCommit{t: t, status: status}
+	return t
+}
+
+// lastCommit is what LastBackup knows of a device's latest commit.
+type lastCommit struct {
+	t      time.Time
+	status os.FileInfo // the latest backup's Status.plist when t was read; nil: none
+}
+
+// committed records a commit for LastBackup.
+func (s *Stores) committed(st *store.Store, udid string, snap store.Snapshot) {
+	status, err := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
+	if err != nil {
+		status = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string]lastCommit{}
+	}
+	s.last[udid] = lastCommit{t: snap.Time, status: status}
 }
 
 // Run implements jobs.Runner.
