@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/failure"
 )
 
 // List returns the snapshots and archives of udid, oldest first, from their records: no
@@ -90,6 +91,10 @@ func (s *Store) Get(udid, id string) (Snapshot, error) {
 // withLock runs fn holding the device lock, after the volume guard. It refuses a
 // destination that was never initialised: there is nothing to change there.
 func (s *Store) withLock(udid string, fn func() error) error {
+	return s.classify(s.withLockRaw(udid, fn), 0)
+}
+
+func (s *Store) withLockRaw(udid string, fn func() error) error {
 	if err := validUDID(udid); err != nil {
 		return err
 	}
@@ -98,7 +103,7 @@ func (s *Store) withLock(udid string, fn func() error) error {
 		return err
 	}
 	if v == nil || !exists(s.l.device(udid)) {
-		return fmt.Errorf("no backups of %s at %s: %w", udid, s.l.root, ErrNotFound)
+		return &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups of %s at %s", udid, s.l.root), Cause: ErrNotFound}
 	}
 	lk, err := s.acquireLock(udid)
 	if err != nil {

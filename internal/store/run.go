@@ -12,6 +12,7 @@ import (
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
 )
 
 // BeginOptions describe the run about to start.
@@ -63,7 +64,12 @@ func (r *Run) Method() CloneMethod { return r.method }
 // device lock (ErrLocked if a live process holds it), completes or discards interrupted work,
 // checks free space (ErrInsufficientSpace) and prepares the staging folder as a clone of the
 // latest backup. On error nothing is left locked and no committed snapshot has changed.
-func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (_ *Run, err error) {
+func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (*Run, error) {
+	r, err := s.begin(ctx, udid, opts)
+	return r, s.classify(err, opts.ExpectedBytes)
+}
+
+func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *Run, err error) {
 	if err := validUDID(udid); err != nil {
 		return nil, err
 	}
@@ -140,6 +146,17 @@ type journal struct {
 // and nothing changed (the caller decides: Abort, usually). Once the journal is written the
 // run is over either way: a later error is completed by recovery at the next Begin or Open.
 func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
+	snap, err := r.commit(ctx, meta)
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		// What the device left in staging is not a complete backup: the run is incomplete,
+		// nothing committed is damaged.
+		return snap, &failure.Error{Class: failure.Incomplete, Cause: err}
+	}
+	return snap, r.s.classify(err, 0)
+}
+
+func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {
@@ -401,7 +418,16 @@ func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
 		return nil
 	}
 	rec.TotalSize, rec.UniqueSize, rec.FileCount = u.Total, u.Unique, u.Files
-	return writeRecord(path, rec)
+	if err := writeRecord(path, rec); err != nil {
+		if failure.FromOS(err).Class == failure.NoSpace {
+			// Sizes are a display matter; a full disk must not stop the deletion that frees
+			// it. They are measured again after the next commit or deletion.
+			s.log.Warn("snapshot sizes not updated: the backup disk is full", "udid", udid, "snapshot", id)
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 func exists(path string) bool {

@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"strings"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/internal/testenv"
 )
 
@@ -36,11 +38,27 @@ func isEmptyDir(t *testing.T, dir string) bool {
 	return len(entries) == 0
 }
 
+// bindMount mounts dir on mnt, as the disk coming back (root only).
+func bindMount(t *testing.T, dir, mnt string) {
+	t.Helper()
+	out, err := exec.Command("mount", "--bind", dir, mnt).CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "bind mount (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+}
+
 func TestEmptyMountPointRefused(t *testing.T) {
-	mnt := t.TempDir()
-	mountTmpfs(t, mnt, "16m")
+	// The "disk" is a tmpfs that stays mounted elsewhere; bind-mounting it on mnt and
+	// unmounting it again plugs and unplugs the same filesystem.
+	disk, mnt := t.TempDir(), t.TempDir()
+	mountTmpfs(t, disk, "16m")
+	bindMount(t, disk, mnt)
 	opts := testOptions(&fakeClock{t: epoch, step: 24 * time.Hour})
 	opts.CreateLocation = false
+	// Not in fstab, no ExpectVolumeID: only what this computer remembers tells the empty
+	// mount point from a new folder (a udisks or hand-made mount).
+	opts.Known = filepath.Join(t.TempDir(), "destinations.json")
 	s := openStore(t, mnt, opts)
 	if s.Location() != filepath.Join(mnt, VolumeRootDir) {
 		t.Fatalf("location on a volume root = %s, want %s", s.Location(), filepath.Join(mnt, VolumeRootDir))
@@ -53,17 +71,22 @@ func TestEmptyMountPointRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if vol.Identity.Mount != mnt || vol.Identity.Type != "tmpfs" {
+		t.Errorf("recorded identity %+v, want tmpfs mounted at %s", vol.Identity, mnt)
+	}
 
 	// The disk goes away: the mount point is an empty folder on the parent filesystem.
 	if err := syscall.Unmount(mnt, 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	opts.ExpectVolumeID = vol.ID
 	_, err = Open(ctx, mnt, opts)
 	var de *DiskError
 	if !errors.Is(err, ErrDiskNotConnected) || !errors.As(err, &de) || de.Fix == "" {
 		t.Fatalf("Open on an empty mount point: %v, want ErrDiskNotConnected with a fix", err)
+	}
+	if failure.ExitCode(err) != failure.ExitDiskMissing || !strings.Contains(err.Error(), "not connected") || !strings.Contains(err.Error(), mnt) {
+		t.Errorf("error %q (exit %d): want the disk-missing class naming %s", err, failure.ExitCode(err), mnt)
 	}
 	// A store opened while the disk was there must refuse too, for every operation.
 	if _, err := s.Begin(ctx, testUDID, BeginOptions{}); !errors.Is(err, ErrDiskNotConnected) {
@@ -82,13 +105,29 @@ func TestEmptyMountPointRefused(t *testing.T) {
 		t.Fatal("something was written to the empty mount point")
 	}
 
-	// Without a recorded volume ID, an fstab entry for the unmounted mount point still stops
+	// The disk comes back: the same store path, and the next backup is incremental on the
+	// earlier ones.
+	bindMount(t, disk, mnt)
+	s2 := openStore(t, mnt, opts)
+	if s2.Location() != s.Location() {
+		t.Errorf("location after remount %s, want %s", s2.Location(), s.Location())
+	}
+	before := len(mustList(t, s2))
+	dev.change(5)
+	if snap := runBackup(t, s2, dev); snap.Kind != KindIncremental || len(mustList(t, s2)) != before+1 {
+		t.Errorf("backup after remount: kind %s, %d snapshots; want incremental onto %d", snap.Kind, len(mustList(t, s2)), before)
+	}
+
+	// Without anything remembered, an fstab entry for the unmounted mount point still stops
 	// a first backup from filling the parent disk.
+	if err := syscall.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
 	fstab := filepath.Join(t.TempDir(), "fstab")
 	os.WriteFile(fstab, []byte("# test\nUUID=1234 "+mnt+" ext4 defaults,nofail 0 2\n"), 0o644)
-	opts.ExpectVolumeID, opts.Fstab = "", fstab
-	s2 := openStore(t, mnt, opts)
-	if _, err := s2.Begin(ctx, testUDID, BeginOptions{}); !errors.Is(err, ErrDiskNotConnected) {
+	opts.Known, opts.Fstab = "-", fstab
+	s3 := openStore(t, mnt, opts)
+	if _, err := s3.Begin(ctx, testUDID, BeginOptions{}); !errors.Is(err, ErrDiskNotConnected) {
 		t.Errorf("first Begin on an unmounted fstab mount point: %v, want ErrDiskNotConnected", err)
 	}
 	if !isEmptyDir(t, mnt) {
