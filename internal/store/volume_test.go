@@ -231,3 +231,80 @@ func TestDiskFullMidRun(t *testing.T) {
 		}
 	}
 }
+
+// fillDisk writes a filler file in dir until the filesystem is full and returns its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	// Small writes take the last partial blocks too.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+	return path
+}
+
+func TestZeroBytesFree(t *testing.T) {
+	mnt := t.TempDir()
+	mountTmpfs(t, mnt, "4m")
+	opts := testOptions(&fakeClock{t: epoch, step: 24 * time.Hour})
+	s := openStore(t, mnt, opts)
+	dev := newFakeDevice(testUDID, 20, 8000, 11)
+	runBackup(t, s, dev)
+	dev.change(40)
+	runBackup(t, s, dev)
+	dev.change(40)
+	runBackup(t, s, dev)
+	fillDisk(t, mnt)
+	if free, _ := freeBytes(mnt); free != 0 {
+		t.Fatalf("%d bytes free after filling", free)
+	}
+	ctx := context.Background()
+
+	list := mustList(t, s)
+	if len(list) != 3 {
+		t.Fatalf("%d snapshots, want 3", len(list))
+	}
+	for _, sn := range list {
+		if err := s.Verify(ctx, testUDID, sn.ID); err != nil {
+			t.Errorf("verify %s at 0 bytes free: %v", sn.ID, err)
+		}
+	}
+	// A backup cannot start: no space, with the disk and the bytes, not the cable.
+	_, err := s.Begin(ctx, testUDID, BeginOptions{ExpectedBytes: 1 << 20})
+	if failure.ClassOf(err) != failure.NoSpace || failure.ExitCode(err) != failure.ExitNoSpace ||
+		!strings.Contains(err.Error(), mnt) || !strings.Contains(err.Error(), "needed") || strings.Contains(failure.Text(err), "cable") {
+		t.Errorf("Begin on a full disk: %v (class %s), want no-space naming %s and the bytes needed", err, failure.ClassOf(err), mnt)
+	}
+	// The user frees space: deleting the oldest snapshot works and frees its bytes.
+	if err := s.Delete(ctx, testUDID, list[0].ID); err != nil {
+		t.Fatalf("delete at 0 bytes free: %v", err)
+	}
+	free, _ := freeBytes(mnt)
+	if free < list[0].UniqueSize/2 {
+		t.Errorf("%d bytes free after deleting a snapshot of %d unique bytes", free, list[0].UniqueSize)
+	}
+	if n := len(mustList(t, s)); n != 2 {
+		t.Errorf("%d snapshots after delete, want 2", n)
+	}
+	// Prune holds the same lock and works too.
+	fillDisk(t, mnt)
+	if _, _, err := s.Prune(ctx, testUDID, Policy{MaxExtraPercent: 1}, PruneOptions{Approve: true}); err != nil {
+		t.Errorf("prune at 0 bytes free: %v", err)
+	}
+}
