@@ -48,6 +48,7 @@ func newRootCmd(version string) *cobra.Command {
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newLocationCmd(),
 	)
 	return root
 }
