@@ -264,13 +264,17 @@ func newSnapshotsExportCmd() *cobra.Command {
 
 func newSnapshotsVerifyCmd() *cobra.Command {
 	var f storeFlags
+	var data bool
 	cmd := &cobra.Command{
 		Use:   "verify [ID...]",
-		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob",
+		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob; --data re-reads every file",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, udid, err := f.open(cmd.Context(), true)
 			if err != nil {
 				return err
+			}
+			if data {
+				return verifyData(cmd, s, udid)
 			}
 			if len(args) == 0 {
 				l, err := s.List(udid)
@@ -298,6 +302,7 @@ func newSnapshotsVerifyCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&data, "data", false, "re-read every stored file (each shared file once) and compare it with the hash recorded when it was written")
 	return cmd
 }
 

@@ -46,6 +46,10 @@ type Snapshot struct {
 	UniqueSize int64      `json:"uniqueSize"` // bytes no other folder shares (by hard link)
 	Pinned     bool       `json:"pinned"`
 	Source     string     `json:"source,omitempty"` // archives: the snapshot ID they copy
+	// Damaged lists the files (relative to the backup folder) whose content no longer
+	// matches the hash recorded when they were written, as found by verify --data or the
+	// scrub. A damaged latest backup makes the next backup a full one.
+	Damaged []string `json:"damaged,omitempty"`
 
 	// Filled in by List; not stored.
 	Latest bool   `json:"-"`

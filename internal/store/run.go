@@ -95,6 +95,13 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err != nil {
 		return nil, err
 	}
+	if latest != nil && len(latest.Damaged) > 0 && !opts.Full {
+		// Cloning would carry the damaged files into the new backup and the device, seeing
+		// them in the manifest, would not send them again: start empty so it sends all.
+		s.log.Warn("the latest backup has damaged files; this backup is a full one", "udid", udid,
+			"snapshot", latest.ID, "damaged", len(latest.Damaged))
+		opts.Full = true
+	}
 	method, err := s.CloneMethod()
 	if err != nil {
 		return nil, err
@@ -174,6 +181,12 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
+	// Hash what this run wrote while it is still in the page cache; shared files are
+	// indexed already.
+	if _, _, err := s.indexNewFiles(ctx, udid, dir); err != nil {
+		return Snapshot{}, err
+	}
+	s.hook("commit:indexed")
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
 		return Snapshot{}, err

@@ -1,0 +1,140 @@
+//go:build unix
+
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"snapback/internal/failure"
+)
+
+// flipByte changes one byte of a committed file in place and puts its mtime back, as bit rot
+// or a bad sector would: nothing but the content says it changed.
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, fi.Size()/2)
+	b[0] ^= 0x40
+	f.WriteAt(b, fi.Size()/2)
+	f.Close()
+	os.Chmod(path, fi.Mode().Perm())
+	os.Chtimes(path, fi.ModTime(), fi.ModTime())
+}
+
+// sharedBlob returns a blob of the latest backup that the oldest snapshot shares by hard link.
+func sharedBlob(t *testing.T, s *Store, list []Snapshot) string {
+	t.Helper()
+	latest := list[len(list)-1].Path
+	var found string
+	filepath.WalkDir(latest, func(p string, d os.DirEntry, err error) error {
+		if err != nil || found != "" || !d.Type().IsRegular() || len(filepath.Base(filepath.Dir(p))) != 2 {
+			return err
+		}
+		rel, _ := filepath.Rel(latest, p)
+		if inode(t, p) == inodeOr0(filepath.Join(list[0].Path, rel)) {
+			found = rel
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatal("no blob shared between the oldest snapshot and the latest")
+	}
+	return found
+}
+
+func inodeOr0(p string) uint64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	ino, _, _ := inodeOf(fi)
+	return ino
+}
+
+func TestVerifyDataFindsFlippedByte(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: 24 * time.Hour}))
+	dev := newFakeDevice(testUDID, 30, 4000, 21)
+	runBackup(t, s, dev)
+	dev.change(10)
+	runBackup(t, s, dev)
+	dev.change(10)
+	runBackup(t, s, dev)
+	ctx := context.Background()
+	if rep, err := s.VerifyData(ctx, testUDID); err != nil || len(rep.Damaged) != 0 || rep.Files == 0 || rep.Unindexed != 0 {
+		t.Fatalf("clean store: %+v, %v", rep, err)
+	}
+
+	list := mustList(t, s)
+	rel := sharedBlob(t, s, list)
+	flipByte(t, filepath.Join(list[len(list)-1].Path, rel))
+	rep, err := s.VerifyData(ctx, testUDID)
+	if failure.ClassOf(err) != failure.Damaged || failure.ExitCode(err) != failure.ExitDamaged {
+		t.Fatalf("verify --data after a flipped byte: %v, want class damaged", err)
+	}
+	if len(rep.Damaged) != 1 || filepath.ToSlash(rel) != rep.Damaged[0].Path {
+		t.Fatalf("damaged %+v, want just %s", rep.Damaged, rel)
+	}
+	var sharing []string
+	for _, sn := range list {
+		if inodeOr0(filepath.Join(sn.Path, rel)) == inode(t, filepath.Join(list[len(list)-1].Path, rel)) {
+			sharing = append(sharing, sn.ID)
+		}
+	}
+	got := rep.Damaged[0].Snapshots
+	slices.Sort(got)
+	if len(sharing) < 2 || !slices.Equal(got, sharing) || !strings.Contains(err.Error(), rel) {
+		t.Fatalf("damage reported in %v (%v), want every snapshot sharing the file: %v", got, err, sharing)
+	}
+	// Marked in the records; the latest is damaged, so the next backup is a full one.
+	for _, sn := range mustList(t, s) {
+		if slices.Contains(sharing, sn.ID) != slices.Contains(sn.Damaged, filepath.ToSlash(rel)) {
+			t.Errorf("snapshot %s marked damaged %v", sn.ID, sn.Damaged)
+		}
+	}
+	snap := runBackup(t, s, dev)
+	if snap.Kind != KindFull {
+		t.Errorf("backup after damage in the latest: %s, want full", snap.Kind)
+	}
+	if inodeOr0(filepath.Join(snap.Path, rel)) == inodeOr0(filepath.Join(list[0].Path, rel)) {
+		t.Error("the new latest still shares the damaged file")
+	}
+	rep, err = s.VerifyData(ctx, testUDID)
+	for _, d := range rep.Damaged {
+		if slices.Contains(d.Snapshots, snap.ID) {
+			t.Errorf("the new latest is damaged: %+v", d)
+		}
+	}
+	if len(rep.Damaged) != 1 || err == nil {
+		t.Errorf("old snapshots' damage: %+v, %v; want still reported", rep.Damaged, err)
+	}
+
+	// The scrub finds it too, within its daily budget, going on where it stopped.
+	var seen int64
+	found := false
+	for day := 0; day < 50 && !found; day++ {
+		rep, err := s.Scrub(ctx, testUDID, ScrubBudget{MaxBytes: 20_000})
+		if rep.Bytes > 20_000 && rep.Files > 1 {
+			t.Fatalf("scrub read %d bytes on a budget of 20000", rep.Bytes)
+		}
+		seen += rep.Bytes
+		found = err != nil && len(rep.Damaged) > 0
+	}
+	if !found {
+		t.Fatalf("the scrub did not find the damage after reading %d bytes", seen)
+	}
+}
