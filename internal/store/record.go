@@ -21,6 +21,7 @@ const (
 	KindIncremental Kind = "incremental" // the device sent only changes against the previous backup
 	KindAdopted     Kind = "adopted"     // a backup folder Snapback found in place and took over
 	KindArchive     Kind = "archive"     // a pinned copy beside the latest (<UDID>-YYYYMMDD-HHMMSS)
+	KindExternal    Kind = "external"    // another tool (idevicebackup2, Finder) backed up into the latest folder
 )
 
 // DeviceInfo is what the record keeps about the device, copied from Info.plist.
@@ -50,6 +51,13 @@ type Snapshot struct {
 	// matches the hash recorded when they were written, as found by verify --data or the
 	// scrub. A damaged latest backup makes the next backup a full one.
 	Damaged []string `json:"damaged,omitempty"`
+	// Fingerprint identifies the latest folder's Status.plist and Manifest.db as committed;
+	// when it changes, another tool backed up into the folder (see KindExternal).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Notes are what the run found and did on its own, for the user.
+	Notes []string `json:"notes,omitempty"`
+	// Exceptions are files the device could not read during this backup.
+	Exceptions []string `json:"exceptions,omitempty"`
 
 	// Filled in by List; not stored.
 	Latest bool   `json:"-"`

@@ -29,6 +29,9 @@ type BeginOptions struct {
 type CommitMeta struct {
 	// Kind overrides the kind read from Status.plist IsFullBackup (KindFull or KindIncremental).
 	Kind Kind
+	// Exceptions are the files the device reported it could not read (domain-relative
+	// paths); they are kept in the record instead of failing the commit.
+	Exceptions []string
 }
 
 // Run is one backup run of one device: it holds the device lock from Begin until Commit or
@@ -41,9 +44,15 @@ type Run struct {
 	full   bool
 	method CloneMethod
 
+	notes []string // what Begin found and did on its own, kept in the record
+
 	mu   sync.Mutex
 	done bool
 }
+
+// Notes says what Begin found and did on its own (an external backup recorded, a damaged
+// latest backup replaced by a full one); the commit keeps them in the record.
+func (r *Run) Notes() []string { return r.notes }
 
 // Root is the folder whose <UDID>/ subfolder is the staging backup the engine writes into
 // (the engine's backup root). The engine must replace files by writing a new file and
@@ -91,7 +100,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err := s.recoverDevice(ctx, udid); err != nil {
 		return nil, err
 	}
-	latest, err := s.adoptLatest(ctx, udid)
+	latest, notes, err := s.adoptLatest(ctx, udid)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +110,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		s.log.Warn("the latest backup has damaged files; this backup is a full one", "udid", udid,
 			"snapshot", latest.ID, "damaged", len(latest.Damaged))
 		opts.Full = true
+		notes = append(notes, fmt.Sprintf("the latest backup %s had %d damaged files, so this backup is a full one", latest.ID, len(latest.Damaged)))
 	}
 	method, err := s.CloneMethod()
 	if err != nil {
@@ -137,7 +147,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
 	}
 	s.hook("begin:cloned")
-	return &Run{s: s, udid: udid, lock: lk, full: opts.Full, method: method}, nil
+	return &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}, nil
 }
 
 // journal records a commit in progress. It names the new record in full so that recovery can
@@ -209,6 +219,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	rec := Snapshot{
 		ID: newID(now, last), UDID: udid, Time: now.UTC(), Kind: kind, Device: facts.Device,
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
+		Fingerprint: fingerprint(dir), Notes: r.notes, Exceptions: meta.Exceptions,
 	}
 	j := journal{Op: "commit", Prev: prev, Record: rec}
 	b, _ := json.MarshalIndent(j, "", "  ")
@@ -367,29 +378,33 @@ func (s *Store) reconcile(udid string) error {
 // made by Finder or idevicebackup2, or a Snapback store whose records were lost), so that it
 // is kept as a snapshot instead of being overwritten. It returns the latest record, nil if
 // there is no latest backup.
-func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, error) {
+func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []string, error) {
 	latest := s.l.latest(udid)
 	fi, err := os.Stat(latest)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("latest backup: %w", err)
+		return nil, nil, fmt.Errorf("latest backup: %w", err)
 	}
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	last := ""
 	if n := len(recs); n > 0 {
 		last = recs[n-1].ID
 		if !exists(s.l.snapshot(udid, last)) {
-			return &recs[n-1], nil
+			rec := recs[n-1]
+			if rec.Fingerprint == "" || fingerprint(latest) == rec.Fingerprint {
+				return &rec, nil, nil
+			}
+			return s.adoptExternal(ctx, udid, rec)
 		}
 	}
 	facts, verr := s.verifyBackup(ctx, latest, udid)
 	if verr != nil && !errors.As(verr, new(*VerifyError)) {
-		return nil, verr
+		return nil, nil, verr
 	}
 	if verr != nil {
 		s.log.Warn("adopting an existing backup folder that is not complete", "udid", udid, "err", verr)
@@ -400,15 +415,18 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, error)
 	}
 	u, err := measure(ctx, latest, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if _, _, err := s.indexNewFiles(ctx, udid, latest); err != nil {
+		return nil, nil, err
 	}
 	rec := Snapshot{ID: newID(t, last), UDID: udid, Time: t.UTC(), Kind: KindAdopted, Device: facts.Device,
-		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique}
+		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique, Fingerprint: fingerprint(latest)}
 	if err := writeRecord(s.l.record(udid, rec.ID), rec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.log.Info("adopted existing backup folder", "udid", udid, "snapshot", rec.ID)
-	return &rec, nil
+	return &rec, nil, nil
 }
 
 // refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added

@@ -138,3 +138,59 @@ func TestVerifyDataFindsFlippedByte(t *testing.T) {
 		t.Fatalf("the scrub did not find the damage after reading %d bytes", seen)
 	}
 }
+
+// TestExternalBackupIntoLatest: another tool backs up into the latest folder. Finished: the
+// next run records it as "external" first. Unfinished: it is never recorded, said so, and
+// the run is a full backup; nothing committed before changes.
+func TestExternalBackupIntoLatest(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: 24 * time.Hour}))
+	dev := newFakeDevice(testUDID, 20, 2000, 31)
+	runBackup(t, s, dev)
+	dev.change(10)
+	runBackup(t, s, dev)
+	oldest := mustList(t, s)[0]
+	oldestHash := hashTree(t, oldest.Path)
+
+	// The other tool writes new files by rename (as idevicebackup2 and the engine do).
+	dev.change(10)
+	if err := dev.backup(s.Location(), nil); err != nil {
+		t.Fatal(err)
+	}
+	snap := runBackup(t, s, dev)
+	list := mustList(t, s)
+	if len(list) != 3 || list[1].Kind != KindExternal || list[2].ID != snap.ID || len(snap.Notes) == 0 {
+		t.Fatalf("after an external backup: %+v; want full, external, then this run with a note", list)
+	}
+	for _, sn := range list {
+		if err := s.Verify(context.Background(), testUDID, sn.ID); err != nil {
+			t.Errorf("verify %s: %v", sn.ID, err)
+		}
+	}
+
+	// Unfinished: Status.plist still says uploading.
+	dev.change(10)
+	if err := dev.backup(s.Location(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRenamed(filepath.Join(s.LatestDir(testUDID), "Status.plist"), dev.status("uploading")); err != nil {
+		t.Fatal(err)
+	}
+	snap = runBackup(t, s, dev)
+	list = mustList(t, s)
+	for _, sn := range list {
+		if sn.Kind == KindExternal && sn.ID > list[1].ID {
+			t.Errorf("an unfinished external backup was recorded: %+v", sn)
+		}
+	}
+	if snap.Kind != KindFull || len(snap.Notes) == 0 || !strings.Contains(snap.Notes[0], "did not finish") {
+		t.Errorf("run after an unfinished external backup: kind %s, notes %q; want full with a note", snap.Kind, snap.Notes)
+	}
+	if hashTree(t, oldest.Path) != oldestHash {
+		t.Error("the oldest snapshot changed")
+	}
+	for _, sn := range list {
+		if err := s.Verify(context.Background(), testUDID, sn.ID); err != nil {
+			t.Errorf("verify %s: %v", sn.ID, err)
+		}
+	}
+}

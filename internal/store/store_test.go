@@ -33,8 +33,8 @@ func TestCommitLayoutSharingAndSizes(t *testing.T) {
 	s := openStore(t, dir, testOptions(clock))
 	dev := newFakeDevice(testUDID, 40, 2000, 1)
 
-	first := runBackup(t, s, dev)
-	if first.Kind != KindIncremental || first.Device.Name != "Test iPhone" || first.Encrypted {
+	first := runBackup(t, s, dev) // into an empty staging folder: full, whatever Status.plist says
+	if first.Kind != KindFull || first.Device.Name != "Test iPhone" || first.Encrypted {
 		t.Fatalf("first record = %+v", first)
 	}
 	if !first.Latest || first.Path != filepath.Join(dir, testUDID) {
