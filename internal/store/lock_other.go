@@ -86,7 +86,6 @@ func (l *deviceLock) release() error {
 	return nil
 }
 
-
 // flockFile: the list of known destinations is rewritten atomically; without flock two
 // processes updating it at once may lose one entry, which only weakens the guard.
 func flockFile(string) (func(), error) { return func() {}, nil }

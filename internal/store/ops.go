@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/failure"
@@ -408,4 +409,40 @@ func (s *Store) Prune(ctx context.Context, udid string, policy Policy, opts Prun
 		return errors.Join(err, s.refreshAll(ctx, udid, refresh))
 	})
 	return d, deleted, err
+}
+
+// LatestForReading returns the latest backup folder of udid for a reader (files, extract,
+// photos, restore). Another process's commit renames that folder for a moment; a reader
+// arriving then waits for the commit to finish (up to wait, polling: the committer is
+// another process) and otherwise gets class DeviceBusy ("retry in a moment") rather than
+// "no backup".
+func (s *Store) LatestForReading(ctx context.Context, udid string, wait time.Duration) (string, error) {
+	if err := validUDID(udid); err != nil {
+		return "", err
+	}
+	if v, err := s.checkVolume(false); err != nil {
+		return "", err
+	} else if v == nil {
+		return "", &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups at %s", s.l.root)}
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if exists(s.l.latest(udid)) {
+			return s.l.latest(udid), nil
+		}
+		if !exists(s.l.journal(udid)) {
+			return "", &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backup of %s at %s", udid, s.l.root)}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-deadline.C:
+			return "", &failure.Error{Class: failure.DeviceBusy, Detail: fmt.Sprintf("a backup of %s is being committed at %s", udid, s.l.root),
+				Fix: "retry in a moment"}
+		case <-tick.C:
+		}
+	}
 }

@@ -4,10 +4,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,4 +195,45 @@ func TestExternalBackupIntoLatest(t *testing.T) {
 			t.Errorf("verify %s: %v", sn.ID, err)
 		}
 	}
+}
+
+// TestReaderDuringCommit: a reader (another Store, as another process would) arriving while
+// a commit has moved the latest folder away waits for the commit instead of saying "no
+// backup", and gets "busy, retry" if the commit takes longer than it waits.
+func TestReaderDuringCommit(t *testing.T) {
+	dir := t.TempDir()
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	opts := testOptions(&fakeClock{t: epoch, step: time.Hour})
+	opts.hook = func(p string) {
+		if p == "commit:moved-latest" {
+			once.Do(func() { close(paused); <-resume })
+		}
+	}
+	s := openStore(t, dir, opts)
+	dev := newFakeDevice(testUDID, 10, 500, 41)
+	runBackup(t, s, dev)
+	dev.change(20)
+	done := make(chan Snapshot)
+	go func() { done <- runBackup(t, s, dev) }()
+	<-paused
+
+	reader := openStore(t, dir, testOptions(&fakeClock{t: epoch, step: time.Hour}))
+	ctx := context.Background()
+	if _, err := reader.LatestForReading(ctx, testUDID, 100*time.Millisecond); failure.ClassOf(err) != failure.DeviceBusy {
+		t.Fatalf("reader during a long commit: %v, want busy (retry)", err)
+	}
+	got := make(chan error)
+	go func() {
+		p, err := reader.LatestForReading(ctx, testUDID, 20*time.Second)
+		if err == nil && p != reader.LatestDir(testUDID) {
+			err = errors.New("wrong folder " + p)
+		}
+		got <- err
+	}()
+	close(resume)
+	if err := <-got; err != nil {
+		t.Fatalf("reader waiting for the commit: %v", err)
+	}
+	<-done
 }

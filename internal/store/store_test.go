@@ -298,7 +298,6 @@ func TestLock(t *testing.T) {
 	r.Abort()
 }
 
-
 func TestAdoptExistingBackupFolder(t *testing.T) {
 	dir := t.TempDir()
 	dev := newFakeDevice(testUDID, 10, 300, 6)
