@@ -35,6 +35,16 @@ type DeviceInfo struct {
 // Snapshot is the record of one committed backup. Records are written atomically; a snapshot
 // exists exactly when its record does.
 type Snapshot struct {
+	// Damaged lists the files (relative to the backup folder) whose content no longer
+	// matches the hash recorded when they were written, as found by verify --data or the
+	// scrub. A damaged latest backup makes the next backup a full one.
+	Damaged []string `json:"damaged,omitempty"`
+	// Fingerprint identifies the latest folder's Status.plist and Manifest.db as committed;
+	// when it changes, another tool backed up into the folder (see KindExternal).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Notes are what the run found and did on its own, for the user.
+	Notes []string `json:"notes,omitempty"`
+
 	Version    int        `json:"version"`
 	ID         string     `json:"id"`   // IDLayout of Time, or the archive's folder name
 	UDID       string     `json:"udid"` // device the backup belongs to
@@ -47,17 +57,6 @@ type Snapshot struct {
 	UniqueSize int64      `json:"uniqueSize"` // bytes no other folder shares (by hard link)
 	Pinned     bool       `json:"pinned"`
 	Source     string     `json:"source,omitempty"` // archives: the snapshot ID they copy
-	// Damaged lists the files (relative to the backup folder) whose content no longer
-	// matches the hash recorded when they were written, as found by verify --data or the
-	// scrub. A damaged latest backup makes the next backup a full one.
-	Damaged []string `json:"damaged,omitempty"`
-	// Fingerprint identifies the latest folder's Status.plist and Manifest.db as committed;
-	// when it changes, another tool backed up into the folder (see KindExternal).
-	Fingerprint string `json:"fingerprint,omitempty"`
-	// Notes are what the run found and did on its own, for the user.
-	Notes []string `json:"notes,omitempty"`
-	// Exceptions are files the device could not read during this backup.
-	Exceptions []string `json:"exceptions,omitempty"`
 
 	// Filled in by List; not stored.
 	Latest bool   `json:"-"`

@@ -29,9 +29,6 @@ type BeginOptions struct {
 type CommitMeta struct {
 	// Kind overrides the kind read from Status.plist IsFullBackup (KindFull or KindIncremental).
 	Kind Kind
-	// Exceptions are the files the device reported it could not read (domain-relative
-	// paths); they are kept in the record instead of failing the commit.
-	Exceptions []string
 }
 
 // Run is one backup run of one device: it holds the device lock from Begin until Commit or
@@ -216,10 +213,9 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		}
 	}
 	now := s.now()
-	rec := Snapshot{
+	rec := Snapshot{Fingerprint: fingerprint(dir), Notes: r.notes,
 		ID: newID(now, last), UDID: udid, Time: now.UTC(), Kind: kind, Device: facts.Device,
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
-		Fingerprint: fingerprint(dir), Notes: r.notes, Exceptions: meta.Exceptions,
 	}
 	j := journal{Op: "commit", Prev: prev, Record: rec}
 	b, _ := json.MarshalIndent(j, "", "  ")
