@@ -57,22 +57,12 @@ type Options struct {
 
 // Backup is an open backup folder. It is not safe for concurrent use.
 type Backup struct {
+	bad      []string // undecodable rows seen by List and Extract
 	dir      string
 	manifest backupfmt.Manifest
 	keys     *backupcrypto.Keys
 	db       *backupfmt.ManifestDB
 	tmp      string // private folder of the decrypted Manifest.db; "" for plain backups
-	bad      []string
-}
-
-// Undecodable lists the Manifest.db rows that List and Extract skipped because they did not
-// decode (damage), each with its error. Readers report them and go on with the rest.
-func (b *Backup) Undecodable() []string { return b.bad }
-
-func (b *Backup) each(ctx context.Context, fn func(backupfmt.Record) error) error {
-	return b.db.EachTolerant(ctx, fn, func(fileID string, err error) {
-		b.bad = append(b.bad, err.Error())
-	})
 }
 
 // Open opens the backup folder dir. For an encrypted backup it asks opts.Password for the

@@ -100,3 +100,13 @@ func damaged(dir string, problems []string) error {
 	return &failure.Error{Class: failure.Damaged, Detail: dir + ": " + strings.Join(problems, "; "),
 		Fix: "restore from another snapshot (snapback snapshots lists them) or another copy of the backup; nothing was sent to the device"}
 }
+
+// Undecodable lists the Manifest.db rows that List and Extract skipped because they did not
+// decode (damage), each with its error. Readers report them and go on with the rest.
+func (b *Backup) Undecodable() []string { return b.bad }
+
+func (b *Backup) each(ctx context.Context, fn func(backupfmt.Record) error) error {
+	return b.db.EachTolerant(ctx, fn, func(fileID string, err error) {
+		b.bad = append(b.bad, err.Error())
+	})
+}

@@ -32,6 +32,7 @@ func newRootCmd(version string) *cobra.Command {
 		},
 	}
 	root.AddCommand(
+		newLocationCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
 		newDevicesCmd(),
@@ -48,7 +49,6 @@ func newRootCmd(version string) *cobra.Command {
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
-		newLocationCmd(),
 	)
 	return root
 }
