@@ -68,7 +68,11 @@ func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (string, err
 		fmt.Fprintf(warn, "warning: %v\n", err)
 	}
 	if s.snapshot == "" {
-		return st.LatestForReading(ctx, s.udid, 10*time.Second) // waits out another process's commit
+		dir := st.LatestDir(s.udid)
+		if _, err := os.Stat(dir); err != nil {
+			return "", fmt.Errorf("no backup of %s at %s: %w", s.udid, st.Location(), err)
+		}
+		return dir, nil
 	}
 	snap, err := st.Get(s.udid, s.snapshot)
 	if err != nil {

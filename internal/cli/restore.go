@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"snapback/internal/browse"
 	"snapback/internal/engine"
 	"snapback/internal/store"
 )
@@ -77,7 +76,7 @@ func resolveRestoreSource(ctx context.Context, f restoreFlags) (restoreSource, e
 		if err != nil {
 			return restoreSource{}, err
 		}
-		return restoreSource{dir: abs, label: abs}, browse.Validate(ctx, abs) // before the device is contacted
+		return restoreSource{dir: abs, label: abs}, nil
 	}
 	st, _, err := (&storeFlags{udid: f.udid, dir: f.location}).open(ctx, false)
 	if err != nil {

@@ -116,7 +116,7 @@ func newSnapshotsCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newSnapshotsDeleteCmd(), newSnapshotsArchiveCmd(), newSnapshotsExportCmd(),
-		newSnapshotsVerifyCmd(), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
+		withDataFlag(newSnapshotsVerifyCmd()), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
 	return cmd
 }
 
@@ -264,17 +264,13 @@ func newSnapshotsExportCmd() *cobra.Command {
 
 func newSnapshotsVerifyCmd() *cobra.Command {
 	var f storeFlags
-	var data bool
 	cmd := &cobra.Command{
 		Use:   "verify [ID...]",
-		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob; --data re-reads every file",
+		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, udid, err := f.open(cmd.Context(), true)
 			if err != nil {
 				return err
-			}
-			if data {
-				return verifyData(cmd, s, udid)
 			}
 			if len(args) == 0 {
 				l, err := s.List(udid)
@@ -302,7 +298,6 @@ func newSnapshotsVerifyCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&data, "data", false, "re-read every stored file (each shared file once) and compare it with the hash recorded when it was written")
 	return cmd
 }
 
