@@ -27,7 +27,7 @@ func TestDiskFillsDuringTransfer(t *testing.T) {
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	writeConfig(t, dir, "location: "+mnt+"\n")
 	sim := startSim(t)
-	id, _ := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 40, TotalSize: 4 << 20, Seed: 9})
+	id, _ := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 40, TotalSize: 4 << 20, Seed: 9, RequiredFreeSpace: 1 << 20})
 	big, _ := addDevice(t, sim, 1, "18.1", 80, backupsim.Options{Files: 120, TotalSize: 100 << 20, Seed: 10,
 		// It asks for little free space up front (real devices ask for an estimate that can be
 		// low), so the disk fills during the transfer rather than at the check.
