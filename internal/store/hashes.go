@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/zeebo/xxh3"
 
@@ -188,7 +190,7 @@ func keyOf(fi fs.FileInfo) (blobKey, bool) {
 // indexNewFiles hashes every file of dir that the index does not know yet (what this run
 // wrote; files shared with the previous backup are known) and saves the index. It returns
 // the number of files and bytes hashed.
-func (s *Store) indexNewFiles(ctx context.Context, udid, dir string) (int, int64, error) {
+func (s *Store) indexNewFiles(ctx context.Context, udid, dir string, streamed map[blobKey]xxh3.Uint128) (int, int64, error) {
 	idx, err := readHashes(s.l.hashes(udid))
 	if err != nil {
 		// An unreadable index is rebuilt from what is on disk now; say so once.
@@ -211,6 +213,10 @@ func (s *Store) indexNewFiles(ctx context.Context, udid, dir string) (int, int64
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
+		if sum, ok := streamed[k]; ok {
+			idx.add(k, rel, sum) // hashed while it streamed in: no second read
+			return nil
+		}
 		if sum, res := idx.lookup(k, rel); res == known {
 			if e := idx.byInode[k.ino]; e.key != k {
 				idx.add(k, rel, sum) // a reflink clone of an indexed file
@@ -234,4 +240,38 @@ func (s *Store) indexNewFiles(ctx context.Context, udid, dir string) (int, int64
 		return files, bytes, fmt.Errorf("index content of %s: %w", dir, err)
 	}
 	return files, bytes, idx.write(s.l.hashes(udid))
+}
+
+// hash128 is XXH3-128 as a hash.Hash (Sum appends the 16-byte big-endian sum).
+type hash128 struct{ *xxh3.Hasher }
+
+func (h hash128) Size() int { return 16 }
+func (h hash128) Sum(b []byte) []byte {
+	s := h.Sum128().Bytes()
+	return append(b, s[:]...)
+}
+
+// streamedHashes collects the sums the engine computed while files streamed in.
+type streamedHashes struct {
+	mu   sync.Mutex
+	sums map[blobKey]xxh3.Uint128
+}
+
+// ContentHash returns the hash and the receiver for engine.Request.ContentHash and
+// ContentHashed: every file the device uploads is hashed as its bytes stream in, and the
+// commit indexes those files without reading them again. Files it does not hear about are
+// read and hashed at commit as before, so passing them is an optimisation, never required.
+func (r *Run) ContentHash() (func() hash.Hash, func(fi fs.FileInfo, sum []byte)) {
+	return func() hash.Hash { return hash128{xxh3.New()} }, func(fi fs.FileInfo, sum []byte) {
+		k, ok := keyOf(fi)
+		if !ok || len(sum) != 16 {
+			return
+		}
+		r.streamed.mu.Lock()
+		defer r.streamed.mu.Unlock()
+		if r.streamed.sums == nil {
+			r.streamed.sums = map[blobKey]xxh3.Uint128{}
+		}
+		r.streamed.sums[k] = xxh3.Uint128{Hi: beUint64(sum[:8]), Lo: beUint64(sum[8:])}
+	}
 }

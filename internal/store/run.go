@@ -41,7 +41,8 @@ type Run struct {
 	full   bool
 	method CloneMethod
 
-	notes []string // what Begin found and did on its own, kept in the record
+	notes    []string // what Begin found and did on its own, kept in the record
+	streamed streamedHashes
 
 	mu   sync.Mutex
 	done bool
@@ -190,7 +191,10 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	}
 	// Hash what this run wrote while it is still in the page cache; shared files are
 	// indexed already.
-	if _, _, err := s.indexNewFiles(ctx, udid, dir); err != nil {
+	r.streamed.mu.Lock()
+	streamed := r.streamed.sums
+	r.streamed.mu.Unlock()
+	if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
 		return Snapshot{}, err
 	}
 	s.hook("commit:indexed")
@@ -413,7 +417,7 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, _, err := s.indexNewFiles(ctx, udid, latest); err != nil {
+	if _, _, err := s.indexNewFiles(ctx, udid, latest, nil); err != nil {
 		return nil, nil, err
 	}
 	rec := Snapshot{ID: newID(t, last), UDID: udid, Time: t.UTC(), Kind: KindAdopted, Device: facts.Device,
