@@ -39,14 +39,17 @@ func (id FSIdentity) String() string {
 	if id.Type != "" {
 		parts = append(parts, id.Type)
 	}
-	if id.Source != "" {
+	if id.Source != "" && id.Source != id.Type {
 		parts = append(parts, id.Source)
+	}
+	if id.Dev != "" {
+		parts = append(parts, "device "+id.Dev)
 	}
 	if id.Mount != "" {
 		parts = append(parts, "mounted at "+id.Mount)
 	}
 	if len(parts) == 0 {
-		parts = append(parts, "device "+id.Dev, "fsid "+id.FSID)
+		parts = append(parts, "fsid "+id.FSID)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -308,3 +308,40 @@ func TestZeroBytesFree(t *testing.T) {
 		t.Errorf("prune at 0 bytes free: %v", err)
 	}
 }
+
+// TestAnotherDiskInTheSamePlace: a different (empty) disk mounted where the backup disk was
+// is refused; `snapback location forget` is the deliberate way to start over on it.
+func TestAnotherDiskInTheSamePlace(t *testing.T) {
+	disk1, disk2, mnt := t.TempDir(), t.TempDir(), t.TempDir()
+	mountTmpfs(t, disk1, "16m")
+	mountTmpfs(t, disk2, "16m")
+	bindMount(t, disk1, mnt)
+	opts := testOptions(&fakeClock{t: epoch, step: 24 * time.Hour})
+	opts.CreateLocation = false
+	opts.Known = filepath.Join(t.TempDir(), "destinations.json")
+	s := openStore(t, mnt, opts)
+	dev := newFakeDevice(testUDID, 10, 500, 12)
+	runBackup(t, s, dev)
+	if err := syscall.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	bindMount(t, disk2, mnt)
+	ctx := context.Background()
+	if _, err := Open(ctx, mnt, opts); !errors.Is(err, ErrDiskNotConnected) || !strings.Contains(failure.Text(err), "location forget") {
+		t.Fatalf("Open with another disk in place: %v, want disk not connected with the forget command", err)
+	}
+	if !isEmptyDir(t, mnt) {
+		t.Fatal("something was written to the other disk")
+	}
+	if found, err := ForgetLocation(opts, mnt); err != nil || !found {
+		t.Fatalf("ForgetLocation: %v, %v", found, err)
+	}
+	s2 := openStore(t, mnt, opts)
+	if snap := runBackup(t, s2, dev); snap.Kind != KindFull {
+		t.Errorf("first backup on the new disk: %s, want full", snap.Kind)
+	}
+	v, _ := s2.Volume()
+	if v.Identity.Source == "" || v.ID == "" {
+		t.Errorf("new disk's identity %+v", v)
+	}
+}
