@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"snapback/internal/failure"
 	"time"
 
 	"snapback/settings"
@@ -688,6 +690,9 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("cannot save run state", "err", err)
 	}
 	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText}
+	if f, ok := failure.As(d.err); ok && res != ResultCancelled {
+		ev.Class, ev.Remedy = string(f.Class), f.Remedy()
+	}
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
 		ev.Type = EventRunFinished
@@ -700,6 +705,9 @@ func (m *Manager) onDone(d runDone) {
 		ev.Type = EventRunFailed
 		m.publish(ev)
 	}
+	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
+	// at once rather than after the next minute tick.
+	m.evaluate(udid, now, m.cfg.State.Snapshot())
 	m.dispatch()
 }
 

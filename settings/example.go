@@ -72,6 +72,48 @@ notifications:
   # Days without a successful backup before the overdue warning (0 = never).
   overdue_after_days: {{.Notifications.OverdueAfterDays}}
 
+# Off-site copies in a restic repository (restic must be installed). Its password is kept
+# in the OS keychain, never here: create the repository with  snapback offsite init
+offsite:
+  # Where restic keeps the copies: a folder, sftp:user@host:/srv/restic,
+  # rest:https://host:8000/, s3:..., b2:..., rclone:remote:path. Empty = no off-site copies.
+  repository: {{q .Offsite.Repository}}
+  # When the latest backup is copied: after_commit (after each backup), daily or manual.
+  schedule: {{.Offsite.Schedule}}
+  # Upload limit, e.g. "2MiB/s" or "500KiB/s" (0 = no limit).
+  limit_upload: {{q (rate .Offsite.LimitUploadKiB)}}
+  # Off-site snapshots to keep per device (restic forget --keep-*; 0 = rule not set).
+  keep:
+    last: {{.Offsite.Keep.Last}}
+    hourly: {{.Offsite.Keep.Hourly}}
+    daily: {{.Offsite.Keep.Daily}}
+    weekly: {{.Offsite.Keep.Weekly}}
+    monthly: {{.Offsite.Keep.Monthly}}
+    yearly: {{.Offsite.Keep.Yearly}}
+# Push alerts beyond the desktop: a list of {url, events}. url is a service URL of
+# github.com/nicholas-fedor/shoutrrr (ntfy://, smtp://, telegram://, pushover://, gotify://,
+# generic+https:// for webhooks...). A URL holding a token or password goes in the keychain
+# (snapback alerts set NAME, then url: keyring:NAME) or in a file only you can read
+# (chmod 600, then url: file:/path). events: any of passcode, completed, failed, overdue,
+# disk_missing, approval_needed, damage_found; leave it out for all. Test with: snapback alerts test
+alerts: []
+#alerts:
+#  - url: ntfy://ntfy.sh/my-secret-topic-name
+#    events: [passcode, failed, overdue]
+#  - url: keyring:mail
+
+# Dead-man's switch (healthchecks.io style): URLs fetched when a backup starts, succeeds and
+# fails, so an outside monitor notices when backups stop. Empty is off; keyring:/file: work too.
+pings:
+  start: ""
+  success: ""
+  failure: ""
+
+# Status page, JSON API and Prometheus /metrics, e.g. "127.0.0.1:8427". Empty is off. An
+# address other than loopback requires the token that "snapback http token" prints.
+http:
+  listen: ""
+
 # Per-device overrides: a list (not a map: UDIDs are case-sensitive and viper folds map
 # keys to lower case). Each entry takes a udid, an optional name and any key above.
 devices: []
@@ -89,8 +131,9 @@ devices: []
 // Example returns the commented example settings file with every key at its default.
 func Example() ([]byte, error) {
 	t, err := template.New("example").Funcs(template.FuncMap{
-		"q":   strconv.Quote,
-		"dur": FormatDuration,
+		"q":    strconv.Quote,
+		"dur":  FormatDuration,
+		"rate": FormatRate,
 	}).Parse(exampleTemplate)
 	if err != nil {
 		return nil, err
@@ -126,7 +169,8 @@ func WriteExample(path string, force bool) error {
 // MarshalYAML renders the effective settings (defaults merged, environment applied) in the
 // file's own format, for `snapback config show`. Every key is written.
 func (s *Settings) MarshalYAML() (any, error) {
-	f := fileSettings{Overlay: toOverlay(s.Global)}
+	listen := s.HTTP.Listen
+	f := fileSettings{Overlay: toOverlay(s.Global), HTTP: &fileHTTP{Listen: &listen}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}
@@ -163,5 +207,23 @@ func toOverlay(d DeviceSettings) overlay {
 			Overdue: b(d.Notifications.Overdue), Approval: b(d.Notifications.Approval),
 			OverdueAfterDays: i(d.Notifications.OverdueAfterDays),
 		},
+		Offsite: &fileOffsite{
+			Repository: str(d.Offsite.Repository), Schedule: str(string(d.Offsite.Schedule)),
+			LimitUpload: str(FormatRate(d.Offsite.LimitUploadKiB)),
+			Keep: &fileOffsiteKeep{Last: i(d.Offsite.Keep.Last), Hourly: i(d.Offsite.Keep.Hourly),
+				Daily: i(d.Offsite.Keep.Daily), Weekly: i(d.Offsite.Keep.Weekly),
+				Monthly: i(d.Offsite.Keep.Monthly), Yearly: i(d.Offsite.Keep.Yearly)},
+		},
+		Alerts: redactedAlerts(d.Alerts),
+		// Secrets never leave through `config show`: literal URLs are redacted (Redact).
+		Pings: &filePings{Start: str(Redact(d.Pings.Start)), Success: str(Redact(d.Pings.Success)), Failure: str(Redact(d.Pings.Failure))},
 	}
+}
+
+func redactedAlerts(as []Alert) *[]fileAlert {
+	out := []fileAlert{}
+	for _, a := range as {
+		out = append(out, fileAlert{URL: Redact(a.URL), Events: a.Events})
+	}
+	return &out
 }

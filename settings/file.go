@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,40 @@ type overlay struct {
 	Encryption    *string            `mapstructure:"encryption" yaml:"encryption,omitempty"`
 	Conditions    *fileConditions    `mapstructure:"conditions" yaml:"conditions,omitempty"`
 	Notifications *fileNotifications `mapstructure:"notifications" yaml:"notifications,omitempty"`
+	Offsite       *fileOffsite       `mapstructure:"offsite" yaml:"offsite,omitempty"`
+	Alerts        *[]fileAlert       `mapstructure:"alerts" yaml:"alerts,omitempty"`
+	Pings         *filePings         `mapstructure:"pings" yaml:"pings,omitempty"`
+}
+
+type fileOffsite struct {
+	Repository  *string          `mapstructure:"repository" yaml:"repository,omitempty"`
+	Schedule    *string          `mapstructure:"schedule" yaml:"schedule,omitempty"`
+	LimitUpload *string          `mapstructure:"limit_upload" yaml:"limit_upload,omitempty"`
+	Keep        *fileOffsiteKeep `mapstructure:"keep" yaml:"keep,omitempty"`
+}
+
+type fileOffsiteKeep struct {
+	Last    *int `mapstructure:"last" yaml:"last,omitempty"`
+	Hourly  *int `mapstructure:"hourly" yaml:"hourly,omitempty"`
+	Daily   *int `mapstructure:"daily" yaml:"daily,omitempty"`
+	Weekly  *int `mapstructure:"weekly" yaml:"weekly,omitempty"`
+	Monthly *int `mapstructure:"monthly" yaml:"monthly,omitempty"`
+	Yearly  *int `mapstructure:"yearly" yaml:"yearly,omitempty"`
+}
+
+type fileAlert struct {
+	URL    string   `mapstructure:"url" yaml:"url"`
+	Events []string `mapstructure:"events" yaml:"events,omitempty"`
+}
+
+type filePings struct {
+	Start   *string `mapstructure:"start" yaml:"start,omitempty"`
+	Success *string `mapstructure:"success" yaml:"success,omitempty"`
+	Failure *string `mapstructure:"failure" yaml:"failure,omitempty"`
+}
+
+type fileHTTP struct {
+	Listen *string `mapstructure:"listen" yaml:"listen,omitempty"`
 }
 
 type fileSchedule struct {
@@ -70,6 +105,7 @@ type fileDevice struct {
 type fileSettings struct {
 	Overlay overlay      `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
+	HTTP    *fileHTTP    `mapstructure:"http" yaml:"http,omitempty"`
 }
 
 // Keys lists every settings key a device can override, dotted as in the file
@@ -130,7 +166,10 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range Keys() {
+	for _, k := range append(Keys(), "http.listen") {
+		if k == "alerts" {
+			continue // a list; it has no environment form
+		}
 		if err := v.BindEnv(k); err != nil {
 			return nil, err
 		}
@@ -182,6 +221,9 @@ func build(f fileSettings) (*Settings, error) {
 	var probs []error
 	s := &Settings{}
 	s.Global = apply(Defaults(), f.Overlay, "", &probs, nil)
+	if f.HTTP != nil && f.HTTP.Listen != nil {
+		s.HTTP.Listen = strings.TrimSpace(*f.HTTP.Listen)
+	}
 	seen := map[string]int{}
 	for i, d := range f.Devices {
 		prefix := fmt.Sprintf("devices[%d].", i)
@@ -293,6 +335,43 @@ func apply(base DeviceSettings, o overlay, prefix string, probs *[]error, set ma
 		boolean(&e.Notifications.Overdue, n.Overdue, "notifications.overdue")
 		boolean(&e.Notifications.Approval, n.Approval, "notifications.approval")
 		integer(&e.Notifications.OverdueAfterDays, n.OverdueAfterDays, "notifications.overdue_after_days")
+	}
+	if o := o.Offsite; o != nil {
+		str(&e.Offsite.Repository, o.Repository, "offsite.repository")
+		if o.Schedule != nil {
+			e.Offsite.Schedule = OffsiteSchedule(strings.ToLower(*o.Schedule))
+			mark("offsite.schedule")
+		}
+		if o.LimitUpload != nil {
+			mark("offsite.limit_upload")
+			kib, err := ParseRate(*o.LimitUpload)
+			if err != nil {
+				*probs = append(*probs, &Problem{Key: prefix + "offsite.limit_upload", Problem: err.Error(),
+					Fix: `write 0 (no limit) or a rate such as "2MiB/s" or "500KiB/s"`})
+			} else {
+				e.Offsite.LimitUploadKiB = kib
+			}
+		}
+		if k := o.Keep; k != nil {
+			integer(&e.Offsite.Keep.Last, k.Last, "offsite.keep.last")
+			integer(&e.Offsite.Keep.Hourly, k.Hourly, "offsite.keep.hourly")
+			integer(&e.Offsite.Keep.Daily, k.Daily, "offsite.keep.daily")
+			integer(&e.Offsite.Keep.Weekly, k.Weekly, "offsite.keep.weekly")
+			integer(&e.Offsite.Keep.Monthly, k.Monthly, "offsite.keep.monthly")
+			integer(&e.Offsite.Keep.Yearly, k.Yearly, "offsite.keep.yearly")
+		}
+	}
+	if o.Alerts != nil {
+		mark("alerts")
+		e.Alerts = nil
+		for _, a := range *o.Alerts {
+			e.Alerts = append(e.Alerts, Alert{URL: strings.TrimSpace(a.URL), Events: slices.Clone(a.Events)})
+		}
+	}
+	if p := o.Pings; p != nil {
+		str(&e.Pings.Start, p.Start, "pings.start")
+		str(&e.Pings.Success, p.Success, "pings.success")
+		str(&e.Pings.Failure, p.Failure, "pings.failure")
 	}
 	return e
 }

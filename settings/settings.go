@@ -91,6 +91,11 @@ type DeviceSettings struct {
 	Encryption    Encryption
 	Conditions    Conditions
 	Notifications Notifications
+	Offsite       Offsite
+	// Alerts are the push channels (ntfy, e-mail, webhooks...) beyond the desktop; a device
+	// entry's list replaces the global one, like every other key.
+	Alerts []Alert
+	Pings  Pings
 }
 
 // Settings is one validated reading of the settings file. Treat it as immutable: a Store
@@ -100,6 +105,8 @@ type Settings struct {
 	Global DeviceSettings
 	// Devices holds the per-device overrides in file order.
 	Devices []DeviceOverride
+	// HTTP is the status page server.
+	HTTP HTTP
 }
 
 // DeviceOverride is one entry of the `devices:` list: a UDID, a display name and the
@@ -137,6 +144,10 @@ func Defaults() DeviceSettings {
 			Passcode: true, Completed: true, Failed: true, DiskMissing: true,
 			Overdue: true, Approval: true,
 			OverdueAfterDays: 3,
+		},
+		Offsite: Offsite{
+			Schedule: OffsiteAfterCommit,
+			Keep:     OffsiteKeep{Daily: 7, Weekly: 4, Monthly: 12},
 		},
 	}
 }

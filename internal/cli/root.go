@@ -46,9 +46,11 @@ func newRootCmd(version string) *cobra.Command {
 		newConfigCmd(),
 		newPasswordCmd(),
 		newEncryptionCmd(),
+		newOffsiteCmd(),
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newAlertsCmd(), newHTTPCmd(),
 	)
 	return root
 }
