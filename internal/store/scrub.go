@@ -203,6 +203,10 @@ func (s *Store) markDamaged(udid string, damaged []DamagedFile) error {
 type ScrubBudget struct {
 	MaxBytes   int64
 	MaxPercent float64
+	// Every, if > 0, skips the scrub (reading nothing) when the previous one of this device
+	// ended less than Every ago by the store's clock: the daemon may call Scrub at every
+	// wake-up and still read one slice a day.
+	Every time.Duration
 }
 
 // scrubState is where the last scrub stopped, per device: the next one goes on from there,
@@ -250,6 +254,9 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 	var st scrubState
 	if b, err := os.ReadFile(s.l.scrubState(udid)); err == nil {
 		json.Unmarshal(b, &st)
+	}
+	if budget.Every > 0 && !st.Updated.IsZero() && s.now().Sub(st.Updated) < budget.Every {
+		return rep, nil
 	}
 	first := sort.Search(len(refs), func(i int) bool { return refs[i].key.ino >= st.NextInode })
 	buf := make([]byte, 1<<20)

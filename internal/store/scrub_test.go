@@ -139,6 +139,13 @@ func TestVerifyDataFindsFlippedByte(t *testing.T) {
 	if !found {
 		t.Fatalf("the scrub did not find the damage after reading %d bytes", seen)
 	}
+	// Called again within the day (the store's clock did not move a day on): reads nothing.
+	s.now = func() time.Time { return epoch.Add(365 * 24 * time.Hour) }
+	s.Scrub(ctx, testUDID, ScrubBudget{MaxBytes: 20_000, Every: 24 * time.Hour}) // reads a slice
+	s.now = func() time.Time { return epoch.Add(365*24*time.Hour + time.Hour) }
+	if rep, _ := s.Scrub(ctx, testUDID, ScrubBudget{MaxBytes: 20_000, Every: 24 * time.Hour}); rep.Bytes != 0 || rep.Files != 0 {
+		t.Errorf("second scrub within a day read %d bytes", rep.Bytes)
+	}
 }
 
 // TestExternalBackupIntoLatest: another tool backs up into the latest folder. Finished: the
