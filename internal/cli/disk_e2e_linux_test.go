@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
@@ -57,24 +55,6 @@ func (d *loopDisk) unmount() {
 	if out, err := exec.Command("umount", d.mnt).CombinedOutput(); err != nil {
 		d.t.Fatalf("umount: %v: %s", err, out)
 	}
-}
-
-// runSnapback runs the command line in-process as main does and returns what it printed on
-// stderr (the failure line included) and its exit status.
-func runSnapback(t *testing.T, args ...string) (string, int) {
-	t.Helper()
-	root := newRootCmd("test")
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := root.ExecuteContext(ctx); err != nil {
-		out.WriteString("snapback: " + failure.Text(err) + "\n")
-		return out.String(), exitCode(err)
-	}
-	return out.String(), 0
 }
 
 // TestBackupDiskUnplugged is issue 11's first "done when": a backup location on a mounted

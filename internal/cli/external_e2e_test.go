@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/internal/testenv"
 )
@@ -71,4 +73,22 @@ func TestIdevicebackup2IntoLatestIsRecorded(t *testing.T) {
 	if got := hashTree(t, after[0].Path); got != oldest {
 		t.Error("the oldest snapshot changed when idevicebackup2 wrote into the latest folder")
 	}
+}
+
+// runSnapback runs the command line in-process as main does and returns what it printed on
+// stderr (the failure line included) and its exit status.
+func runSnapback(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	root := newRootCmd("test")
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := root.ExecuteContext(ctx); err != nil {
+		out.WriteString("snapback: " + failure.Text(err) + "\n")
+		return out.String(), exitCode(err)
+	}
+	return out.String(), 0
 }
