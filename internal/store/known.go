@@ -25,6 +25,9 @@ type KnownDestination struct {
 	Root   string    `json:"root"`   // where the store lives (Dir or Dir/Snapback.Backups)
 	Volume Volume    `json:"volume"` // the identity recorded at first use
 	Seen   time.Time `json:"seen"`   // last time a run began here
+	// Forgotten marks a location the user released with ForgetLocation: the next backup
+	// initialises it on whatever disk is there, even in a process that saw the old disk.
+	Forgotten bool `json:"forgotten,omitempty"`
 }
 
 type knownFile struct {
@@ -125,8 +128,9 @@ func ForgetLocation(opts Options, dir string) (bool, error) {
 	}
 	found := false
 	err = updateKnown(opts.knownPath(), func(m map[string]KnownDestination) {
-		_, found = m[abs]
-		delete(m, abs)
+		d, ok := m[abs]
+		found = ok && !d.Forgotten
+		m[abs] = KnownDestination{Dir: abs, Forgotten: true}
 	})
 	return found, err
 }
@@ -139,7 +143,9 @@ func KnownLocations(opts Options) ([]KnownDestination, error) {
 	}
 	var out []KnownDestination
 	for _, d := range k.Destinations {
-		out = append(out, d)
+		if !d.Forgotten {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }

@@ -95,7 +95,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	var root string
 	if d, ok, kerr := lookupKnown(opts.knownPath(), abs); kerr != nil {
 		return nil, kerr
-	} else if ok && d.Root != "" {
+	} else if ok && !d.Forgotten && d.Root != "" {
 		root = d.Root
 	} else if root, err = ResolveLocation(abs); err != nil {
 		return nil, err

@@ -34,12 +34,21 @@ func (s *Store) expectation() (expected, error) {
 	if s.opts.ExpectVolumeID != "" {
 		return expected{id: s.opts.ExpectVolumeID, source: "the run state"}, nil
 	}
+	d, ok, err := lookupKnown(s.knownPath, s.dir)
+	if err != nil {
+		return expected{}, err
+	}
+	if ok && d.Forgotten {
+		// Released by the user (snapback location forget), also for a daemon that has seen
+		// the old disk.
+		s.seenVolume, s.seenFS = "", FSIdentity{}
+		return expected{}, nil
+	}
 	if s.seenVolume != "" {
 		return expected{id: s.seenVolume, fs: s.seenFS, source: "this session"}, nil
 	}
-	d, ok, err := lookupKnown(s.knownPath, s.dir)
-	if err != nil || !ok {
-		return expected{}, err
+	if !ok {
+		return expected{}, nil
 	}
 	return expected{id: d.Volume.ID, fs: d.Volume.Identity, source: "this computer"}, nil
 }
@@ -136,7 +145,7 @@ func (s *Store) remember(v Volume, cur FSIdentity) {
 	if s.knownPath == "" {
 		return
 	}
-	if d, ok, err := lookupKnown(s.knownPath, s.dir); err == nil && ok && d.Volume.ID == v.ID && d.Root == s.l.root &&
+	if d, ok, err := lookupKnown(s.knownPath, s.dir); err == nil && ok && !d.Forgotten && d.Volume.ID == v.ID && d.Root == s.l.root &&
 		s.now().Sub(d.Seen) < time.Hour {
 		return
 	}

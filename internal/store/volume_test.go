@@ -336,9 +336,13 @@ func TestAnotherDiskInTheSamePlace(t *testing.T) {
 	if found, err := ForgetLocation(opts, mnt); err != nil || !found {
 		t.Fatalf("ForgetLocation: %v, %v", found, err)
 	}
-	s2 := openStore(t, mnt, opts)
-	if snap := runBackup(t, s2, dev); snap.Kind != KindFull {
+	// The long-lived Store (a daemon's) that saw the old disk follows the user's decision too.
+	if snap := runBackup(t, s, dev); snap.Kind != KindFull {
 		t.Errorf("first backup on the new disk: %s, want full", snap.Kind)
+	}
+	s2 := openStore(t, mnt, opts)
+	if l, err := s2.List(testUDID); err != nil || len(l) != 1 {
+		t.Errorf("new disk after forget: %d snapshots, %v; want its one backup", len(l), err)
 	}
 	v, _ := s2.Volume()
 	if v.Identity.Source == "" || v.ID == "" {
