@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +31,19 @@ func (s *Store) acquireLock(udid string) (*deviceLock, error) {
 	if err != nil {
 		return nil, s.classify(fmt.Errorf("lock %s: %w", dir, err), 0)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err != nil && !errors.Is(err, unix.EWOULDBLOCK) {
+		// NFS emulates flock with POSIX locks, and an exclusive one needs a file open for
+		// writing (EBADF on a directory): lock a file there instead. It is created once and
+		// kept, so a full disk later does not stop it.
+		f.Close()
+		f, err = os.OpenFile(filepath.Join(dir, lockFile+".held"), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, s.classify(fmt.Errorf("lock %s: %w", dir, err), 0)
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			held, _ := readLock(s.l.lock(udid))
