@@ -63,7 +63,7 @@ func (d *loopDisk) unmount() {
 // mount point; the disk mounted again, the next backup is incremental onto the first.
 func TestBackupDiskUnplugged(t *testing.T) {
 	dir := cfgTestEnv(t)
-	disk := newLoopDisk(t, 128)
+	disk := newLoopDisk(t, 512)
 	writeConfig(t, dir, "location: "+disk.mnt+"\n")
 	sim := startSim(t)
 	id, agent := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 60, TotalSize: 2 << 20, Seed: 3})
