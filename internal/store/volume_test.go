@@ -349,3 +349,26 @@ func TestAnotherDiskInTheSamePlace(t *testing.T) {
 		t.Errorf("new disk's identity %+v", v)
 	}
 }
+
+// TestDeletedBackupsStartAfresh: the user deletes the backup folder (say the OS data folder)
+// on the very disk recorded for it: that is not a missing disk, and the next backup starts
+// a new history instead of being refused forever.
+func TestDeletedBackupsStartAfresh(t *testing.T) {
+	base := t.TempDir()
+	if id, err := fsIdentity(base); err != nil || (id.UUID == "" && !stableFSID[id.Type]) {
+		t.Skipf("%s is on %s, whose identity cannot tell one disk from another; the guard refuses there instead", base, id)
+	}
+	loc := filepath.Join(base, "Backups")
+	opts := testOptions(&fakeClock{t: epoch, step: 24 * time.Hour})
+	opts.Known = filepath.Join(t.TempDir(), "destinations.json")
+	s := openStore(t, loc, opts)
+	dev := newFakeDevice(testUDID, 5, 300, 13)
+	runBackup(t, s, dev)
+	if err := os.RemoveAll(loc); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, loc, opts)
+	if snap := runBackup(t, s2, dev); snap.Kind != KindFull || len(mustList(t, s2)) != 1 {
+		t.Errorf("after deleting the backups on the same disk: %s, %d snapshots; want a new full history", snap.Kind, len(mustList(t, s2)))
+	}
+}
