@@ -29,9 +29,10 @@ const (
 	SettingsBroken
 	DamageFound
 	TrustRequested
+	ActionFailed // a command the user chose in the menu could not be carried out
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested", "action-failed"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -130,6 +131,24 @@ func BrokenSettings(path, problem string) Message {
 func Damage(d Device, files int) Message {
 	return Message{Kind: DamageFound, UDID: d.UDID, Title: "Damaged files in the backup of " + d.Name,
 		Body: fmt.Sprintf("%s in the stored backup no longer match what the device sent. Back up %s now so the device sends them again.", plural(files, "file", "files"), d.Name)}
+}
+
+// CommandFailed reports that a command the user chose (delete a snapshot, open the log)
+// could not be carried out: what failed, why, and what to do. Without it a click that does
+// nothing leaves the user guessing.
+func CommandFailed(what, reason, remedy string) Message {
+	body := sentence(capital(reason))
+	if remedy != "" {
+		body += " " + sentence(capital(remedy))
+	}
+	return Message{Kind: ActionFailed, Title: "Could not " + what, Body: body}
+}
+
+func capital(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
 
 func sentence(s string) string {

@@ -62,6 +62,7 @@ func trayEngine(parent context.Context) (tray.Controller, <-chan tray.State, err
 	stores := &app.Stores{Now: time.Now, Logger: log}
 	ctl, feed := newTrayView(ctx, log, stores, cfgPath, logPath, cancel)
 	notifier := notify.NewGate(notify.NewBeeep("Snapback", icons.App(256)), time.Now)
+	ctl.Notifier = notifier // a failed menu command is told, not only logged
 
 	states := make(chan tray.State)
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
@@ -54,19 +56,13 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 
 	waitSuccesses := func(n int64) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for agent.Counters().Backups < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d backups after 90 s; log:\n%s", agent.Counters().Backups, log.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !testenv.Eventually(90*time.Second, func() bool { return agent.Counters().Backups >= n }) {
+			t.Fatalf("only %d backups after 90 s; log:\n%s", agent.Counters().Backups, log.String())
 		}
 		if err := m.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
 		}
-		for m.Status().Running > 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "no run in progress", func() bool { return m.Status().Running == 0 })
 	}
 	// The first backup happens by itself: the device is due as soon as it is attached.
 	waitSuccesses(1)
@@ -219,16 +215,12 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 		done <- runEngine(ectx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
 	}()
 	m := <-ready
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !testenv.Eventually(20*time.Second, func() bool {
 		d, ok := m.Status().Device(id.UDID)
-		if ok && d.Connected && d.Reason == jobs.ReasonDoneToday {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("device status %+v; want connected and done today", d)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return ok && d.Connected && d.Reason == jobs.ReasonDoneToday
+	}) {
+		d, _ := m.Status().Device(id.UDID)
+		t.Fatalf("device status %+v; want connected and done today", d)
 	}
 	if n := agent.Counters().Backups; n != 2 {
 		t.Fatalf("the engine ran another backup (%d in all) after the CLI's backup of today", n)
@@ -264,30 +256,26 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 		done <- runEngine(ctx, slogTo(log), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
 	}()
 	m := <-ready
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		a, _ := m.Status().Device(udids[0])
-		b, _ := m.Status().Device(udids[1])
-		if a.LastResult == jobs.ResultSuccess && b.LastResult != jobs.ResultNone && !b.State.Busy() {
-			if !agents[0].WillEncrypt() {
-				t.Fatal("device 1 backed up but encryption was not turned on")
-			}
-			mf, err := backupfmt.ReadManifest(filepath.Join(dir, "data", "snapback", "Backups", udids[0], "Manifest.plist"))
-			if err != nil || !mf.IsEncrypted {
-				t.Fatalf("device 1's backup: Manifest.plist IsEncrypted=%v, %v", mf.IsEncrypted, err)
-			}
-			if b.LastResult == jobs.ResultSuccess || agents[1].WillEncrypt() || agents[1].Counters().Backups != 0 {
-				t.Fatalf("device 2 has no stored password yet: result %v, encrypted %v, backups %d", b.LastResult, agents[1].WillEncrypt(), agents[1].Counters().Backups)
-			}
-			if !strings.Contains(b.LastError, "snapback password set --udid "+udids[1]) {
-				t.Fatalf("device 2's error does not give the remedy: %q", b.LastError)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout: %+v / %+v\n%s", a, b, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var a, b jobs.DeviceStatus
+	if !testenv.Eventually(60*time.Second, func() bool {
+		a, _ = m.Status().Device(udids[0])
+		b, _ = m.Status().Device(udids[1])
+		return a.LastResult == jobs.ResultSuccess && b.LastResult != jobs.ResultNone && !b.State.Busy()
+	}) {
+		t.Fatalf("timeout: %+v / %+v\n%s", a, b, log.String())
+	}
+	if !agents[0].WillEncrypt() {
+		t.Fatal("device 1 backed up but encryption was not turned on")
+	}
+	mf, err := backupfmt.ReadManifest(filepath.Join(dir, "data", "snapback", "Backups", udids[0], "Manifest.plist"))
+	if err != nil || !mf.IsEncrypted {
+		t.Fatalf("device 1's backup: Manifest.plist IsEncrypted=%v, %v", mf.IsEncrypted, err)
+	}
+	if b.LastResult == jobs.ResultSuccess || agents[1].WillEncrypt() || agents[1].Counters().Backups != 0 {
+		t.Fatalf("device 2 has no stored password yet: result %v, encrypted %v, backups %d", b.LastResult, agents[1].WillEncrypt(), agents[1].Counters().Backups)
+	}
+	if !strings.Contains(b.LastError, "snapback password set --udid "+udids[1]) {
+		t.Fatalf("device 2's error does not give the remedy: %q", b.LastError)
 	}
 	if strings.Contains(log.String(), password) {
 		t.Fatal("the password reached the log")
@@ -400,13 +388,7 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 // startSim starts a simulated usbmuxd for the test and points go-ios at it.
 func startSim(t *testing.T) *devicesim.Sim {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	return sim
+	return simtest.Start(t)
 }
 
 // addDevice attaches simulated device number n over USB, running iOS ios, with the content
@@ -415,18 +397,7 @@ func addDevice(t *testing.T, sim *devicesim.Sim, n int, ios string, battery int,
 	t.Helper()
 	id := devicesim.DefaultIdentity(n)
 	id.ProductVersion = ios
-	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-		ProductVersion: ios, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber}
-	if o.TempDir == "" {
-		o.TempDir = t.TempDir()
-	}
-	agent, err := backupsim.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: battery}); err != nil {
-		t.Fatal(err)
-	}
+	_, agent := simtest.AddDevice(t, sim, devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: battery}, o)
 	return id, agent
 }
 

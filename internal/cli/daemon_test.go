@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 	"strings"
 	"sync"
@@ -121,12 +122,8 @@ func startDaemon(t *testing.T, log *syncBuffer) (m *jobs.Manager, stop func()) {
 
 func waitLog(t *testing.T, log *syncBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never showed %q:\n%s", s, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Eventually(10*time.Second, func() bool { return strings.Contains(log.String(), s) }) {
+		t.Fatalf("log never showed %q:\n%s", s, log.String())
 	}
 }
 
@@ -164,11 +161,7 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	if !strings.Contains(log.String(), "transport:") {
 		t.Fatalf("rejection does not name the key:\n%s", log.String())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Status().SettingsError == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if m.Status().SettingsError == "" {
+	if !testenv.Eventually(5*time.Second, func() bool { return m.Status().SettingsError != "" }) {
 		t.Fatal("status does not show the settings problem")
 	}
 }

@@ -31,12 +31,8 @@ import (
 // until polls cond (state in another process or server) until it holds or d passes.
 func until(t *testing.T, d time.Duration, what string, cond func() bool, log *syncBuffer) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; log:\n%s", what, log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Eventually(d, cond) {
+		t.Fatalf("timed out waiting for %s; log:\n%s", what, log.String())
 	}
 }
 

@@ -13,19 +13,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/settings"
 )
 
-// storeFlags are the flags every snapshot command shares.
+// storeFlags are the flags every snapshot command shares. --location is a store location
+// as in every command; --dir (one backup folder elsewhere) is refused here with the fix.
 type storeFlags struct {
-	udid string
-	dir  string
+	udid    string
+	dir     string // the store location (--location)
+	misused string // --dir given: it names one backup folder, not a store
 }
 
 func (f *storeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.udid, "udid", "", "device UDID (default: the only device at the location)")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "backup location (default: from settings)")
+	cmd.Flags().StringVar(&f.udid, "udid", "", "device `UDID` (default: the only device at the location)")
+	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
+	cmd.Flags().StringVar(&f.misused, "dir", "", "not for snapshots: use --location")
+	cmd.Flags().MarkHidden("dir")
 }
 
 // deviceSettings returns the effective settings of udid; a missing settings file means the
@@ -45,6 +50,10 @@ func deviceSettings(udid string) (settings.DeviceSettings, error) {
 // open opens the store named by the flags (or the settings) and picks the device.
 // needDevice makes a missing --udid an error unless exactly one device has backups there.
 func (f *storeFlags) open(ctx context.Context, needDevice bool) (*store.Store, string, error) {
+	if f.misused != "" {
+		return nil, "", failure.Newf(failure.Usage, "--dir names one backup folder; snapshots live in a store").
+			WithFix("pass the store location with --location " + f.misused)
+	}
 	dir := f.dir
 	if dir == "" {
 		ds, err := deviceSettings(f.udid)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -103,6 +104,16 @@ var classes = map[Class]info{
 	NoBackup:          {"there is no backup", "back up the device first (snapback backup), or check --udid and --location", false, ExitDamaged},
 	Offsite:           {"the off-site copy failed", "see restic's message; snapback offsite check tells whether the repository is healthy", false, ExitFailure},
 	OffsiteDown:       {"the off-site repository is unavailable", "check the network and the server; the copy resumes at the next push", true, ExitFailure},
+}
+
+// Classes lists every class, sorted, for documentation and the tests that check it.
+func Classes() []Class {
+	out := make([]Class, 0, len(classes))
+	for c := range classes {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Error marks the class of an error so that errors.Is(err, failure.NoSpace) works.

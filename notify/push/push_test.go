@@ -44,13 +44,7 @@ func (s *syncBuffer) String() string {
 // goroutine changes; there is no event to wait on across an HTTP server boundary).
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, d, what, cond)
 }
 
 type hook struct {
