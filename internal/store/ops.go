@@ -420,10 +420,9 @@ func (s *Store) LatestForReading(ctx context.Context, udid string, wait time.Dur
 	if err := validUDID(udid); err != nil {
 		return "", err
 	}
-	if v, err := s.checkVolume(false); err != nil {
+	// A folder Snapback never initialised (an Apple MobileSync folder) is read as it is.
+	if _, err := s.checkVolume(false); err != nil {
 		return "", err
-	} else if v == nil {
-		return "", &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups at %s", s.l.root)}
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
