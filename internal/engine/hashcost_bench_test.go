@@ -73,9 +73,9 @@ func BenchmarkHashCost(b *testing.B) {
 			b.Fatal(err)
 		}
 		os.MkdirAll(loc, 0o755)
-		b.Setenv("SNAPBACK_CONFIG", cfg)
-		b.Setenv("XDG_STATE_HOME", filepath.Join(home, "state"))
-		full := child(b, r.sim.Addr(), bin, "backup", "--udid", r.udid, "--full")
+		b.Setenv("XDG_STATE_HOME", filepath.Join(home, "state")) // the store opened below reads it too
+		full := childEnv(b, []string{"USBMUXD_SOCKET_ADDRESS=" + r.sim.Addr(), "SNAPBACK_CONFIG=" + cfg,
+			"XDG_STATE_HOME=" + filepath.Join(home, "state")}, bin, "backup", "--udid", r.udid, "--full")
 
 		st, err := store.Open(context.Background(), loc, store.Options{})
 		if err != nil {
