@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/internal/testenv"
 	"snapback/settings"
 )
@@ -138,7 +139,7 @@ func TestPasscodeEventsAndFailure(t *testing.T) {
 	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
 		progress(Progress{Phase: PhaseWaitingPasscode, Percent: -1})
 		<-asked
-		return RunResult{}, ErrPasscodeTimeout
+		return RunResult{}, failure.New(failure.DeviceLocked, nil)
 	}
 	sub := h.m.Bus().Subscribe(EventPasscodeRequested | EventPasscodeDismissed | EventRunFailed)
 	defer sub.Close()
@@ -340,5 +341,40 @@ func TestProgressEventsAreThrottled(t *testing.T) {
 	// The fake runner's first report (Transferring), then Committing: 2 events, not 1002.
 	if len(phases) != 2 || phases[1] != PhaseCommitting || sub.Dropped() != 0 {
 		t.Fatalf("progress events: %v (dropped %d)", phases, sub.Dropped())
+	}
+}
+
+// A finished run's event carries what the views show: transport, bytes sent, backup size,
+// files, duration, snapshot ID and warnings; the failed run's event carries the classified
+// message and its remedy separately (never the remedy inside the message).
+func TestFinishedEventCarriesTheRun(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	fail := true
+	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		if fail {
+			return RunResult{}, failure.New(failure.DeviceLocked, nil)
+		}
+		h.clock.Advance(90 * time.Second) // the run takes a minute and a half
+		return RunResult{Snapshot: "20260610-100130", Dir: "/b/A", Bytes: 500_000, Files: 3, Size: 348_000_000,
+			Warnings: []string{"retention did not run"}}, nil
+	}
+	sub := h.m.Bus().Subscribe(EventRunFinished | EventRunFailed)
+	defer sub.Close()
+	h.devs.attach(t, "A", settings.TransportWiFi)
+	ev := <-sub.C
+	if ev.Type != EventRunFailed || ev.Err != failure.DeviceLocked.Message() || ev.Remedy != failure.DeviceLocked.Remedy() || ev.Run != nil {
+		t.Fatalf("failed event %+v", ev)
+	}
+	h.idle()
+	fail = false
+	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+		t.Fatal(err)
+	}
+	ev = <-sub.C
+	r := ev.Run
+	if ev.Type != EventRunFinished || r == nil || r.Transport != settings.TransportWiFi || r.Bytes != 500_000 || r.Size != 348_000_000 ||
+		r.Files != 3 || r.Snapshot != "20260610-100130" || r.Duration != 90*time.Second || len(r.Warnings) != 1 || r.Dir != "/b/A" {
+		t.Fatalf("finished event %+v, run %+v", ev, r)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -81,13 +82,13 @@ devices:
 		defer mu.Unlock()
 		p := current[req.UDID]
 		if p == nil {
-			return RunResult{}, ErrDeviceGone
+			return RunResult{}, failure.New(failure.LinkLost, nil)
 		}
 		key := fmt.Sprint(req.UDID, p.from.Unix())
 		if !req.Manual && (p.failN < 0 || failures[key] < p.failN) {
 			failures[key]++
 			if failures[key]%2 == 0 {
-				return RunResult{}, fmt.Errorf("passcode: %w", ErrPasscodeTimeout)
+				return RunResult{}, failure.New(failure.DeviceLocked, nil)
 			}
 			return RunResult{}, errors.New("link dropped")
 		}

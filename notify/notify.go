@@ -78,16 +78,27 @@ func Passcode(d Device) Message {
 	}
 }
 
-// Done reports a successful backup: its size, how long it took and how it travelled.
-func Done(d Device, size int64, took time.Duration, via Transport) Message {
-	body := fmt.Sprintf("%s in %s", formatBytes(size), formatDuration(took))
-	switch via {
+// Run is what a finished backup reports for its notification.
+type Run struct {
+	Sent int64         // bytes the device transferred in this run
+	Size int64         // size of the backup now stored
+	Took time.Duration // how long the run took
+	Via  Transport     // how it travelled
+}
+
+// Done reports a successful backup: what was transferred (an incremental backup sends little),
+// how long it took and how it travelled, and the size of the backup now stored, each
+// labelled so that one is never read as the other.
+func Done(d Device, r Run) Message {
+	body := fmt.Sprintf("Transferred %s in %s", formatBytes(r.Sent), formatDuration(r.Took))
+	switch r.Via {
 	case USB:
 		body += " over USB"
 	case WiFi:
 		body += " over Wi-Fi"
 	}
-	return Message{Kind: Completed, UDID: d.UDID, Title: d.Name + " is backed up", Body: body + "."}
+	body += ". Backup size: " + formatBytes(r.Size) + "."
+	return Message{Kind: Completed, UDID: d.UDID, Title: d.Name + " is backed up", Body: body}
 }
 
 // Failure reports a failed backup with its reason and what the user can do about it, both

@@ -161,7 +161,7 @@ func ApproveDeletion(ctx context.Context, m *jobs.Manager, stores *Stores, eff s
 
 func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {
 	c.do(what, func(ctx context.Context) error {
-		st, err := c.Stores.Open(ctx, c.Settings().Effective(udid).Location)
+		st, err := c.Stores.ForDevice(ctx, c.Settings(), udid, "")
 		if err != nil {
 			return err
 		}

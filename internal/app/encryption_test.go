@@ -44,8 +44,7 @@ func TestEnsureEncryption(t *testing.T) {
 		t.Fatalf("keep: %v, encrypting %v", err, agent.WillEncrypt())
 	}
 	err := EnsureEncryption(ctx, udid, settings.EncryptionOn, secrets, nil)
-	var pn *PasswordNeededError
-	if !errors.As(err, &pn) || !errors.Is(err, settings.ErrSecretNotFound) || !strings.Contains(err.Error(), "snapback password set --udid "+udid) {
+	if !errors.Is(err, failure.PasswordNeeded) || !errors.Is(err, settings.ErrSecretNotFound) || !strings.Contains(failure.Text(err), "snapback password set --udid "+udid) {
 		t.Fatalf("on without a stored password: %v", err)
 	}
 

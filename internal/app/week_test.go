@@ -66,7 +66,7 @@ func TestWeekInTheLife(t *testing.T) {
 	m, err := jobs.NewManager(jobs.Config{
 		Settings: func() *settings.Settings { return cfg },
 		State:    state,
-		Runner:   &Runner{Now: clock.Now, Stores: stores},
+		Runner:   &Runner{Backups: &Backups{Now: clock.Now, Stores: stores, Settings: func() *settings.Settings { return cfg }}},
 		Devices:  &Devices{RetryAfter: 100 * time.Millisecond},
 		Now:      clock.Now,
 		Tick:     tick,
@@ -77,7 +77,7 @@ func TestWeekInTheLife(t *testing.T) {
 	rec := &notifytest.Recorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n := &Notifications{Bus: m.Bus(), Status: m.Status, Notifier: rec, Settings: func() *settings.Settings { return cfg }}
+	n := &Notifications{Bus: m.Bus(), Notifier: rec, Settings: func() *settings.Settings { return cfg }}
 	// Subscribe before the manager runs, so the first run's events are not missed.
 	nctx, ncancel := context.WithCancel(ctx)
 	ndone := make(chan struct{})

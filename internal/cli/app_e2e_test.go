@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/app"
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
@@ -24,7 +26,6 @@ import (
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/notify/notifytest"
-	"snapback/settings"
 )
 
 // TestEngineBacksUpSimulatedIPhoneByItself runs the real engine (schedule, runner, store,
@@ -44,8 +45,7 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	done := make(chan error, 1)
 	log := &syncBuffer{}
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{notifier: rec,
-			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	var m *jobs.Manager
 	select {
@@ -108,10 +108,51 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	if msgs[0].Kind != notify.PasscodeRequested {
 		t.Fatalf("first notification is %v, want the passcode prompt", msgs[0].Kind)
 	}
+	// The completion says what was transferred and how big the backup is, each labelled:
+	// the incremental run sent far less than the backup's size.
+	var completions []notify.Message
+	for _, m := range msgs {
+		if m.Kind == notify.Completed {
+			completions = append(completions, m)
+		}
+	}
+	for i, m := range completions {
+		sent, size := completionFigures(t, m.Body)
+		want := notify.Done(notify.Device{}, notify.Run{Size: snaps[i].TotalSize}).Body
+		if !strings.HasSuffix(want, strings.SplitN(m.Body, "Backup size: ", 2)[1]) {
+			t.Errorf("completion %d: %q; want the size of snapshot %s (%q)", i+1, m.Body, snaps[i].ID, want)
+		}
+		if i == 1 && !(sent < size/2) {
+			t.Errorf("incremental completion %q: transferred %.0f is not well below the backup size %.0f", m.Body, sent, size)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil && ctx.Err() == nil {
 		t.Fatal(err)
 	}
+}
+
+// completionFigures reads "Transferred X … Backup size: Y." from a completion message.
+func completionFigures(t *testing.T, body string) (sent, size float64) {
+	t.Helper()
+	parse := func(s string) float64 {
+		var v float64
+		var unit string
+		if _, err := fmt.Sscanf(s, "%g %s", &v, &unit); err != nil {
+			t.Fatalf("figure %q in %q: %v", s, body, err)
+		}
+		mult := map[string]float64{"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[strings.TrimRight(unit, ".,")]
+		if mult == 0 {
+			t.Fatalf("unit %q in %q", unit, body)
+		}
+		return v * mult
+	}
+	a, ok1 := strings.CutPrefix(body, "Transferred ")
+	_, b, ok2 := strings.Cut(body, "Backup size: ")
+	if !ok1 || !ok2 {
+		t.Fatalf("completion %q does not label what was transferred and the backup size", body)
+	}
+	return parse(a), parse(b)
 }
 
 // hashTree hashes every file's relative path and bytes below dir.
@@ -212,7 +253,7 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	done := make(chan error, 1)
 	ectx, ecancel := context.WithCancel(ctx)
 	go func() {
-		done <- runEngine(ectx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(&syncBuffer{}), Ready: func(m *jobs.Manager) { ready <- m }}).Run(ectx)
 	}()
 	m := <-ready
 	if !testenv.Eventually(20*time.Second, func() bool {
@@ -238,7 +279,6 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	sim := startSim(t)
 	const password = "correct horse battery staple"
 	secrets := settingstest.NewSecrets(nil)
-	withSecrets(t, secrets)
 	var udids []string
 	var agents []*backupsim.Device
 	for i := range 2 {
@@ -253,7 +293,7 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Secrets: secrets, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	m := <-ready
 	var a, b jobs.DeviceStatus

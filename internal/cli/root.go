@@ -26,7 +26,7 @@ func newRootCmd(version string) *cobra.Command {
 		// headless daemon on a server or NAS.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if hasGraphicalSession() {
-				return runTray(cmd.Context(), startTrayBackend)
+				return runTray(cmd.Context(), trayEngine)
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "snapback: no graphical session; running the headless daemon (snapback tray forces the tray)")
 			return newDaemonCmd().RunE(cmd, args)

@@ -255,8 +255,8 @@ func TestTrayEndToEnd(t *testing.T) {
 	if want := "Snapback is ready to back up " + name + ". Unlock it and enter your passcode within 3 minutes, or the backup is skipped."; got[0].Summary != "Enter your passcode on "+name || got[0].Body != want {
 		t.Errorf("first notification %q / %q, want the passcode prompt %q", got[0].Summary, got[0].Body, want)
 	}
-	if got[1].Summary != name+" is backed up" || !regexp.MustCompile(`^[0-9.]+ (B|KB|MB) in [0-9]+ s over USB\.$`).MatchString(got[1].Body) {
-		t.Errorf("second notification %q / %q, want %q / \"<size> in <n> s over USB.\"", got[1].Summary, got[1].Body, name+" is backed up")
+	if got[1].Summary != name+" is backed up" || !regexp.MustCompile(`^Transferred [0-9.]+ (B|KB|MB) in [0-9]+ s over USB\. Backup size: [0-9.]+ (B|KB|MB)\.$`).MatchString(got[1].Body) {
+		t.Errorf("second notification %q / %q, want %q / \"Transferred <bytes> in <n> s over USB. Backup size: <size>.\"", got[1].Summary, got[1].Body, name+" is backed up")
 	}
 	for i, n := range got {
 		if n.App != "Snapback" {

@@ -175,7 +175,9 @@ func (e *Error) WithDetail(d string) *Error { e.Detail = d; return e }
 
 func (e *Error) Error() string {
 	msg := e.Class.Message()
-	if e.DeviceCode != 0 {
+	// Devices usually name the code in their description ("Device locked
+	// (MBErrorDomain/208)"): the code is then not repeated.
+	if e.DeviceCode != 0 && !strings.Contains(e.Detail, fmt.Sprint(e.DeviceCode)) {
 		msg += fmt.Sprintf(" (device error %d)", e.DeviceCode)
 	}
 	if e.Detail != "" {
