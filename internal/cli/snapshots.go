@@ -135,7 +135,7 @@ func newSnapshotsCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newSnapshotsDeleteCmd(), newSnapshotsArchiveCmd(), newSnapshotsExportCmd(),
-		newSnapshotsVerifyCmd(), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
+		withDataFlag(newSnapshotsVerifyCmd()), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
 	return cmd
 }
 
