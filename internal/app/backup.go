@@ -180,8 +180,12 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if eng == nil {
 		eng = engine.Backup
 	}
+	// Content hashes are taken while the bytes stream in, so the commit need not read the new
+	// files again (store.Run.ContentHash; issue #11: 0.8% CPU instead of 16.5%).
+	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
-		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow})
+		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
+		ContentHash: hashNew, ContentHashed: hashed})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
 	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
 	if err != nil {

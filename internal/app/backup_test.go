@@ -69,6 +69,15 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 		t.Fatalf("last backup %v after another process committed %v", got, out2.Committed)
 	}
 	out = out2
+	// The content hashes taken while the files streamed in are the files' hashes: reading
+	// everything back finds no damage and nothing unindexed.
+	st, err := stores.ForDevice(ctx, cfg, udid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := st.VerifyData(ctx, udid); err != nil || rep.Files == 0 || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+		t.Fatalf("verify --data after two backups: %+v %v", rep, err)
+	}
 	// The cache answers without the store: with the location gone it still knows, while a
 	// fresh cache (which must read the store) does not.
 	if err := os.Rename(loc, loc+".away"); err != nil {
