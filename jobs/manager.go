@@ -670,6 +670,8 @@ func resultOf(err, cause error) Result {
 		return ResultDeviceGone
 	case failure.DiskMissing:
 		return ResultDiskMissing
+	case failure.CancelledOnDevice:
+		return ResultDeclined
 	}
 	return ResultFailed
 }
