@@ -29,6 +29,9 @@ func (r *callRecorder) Cancel(u string)    { r.add("Cancel " + u) }
 func (r *callRecorder) SetAutomatic(u string, on bool) {
 	r.add(fmt.Sprint("SetAutomatic ", u, " ", on))
 }
+func (r *callRecorder) SetWiFiSync(u string, on bool) {
+	r.add(fmt.Sprint("SetWiFiSync ", u, " ", on))
+}
 func (r *callRecorder) Pause(on bool)                { r.add(fmt.Sprint("Pause ", on)) }
 func (r *callRecorder) ApproveDeletion(u string)     { r.add("ApproveDeletion " + u) }
 func (r *callRecorder) OpenBackupFolder(u string)    { r.add("OpenBackupFolder " + u) }

@@ -16,6 +16,8 @@ type Controller interface {
 	BackUpNow(udid string)
 	Cancel(udid string)
 	SetAutomatic(udid string, on bool)
+	// SetWiFiSync switches the device's Wi-Fi sync (lockdown EnableWifiConnections) on or off.
+	SetWiFiSync(udid string, on bool)
 	Pause(on bool)
 	ApproveDeletion(udid string)
 	OpenBackupFolder(udid string)
@@ -49,6 +51,7 @@ const (
 	VerbShowLog
 	VerbQuit
 	VerbOpenStatusPage
+	VerbSetWiFiSync
 )
 
 // Action is the command a click issues, with its arguments. It is a value so that tests can
@@ -57,7 +60,7 @@ type Action struct {
 	Verb       Verb
 	UDID       string
 	SnapshotID string
-	On         bool // for SetAutomatic and Pause: the new value
+	On         bool // for SetAutomatic, SetWiFiSync and Pause: the new value
 }
 
 // Do sends the action to c. It reports whether the action was Quit.
@@ -69,6 +72,8 @@ func (a Action) Do(c Controller) (quit bool) {
 		c.Cancel(a.UDID)
 	case VerbSetAutomatic:
 		c.SetAutomatic(a.UDID, a.On)
+	case VerbSetWiFiSync:
+		c.SetWiFiSync(a.UDID, a.On)
 	case VerbPause:
 		c.Pause(a.On)
 	case VerbApproveDeletion:
@@ -208,7 +213,27 @@ func deviceMenu(s State, d Device) Item {
 		Item{Key: k + "auto", Label: "Automatic Backups", Checkable: true, Checked: d.Automatic, Action: Action{Verb: VerbSetAutomatic, UDID: d.UDID, On: !d.Automatic}},
 		Item{Key: k + "encryption", Label: enc, Disabled: true},
 	)
+	if wifi := wifiItem(k, d); wifi != nil {
+		kids = append(kids, *wifi)
+	}
 	return Item{Key: "device/" + d.UDID, Label: d.Name, Children: kids}
+}
+
+// wifiItem is the device's Wi-Fi sync switch, or nil while its state is unknown (the device has
+// not been read since Snapback started, or does not trust this computer yet). Switching needs
+// the device connected; a Wi-Fi-only device can still switch it off, which ends its Wi-Fi link.
+func wifiItem(k string, d Device) *Item {
+	if d.WiFiSync == WiFiSyncUnknown {
+		return nil
+	}
+	on := d.WiFiSync == WiFiSyncOn
+	it := Item{Key: k + "wifi", Label: "Back Up over Wi-Fi", Checkable: true, Checked: on,
+		Action:  Action{Verb: VerbSetWiFiSync, UDID: d.UDID, On: !on},
+		Tooltip: "The device accepts backups over Wi-Fi when on the same network (Finder's \"Show this iPhone when on Wi-Fi\")"}
+	if !d.Connected {
+		it.Disabled, it.Tooltip = true, "Connect "+d.Name+" to change this"
+	}
+	return &it
 }
 
 func snapshotsMenu(now time.Time, d Device) Item {

@@ -432,6 +432,7 @@ func (r *recorder) add(s string)                   { r.calls = append(r.calls, s
 func (r *recorder) BackUpNow(u string)             { r.add("BackUpNow " + u) }
 func (r *recorder) Cancel(u string)                { r.add("Cancel " + u) }
 func (r *recorder) SetAutomatic(u string, on bool) { r.add("SetAutomatic " + u + " " + onOff(on)) }
+func (r *recorder) SetWiFiSync(u string, on bool)  { r.add("SetWiFiSync " + u + " " + onOff(on)) }
 func (r *recorder) Pause(on bool)                  { r.add("Pause " + onOff(on)) }
 func (r *recorder) ApproveDeletion(u string)       { r.add("ApproveDeletion " + u) }
 func (r *recorder) OpenBackupFolder(u string)      { r.add("OpenBackupFolder " + u) }
@@ -454,7 +455,7 @@ func TestActionDo(t *testing.T) {
 		{Verb: VerbBackUpNow, UDID: "u"}, {Verb: VerbCancel, UDID: "u"}, {Verb: VerbSetAutomatic, UDID: "u", On: true},
 		{Verb: VerbPause, On: false}, {Verb: VerbApproveDeletion, UDID: "u"}, {Verb: VerbOpenBackupFolder, UDID: "u"},
 		{Verb: VerbOpenSnapshot, UDID: "u", SnapshotID: "s"}, {Verb: VerbArchiveSnapshot, UDID: "u", SnapshotID: "s"},
-		{Verb: VerbDeleteSnapshot, UDID: "u", SnapshotID: "s"}, {Verb: VerbOpenSettings}, {Verb: VerbShowLog}, {}, {Verb: VerbQuit},
+		{Verb: VerbDeleteSnapshot, UDID: "u", SnapshotID: "s"}, {Verb: VerbOpenSettings}, {Verb: VerbShowLog}, {Verb: VerbSetWiFiSync, UDID: "u", On: true}, {}, {Verb: VerbQuit},
 	}
 	r := &recorder{}
 	for i, a := range acts {
@@ -463,7 +464,7 @@ func TestActionDo(t *testing.T) {
 		}
 	}
 	want := []string{"BackUpNow u", "Cancel u", "SetAutomatic u on", "Pause off", "ApproveDeletion u", "OpenBackupFolder u",
-		"OpenSnapshot u s", "ArchiveSnapshot u s", "DeleteSnapshot u s", "OpenSettings", "ShowLog", "Quit"}
+		"OpenSnapshot u s", "ArchiveSnapshot u s", "DeleteSnapshot u s", "OpenSettings", "ShowLog", "SetWiFiSync u on", "Quit"}
 	if !reflect.DeepEqual(r.calls, want) {
 		t.Errorf("calls = %q\nwant %q", r.calls, want)
 	}
@@ -505,5 +506,40 @@ func TestActionsThatCannotRunAreNotOffered(t *testing.T) {
 	}
 	if _, ok := find(m.Items, sk+"s1/delete"); ok {
 		t.Error("Delete offered while the backup disk is missing")
+	}
+}
+
+// TestWiFiSyncItem: each device has its own "Back Up over Wi-Fi" switch showing the state read
+// from the device; clicking it asks for the opposite state of that device. A device whose state
+// is unknown gets no switch (nothing to show), and a disconnected one a disabled switch.
+func TestWiFiSyncItem(t *testing.T) {
+	const ben = "00008101-000A1B2C3D4E5F60"
+	s := State{Now: now, Devices: []Device{
+		annaPhone(func(d *Device) { d.WiFiSync = WiFiSyncOff }),
+		{UDID: ben, Name: "Ben's iPad", Connected: true, Transport: WiFi, WiFiSync: WiFiSyncOn},
+	}}
+	m := Build(s)
+	a := mustFind(t, m, "device/"+anna+"/wifi")
+	if a.Label != "Back Up over Wi-Fi" || !a.Checkable || a.Checked || a.Disabled ||
+		a.Action != (Action{Verb: VerbSetWiFiSync, UDID: anna, On: true}) {
+		t.Errorf("Anna's Wi-Fi item (off) = %+v", a)
+	}
+	b := mustFind(t, m, "device/"+ben+"/wifi")
+	if !b.Checkable || !b.Checked || b.Disabled || b.Action != (Action{Verb: VerbSetWiFiSync, UDID: ben, On: false}) {
+		t.Errorf("Ben's Wi-Fi item (on) = %+v", b)
+	}
+	r := &recorder{}
+	b.Action.Do(r)
+	if !reflect.DeepEqual(r.calls, []string{"SetWiFiSync " + ben + " off"}) {
+		t.Errorf("clicking Ben's checked item called %q", r.calls)
+	}
+
+	m = Build(State{Now: now, Devices: []Device{annaPhone(nil)}})
+	if it, ok := find(m.Items, "device/"+anna+"/wifi"); ok {
+		t.Errorf("a Wi-Fi switch with an unknown state is shown: %+v", it)
+	}
+	m = Build(State{Now: now, Devices: []Device{annaPhone(func(d *Device) { d.WiFiSync, d.Connected = WiFiSyncOn, false })}})
+	if it := mustFind(t, m, "device/"+anna+"/wifi"); !it.Disabled || !it.Checked || it.Tooltip == "" {
+		t.Errorf("a disconnected device's Wi-Fi switch = %+v; want disabled, checked, with a tooltip", it)
 	}
 }

@@ -51,6 +51,9 @@ type Device struct {
 
 	Automatic bool // automatic (scheduled) backups are on for this device
 	Encrypted bool // the device's backups are encrypted
+	// WiFiSync is whether the device accepts backups over Wi-Fi, as read when it attached or
+	// as last switched; WiFiSyncUnknown leaves the switch out of the menu.
+	WiFiSync WiFiSync
 
 	// LastBackup describes the latest complete backup; nil means there is none yet.
 	LastBackup *Backup
@@ -85,6 +88,16 @@ func (s DeviceStatus) String() string {
 	}
 	return statusNames[s]
 }
+
+// WiFiSync is the state of a device's Wi-Fi sync switch.
+type WiFiSync int
+
+// The Wi-Fi sync states.
+const (
+	WiFiSyncUnknown WiFiSync = iota
+	WiFiSyncOff
+	WiFiSyncOn
+)
 
 // Transport is how a device is (or was) connected.
 type Transport int

@@ -59,6 +59,7 @@ type App struct {
 	log    *slog.Logger
 	now    func() time.Time
 	stores *Stores
+	wifi   *WiFiSync // Wi-Fi sync per device: read on attach, switched from the tray
 
 	ctl    *Controller
 	feed   *trayFeed
@@ -73,7 +74,7 @@ type App struct {
 
 // New returns an App; nothing runs until Run.
 func New(cfg Config) *App {
-	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, stores: cfg.Stores}
+	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, stores: cfg.Stores, wifi: &WiFiSync{}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,7 +85,7 @@ func New(cfg Config) *App {
 		a.stores = &Stores{Now: a.now, Logger: a.log}
 	}
 	if cfg.Tray {
-		a.feed = &trayFeed{stores: a.stores, refresh: make(chan struct{}, 1)}
+		a.feed = &trayFeed{stores: a.stores, wifi: a.wifi, refresh: make(chan struct{}, 1)}
 		a.states = make(chan tray.State)
 		cfgPath, _ := settings.ConfigPath()
 		// Commands may come before Run and end with it.
@@ -94,7 +95,7 @@ func New(cfg Config) *App {
 			Ctx: base, Logger: a.log, Stores: a.stores, SettingsPath: cfgPath, LogPath: cfg.LogPath,
 			QuitFunc: a.Quit, Changed: a.feed.poke, Settings: a.currentSettings,
 			// A failed menu command is told, not only logged.
-			Notifier: cfg.Notifier,
+			Notifier: cfg.Notifier, WiFi: a.wifi,
 		}
 	}
 	return a
@@ -217,7 +218,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	if devices == nil {
 		device.SetLogger(a.log.With("component", "usbmux"))
-		devices = &Devices{Logger: a.log}
+		devices = &Devices{Logger: a.log, WiFi: a.wifi}
 	}
 	wake := a.cfg.Wake
 	if wake == nil {
@@ -359,6 +360,7 @@ func logEvents(ctx context.Context, bus *jobs.Bus, log *slog.Logger) {
 // when something other than progress happened.
 type trayFeed struct {
 	stores  *Stores
+	wifi    *WiFiSync
 	refresh chan struct{}
 
 	mu  sync.Mutex
@@ -436,7 +438,7 @@ func (f *trayFeed) forward(ctx context.Context, states chan<- tray.State) {
 			}
 		}
 		select {
-		case states <- TrayState(time.Now(), st, cfg, backups):
+		case states <- TrayState(time.Now(), st, cfg, backups, f.wifi.Snapshot()):
 		case <-ctx.Done():
 			return
 		}

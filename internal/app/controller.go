@@ -34,6 +34,8 @@ type Controller struct {
 	QuitFunc func()
 	// Notifier tells the user when a command they chose failed; nil logs only.
 	Notifier notify.Notifier
+	// WiFi remembers each device's Wi-Fi sync state; SetWiFiSync records what it switched.
+	WiFi *WiFiSync
 
 	mu        sync.Mutex
 	m         *jobs.Manager

@@ -20,6 +20,8 @@ type Devices struct {
 	RetryAfter time.Duration
 	// InfoTimeout bounds the lockdown query for name and battery (default 10 s).
 	InfoTimeout time.Duration
+	// WiFi, when set, records each device's Wi-Fi sync state, read once as it attaches.
+	WiFi *WiFiSync
 }
 
 // Events implements jobs.DeviceSource. The returned channel is closed when ctx ends; the
@@ -120,6 +122,15 @@ func (d *Devices) describe(ctx context.Context, udid string, t device.Transport)
 		return ev
 	}
 	ev.Name, ev.Battery, ev.Charging = info.Name, info.BatteryLevel, info.Charging
+	if d.WiFi != nil {
+		// Read here, in the session already open, rather than polled: it changes only when
+		// someone switches it (Snapback, Finder, iMazing).
+		if on, err := s.WifiConnections(ictx); err != nil {
+			d.log().Info("Wi-Fi sync state unavailable", "udid", udid, "err", err)
+		} else {
+			d.WiFi.Set(udid, on)
+		}
+	}
 	return ev
 }
 

@@ -18,8 +18,9 @@ type DeviceBackups struct {
 }
 
 // TrayState maps the engine's status, the settings and the store's records onto the tray's
-// model. It is pure: everything it needs comes in as arguments.
-func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]DeviceBackups) tray.State {
+// model. It is pure: everything it needs comes in as arguments. wifi holds the Wi-Fi sync state
+// of the devices that were read (WiFiSync.Snapshot).
+func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]DeviceBackups, wifi map[string]bool) tray.State {
 	out := tray.State{Now: now, Paused: st.Paused, SettingsProblem: st.SettingsError, StatusPage: cfg != nil && cfg.HTTP.Listen != ""}
 	for _, d := range st.Devices {
 		eff := settings.Defaults()
@@ -34,6 +35,7 @@ func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups ma
 			Transport: trayTransport(d.Transport),
 			LastError: d.LastError,
 			Automatic: eff.Schedule.Enabled,
+			WiFiSync:  trayWiFiSync(wifi, d.UDID),
 		}
 		if d.State.Busy() {
 			pct := int(d.Progress.Percent)

@@ -125,22 +125,9 @@ over USB; the device must trust this computer (snapback pair).`,
 			if err != nil {
 				return err
 			}
-			s, err := device.OpenEntry(ctx, e)
+			on, err := device.SwitchWifi(ctx, e, want)
 			if err != nil {
-				if errors.Is(err, device.ErrNotPaired) {
-					return failure.New(failure.NotPaired, err)
-				}
-				return failure.New(failure.NotConnected, err)
-			}
-			defer s.Close()
-			if want != nil {
-				if err := s.SetWifiConnections(ctx, *want); err != nil {
-					return failure.New(failure.DeviceError, err)
-				}
-			}
-			on, err := s.WifiConnections(ctx)
-			if err != nil {
-				return failure.New(failure.DeviceError, err)
+				return err
 			}
 			state := "off"
 			if on {

@@ -116,7 +116,8 @@ func previewState(now time.Time, step int) tray.State {
 			{ID: "20261120-091000", Time: day(-2, 9, 10), Size: 120_000_000},
 			{ID: "20261101-090000", Time: day(-21, 9, 0), Size: 1_180_000_000, Archived: true},
 		}, SnapshotsSize: 1_300_000_000}
-	ben := tray.Device{UDID: "00008101-000A1B2C3D4E5F60", Name: "Ben's iPad", Connected: true, Transport: tray.WiFi, Automatic: true, Encrypted: true,
+	anna.WiFiSync = tray.WiFiSyncOff
+	ben := tray.Device{UDID: "00008101-000A1B2C3D4E5F60", Name: "Ben's iPad", Connected: true, Transport: tray.WiFi, Automatic: true, Encrypted: true, WiFiSync: tray.WiFiSyncOn,
 		LastBackup: &tray.Backup{Time: day(0, 8, 2), Size: 41_000_000_000, Transport: tray.WiFi, IOSVersion: "17.6"}}
 	const total = 2_900_000_000
 	switch phase := step % 24; {
@@ -145,6 +146,9 @@ func (p previewController) BackUpNow(udid string) { p.log.Info("preview: back up
 func (p previewController) Cancel(udid string)    { p.log.Info("preview: cancel", "udid", udid) }
 func (p previewController) SetAutomatic(udid string, on bool) {
 	p.log.Info("preview: automatic backups", "udid", udid, "on", on)
+}
+func (p previewController) SetWiFiSync(udid string, on bool) {
+	p.log.Info("preview: Wi-Fi sync", "udid", udid, "on", on)
 }
 func (p previewController) Pause(on bool) { p.log.Info("preview: pause", "on", on) }
 func (p previewController) ApproveDeletion(udid string) {

@@ -2,7 +2,10 @@ package device
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"snapback/internal/failure"
 )
 
 // Wi-Fi sync (real-devices.md row 7): a device offers lockdown over Wi-Fi only when
@@ -31,4 +34,28 @@ func (s *Session) SetWifiConnections(ctx context.Context, on bool) error {
 		return fmt.Errorf("set %s: %w", keyEnableWifi, err)
 	}
 	return nil
+}
+
+// SwitchWifi opens a session to the device e, sets Wi-Fi sync to *want (nil only reads it) and
+// reads it back: the one path `snapback wifi` and the tray's "Back Up over Wi-Fi" both use. Its
+// errors are classified (NotPaired, NotConnected, DeviceError), so callers pass them on.
+func SwitchWifi(ctx context.Context, e Entry, want *bool) (bool, error) {
+	s, err := OpenEntry(ctx, e)
+	if err != nil {
+		if errors.Is(err, ErrNotPaired) {
+			return false, failure.New(failure.NotPaired, err)
+		}
+		return false, failure.New(failure.NotConnected, err)
+	}
+	defer s.Close()
+	if want != nil {
+		if err := s.SetWifiConnections(ctx, *want); err != nil {
+			return false, failure.New(failure.DeviceError, err)
+		}
+	}
+	on, err := s.WifiConnections(ctx)
+	if err != nil {
+		return false, failure.New(failure.DeviceError, err)
+	}
+	return on, nil
 }
