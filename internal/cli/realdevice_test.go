@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
+	"snapback/internal/devicesim"
+	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
 )
 
@@ -99,5 +103,52 @@ func TestRealisticSimulatorPairAndBackup(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "1 file could not be read") {
 		t.Errorf("backup output does not mention the unreadable file:\n%s", stderr)
+	}
+}
+
+// `snapback simulate --drop-link-after` drops the link once, in the device's first backup: that
+// backup fails as a lost connection (retryable), and the next one goes through.
+func TestSimulateDropLinkAfterOnce(t *testing.T) {
+	cfgTestEnv(t)
+	startEncSimulate(t, "--files", "40", "--size", "1MB", "--drop-link-after", "64KB")
+	_, stderr, err := runEncCLI(t, "", "backup")
+	if fe, ok := failure.As(err); !ok || fe.Class != failure.LinkLost || !fe.Retryable() {
+		t.Fatalf("first backup = %v; want a retryable LinkLost\n%s", err, stderr)
+	}
+	if _, stderr, err = runEncCLI(t, "", "backup"); err != nil {
+		t.Fatalf("the backup after the dropped link: %v\n%s", err, stderr)
+	}
+}
+
+// --realistic plans one dropped link in seven backups (backupsim.RealisticLinkDrops), unless
+// --drop-link-after says otherwise.
+func TestRealisticPlansLinkDrops(t *testing.T) {
+	var q quirkFlags
+	fs := pflag.NewFlagSet("simulate", pflag.ContinueOnError)
+	addQuirkFlags(fs, &q)
+	plan := func(args ...string) func(int64) int64 {
+		t.Helper()
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		var o backupsim.Options
+		var cfg devicesim.DeviceConfig
+		if err := q.apply(3, &o, &cfg, func(name string) bool { return fs.Lookup(name).Changed }); err != nil {
+			t.Fatal(err)
+		}
+		return cfg.DropLinkPlan
+	}
+	if p := plan(); p != nil {
+		t.Fatal("a plain simulator drops links")
+	}
+	p, want := plan("--realistic"), backupsim.RealisticLinkDrops(3)
+	for n := int64(1); n <= 14; n++ {
+		if p(n) != want(n) {
+			t.Errorf("--realistic backup %d drops after %d bytes; the realistic plan says %d", n, p(n), want(n))
+		}
+	}
+	p = plan("--realistic", "--drop-link-after", "10KB")
+	if p(1) != 10_000 || p(5) != 0 || p(12) != 0 {
+		t.Errorf("--drop-link-after 10KB with --realistic: %d %d %d; want 10000 0 0", p(1), p(5), p(12))
 	}
 }

@@ -24,6 +24,7 @@ type quirkFlags struct {
 	serialUDID     bool
 	busyAfterDrop  time.Duration
 	cancelPasscode bool
+	dropLinkAfter  string
 	realistic      bool
 }
 
@@ -39,7 +40,8 @@ func addQuirkFlags(fl *pflag.FlagSet, q *quirkFlags) {
 	fl.BoolVar(&q.serialUDID, "serial-udid", false, "usbmuxd lists the devices under the 24-hex-digit USB serial without the dash")
 	fl.DurationVar(&q.busyAfterDrop, "busy-after-drop", 0, "after a host vanishes mid-backup the device answers 'already in progress' this long")
 	fl.BoolVar(&q.cancelPasscode, "cancel-passcode", false, "the simulated user taps Cancel on the backup passcode prompt")
-	fl.BoolVar(&q.realistic, "realistic", false, "turn the quirks on in plausible proportions: one unreadable file and an inflated space demand every backup, a 20 s scan, the device locking in one backup of seven, busy for a while after a dropped host; plus --unpaired --trust-delay 5s --pair-locked 1 unless given")
+	fl.StringVar(&q.dropLinkAfter, "drop-link-after", "", "the link drops once, in the device's first backup, after this many bytes; the next attempt goes through (--drop-after cuts every attempt), e.g. 200KB")
+	fl.BoolVar(&q.realistic, "realistic", false, "turn the quirks on in plausible proportions: one unreadable file and an inflated space demand every backup, a 20 s scan, the device locking in one backup of seven and losing its link in another, busy for a while after a dropped host; plus --unpaired --trust-delay 5s --pair-locked 1 unless given")
 }
 
 // apply sets the quirks on one device's options. seed makes --realistic deterministic.
@@ -52,6 +54,18 @@ func (q quirkFlags) apply(seed int64, o *backupsim.Options, cfg *devicesim.Devic
 	if err != nil {
 		return fmt.Errorf("--purge-demand: %w", err)
 	}
+	dropLink, err := parseSize(q.dropLinkAfter)
+	if err != nil {
+		return fmt.Errorf("--drop-link-after: %w", err)
+	}
+	if dropLink > 0 {
+		cfg.DropLinkPlan = func(n int64) int64 {
+			if n == 1 {
+				return dropLink
+			}
+			return 0
+		}
+	}
 	cfg.Unpaired, cfg.TrustDelay, cfg.TrustDeny, cfg.PairLocked, cfg.SerialUDID = q.unpaired, q.trustDelay, q.trustDeny, q.pairLocked, q.serialUDID
 	o.Quirks = backupsim.Quirks{ScanDelay: q.scanDelay, FileErrors: q.fileErrors, LockAfter: lock, PurgeDemand: demand,
 		BusyAfterDrop: q.busyAfterDrop, CancelPasscode: q.cancelPasscode}
@@ -63,6 +77,9 @@ func (q quirkFlags) apply(seed int64, o *backupsim.Options, cfg *devicesim.Devic
 		scan = q.scanDelay
 	}
 	o.QuirkPlan = backupsim.Realistic(seed, scan)
+	if !changed("drop-link-after") {
+		cfg.DropLinkPlan = backupsim.RealisticLinkDrops(seed)
+	}
 	if !changed("unpaired") {
 		cfg.Unpaired = true
 	}

@@ -94,6 +94,11 @@ type DeviceConfig struct {
 	// DropBackupAfter, if > 0, cuts each mobilebackup2 connection abruptly once that many
 	// bytes (both directions, TLS records included) have crossed it.
 	DropBackupAfter int64
+	// DropLinkPlan, if set, says for the n-th mobilebackup2 connection (1-based) after how
+	// many bytes the link drops mid-backup, once (0: it does not). Unlike DropBackupAfter, which
+	// cuts every attempt, the next attempt then goes through: the phone slept or walked out of
+	// range and came back (real-devices.md row 7; backupsim.RealisticLinkDrops).
+	DropLinkPlan func(n int64) int64
 	// PasswordProtected is lockdown's PasswordProtected value (a passcode is set).
 	PasswordProtected bool
 	// BatteryLevel (percent, default 87) and Charging are served in com.apple.mobile.battery.
@@ -138,7 +143,7 @@ type Counters struct {
 	NotificationProxy int64 // notification_proxy connections
 	AFC               int64 // AFC connections
 	Backup            int64 // mobilebackup2 connections
-	BackupDrops       int64 // mobilebackup2 connections cut by DropBackupAfter
+	BackupDrops       int64 // mobilebackup2 connections cut by DropBackupAfter or DropLinkPlan
 	Posted            int64 // notifications posted (by hosts and by the device)
 	Relayed           int64 // RelayNotification messages delivered to observers
 	ServicesStarted   int64 // successful StartService replies
@@ -147,6 +152,7 @@ type Counters struct {
 
 type counters struct {
 	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started, directConnects atomic.Int64
+	backupStarts atomic.Int64 // mobilebackup2 StartService calls: the n of DropLinkPlan
 }
 
 // Device is one simulated iPhone. Its methods are safe for concurrent use.

@@ -390,6 +390,11 @@ func (d *Device) serviceHandler(svc string, req map[string]any, host string) (fu
 		d.mu.Lock()
 		drop := d.dropBackup
 		d.mu.Unlock()
+		if plan := d.cfg.DropLinkPlan; plan != nil {
+			if n := plan(d.counters.backupStarts.Add(1)); n > 0 && (drop <= 0 || n < drop) {
+				drop = n
+			}
+		}
 		inner := d.serveService(svc, func(ctx context.Context, rw io.ReadWriter) error {
 			d.counters.backup.Add(1)
 			return d.cfg.Backup.Serve(ctx, rw, d)

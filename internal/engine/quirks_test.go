@@ -202,3 +202,53 @@ func TestWiFiSilentScanToleratedDeadLinkBounded(t *testing.T) {
 		t.Errorf("dead Wi-Fi link noticed after %s; want within a few 200 ms probes", d)
 	}
 }
+
+// A realistic device (the plans `snapback simulate --realistic` sets) loses its link in exactly
+// the planned backup, one of seven, over the real socket; the device locks in its own planned
+// backup; every other attempt succeeds, including the one right after the drop, which waits
+// out the device's "already in progress".
+// (Backup 3 is the planned lock, tested by TestLockAfterIsDeviceStopped.)
+func TestRealisticLinkDropAsPlannedThenRecovers(t *testing.T) {
+	const seed = 11
+	drops := backupsim.RealisticLinkDrops(seed)
+	planned := 0
+	for n := int64(1); n <= 7; n++ {
+		if drops(n) > 0 {
+			planned++
+			if n != 5 {
+				t.Fatalf("the plan drops the link in backup %d; the test expects backup 5", n)
+			}
+		}
+	}
+	if planned != 1 {
+		t.Fatalf("the plan drops %d of 7 backups; want one", planned)
+	}
+	r := newRig(t, backupsim.Options{Files: 60, TotalSize: 1 << 20, QuirkPlan: backupsim.Realistic(seed, 0)},
+		devicesim.DeviceConfig{DropLinkPlan: drops})
+	root := t.TempDir()
+	for n := int64(1); n <= 6; n++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := Backup(ctx, Request{UDID: r.udid, Root: root, LockRetry: 10 * time.Millisecond,
+			PasscodeCancelWindow: -1, BusyRetries: 60, BusyWait: 100 * time.Millisecond})
+		cancel()
+		switch n {
+		case 3:
+			// Realistic plans the device locking in backup 3 after up to 4 MiB of content;
+			// an incremental backup may finish before that. Either way it is not a drop.
+			if err != nil && !errors.Is(err, failure.DeviceStopped) {
+				t.Fatalf("backup %d = %v; want success or DeviceStopped (the planned lock)", n, err)
+			}
+		case 5:
+			if !errors.Is(err, failure.LinkLost) {
+				t.Fatalf("backup %d = %v; want LinkLost (the planned drop after %d bytes)", n, err, drops(n))
+			}
+		default:
+			if err != nil {
+				t.Fatalf("backup %d: %v", n, err)
+			}
+		}
+		if got, want := r.dev.Counters().BackupDrops, int64(min(1, max(0, n-4))); got != want {
+			t.Fatalf("after backup %d the device dropped %d links; want %d", n, got, want)
+		}
+	}
+}
