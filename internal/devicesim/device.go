@@ -152,7 +152,8 @@ type Counters struct {
 
 type counters struct {
 	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started, directConnects atomic.Int64
-	backupStarts                                                                                            atomic.Int64 // mobilebackup2 StartService calls: the n of DropLinkPlan
+	// backupStarts counts mobilebackup2 StartService calls: the n of DropLinkPlan.
+	backupStarts atomic.Int64
 }
 
 // Device is one simulated iPhone. Its methods are safe for concurrent use.
