@@ -17,16 +17,16 @@ import (
 )
 
 // newAlertsCmd is `snapback alerts`: store an alert URL in the keychain, send a test alert.
-func newAlertsCmd() *cobra.Command {
+func newAlertsCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alerts",
 		Short: "Push alerts (ntfy, e-mail, Telegram, webhooks...): store a URL, send a test",
 	}
-	cmd.AddCommand(newAlertsTestCmd(), newAlertsSetCmd())
+	cmd.AddCommand(newAlertsTestCmd(d), newAlertsSetCmd(d))
 	return cmd
 }
 
-func newAlertsTestCmd() *cobra.Command {
+func newAlertsTestCmd(d deps) *cobra.Command {
 	return &cobra.Command{
 		Use:   "test",
 		Short: "Send a test message through every configured alert channel",
@@ -49,7 +49,7 @@ func newAlertsTestCmd() *cobra.Command {
 			if len(refs) == 0 {
 				return errors.New("no alert channels configured; fix: add an alerts: entry to the settings file (snapback config init writes an example)")
 			}
-			secrets := newSecrets()
+			secrets := d.secrets
 			failed := 0
 			for _, ref := range refs {
 				label := settings.Redact(ref)
@@ -106,7 +106,7 @@ func deviceAlerts(s *settings.Settings) [][]settings.Alert {
 	return out
 }
 
-func newAlertsSetCmd() *cobra.Command {
+func newAlertsSetCmd(d deps) *cobra.Command {
 	return &cobra.Command{
 		Use:   "set NAME",
 		Short: "Store an alert or ping URL that holds a secret in the OS keychain (then write url: keyring:NAME)",
@@ -120,7 +120,7 @@ func newAlertsSetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := newSecrets().Set(cmd.Context(), settings.AlertSecretKey(name), u); err != nil {
+			if err := d.secrets.Set(cmd.Context(), settings.AlertSecretKey(name), u); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "stored; use  url: keyring:%s  in the settings file\n", name)

@@ -13,9 +13,9 @@ import (
 	"snapback/settings/settingstest"
 )
 
-func alertsRun(stdin string, args ...string) (string, error) {
+func alertsRun(d deps, stdin string, args ...string) (string, error) {
 	root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newAlertsCmd())
+	root.AddCommand(newAlertsCmd(d))
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -32,8 +32,8 @@ func TestAlertsSetAndTest(t *testing.T) {
 	const secret = "planted-test-secret-0c41"
 	hook := newReceiver(t)
 	sec := settingstest.NewSecrets(nil)
-	withSecrets(t, sec)
-	if out, err := alertsRun("generic+"+hook.srv.URL+"/hook?template=json&token="+secret+"\n", "alerts", "set", "hook"); err != nil || !strings.Contains(out, "keyring:hook") {
+	keys := deps{secrets: sec}
+	if out, err := alertsRun(keys, "generic+"+hook.srv.URL+"/hook?template=json&token="+secret+"\n", "alerts", "set", "hook"); err != nil || !strings.Contains(out, "keyring:hook") {
 		t.Fatalf("alerts set: %q %v", out, err)
 	}
 	if _, err := sec.Get(t.Context(), settings.AlertSecretKey("hook")); err != nil {
@@ -44,7 +44,7 @@ func TestAlertsSetAndTest(t *testing.T) {
 	l.Close()
 	writeConfig(t, dir, fmt.Sprintf("alerts:\n  - url: keyring:hook\n  - url: generic+http://%s/x/%s?template=json\n", down, secret))
 
-	out, err := alertsRun("", "alerts", "test")
+	out, err := alertsRun(keys, "", "alerts", "test")
 	if err == nil || !strings.Contains(err.Error(), "1 of 2") {
 		t.Fatalf("alerts test with one channel down: %v\n%s", err, out)
 	}

@@ -381,7 +381,7 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 	oldest := snaps[0].ID
 
 	out := filepath.Join(dir, "extracted")
-	if _, stderr, err := filesRun(t, "", "extract", "--udid", id.UDID, "--snapshot", oldest, "*", "--to", out); err != nil {
+	if _, stderr, err := filesRun(t, realDeps(), "", "extract", "--udid", id.UDID, "--snapshot", oldest, "*", "--to", out); err != nil {
 		t.Fatalf("extract: %v\n%s", err, stderr)
 	}
 	got := map[string]string{}
@@ -404,7 +404,7 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 	}
 
 	photos := filepath.Join(dir, "photos")
-	if _, stderr, err := filesRun(t, "", "photos", "--udid", id.UDID, "--snapshot", oldest, "--to", photos); err != nil {
+	if _, stderr, err := filesRun(t, realDeps(), "", "photos", "--udid", id.UDID, "--snapshot", oldest, "--to", photos); err != nil {
 		t.Fatalf("photos: %v\n%s", err, stderr)
 	}
 	n := 0

@@ -28,8 +28,14 @@ func cfgTestEnv(t *testing.T) string {
 // cfgTestRun runs one of this file's commands under a bare root, as main would.
 func cfgTestRun(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
+	return cfgTestRunWith(t, realDeps(), stdin, args...)
+}
+
+// cfgTestRunWith is cfgTestRun with the commands' dependencies (the keychain) given.
+func cfgTestRunWith(t *testing.T, d deps, stdin string, args ...string) (string, error) {
+	t.Helper()
 	root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newConfigCmd(), newPasswordCmd(), newDaemonCmd())
+	root.AddCommand(newConfigCmd(), newPasswordCmd(d), newDaemonCmd())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)

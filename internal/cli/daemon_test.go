@@ -82,17 +82,12 @@ func (r daemonTestRunner) Run(ctx context.Context, req jobs.RunRequest, progress
 	return jobs.RunResult{Snapshot: "20260610-100000", Files: 3, Bytes: 42}, nil
 }
 
-func withSecrets(t *testing.T, s settings.Secrets) {
-	t.Helper()
-	old := newSecrets
-	newSecrets = func() settings.Secrets { return s }
-	t.Cleanup(func() { newSecrets = old })
-}
+// realDeps are the commands' dependencies as snapback's main builds them: the OS keychain.
+func realDeps() deps { return deps{secrets: settings.NewKeyring(0)} }
 
 // daemonTestConfig is the app of the daemon tests: a fake device source and runner (the
 // runner reads the keychain the app is given, as the real one does for encrypted devices).
-func daemonTestConfig(log *syncBuffer, udid string, gotPW chan string) app.Config {
-	secrets := newSecrets()
+func daemonTestConfig(log *syncBuffer, udid string, gotPW chan string, secrets settings.Secrets) app.Config {
 	return app.Config{Logger: slogTo(log), Secrets: secrets, Wake: make(chan struct{}),
 		Runner: daemonTestRunner{secrets: secrets, gotPW: gotPW}, Devices: daemonTestSource{udid: udid}}
 }
@@ -143,9 +138,8 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
 	os.MkdirAll(filepath.Dir(cfg), 0o700)
 	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
-	withSecrets(t, &settingstest.Secrets{})
 	log := &syncBuffer{}
-	m, _ := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, make(chan string, 1)))
+	m, _ := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, make(chan string, 1), &settingstest.Secrets{}))
 
 	// The device attached at start is backed up and the state file records it.
 	waitLog(t, log, "backup finished")
@@ -157,7 +151,7 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 
 	// A second daemon of the same user refuses to start.
 	var already *app.AlreadyRunningError
-	err = app.New(daemonTestConfig(&syncBuffer{}, daemonTestUDID, nil)).Run(context.Background())
+	err = app.New(daemonTestConfig(&syncBuffer{}, daemonTestUDID, nil, &settingstest.Secrets{})).Run(context.Background())
 	if !errors.As(err, &already) || exitCode(err) != failure.ExitBusy {
 		t.Fatalf("second daemon: %v (exit %d)", err, exitCode(err))
 	}

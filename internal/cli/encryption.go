@@ -23,7 +23,7 @@ import (
 // device's backup encryption, which lives on the device (protocol.md §8.3) and is changed
 // only through mobilebackup2 ChangePassword. Passwords come from the keychain or the
 // terminal (stdin when it is not one), never from arguments, the environment or files.
-func newEncryptionCmd() *cobra.Command {
+func newEncryptionCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "encryption",
 		Short: "Show or change a device's backup encryption",
@@ -36,10 +36,10 @@ terminal without echo; from a pipe, one password per line (change-password: the 
 first, then the new one). iOS 13 and later ask for the device passcode on the device.`,
 	}
 	cmd.AddCommand(
-		encryptionSubcmd("status", "Show whether the device encrypts its backups", runEncryptionStatus),
-		encryptionSubcmd("on", "Turn backup encryption on (password from the keychain, else asked twice)", runEncryptionOn),
-		encryptionSubcmd("off", "Turn backup encryption off (needs the current password)", runEncryptionOff),
-		encryptionSubcmd("change-password", "Change the backup password (needs the current one)", runEncryptionChange),
+		encryptionSubcmd(d, "status", "Show whether the device encrypts its backups", runEncryptionStatus),
+		encryptionSubcmd(d, "on", "Turn backup encryption on (password from the keychain, else asked twice)", runEncryptionOn),
+		encryptionSubcmd(d, "off", "Turn backup encryption off (needs the current password)", runEncryptionOff),
+		encryptionSubcmd(d, "change-password", "Change the backup password (needs the current one)", runEncryptionChange),
 	)
 	return cmd
 }
@@ -50,9 +50,10 @@ type encryptionCmd struct {
 	udid     string
 	in       io.Reader // *os.File when a terminal, else one shared buffered reader
 	out, err io.Writer
+	secrets  settings.Secrets
 }
 
-func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.Command {
+func encryptionSubcmd(d deps, use, short string, run func(encryptionCmd) error) *cobra.Command {
 	var udid string
 	cmd := &cobra.Command{
 		Use:   use + " --udid UDID",
@@ -67,7 +68,7 @@ func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.C
 				// otherwise buffer ahead and swallow the next line.
 				in = bufio.NewReaderSize(in, maxPasswordLen)
 			}
-			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()})
+			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr(), secrets: d.secrets})
 		},
 	}
 	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
@@ -147,7 +148,7 @@ func runEncryptionChange(c encryptionCmd) error {
 // password that nobody recorded and automatic backups could not read. Without needStore a
 // keychain that cannot be used is reported and the terminal asked instead.
 func (c encryptionCmd) storedOr(needStore bool, ask func() ([]byte, error)) (pw []byte, fromKeychain bool, err error) {
-	secrets := newSecrets()
+	secrets := c.secrets
 	s, err := secrets.Get(c.ctx, c.udid)
 	switch {
 	case err == nil:
@@ -245,7 +246,7 @@ func (c encryptionCmd) wrongStored(err error, fromKeychain bool) error {
 // store keeps the device's new password in the keychain, which automatic backups and the
 // `encryption: on` setting read.
 func (c encryptionCmd) store(pw []byte) error {
-	if err := newSecrets().Set(c.ctx, c.udid, string(pw)); err != nil {
+	if err := c.secrets.Set(c.ctx, c.udid, string(pw)); err != nil {
 		return fmt.Errorf("the device uses the new password, but storing it in the keychain failed (%w); run `snapback password set --udid %s`", err, c.udid)
 	}
 	fmt.Fprintf(c.out, "stored the backup password in the keychain (service %q)\n", settings.KeyringService)

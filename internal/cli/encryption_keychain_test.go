@@ -81,12 +81,12 @@ func encStatus(t *testing.T, udid string) string {
 }
 
 func checkEncryptionWithoutKeychain(t *testing.T) {
-	withSecrets(t, settings.NewKeyring(5*time.Second))
+	keys := deps{secrets: settings.NewKeyring(5 * time.Second)}
 	startEncSimulate(t, "--kdf-rounds", "1000", "--files", "10", "--passcode-delay", "30ms")
 	udid := devicesim.DefaultIdentity(0).UDID
 	const pw = "typed-Pw-4e4e"
 	for _, sub := range []string{"on", "change-password"} {
-		out, errOut, err := runEncCLI(t, pw+"\n"+pw+"\n", "encryption", sub, "--udid", udid)
+		out, errOut, err := runCLI(t, keys, pw+"\n"+pw+"\n", "encryption", sub, "--udid", udid)
 		if !errors.Is(err, failure.Keychain) || exitCode(err) != failure.ExitPassword {
 			t.Fatalf("%s without a keychain: %v (exit %d)", sub, err, exitCode(err))
 		}
@@ -105,12 +105,12 @@ func checkEncryptionWithoutKeychain(t *testing.T) {
 
 func checkEncryptionWithKeychain(t *testing.T) {
 	keyring := settings.NewKeyring(10 * time.Second)
-	withSecrets(t, keyring)
+	keys := deps{secrets: keyring}
 	startEncSimulate(t, "--kdf-rounds", "1000", "--files", "10", "--passcode-delay", "30ms")
 	udid := devicesim.DefaultIdentity(0).UDID
 	ctx := context.Background()
 	const first, second = "first-Pw-1a1a", "second-Pw-2b2b"
-	if _, errOut, err := runEncCLI(t, first+"\n", "encryption", "on", "--udid", udid); err != nil {
+	if _, errOut, err := runCLI(t, keys, first+"\n", "encryption", "on", "--udid", udid); err != nil {
 		t.Fatalf("on: %v\n%s", err, errOut)
 	}
 	if got, err := keyring.Get(ctx, udid); err != nil || got != first {
@@ -120,7 +120,7 @@ func checkEncryptionWithKeychain(t *testing.T) {
 		t.Fatal("on did not turn encryption on")
 	}
 	// The old password comes from the keychain; only the new one is typed.
-	if _, errOut, err := runEncCLI(t, second+"\n", "encryption", "change-password", "--udid", udid); err != nil {
+	if _, errOut, err := runCLI(t, keys, second+"\n", "encryption", "change-password", "--udid", udid); err != nil {
 		t.Fatalf("change-password: %v\n%s", err, errOut)
 	}
 	if got, err := keyring.Get(ctx, udid); err != nil || got != second {
@@ -129,7 +129,7 @@ func checkEncryptionWithKeychain(t *testing.T) {
 	if _, err := keyring.Get(ctx, keychainProbeAccount); !errors.Is(err, settings.ErrSecretNotFound) {
 		t.Fatalf("the keychain check left its probe behind: %v", err)
 	}
-	if _, errOut, err := runEncCLI(t, "", "encryption", "off", "--udid", udid); err != nil {
+	if _, errOut, err := runCLI(t, keys, "", "encryption", "off", "--udid", udid); err != nil {
 		t.Fatalf("off: %v\n%s", err, errOut)
 	}
 }

@@ -76,7 +76,13 @@ func startEncSimulate(t *testing.T, args ...string) *simOutput {
 // runCLI runs one snapback command with stdin and returns stdout, stderr and the error.
 func runEncCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()
-	root := newRootCmd("test")
+	return runCLI(t, realDeps(), stdin, args...)
+}
+
+// runCLI is runEncCLI with the commands' dependencies (the keychain) given.
+func runCLI(t *testing.T, d deps, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRoot("test", d)
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
@@ -95,7 +101,7 @@ func runEncCLI(t *testing.T, stdin string, args ...string) (string, string, erro
 // on again. No password reaches an argument, the output or the simulator's log.
 func TestEncryptionCommandsAgainstSimulate(t *testing.T) {
 	secrets := &settingstest.Secrets{}
-	withSecrets(t, secrets)
+	keys := deps{secrets: secrets}
 	const simPW, newPW, thirdPW, bogus = "sim-Pw-from-file-93c1", "new-Pw-typed-5d2e", "third-Pw-7a7a", "outdated-Pw-0b0b"
 	pwFile := filepath.Join(t.TempDir(), "backup-password")
 	if err := os.WriteFile(pwFile, []byte(simPW+"\nignored second line\n"), 0o600); err != nil {
@@ -109,7 +115,7 @@ func TestEncryptionCommandsAgainstSimulate(t *testing.T) {
 	var all strings.Builder
 	run := func(stdin string, args ...string) (string, error) {
 		t.Helper()
-		out, errOut, err := runEncCLI(t, stdin, append(args, "--udid", udid)...)
+		out, errOut, err := runCLI(t, keys, stdin, append(args, "--udid", udid)...)
 		all.WriteString(out + errOut)
 		if err != nil {
 			all.WriteString(err.Error())

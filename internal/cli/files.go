@@ -35,6 +35,7 @@ type backupSource struct {
 	udid     string
 	snapshot string
 	location string
+	secrets  settings.Secrets // holds the password of an encrypted backup
 }
 
 func (s *backupSource) register(cmd *cobra.Command) {
@@ -128,7 +129,7 @@ func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Ba
 	}
 	fromKeychain := false
 	b, err := openBackup(ctx, dir, func() ([]byte, error) {
-		pw, err := newSecrets().Get(ctx, udid)
+		pw, err := s.secrets.Get(ctx, udid)
 		switch {
 		case err == nil:
 			fromKeychain = true
@@ -231,8 +232,8 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
-func newFilesCmd() *cobra.Command {
-	var src backupSource
+func newFilesCmd(d deps) *cobra.Command {
+	src := backupSource{secrets: d.secrets}
 	var domain string
 	cmd := &cobra.Command{
 		Use:   "files (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] [PATTERN]",
@@ -277,8 +278,8 @@ func newFilesCmd() *cobra.Command {
 	return cmd
 }
 
-func newExtractCmd() *cobra.Command {
-	var src backupSource
+func newExtractCmd(d deps) *cobra.Command {
+	src := backupSource{secrets: d.secrets}
 	var domain, to string
 	var overwrite bool
 	cmd := &cobra.Command{
@@ -309,8 +310,8 @@ func newExtractCmd() *cobra.Command {
 	return cmd
 }
 
-func newPhotosCmd() *cobra.Command {
-	var src backupSource
+func newPhotosCmd(d deps) *cobra.Command {
+	src := backupSource{secrets: d.secrets}
 	var to string
 	var overwrite bool
 	cmd := &cobra.Command{

@@ -46,10 +46,10 @@ func filesFixture(t *testing.T, parent, password string, extra ...browsetest.Fil
 }
 
 // filesRun runs one of cmd_files.go's commands under a bare root, as main would.
-func filesRun(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+func filesRun(t *testing.T, d deps, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newFilesCmd(), newExtractCmd(), newPhotosCmd())
+	root.AddCommand(newFilesCmd(d), newExtractCmd(d), newPhotosCmd(d))
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -79,7 +79,7 @@ func filesTreeHash(t *testing.T, dir string) string {
 }
 
 func TestFilesCommands(t *testing.T) {
-	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
+	keys := deps{secrets: &settingstest.Secrets{}} // an empty keychain: the password is typed
 	for _, password := range []string{"", "pass word"} {
 		name := "plain"
 		if password != "" {
@@ -91,7 +91,7 @@ func TestFilesCommands(t *testing.T) {
 			before := filesTreeHash(t, dir)
 			stdin := password + "\n"
 
-			out, _, err := filesRun(t, stdin, "files", "--dir", dir)
+			out, _, err := filesRun(t, keys, stdin, "files", "--dir", dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,13 +104,13 @@ func TestFilesCommands(t *testing.T) {
 			if strings.Contains(out, "\x1b") {
 				t.Error("files printed a raw escape sequence from the Manifest")
 			}
-			out, _, err = filesRun(t, stdin, "files", "--dir", dir, "--domain", "CameraRollDomain", "*.jpg")
+			out, _, err = filesRun(t, keys, stdin, "files", "--dir", dir, "--domain", "CameraRollDomain", "*.jpg")
 			if err != nil || strings.Contains(out, "sms.db") {
 				t.Errorf("files --domain: %v\n%s", err, out)
 			}
 
 			to := filepath.Join(t.TempDir(), "out")
-			out, _, err = filesRun(t, stdin, "extract", "--dir", dir, "sms", "--to", to)
+			out, _, err = filesRun(t, keys, stdin, "extract", "--dir", dir, "sms", "--to", to)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func TestFilesCommands(t *testing.T) {
 			filesCheck(t, filepath.Join(to, "HomeDomain/Library/SMS/sms.db"), filesSMS)
 
 			photos := filepath.Join(t.TempDir(), "photos")
-			if _, _, err := filesRun(t, stdin, "photos", "--dir", dir, "--to", photos); err != nil {
+			if _, _, err := filesRun(t, keys, stdin, "photos", "--dir", dir, "--to", photos); err != nil {
 				t.Fatal(err)
 			}
 			filesCheck(t, filepath.Join(photos, "100APPLE/IMG_0001.JPG"), filesPhoto)
@@ -150,57 +150,57 @@ func filesCheck(t *testing.T, p string, want []byte) {
 }
 
 func TestFilesPasswordErrors(t *testing.T) {
-	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
+	keys := deps{secrets: &settingstest.Secrets{}} // an empty keychain: the password is typed
 	dir := filesFixture(t, t.TempDir(), "right")
-	_, _, err := filesRun(t, "wrong\n", "files", "--dir", dir)
+	_, _, err := filesRun(t, keys, "wrong\n", "files", "--dir", dir)
 	if !errors.Is(err, backupcrypto.ErrWrongPassword) || exitCode(err) != failure.ExitPassword {
 		t.Errorf("wrong password: err %v, exit %d; want ErrWrongPassword, 3", err, exitCode(err))
 	}
-	if _, _, err := filesRun(t, "", "files", "--dir", dir); err == nil || !strings.Contains(err.Error(), "stdin is empty") {
+	if _, _, err := filesRun(t, keys, "", "files", "--dir", dir); err == nil || !strings.Contains(err.Error(), "stdin is empty") {
 		t.Errorf("no password: err %v", err)
 	}
 	// A last line without newline is the password.
-	if _, _, err := filesRun(t, "right", "files", "--dir", dir); err != nil {
+	if _, _, err := filesRun(t, keys, "right", "files", "--dir", dir); err != nil {
 		t.Errorf("password without newline: %v", err)
 	}
 	// Windows line endings.
-	if _, _, err := filesRun(t, "right\r\n", "files", "--dir", dir); err != nil {
+	if _, _, err := filesRun(t, keys, "right\r\n", "files", "--dir", dir); err != nil {
 		t.Errorf("password with CRLF: %v", err)
 	}
 }
 
 func TestFilesFromStore(t *testing.T) {
-	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
+	keys := deps{secrets: &settingstest.Secrets{}} // an empty keychain: the password is typed
 	loc := t.TempDir()
 	filesFixture(t, loc, "")
-	out, _, err := filesRun(t, "", "files", "--udid", filesTestUDID, "--location", loc, "sms")
+	out, _, err := filesRun(t, keys, "", "files", "--udid", filesTestUDID, "--location", loc, "sms")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out, "Library/SMS/sms.db") {
 		t.Errorf("files --udid output:\n%s", out)
 	}
-	if _, _, err := filesRun(t, "", "files", "--udid", filesTestUDID, "--location", loc, "--snapshot", "20000101-000000"); err == nil {
+	if _, _, err := filesRun(t, keys, "", "files", "--udid", filesTestUDID, "--location", loc, "--snapshot", "20000101-000000"); err == nil {
 		t.Error("unknown snapshot accepted")
 	}
-	if _, _, err := filesRun(t, "", "files", "--udid", "nosuchdevice", "--location", loc); err == nil {
+	if _, _, err := filesRun(t, keys, "", "files", "--udid", "nosuchdevice", "--location", loc); err == nil {
 		t.Error("unknown device accepted")
 	}
-	if _, _, err := filesRun(t, "", "files", "--dir", loc, "--udid", filesTestUDID); err == nil {
+	if _, _, err := filesRun(t, keys, "", "files", "--dir", loc, "--udid", filesTestUDID); err == nil {
 		t.Error("--dir and --udid together accepted")
 	}
-	if _, _, err := filesRun(t, "", "files"); err == nil {
+	if _, _, err := filesRun(t, keys, "", "files"); err == nil {
 		t.Error("neither --dir nor --udid accepted")
 	}
 }
 
 func TestExtractRefusesHostilePaths(t *testing.T) {
-	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
+	keys := deps{secrets: &settingstest.Secrets{}} // an empty keychain: the password is typed
 	dir := filesFixture(t, t.TempDir(), "pw", browsetest.File{Domain: "HomeDomain", RelativePath: "../../../../tmp/evil", Content: []byte("evil")})
 	before := filesTreeHash(t, dir)
 	base := t.TempDir()
 	to := filepath.Join(base, "x", "out")
-	_, stderr, err := filesRun(t, "pw\n", "extract", "--dir", dir, "**", "--to", to)
+	_, stderr, err := filesRun(t, keys, "pw\n", "extract", "--dir", dir, "**", "--to", to)
 	if err == nil || !strings.Contains(stderr, "refused unsafe path") {
 		t.Errorf("extract of a hostile row: err %v, stderr %q", err, stderr)
 	}
@@ -208,7 +208,7 @@ func TestExtractRefusesHostilePaths(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(base, "tmp")); err == nil {
 		t.Error("a hostile row escaped the output folder")
 	}
-	if _, _, err := filesRun(t, "pw\n", "extract", "--dir", dir, "**", "--to", filepath.Join(dir, "out")); err == nil {
+	if _, _, err := filesRun(t, keys, "pw\n", "extract", "--dir", dir, "**", "--to", filepath.Join(dir, "out")); err == nil {
 		t.Error("extract into the backup folder accepted")
 	}
 	if after := filesTreeHash(t, dir); after != before {
@@ -230,11 +230,11 @@ func TestBrowseUsesKeychainPassword(t *testing.T) {
 	os.WriteFile(cfg, []byte("location: "+parent+"\n"), 0o600)
 
 	secrets := settingstest.NewSecrets(map[string]string{filesTestUDID: pw})
-	withSecrets(t, secrets)
+	keys := deps{secrets: secrets}
 	var all strings.Builder
 	run := func(stdin string, args ...string) (string, error) {
 		t.Helper()
-		out, errOut, err := filesRun(t, stdin, args...)
+		out, errOut, err := filesRun(t, keys, stdin, args...)
 		all.WriteString(out + errOut)
 		return out + errOut, err
 	}

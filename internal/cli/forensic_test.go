@@ -19,7 +19,7 @@ func TestFilesReadForensicCopyWithoutManifestPlist(t *testing.T) {
 		}
 	}
 	before := filesTreeHash(t, dir)
-	out, stderr, err := filesRun(t, "", "files", "--dir", dir)
+	out, stderr, err := filesRun(t, realDeps(), "", "files", "--dir", dir)
 	if err != nil {
 		t.Fatalf("files on a folder without Manifest.plist: %v\n%s", err, stderr)
 	}
@@ -30,7 +30,7 @@ func TestFilesReadForensicCopyWithoutManifestPlist(t *testing.T) {
 		t.Errorf("no warning about the missing Manifest.plist:\n%s", stderr)
 	}
 	to := filepath.Join(t.TempDir(), "out")
-	if _, stderr, err := filesRun(t, "", "extract", "--dir", dir, "sms", "--to", to); err != nil {
+	if _, stderr, err := filesRun(t, realDeps(), "", "extract", "--dir", dir, "sms", "--to", to); err != nil {
 		t.Fatalf("extract: %v\n%s", err, stderr)
 	}
 	filesCheck(t, filepath.Join(to, "HomeDomain/Library/SMS/sms.db"), filesSMS)
@@ -38,7 +38,7 @@ func TestFilesReadForensicCopyWithoutManifestPlist(t *testing.T) {
 		t.Error("reading the forensic copy changed it")
 	}
 	// A folder with neither Manifest.plist nor a plain Manifest.db is still refused.
-	if _, _, err := filesRun(t, "", "files", "--dir", t.TempDir()); err == nil {
+	if _, _, err := filesRun(t, realDeps(), "", "files", "--dir", t.TempDir()); err == nil {
 		t.Error("an empty folder was accepted as a backup")
 	}
 }

@@ -83,10 +83,10 @@ func (r *receiver) paths(prefix string) []string {
 	return out
 }
 
-func runCmd(t *testing.T, args ...string) string {
+func runCmd(t *testing.T, d deps, args ...string) string {
 	t.Helper()
 	root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newConfigCmd(), newAlertsCmd(), newHTTPCmd())
+	root.AddCommand(newConfigCmd(), newAlertsCmd(d), newHTTPCmd())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -128,9 +128,9 @@ func TestHeadlessServerTellsUsersWhatIsHappening(t *testing.T) {
 	idA, agentA := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 60, TotalSize: 1 << 20, Seed: 3, PasscodeDelay: 200 * time.Millisecond})
 	idB, agentB := addDevice(t, sim, 1, "18.1", 80, backupsim.Options{Files: 20, TotalSize: 1 << 18, Seed: 4, FailCode: 212})
 
-	withSecrets(t, settingstest.NewSecrets(map[string]string{
+	keys := deps{secrets: settingstest.NewSecrets(map[string]string{
 		settings.AlertSecretKey("hook"): "generic+" + hook.srv.URL + "/hook?template=json&token=" + hookSecret,
-	}))
+	})}
 	pingFile := filepath.Join(dir, "ping-start-url")
 	os.WriteFile(pingFile, []byte(pings.srv.URL+"/A/"+pingSecret+"/start\n"), 0o600)
 	p := pings.srv.URL
@@ -157,7 +157,7 @@ devices:
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- app.New(app.Config{Logger: slogTo(log), Secrets: newSecrets(),
+		done <- app.New(app.Config{Logger: slogTo(log), Secrets: keys.secrets,
 			Ready: func(m *jobs.Manager) { ready <- m },
 			Listening: func(addr string, _ func() string) {
 				select {
@@ -232,7 +232,7 @@ devices:
 	if code := post(""); code != http.StatusForbidden {
 		t.Fatalf("Back Up Now without the token: %d, want 403", code)
 	}
-	token := strings.TrimSpace(runCmd(t, "http", "token"))
+	token := strings.TrimSpace(runCmd(t, keys, "http", "token"))
 	if code := post(token); code != http.StatusSeeOther {
 		t.Fatalf("Back Up Now with the token: %d, want 303", code)
 	}
@@ -300,7 +300,7 @@ devices:
 	api := get("/api/status")
 
 	// No secret from an alert or ping URL in the settings dump, the log, or the page.
-	show := runCmd(t, "config", "show")
+	show := runCmd(t, keys, "config", "show")
 	for what, text := range map[string]string{"config show": show, "log": log.String(), "page": dom, "api": api, "metrics": metrics} {
 		for _, secret := range []string{hookSecret, pingSecret} {
 			if strings.Contains(text, secret) {

@@ -21,7 +21,7 @@ import (
 // newOffsiteCmd is `snapback offsite`: copies of the backups in a restic repository (a
 // folder, SFTP, REST, S3, rclone...), driven through restic's command line. The repository
 // comes from the settings (offsite.repository, or --repo); its password from the keychain.
-func newOffsiteCmd() *cobra.Command {
+func newOffsiteCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "offsite",
 		Short: "Off-site copies of the backups in a restic repository",
@@ -30,8 +30,8 @@ func newOffsiteCmd() *cobra.Command {
 			"restic must be installed (restic " + offsite.MinVersionText + " or newer). The repository password lives in the\n" +
 			"OS keychain and reaches restic through a pipe, never an argument, environment variable or file.",
 	}
-	cmd.AddCommand(newOffsiteInitCmd(), newOffsiteStatusCmd(), newOffsitePushCmd(), newOffsiteListCmd(),
-		newOffsiteRestoreCmd(), newOffsiteCheckCmd())
+	cmd.AddCommand(newOffsiteInitCmd(d), newOffsiteStatusCmd(d), newOffsitePushCmd(d), newOffsiteListCmd(d),
+		newOffsiteRestoreCmd(d), newOffsiteCheckCmd(d))
 	return cmd
 }
 
@@ -41,6 +41,8 @@ type offsiteFlags struct {
 	udid string
 	repo string
 	dir  string
+	// secrets is the keychain that holds the repository password.
+	secrets settings.Secrets
 }
 
 func (f *offsiteFlags) register(cmd *cobra.Command, udidHelp string) {
@@ -61,11 +63,11 @@ func (f *offsiteFlags) restic() (*offsite.Restic, settings.DeviceSettings, error
 		return nil, ds, offsite.NotConfigured("setup")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return offsite.FromSettings(ds.Offsite, newSecrets(), log), ds, nil
+	return offsite.FromSettings(ds.Offsite, f.secrets, log), ds, nil
 }
 
-func newOffsiteInitCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsiteInitCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	var generate, existing bool
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -107,7 +109,7 @@ func newOffsiteInitCmd() *cobra.Command {
 				fmt.Fprintln(out, "Keep a copy of this password away from this computer (a password manager, or on paper):")
 				fmt.Fprintln(out, "without it nobody, you included, can read the off-site copies.")
 			}
-			if err := newSecrets().Set(ctx, offsite.PasswordAccount(r.Repository), pw); err != nil {
+			if err := f.secrets.Set(ctx, offsite.PasswordAccount(r.Repository), pw); err != nil {
 				return fmt.Errorf("the repository is ready but its password could not be stored: %w; "+
 					"store it later with `snapback offsite init --existing`", err)
 			}
@@ -125,8 +127,8 @@ func newOffsiteInitCmd() *cobra.Command {
 	return cmd
 }
 
-func newOffsitePushCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsitePushCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	var snapshot string
 	cmd := &cobra.Command{
 		Use:   "push",
@@ -193,8 +195,8 @@ func (p *pushProgress) event(ev offsite.Event) {
 	}
 }
 
-func newOffsiteListCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsiteListCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	var asJSON, all bool
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -243,8 +245,8 @@ func newOffsiteListCmd() *cobra.Command {
 	return cmd
 }
 
-func newOffsiteStatusCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsiteStatusCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Say whether each device's latest backup is in the off-site repository",
@@ -307,8 +309,8 @@ func newOffsiteStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func newOffsiteRestoreCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsiteRestoreCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	var snapshot, to string
 	cmd := &cobra.Command{
 		Use:   "restore --udid UDID [--snapshot ID] --to DIR",
@@ -342,8 +344,8 @@ func newOffsiteRestoreCmd() *cobra.Command {
 	return cmd
 }
 
-func newOffsiteCheckCmd() *cobra.Command {
-	var f offsiteFlags
+func newOffsiteCheckCmd(d deps) *cobra.Command {
+	f := offsiteFlags{secrets: d.secrets}
 	var subset string
 	cmd := &cobra.Command{
 		Use:   "check",

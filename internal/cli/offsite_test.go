@@ -21,10 +21,10 @@ import (
 	"snapback/settings/settingstest"
 )
 
-func offsiteRun(t *testing.T, stdin string, args ...string) (string, error) {
+func offsiteRun(t *testing.T, d deps, stdin string, args ...string) (string, error) {
 	t.Helper()
 	root := &cobra.Command{Use: "snapback", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newOffsiteCmd())
+	root.AddCommand(newOffsiteCmd(d))
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -46,7 +46,7 @@ func TestOffsiteCommands(t *testing.T) {
 	os.MkdirAll(loc, 0o755)
 	writeConfig(t, dir, "location: "+loc+"\noffsite: {repository: "+repo+", schedule: manual, limit_upload: 50MiB/s, keep: {last: 5}}\n")
 	secrets := &settingstest.Secrets{}
-	withSecrets(t, secrets)
+	keys := deps{secrets: secrets}
 	sim := startSim(t)
 	id, agent := addDevice(t, sim, 0, "18.1", 80, backupsim.Options{Files: 60, TotalSize: 2 << 20, Seed: 5, PasscodeDelay: 10 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -73,7 +73,7 @@ func TestOffsiteCommands(t *testing.T) {
 	}
 	first := backUp()
 
-	out, err := offsiteRun(t, "", "offsite", "init", "--generate")
+	out, err := offsiteRun(t, keys, "", "offsite", "init", "--generate")
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
@@ -85,33 +85,33 @@ func TestOffsiteCommands(t *testing.T) {
 	if got, err := secrets.Get(ctx, offsite.PasswordAccount(repo)); err != nil || got != pw {
 		t.Fatalf("keychain holds %q, %v; want the generated password", got, err)
 	}
-	if out, err := offsiteRun(t, "another\n", "offsite", "init"); err == nil || !strings.Contains(err.Error(), "config file already exists") {
+	if out, err := offsiteRun(t, keys, "another\n", "offsite", "init"); err == nil || !strings.Contains(err.Error(), "config file already exists") {
 		t.Errorf("second init: %v\n%s", err, out)
 	}
 	if got, _ := secrets.Get(ctx, offsite.PasswordAccount(repo)); got != pw {
 		t.Fatal("a failed init replaced the stored password")
 	}
-	if out, err := offsiteRun(t, "wrong\n", "offsite", "init", "--existing"); err == nil || offsite.KindOf(err) != offsite.KindWrongPassword {
+	if out, err := offsiteRun(t, keys, "wrong\n", "offsite", "init", "--existing"); err == nil || offsite.KindOf(err) != offsite.KindWrongPassword {
 		t.Errorf("init --existing with a wrong password: %v\n%s", err, out)
 	}
 
-	if out, err = offsiteRun(t, "", "offsite", "push"); err != nil || !strings.Contains(out, "copied "+first.ID) {
+	if out, err = offsiteRun(t, keys, "", "offsite", "push"); err != nil || !strings.Contains(out, "copied "+first.ID) {
 		t.Fatalf("push: %v\n%s", err, out)
 	}
-	if out, err = offsiteRun(t, "", "offsite", "status"); err != nil || !strings.Contains(out, "up to date: the latest backup "+first.ID) {
+	if out, err = offsiteRun(t, keys, "", "offsite", "status"); err != nil || !strings.Contains(out, "up to date: the latest backup "+first.ID) {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 	agent.Mutate(10)
 	second := backUp()
-	if out, err = offsiteRun(t, "", "offsite", "status", "--udid", id.UDID); err != nil || !strings.Contains(out, "behind") {
+	if out, err = offsiteRun(t, keys, "", "offsite", "status", "--udid", id.UDID); err != nil || !strings.Contains(out, "behind") {
 		t.Fatalf("status after a new backup: %v\n%s", err, out)
 	}
-	if out, err = offsiteRun(t, "", "offsite", "push", "--udid", id.UDID); err != nil || !strings.Contains(out, "copied "+second.ID) {
+	if out, err = offsiteRun(t, keys, "", "offsite", "push", "--udid", id.UDID); err != nil || !strings.Contains(out, "copied "+second.ID) {
 		t.Fatalf("second push: %v\n%s", err, out)
 	}
 	t.Logf("second push: %s", strings.TrimSpace(out))
 
-	out, err = offsiteRun(t, "", "offsite", "list", "--udid", id.UDID, "--json")
+	out, err = offsiteRun(t, keys, "", "offsite", "list", "--udid", id.UDID, "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestOffsiteCommands(t *testing.T) {
 	}
 
 	to := filepath.Join(dir, "restored")
-	if out, err = offsiteRun(t, "", "offsite", "restore", "--udid", id.UDID, "--snapshot", first.ID, "--to", to); err != nil {
+	if out, err = offsiteRun(t, keys, "", "offsite", "restore", "--udid", id.UDID, "--snapshot", first.ID, "--to", to); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 	firstNow, _ := st.Get(id.UDID, first.ID)
@@ -132,7 +132,7 @@ func TestOffsiteCommands(t *testing.T) {
 	// A new computer: restore the newest copy into an empty backup location; the next backup
 	// adopts it as the latest and continues incrementally from it.
 	newLoc := filepath.Join(dir, "new-computer")
-	if out, err = offsiteRun(t, "", "offsite", "restore", "--udid", id.UDID, "--to", newLoc); err != nil {
+	if out, err = offsiteRun(t, keys, "", "offsite", "restore", "--udid", id.UDID, "--to", newLoc); err != nil {
 		t.Fatalf("restore into a new location: %v\n%s", err, out)
 	}
 	st2, err := store.Open(ctx, newLoc, store.Options{})
@@ -154,7 +154,7 @@ func TestOffsiteCommands(t *testing.T) {
 		t.Errorf("backup after restoring into a new location: full %v, snapshots %+v; want incremental after the adopted copy", res.Backup.FullBackup, snaps)
 	}
 
-	if out, err = offsiteRun(t, "", "offsite", "check"); err != nil || !strings.Contains(out, "is consistent") {
+	if out, err = offsiteRun(t, keys, "", "offsite", "check"); err != nil || !strings.Contains(out, "is consistent") {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
 	for _, sub := range []string{"config", "state", "data", "cache", "backups", "repo", "new-computer"} {

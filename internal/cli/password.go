@@ -14,23 +14,20 @@ import (
 	"snapback/settings"
 )
 
-// newSecrets opens the keychain; tests may replace it.
-var newSecrets = func() settings.Secrets { return settings.NewKeyring(0) }
-
 // newPasswordCmd is `snapback password`: store or forget a device's backup-encryption
 // password in the OS keychain. The password is read from the terminal without echo, or from
 // stdin when stdin is not a terminal; never from arguments or the environment, which other
 // processes and shell histories can see.
-func newPasswordCmd() *cobra.Command {
+func newPasswordCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "password",
 		Short: "Store or forget a device's backup password in the OS keychain",
 	}
-	cmd.AddCommand(newPasswordSetCmd(), newPasswordForgetCmd())
+	cmd.AddCommand(newPasswordSetCmd(d), newPasswordForgetCmd(d))
 	return cmd
 }
 
-func newPasswordSetCmd() *cobra.Command {
+func newPasswordSetCmd(d deps) *cobra.Command {
 	var udid string
 	cmd := &cobra.Command{
 		Use:   "set --udid UDID",
@@ -41,7 +38,7 @@ func newPasswordSetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := newSecrets().Set(cmd.Context(), udid, pw); err != nil {
+			if err := d.secrets.Set(cmd.Context(), udid, pw); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "stored the backup password of %s in the keychain (service %q)\n", udid, settings.KeyringService)
@@ -53,14 +50,14 @@ func newPasswordSetCmd() *cobra.Command {
 	return cmd
 }
 
-func newPasswordForgetCmd() *cobra.Command {
+func newPasswordForgetCmd(d deps) *cobra.Command {
 	var udid string
 	cmd := &cobra.Command{
 		Use:   "forget --udid UDID",
 		Short: "Remove the stored backup password of a device",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := newSecrets().Delete(cmd.Context(), udid)
+			err := d.secrets.Delete(cmd.Context(), udid)
 			switch {
 			case errors.Is(err, settings.ErrSecretNotFound):
 				fmt.Fprintf(cmd.OutOrStdout(), "no backup password was stored for %s\n", udid)

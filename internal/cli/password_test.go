@@ -26,12 +26,11 @@ const leakTestPW = "Pw-must-not-leak-7f3a9"
 // once more inside a private D-Bus session against a real, unlocked gnome-keyring.
 func TestPasswordNeverInFilesOrLogs(t *testing.T) {
 	if os.Getenv("SNAPBACK_PW_CHILD") == "1" {
-		checkPasswordNeverLeaks(t) // newSecrets is the real keyring here
+		checkPasswordNeverLeaks(t, settings.NewKeyring(0)) // the real keyring, as snapback uses it
 		return
 	}
 	t.Run("memory-keychain", func(t *testing.T) {
-		withSecrets(t, &settingstest.Secrets{})
-		checkPasswordNeverLeaks(t)
+		checkPasswordNeverLeaks(t, &settingstest.Secrets{})
 	})
 	t.Run("gnome-keyring", func(t *testing.T) {
 		testenv.RequireTool(t, "dbus-run-session", "gnome-keyring-daemon")
@@ -53,12 +52,12 @@ exec "$0" -test.run='^TestPasswordNeverInFilesOrLogs$' -test.v -test.count=1`, o
 	})
 }
 
-func checkPasswordNeverLeaks(t *testing.T) {
+func checkPasswordNeverLeaks(t *testing.T, secrets settings.Secrets) {
 	dir := cfgTestEnv(t)
 	var outputs []string
 	run := func(stdin string, args ...string) {
 		t.Helper()
-		out, err := cfgTestRun(t, stdin, args...)
+		out, err := cfgTestRunWith(t, deps{secrets: secrets}, stdin, args...)
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
@@ -71,7 +70,7 @@ func checkPasswordNeverLeaks(t *testing.T) {
 
 	gotPW := make(chan string, 1)
 	log := &syncBuffer{}
-	_, stop := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, gotPW))
+	_, stop := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, gotPW, secrets))
 	waitLog(t, log, "backup finished")
 	select {
 	case pw := <-gotPW:
@@ -114,7 +113,7 @@ func checkPasswordNeverLeaks(t *testing.T) {
 	}
 
 	run("", "password", "forget", "--udid", daemonTestUDID)
-	if _, err := newSecrets().Get(context.Background(), daemonTestUDID); !errors.Is(err, settings.ErrSecretNotFound) {
+	if _, err := secrets.Get(context.Background(), daemonTestUDID); !errors.Is(err, settings.ErrSecretNotFound) {
 		t.Fatalf("after forget: %v", err)
 	}
 	run("", "password", "forget", "--udid", daemonTestUDID) // nothing stored: still fine
@@ -122,17 +121,17 @@ func checkPasswordNeverLeaks(t *testing.T) {
 
 func TestPasswordSetRejectsEmptyInputAndNeedsUDID(t *testing.T) {
 	cfgTestEnv(t)
-	withSecrets(t, &settingstest.Secrets{})
-	if _, err := cfgTestRun(t, "\n", "password", "set", "--udid", "U"); err == nil {
+	keys := deps{secrets: &settingstest.Secrets{}}
+	if _, err := cfgTestRunWith(t, keys, "\n", "password", "set", "--udid", "U"); err == nil {
 		t.Fatal("empty password accepted")
 	}
-	if _, err := cfgTestRun(t, "pw\n", "password", "set"); err == nil || !strings.Contains(err.Error(), "udid") {
+	if _, err := cfgTestRunWith(t, keys, "pw\n", "password", "set"); err == nil || !strings.Contains(err.Error(), "udid") {
 		t.Fatalf("missing --udid: %v", err)
 	}
-	if _, err := cfgTestRun(t, "pw\r\n", "password", "set", "--udid", "U"); err != nil {
+	if _, err := cfgTestRunWith(t, keys, "pw\r\n", "password", "set", "--udid", "U"); err != nil {
 		t.Fatal(err)
 	}
-	if pw, _ := newSecrets().Get(context.Background(), "U"); pw != "pw" {
+	if pw, _ := keys.secrets.Get(context.Background(), "U"); pw != "pw" {
 		t.Fatalf("stored %q, want line ending stripped", pw)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/store"
+	"snapback/settings"
 )
 
 type restoreFlags struct {
@@ -29,10 +30,11 @@ type restoreFlags struct {
 	noReboot     bool
 	fromKeychain bool
 	yes          bool
+	secrets      settings.Secrets // for --password-from-keychain
 }
 
-func newRestoreCmd() *cobra.Command {
-	var f restoreFlags
+func newRestoreCmd(d deps) *cobra.Command {
+	f := restoreFlags{secrets: d.secrets}
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Restore a device from its latest backup or any snapshot",
@@ -164,7 +166,7 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 	password := terminalPassword(ctx, in, stderr, src.label)
 	if f.fromKeychain {
 		password = func() ([]byte, error) {
-			pw, err := newSecrets().Get(ctx, f.udid)
+			pw, err := f.secrets.Get(ctx, f.udid)
 			if err != nil {
 				return nil, fmt.Errorf("backup password from the keychain: %w", err)
 			}

@@ -154,7 +154,7 @@ func TestRestoreCommandEncrypted(t *testing.T) {
 	defer cancel()
 	f := restoreFlags{udid: r.udid, snapshot: r.older.ID, location: r.st.Location(), noReboot: true, yes: true, fromKeychain: true}
 
-	withSecrets(t, settingstest.NewSecrets(map[string]string{r.udid: "wrong-password"}))
+	f.secrets = settingstest.NewSecrets(map[string]string{r.udid: "wrong-password"})
 	var out, errOut syncBuffer
 	err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut)
 	if !errors.Is(err, failure.WrongPassword) {
@@ -164,7 +164,7 @@ func TestRestoreCommandEncrypted(t *testing.T) {
 		t.Errorf("device restored with a wrong password: %+v", c)
 	}
 
-	withSecrets(t, settingstest.NewSecrets(map[string]string{r.udid: pw}))
+	f.secrets = settingstest.NewSecrets(map[string]string{r.udid: pw})
 	if err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut); err != nil {
 		t.Fatalf("keychain password: %v\n%s", err, errOut.String())
 	}

@@ -9,11 +9,23 @@ import (
 	"os"
 
 	"snapback/internal/failure"
+	"snapback/settings"
 
 	"github.com/spf13/cobra"
 )
 
+// deps are what commands take from outside the process that tests replace: built once by
+// newRootCmd and passed to the command constructors that need them (never package variables).
+type deps struct {
+	secrets settings.Secrets // the OS keychain: backup, restic and alert passwords
+}
+
 func newRootCmd(version string) *cobra.Command {
+	return newRoot(version, deps{secrets: settings.NewKeyring(0)})
+}
+
+// newRoot builds the command tree on d.
+func newRoot(version string, d deps) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "snapback",
 		Short:         "Automatic, incremental iPhone and iPad backups",
@@ -37,23 +49,23 @@ func newRootCmd(version string) *cobra.Command {
 	root.AddCommand(
 		newLocationCmd(),
 		newBackupCmd(),
-		newRestoreCmd(),
+		newRestoreCmd(d),
 		newDevicesCmd(),
 		newSnapshotsCmd(),
-		newFilesCmd(),
-		newExtractCmd(),
-		newPhotosCmd(),
+		newFilesCmd(d),
+		newExtractCmd(d),
+		newPhotosCmd(d),
 		newPruneCmd(),
 		newDaemonCmd(),
 		newTrayCmd(),
 		newConfigCmd(),
-		newPasswordCmd(),
-		newEncryptionCmd(),
-		newOffsiteCmd(),
+		newPasswordCmd(d),
+		newEncryptionCmd(d),
+		newOffsiteCmd(d),
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
-		newAlertsCmd(), newHTTPCmd(),
+		newAlertsCmd(d), newHTTPCmd(),
 		newPairCmd(), newUnpairCmd(), newWifiCmd(),
 	)
 	return root
