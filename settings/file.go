@@ -69,6 +69,7 @@ type fileDevice struct {
 
 type fileSettings struct {
 	Overlay overlay      `mapstructure:",squash" yaml:",inline"`
+	Host    fileHost     `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
 }
 
@@ -130,7 +131,7 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range Keys() {
+	for _, k := range append(Keys(), hostKeys...) {
 		if err := v.BindEnv(k); err != nil {
 			return nil, err
 		}
@@ -182,6 +183,7 @@ func build(f fileSettings) (*Settings, error) {
 	var probs []error
 	s := &Settings{}
 	s.Global = apply(Defaults(), f.Overlay, "", &probs, nil)
+	s.Host = applyHost(f.Host, &probs)
 	seen := map[string]int{}
 	for i, d := range f.Devices {
 		prefix := fmt.Sprintf("devices[%d].", i)

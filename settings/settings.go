@@ -100,6 +100,8 @@ type Settings struct {
 	Global DeviceSettings
 	// Devices holds the per-device overrides in file order.
 	Devices []DeviceOverride
+	// Host holds the host-wide keys (wifi_discovery, pair_records).
+	Host HostSettings
 }
 
 // DeviceOverride is one entry of the `devices:` list: a UDID, a display name and the

@@ -230,6 +230,9 @@ func (s *Session) StartService(ctx context.Context, name string, escrow bool) (n
 		return nil, fmt.Errorf("start %s: reply without a valid port", name)
 	}
 	ssl, _ := resp["EnableServiceSSL"].(bool)
+	if s.Entry.Via == FoundWiFiDirect {
+		return connectService(ctx, s.Entry, s.pair, name, int(port), ssl)
+	}
 
 	mux, c, err := dialMux(ctx)
 	if err != nil {

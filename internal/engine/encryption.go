@@ -90,7 +90,7 @@ func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 	em.Begin()
 
 	var udid string
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, nil, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		udid = sess.Entry.UDID
 		v, err := sess.Value(ctx, "com.apple.mobile.backup", "WillEncrypt")
 		if err != nil {

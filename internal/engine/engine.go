@@ -30,6 +30,9 @@ import (
 type Request struct {
 	// UDID of the device; "" picks the only connected device.
 	UDID string
+	// Devices finds and connects the device (nil = usbmuxd alone); a Host adds built-in
+	// Wi-Fi discovery.
+	Devices *device.Host
 	// Root is the backup root directory; the backup is written to Root/<UDID>/.
 	Root string
 	// Full forces a full backup; by default the device backs up incrementally when Root/<UDID>
@@ -108,7 +111,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 
 	var info device.Info
 	var extras infoExtras
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, req.Devices, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		res.UDID = sess.Entry.UDID
 		res.Dir = filepath.Join(req.Root, res.UDID)
 		var err error

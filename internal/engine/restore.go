@@ -84,7 +84,7 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		return res, errors.New("no backup folder to restore given")
 	}
 
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, nil, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		res.UDID = sess.Entry.UDID
 		var err error
 		res.Device, err = sess.Info(ctx)
