@@ -29,6 +29,7 @@ type backupFlags struct {
 	full   bool
 	dir    string
 	asJSON bool
+	devs   *device.Host // how the device is found (settings: wifi_discovery)
 }
 
 func newBackupCmd() *cobra.Command {
@@ -94,6 +95,12 @@ func render(view progressView) (events func(mobilebackup2.Event), done func()) {
 }
 
 func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) error {
+	devs, err := deviceHost(nil)
+	if err != nil {
+		return err
+	}
+	defer devs.Close()
+	f.devs = devs
 	target, err := resolveTarget(ctx, &f)
 	if err != nil {
 		return err
@@ -109,10 +116,11 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	}
 	events, done := render(view)
 	res, runErr := engine.Backup(ctx, engine.Request{
-		UDID:   f.udid,
-		Root:   target.root,
-		Full:   f.full,
-		Events: events,
+		Devices: devs,
+		UDID:    f.udid,
+		Root:    target.root,
+		Full:    f.full,
+		Events:  events,
 	})
 	done()
 	err = target.finish(ctx, res, runErr)
@@ -367,7 +375,7 @@ func (v *jsonView) result(res engine.Result, err error) {
 // staging clone of the latest backup, which is verified and committed only on success.
 func storeTarget(ctx context.Context, f *backupFlags) (backupTarget, error) {
 	if f.udid == "" {
-		devs, err := device.List(ctx)
+		devs, err := f.devs.List(ctx)
 		if err != nil {
 			return backupTarget{}, err
 		}
