@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"snapback/internal/device"
 	"snapback/settings"
@@ -32,4 +34,36 @@ func deviceHost(log *slog.Logger) (*device.Host, error) {
 		cfg.CacheFile = filepath.Join(dir, "wifi-devices.json")
 	}
 	return device.NewHost(cfg), nil
+}
+
+// connection names how a device was found, for the devices table.
+func connection(e device.Entry) string {
+	switch e.Via {
+	case device.FoundWiFiMux:
+		return "wifi via mux"
+	case device.FoundWiFiDirect:
+		return "wifi direct"
+	case device.FoundUSB:
+		return "usb"
+	}
+	return string(e.Transport)
+}
+
+// unreachableRows lists the paired devices (pair records) that are not reachable now,
+// each with the reason.
+func unreachableRows(ctx context.Context, devs *device.Host, listed []device.Entry) []deviceRow {
+	seen := map[string]bool{}
+	for _, e := range listed {
+		seen[strings.ToUpper(e.UDID)] = true
+	}
+	_, muxErr := device.List(ctx)
+	var rows []deviceRow
+	for _, udid := range devs.Paired(ctx) {
+		if seen[strings.ToUpper(udid)] {
+			continue
+		}
+		rows = append(rows, deviceRow{Entry: device.Entry{UDID: udid},
+			Unreachable: device.UnreachableReason(devs.Mode(), muxErr == nil, devs.Learnt(udid), devs.BrowseWait())})
+	}
+	return rows
 }

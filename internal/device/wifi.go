@@ -338,3 +338,63 @@ func (h *Host) discover(ctx context.Context, want string, onMux map[string]bool)
 	}
 	return out, nil
 }
+
+// Paired lists the UDIDs of the pair records in PairRecordDir: the devices this computer
+// knows, reachable or not.
+func (h *Host) Paired(ctx context.Context) []string {
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for udid := range h.pairRecords(ctx, "") {
+		out = append(out, udid)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// UnreachableReason says why a paired device is not listed, for `snapback devices`. It is
+// a pure function of what the Host knows: its mode, whether usbmuxd answered, and whether
+// the device was ever seen on Wi-Fi (its address learnt).
+func UnreachableReason(mode WiFiDiscovery, muxUp, learnt bool, wait time.Duration) string {
+	usb := "not on USB"
+	if !muxUp {
+		usb = "usbmuxd not running, so USB is not watched"
+	}
+	switch mode {
+	case WiFiOff:
+		return usb + "; Wi-Fi discovery is off (wifi_discovery: off)"
+	case WiFiMux:
+		return usb + "; the mux does not list it on Wi-Fi and built-in discovery is off (wifi_discovery: mux)"
+	}
+	wifi := "no Wi-Fi advert from it within " + wait.String() +
+		": is it on the same network and awake, with \"Show this iPhone when on Wi-Fi\" on (Finder/iTunes, or snapback once over USB)?"
+	if learnt {
+		wifi = "seen on Wi-Fi before, but no advert from it within " + wait.String() + ": asleep, out of range or on another network"
+	}
+	return usb + "; " + wifi
+}
+
+// Learnt reports whether the device was ever identified on Wi-Fi by this Host (or an
+// earlier run sharing its CacheFile).
+func (h *Host) Learnt(udid string) bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range h.learnt {
+		if strings.EqualFold(u, udid) {
+			return true
+		}
+	}
+	return false
+}
+
+// BrowseWait is how long List and Find listen for Wi-Fi adverts.
+func (h *Host) BrowseWait() time.Duration {
+	if h == nil {
+		return 0
+	}
+	return h.cfg.BrowseWait
+}
