@@ -14,6 +14,8 @@ package netnstest
 
 import (
 	"bytes"
+	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -26,7 +28,11 @@ const envMarker = "SNAPBACK_NETNS_TEST"
 // child inside a fresh namespace, logs the child's output and fails when the child failed,
 // then returns false. Without unshare or ip, or where namespaces are not permitted, the
 // test is skipped with a loud message, or fails when CI=true.
-func Run(t *testing.T) bool {
+//
+// For a benchmark the child runs it with the parent's -test.benchtime and its figures are
+// printed to stdout; the parent's own run is then skipped (its timing would be the
+// child's process start-up).
+func Run(t testing.TB) bool {
 	t.Helper()
 	if os.Getenv(envMarker) == t.Name() {
 		setup(t)
@@ -38,20 +44,33 @@ func Run(t *testing.T) bool {
 			return false
 		}
 	}
-	flag := "-n"
+	nsFlag := "-n"
 	if os.Geteuid() != 0 {
-		flag = "-rn"
+		nsFlag = "-rn"
 	}
-	if out, err := exec.Command("unshare", flag, "true").CombinedOutput(); err != nil {
+	if out, err := exec.Command("unshare", nsFlag, "true").CombinedOutput(); err != nil {
 		unavailable(t, "network namespaces not permitted here: "+strings.TrimSpace(string(out)))
 		return false
 	}
-	args := []string{flag, os.Args[0], "-test.run", "^" + runPattern(t.Name()) + "$", "-test.count=1", "-test.v"}
+	args := []string{nsFlag, os.Args[0], "-test.run", "^" + runPattern(t.Name()) + "$", "-test.count=1", "-test.v"}
+	_, bench := t.(*testing.B)
+	if bench {
+		args = []string{nsFlag, os.Args[0], "-test.run", "^$", "-test.bench", "^" + runPattern(t.Name()) + "$",
+			"-test.count=1", "-test.benchmem", "-test.benchtime", lookupFlag("test.benchtime", "1s")}
+	}
 	cmd := exec.Command("unshare", args...)
 	cmd.Env = append(os.Environ(), envMarker+"="+t.Name())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	if bench {
+		fmt.Printf("%s (run in a network namespace):\n%s", t.Name(), out.String())
+		if err != nil || !strings.Contains(out.String(), "\nok") && !strings.Contains(out.String(), "\nPASS") {
+			t.Fatalf("benchmark in network namespace failed: %v", err)
+		}
+		t.Skip("figures above come from the network namespace")
+		return false
+	}
 	t.Logf("in network namespace:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("test in network namespace failed: %v", err)
@@ -60,6 +79,13 @@ func Run(t *testing.T) bool {
 		t.Fatalf("the test did not run in the network namespace")
 	}
 	return false
+}
+
+func lookupFlag(name, def string) string {
+	if f := flag.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return def
 }
 
 // runPattern turns "TestA/sub_b" into a -test.run pattern matching exactly that test.
@@ -83,7 +109,7 @@ func regexpQuote(s string) string {
 }
 
 // setup brings up loopback with multicast and routes 224.0.0.0/4 to it.
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
@@ -106,7 +132,7 @@ func setup(t *testing.T) {
 	}
 }
 
-func unavailable(t *testing.T, why string) {
+func unavailable(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("network namespace test cannot run: %s", why)
