@@ -48,7 +48,9 @@ type engineHooks struct {
 // Anything it starts must stop when ctx ends.
 var daemonBackend = func(ctx context.Context, env daemonEnv) (jobs.Runner, jobs.DeviceSource, error) {
 	device.SetLogger(env.Logger.With("component", "usbmux"))
-	return &app.Runner{Now: time.Now, Logger: env.Logger, Stores: env.Stores, Secrets: env.Secrets}, &app.Devices{Logger: env.Logger}, nil
+	host := daemonHost(ctx, env)
+	return &app.Runner{Now: time.Now, Logger: env.Logger, Stores: env.Stores, Secrets: env.Secrets, Devices: host},
+		&app.Devices{Logger: env.Logger, Host: host}, nil
 }
 
 // newDaemonCmd is `snapback daemon`: the headless scheduler for servers and NAS boxes.

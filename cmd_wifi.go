@@ -67,3 +67,23 @@ func unreachableRows(ctx context.Context, devs *device.Host, listed []device.Ent
 	}
 	return rows
 }
+
+// daemonHost is the daemon's device Host, from the settings it started with (a change of
+// wifi_discovery or pair_records takes effect at the next start). It closes when ctx ends.
+func daemonHost(ctx context.Context, env daemonEnv) *device.Host {
+	hs := settings.HostSettings{WiFiDiscovery: settings.WiFiAuto}
+	if env.Settings != nil {
+		hs = env.Settings.Current().Host
+	}
+	mode, err := device.ParseWiFiDiscovery(string(hs.WiFiDiscovery))
+	if err != nil {
+		mode = device.WiFiAuto
+	}
+	cfg := device.HostConfig{WiFi: mode, PairRecordDir: hs.PairRecords, Logger: env.Logger.With("component", "wifi")}
+	if dir, err := settings.StateDir(); err == nil {
+		cfg.CacheFile = filepath.Join(dir, "wifi-devices.json")
+	}
+	h := device.NewHost(cfg)
+	context.AfterFunc(ctx, func() { h.Close() })
+	return h
+}

@@ -6,14 +6,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"snapback/internal/device"
+	"snapback/internal/devicesim"
+	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/netnstest"
 	"snapback/internal/store"
+	"snapback/jobs"
+	"snapback/settings"
 )
 
 // TestWiFiBackupWithNothingElseInstalled is the NAS case of issue #13: in a fresh network
@@ -36,6 +42,7 @@ func TestWiFiBackupWithNothingElseInstalled(t *testing.T) {
 			dir := cfgTestEnv(t)
 			state := filepath.Join(dir, "sim")
 			writeConfig(t, dir, "wifi_discovery: builtin\npair_records: "+filepath.Join(state, "pairrecords")+"\n")
+			t.Setenv("SNAPBACK_WIFI_DISCOVERY", "")           // the file's builtin, not cfgTestEnv's mux
 			t.Setenv("USBMUXD_SOCKET_ADDRESS", "127.0.0.1:1") // no usbmuxd, no netmuxd
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -115,4 +122,122 @@ func startSimulateCLI(t *testing.T, ctx context.Context, args []string) string {
 	}
 	t.Fatalf("simulate printed no mdns line: %v", sc.Err())
 	return ""
+}
+
+// stallFirst is a device whose first backup hangs in the long silent scan real devices
+// have (real-devices.md row 6) until the link goes; later backups run normally.
+type stallFirst struct {
+	*backupsim.Device
+	calls   atomic.Int32
+	stalled chan struct{}
+}
+
+func (s *stallFirst) Serve(ctx context.Context, rw io.ReadWriter, n devicesim.Notifier) error {
+	if s.calls.Add(1) == 1 {
+		close(s.stalled)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Device.Serve(ctx, rw, n)
+}
+
+// TestDaemonBacksUpWiFiDeviceWhenItAppearsAndReturns: the daemon in a namespace with no
+// usbmuxd backs up a device found by built-in discovery by itself; when the device drops
+// off Wi-Fi in the middle of its backup the run ends as "device gone" (unreachable, not a
+// failed attempt that waits for a retry), and when the device returns it is backed up.
+func TestDaemonBacksUpWiFiDeviceWhenItAppearsAndReturns(t *testing.T) {
+	if !netnstest.Run(t) {
+		return
+	}
+	dir := cfgTestEnv(t)
+	records := filepath.Join(dir, "lockdown")
+	writeConfig(t, dir, "wifi_discovery: builtin\npair_records: "+records+
+		"\nschedule: {window: '00:00-24:00', retry_delay: 1h}\nconditions: {min_battery: 0}\n")
+	t.Setenv("SNAPBACK_WIFI_DISCOVERY", "")
+	t.Setenv("USBMUXD_SOCKET_ADDRESS", "127.0.0.1:1")
+
+	sim, err := devicesim.Start(devicesim.Options{HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	id := devicesim.DefaultIdentity(0)
+	agent, err := backupsim.New(backupsim.Options{
+		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
+			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
+		Files: 60, TotalSize: 2 << 20, Seed: 5, PasscodeDelay: 20 * time.Millisecond, TempDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &stallFirst{Device: agent, stalled: make(chan struct{})}
+	d, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, WiFi: true, Detached: true, Backup: dev,
+		AnnouncedWiFiAddress: devicesim.PrivateWiFiAddress(id.UDID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := d.PairRecord().Marshal()
+	if err := os.MkdirAll(records, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(records, id.UDID+".plist"), rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.StartMDNS("lo"); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runEngine(ctx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+	}()
+	defer func() { cancel(); <-done }()
+	m := <-ready
+	status := func(what string, ok func(jobs.DeviceStatus) bool) jobs.DeviceStatus {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s, found := m.Status().Device(id.UDID)
+			if found && ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; status %+v", what, s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// The device comes onto the network: found and backed up without anyone asking.
+	if err := sim.Attach(id.UDID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-dev.stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not start a backup of the device that appeared on Wi-Fi")
+	}
+	// It leaves in the middle of the backup.
+	if err := sim.SetTransports(id.UDID, false, false); err != nil {
+		t.Fatal(err)
+	}
+	s := status("the run to end as device gone", func(s jobs.DeviceStatus) bool {
+		return !s.Connected && s.LastResult == jobs.ResultDeviceGone
+	})
+	if s.Reason != jobs.ReasonNotConnected {
+		t.Fatalf("status %+v; want not connected", s)
+	}
+	// It returns: backed up at once, not after the 1 h retry delay of a failed attempt.
+	if err := sim.SetTransports(id.UDID, false, true); err != nil {
+		t.Fatal(err)
+	}
+	status("a successful backup after the device returned", func(s jobs.DeviceStatus) bool {
+		return s.Connected && s.LastResult == jobs.ResultSuccess && !s.LastSuccess.IsZero()
+	})
+	if n := agent.Counters().Backups; n != 1 {
+		t.Fatalf("device completed %d backups; want 1", n)
+	}
 }

@@ -480,6 +480,7 @@ func (m *Manager) onDevice(ev DeviceEvent) {
 		if was {
 			m.publish(Event{Type: EventDeviceDetached, UDID: ev.UDID, Name: m.displayName(ev.UDID, DeviceRecord{})})
 		}
+		m.evaluate(ev.UDID, now, m.cfg.State.Snapshot()) // the status says "not connected", not a stale reason
 		return
 	}
 	d.presence = Presence{Connected: true, Transport: ev.Transport, Battery: ev.Battery, Charging: ev.Charging}
@@ -699,6 +700,11 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("backup failed", "udid", udid, "result", res, "err", errText)
 		ev.Type = EventRunFailed
 		m.publish(ev)
+	}
+	if !m.dev(udid).presence.Connected {
+		// Gone during the run: say "not connected" now (a connected device is evaluated on
+		// the next tick, so a flapping link cannot spin runs).
+		m.evaluate(udid, now, m.cfg.State.Snapshot())
 	}
 	m.dispatch()
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"snapback/internal/device"
 	"snapback/internal/engine"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
@@ -27,6 +28,8 @@ type Runner struct {
 	Secrets settings.Secrets
 	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
 	Stores *Stores
+	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
+	Devices *device.Host
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
@@ -111,11 +114,12 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		}
 	}
 	res, err := backup(ctx, engine.Request{
-		UDID:   req.UDID,
-		Root:   run.Root(),
-		Now:    r.Now,
-		Log:    log,
-		Events: events,
+		Devices: r.Devices,
+		UDID:    req.UDID,
+		Root:    run.Root(),
+		Now:     r.Now,
+		Log:     log,
+		Events:  events,
 	})
 	if err != nil {
 		return jobs.RunResult{}, classifyEngine(err)

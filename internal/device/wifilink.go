@@ -52,7 +52,7 @@ type wifiLink struct {
 }
 
 func (l *wifiLink) entry() Entry {
-	return Entry{UDID: l.udid, Transport: WiFi, Transports: []Transport{WiFi}, Via: FoundWiFiDirect, Addr: l.addr}
+	return Entry{UDID: l.udid, DeviceID: DirectDeviceID, Transport: WiFi, Transports: []Transport{WiFi}, Via: FoundWiFiDirect, Addr: l.addr}
 }
 
 func (l *wifiLink) isLost() bool {
@@ -232,7 +232,7 @@ func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map
 		h.mu.Unlock()
 		h.log.Info("wifi device found", "udid", udid, "addr", a.Addr, "instance", a.Instance,
 			"matched_by", matchedBy(udid, learnt, byMAC))
-		h.publish(Event{Kind: Attached, UDID: udid, Transport: WiFi, Via: FoundWiFiDirect})
+		h.publish(Event{Kind: Attached, UDID: udid, DeviceID: DirectDeviceID, Transport: WiFi, Via: FoundWiFiDirect})
 		return l, nil
 	}
 	return nil, errNotThisOne
