@@ -25,6 +25,7 @@ func addSimulateWiFiFlags(fl *pflag.FlagSet, f *simulateFlags) {
 	fl.StringVar(&f.mdnsIface, "mdns-iface", "", "network interface for the mDNS announcements (default: the system's multicast route)")
 	fl.BoolVar(&f.privateMAC, "private-mac", false, "announce a private Wi-Fi address that differs from the pair record's WiFiMACAddress (iOS 26.4 and later)")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 0, "interval of the com.apple.mobile.heartbeat Marco messages (default 10s)")
+	// SIGUSR1 toggles the Wi-Fi devices off and on the network; see startSimulateWiFi.
 }
 
 func announcedMAC(f simulateFlags, udid string) string {
@@ -44,16 +45,19 @@ func startSimulateWiFi(ctx context.Context, sim *devicesim.Sim, f simulateFlags,
 		}
 		return nil
 	}
+	// Subscribe before printing anything: a script that reads the output and signals at
+	// once must not kill the simulator with SIGUSR1's default action.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
 	if f.mdns {
 		if err := sim.StartMDNS(f.mdnsIface); err != nil {
+			signal.Stop(sig)
 			return err
 		}
 		for _, d := range sim.Devices() {
 			fmt.Fprintf(out, "# mdns: %s %s.%s.local. at %s\n", d.UDID(), devicesim.MDNSInstanceName(d.AnnouncedWiFiAddress()), devicesim.MDNSService, d.WiFiAddr())
 		}
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
 	go func() {
 		defer signal.Stop(sig)
 		on := true

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,31 @@ func TestWiFiBackupWithNothingElseInstalled(t *testing.T) {
 			}
 			if len(rows) != 1 || rows[0].UDID != udid || rows[0].Via != device.FoundWiFiDirect || rows[0].Info == nil {
 				t.Fatalf("devices: %+v; want %s found wifi-direct with its info", rows, udid)
+			}
+			if out := cli("devices"); !strings.Contains(out, "wifi direct") {
+				t.Fatalf("devices table does not say how the device was found:\n%s", out)
+			}
+
+			// The device drops off the network (simulate's SIGUSR1): devices names it with
+			// the reason instead of forgetting it.
+			if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				rows = nil
+				if err := json.Unmarshal([]byte(cli("devices", "--json")), &rows); err != nil {
+					t.Fatal(err)
+				}
+				if len(rows) == 1 && rows[0].Unreachable != "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("devices after the device left: %+v; want it listed as unreachable", rows)
+				}
+			}
+			if !strings.Contains(rows[0].Unreachable, "seen on Wi-Fi before") || rows[0].UDID != udid {
+				t.Fatalf("unreachable row %+v; want the learnt device with its reason", rows[0])
 			}
 		})
 	}

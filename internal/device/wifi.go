@@ -305,6 +305,18 @@ func (h *Host) discover(ctx context.Context, want string, onMux map[string]bool)
 	bctx, cancel := context.WithTimeout(ctx, h.cfg.BrowseWait)
 	defer cancel()
 	round := min(time.Second, h.cfg.BrowseWait)
+	// Listing all: stop as soon as every paired device the mux does not serve is found.
+	pending := map[string]bool{}
+	if want == "" {
+		for udid := range h.pairRecords(ctx, "") {
+			if !onMux[strings.ToUpper(udid)] {
+				pending[strings.ToUpper(udid)] = true
+			}
+		}
+		if len(pending) == 0 {
+			return nil, nil
+		}
+	}
 	seen := map[string]bool{}
 	var out []*wifiLink
 	var lastErr error
@@ -325,7 +337,8 @@ func (h *Host) discover(ctx context.Context, want string, onMux map[string]bool)
 			continue
 		}
 		out = append(out, l)
-		if want != "" {
+		delete(pending, strings.ToUpper(l.udid))
+		if want != "" || len(pending) == 0 {
 			cancel()
 			break
 		}

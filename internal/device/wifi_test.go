@@ -1,11 +1,14 @@
 package device
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,9 +206,27 @@ func TestAutoLeavesMuxListedWiFiDevicesToTheMux(t *testing.T) {
 		before[d.UDID()] = d.Counters().DirectConnects
 	}
 
-	h := NewHost(HostConfig{WiFi: WiFiAuto, PairRecordDir: records, BrowseWait: 2 * time.Second})
+	var logs syncBuf
+	h := NewHost(HostConfig{WiFi: WiFiAuto, PairRecordDir: records, BrowseEvery: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer h.Close()
-	list, err = h.List(ctx) // browses for BrowseWait, hearing both adverts
+	wctx, wcancel := context.WithCancel(ctx)
+	events, _, err := h.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the mux's two Attached events
+		if ev := nextEvent(t, events, 5*time.Second, func(Event) bool { return true }); ev.Via != FoundWiFiMux {
+			t.Fatalf("event %+v; want wifi-mux", ev)
+		}
+	}
+	// Both adverts are heard (one by its address, one private) and left to the mux.
+	waitFor(t, 10*time.Second, "both adverts left to the mux", func() bool {
+		return strings.Count(logs.String(), "wifi advert left to the mux") >= 2 &&
+			strings.Contains(logs.String(), devicesim.MDNSInstanceName(devs[1].AnnouncedWiFiAddress()))
+	})
+	wcancel()
+	list, err = h.List(ctx)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("auto List = %+v, %v", list, err)
 	}
@@ -244,4 +265,22 @@ func TestAutoLeavesMuxListedWiFiDevicesToTheMux(t *testing.T) {
 			t.Fatalf("%s: List = %+v, %v; want %d entries", mode, list, err, want)
 		}
 	}
+}
+
+// syncBuf is a bytes.Buffer safe for the logger's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

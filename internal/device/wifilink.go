@@ -182,6 +182,7 @@ func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map
 			continue
 		}
 		if onMux[strings.ToUpper(hint)] {
+			h.log.Debug("wifi advert left to the mux", "instance", a.Instance, "udid", hint)
 			return nil, nil // the mux serves it: do not connect twice
 		}
 		if want != "" && !strings.EqualFold(hint, want) {
@@ -205,6 +206,7 @@ func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map
 		cands = append(cands, rest...)
 	}
 	if len(cands) == 0 {
+		h.log.Debug("wifi advert left to the mux", "instance", a.Instance, "udid", "")
 		if want != "" {
 			return nil, fmt.Errorf("%w: no pair record for %s in %s or the mux", ErrNotPaired, want, h.cfg.PairRecordDir)
 		}
