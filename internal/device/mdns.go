@@ -89,10 +89,14 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // hashicorp/mdns finishes a query only at its timeout.
 func (h *Host) browse(ctx context.Context, every, round time.Duration) <-chan announcement {
 	out := make(chan announcement, 16)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(h.ctx, cancel) // Close ends browsing too
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		defer close(out)
+		defer stop()
+		defer cancel()
 		for ctx.Err() == nil {
 			start := time.Now()
 			h.browseRound(ctx, round, out)
