@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 // Secret Service tests run the test binary again inside a private D-Bus session
@@ -20,14 +22,7 @@ const testUDID = "00008030-001A2B3C4D5E802E"
 // needTools skips (or under CI=true fails) when a tool the test needs is missing.
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required under CI=true: %v", tool, err)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, tools...)
 }
 
 // runChild runs this test binary's test named test inside dbus-run-session, with its own

@@ -33,7 +33,7 @@ func (e *PasswordNeededError) Unwrap() error { return settings.ErrSecretNotFound
 // a backup: `on` turns it on with the keychain's password, `off` turns it off with it,
 // `keep` (or "") changes nothing. A device already in the wanted state costs one lockdown
 // read. events (may be nil) receives the change's events, among them the passcode prompt
-// iOS 13 and later show; a wrong stored password is mobilebackup2.ErrWrongPassword, a
+// iOS 13 and later show; a wrong stored password is failure.WrongPassword, a
 // missing one a *PasswordNeededError. The password goes to the device only.
 func EnsureEncryption(ctx context.Context, udid string, want settings.Encryption, secrets settings.Secrets, events func(mobilebackup2.Event)) error {
 	if want != settings.EncryptionOn && want != settings.EncryptionOff {

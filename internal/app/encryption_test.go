@@ -14,6 +14,7 @@ import (
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/settings"
 )
@@ -94,7 +95,7 @@ func TestEnsureEncryption(t *testing.T) {
 	}
 
 	secrets.Set(ctx, udid, "not-the-password")
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, mobilebackup2.ErrWrongPassword) {
+	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, failure.WrongPassword) {
 		t.Errorf("off with a wrong stored password: %v; want ErrWrongPassword", err)
 	}
 	secrets.Set(ctx, udid, pw)

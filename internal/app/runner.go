@@ -11,6 +11,7 @@ import (
 
 	"snapback/internal/device"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 	"snapback/jobs"
@@ -198,9 +199,9 @@ func toJobsProgress(ev mobilebackup2.Event) jobs.Progress {
 // and marks the classes the schedule treats specially.
 func classifyEngine(err error) error {
 	switch {
-	case errors.Is(err, mobilebackup2.ErrDeviceLocked):
+	case errors.Is(err, failure.DeviceLocked):
 		return fmt.Errorf("%w: %w", jobs.ErrPasscodeTimeout, err)
-	case errors.Is(err, mobilebackup2.ErrLinkLost), errors.Is(err, mobilebackup2.ErrNotConnected):
+	case errors.Is(err, failure.LinkLost), errors.Is(err, failure.NotConnected):
 		return fmt.Errorf("%w: %w", jobs.ErrDeviceGone, err)
 	}
 	return err

@@ -10,6 +10,7 @@ import (
 
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse/browsetest"
+	"snapback/internal/testenv"
 )
 
 // TestPythonOracle is a differential check of the writing side: an encrypted backup made by
@@ -19,10 +20,7 @@ import (
 // vectors in backupcrypto.
 func TestPythonOracle(t *testing.T) {
 	if err := exec.Command("python3", "-c", "import cryptography.hazmat.primitives.keywrap").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3 with the cryptography module is required (Debian: python3-cryptography): %v", err)
-		}
-		t.Skipf("python3 with cryptography not available: %v", err)
+		testenv.Unavailable(t, "python3 with the cryptography module (Debian: python3-cryptography): %v", err)
 	}
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "backup")

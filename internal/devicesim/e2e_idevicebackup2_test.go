@@ -18,6 +18,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/testenv"
 )
 
 // These tests run Debian's idevicebackup2 (libimobiledevice 1.3.0) against the simulator:
@@ -29,14 +30,7 @@ import (
 // CI=true (DESIGN.md §8: no silent skips in CI).
 func needIdevicebackup2(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skipf("idevicebackup2 not installed: %v", err)
-	}
-	return p
+	return testenv.RequireTool(t, "idevicebackup2")
 }
 
 // recorder keeps the notifications the backup agent posts, in order, with times.

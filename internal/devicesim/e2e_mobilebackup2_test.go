@@ -11,6 +11,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 
@@ -96,10 +97,10 @@ func TestSnapbackHostDeviceErrors(t *testing.T) {
 		sentinel error
 		code     int64
 	}{
-		{"208 passcode timeout", backupsim.Options{PasscodeRequired: &yes, PasscodeDelay: -1, PasscodeTimeout: 100 * time.Millisecond}, mobilebackup2.ErrDeviceLocked, 208},
-		{"105", backupsim.Options{FailCode: 105, PurgeTimeout: 10 * time.Second}, mobilebackup2.ErrNoSpace, 105},
-		{"104", backupsim.Options{FailCode: 104}, mobilebackup2.ErrSnapshotFolder, 104},
-		{"212", backupsim.Options{FailCode: 212}, mobilebackup2.ErrSetupNotFinished, 212},
+		{"208 passcode timeout", backupsim.Options{PasscodeRequired: &yes, PasscodeDelay: -1, PasscodeTimeout: 100 * time.Millisecond}, failure.DeviceLocked, 208},
+		{"105", backupsim.Options{FailCode: 105, PurgeTimeout: 10 * time.Second}, failure.NoSpace, 105},
+		{"104", backupsim.Options{FailCode: 104}, failure.DeviceStopped, 104},
+		{"212", backupsim.Options{FailCode: 212}, failure.SetupNotFinished, 212},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +108,7 @@ func TestSnapbackHostDeviceErrors(t *testing.T) {
 			agent := newAgent(t, tt.opts)
 			start := time.Now()
 			_, err := hostBackup(t, agent, t.TempDir(), false)
-			var e *mobilebackup2.Error
+			var e *failure.Error
 			if !errors.Is(err, tt.sentinel) || !errors.As(err, &e) || e.DeviceCode != tt.code {
 				t.Errorf("error = %v; want %v with device code %d", err, tt.sentinel, tt.code)
 			}

@@ -10,20 +10,15 @@ import (
 	"time"
 
 	"github.com/danielpaulus/go-ios/ios"
+
+	"snapback/internal/testenv"
 )
 
 // needTool returns the path of a libimobiledevice tool. Missing tools skip the test
 // locally and fail it under CI=true (DESIGN.md §8: no silent skips in CI).
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (CI=true): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
+	return testenv.RequireTool(t, name)
 }
 
 // runTool runs a libimobiledevice tool against the simulator and returns its stdout.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package engine
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/testenv"
 )
 
 // Benchmarks print tables (b.Logf); run them with `make bench` or
@@ -185,13 +188,7 @@ func BenchmarkVsIdevicebackup2(b *testing.B) {
 	files := envInt("SNAPBACK_BENCH_FILES", 2000)
 	size := envInt("SNAPBACK_BENCH_SIZE", 200e6)
 	bin := snapbackBinary(b)
-	ideviceb, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			b.Fatalf("idevicebackup2 not installed (CI=true)")
-		}
-		b.Skip("idevicebackup2 not installed")
-	}
+	ideviceb := testenv.RequireTool(b, "idevicebackup2")
 	for i := 0; i < b.N; i++ {
 		r := benchRig(b, backupsim.Options{Seed: 3, Files: int(files), TotalSize: size})
 		// Each tool runs twice, in the order S I I S, and its faster run counts: ext4 makes

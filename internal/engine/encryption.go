@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 
@@ -39,7 +40,7 @@ type EncryptionRequest struct {
 }
 
 // EncryptionStatus reports whether the device encrypts its backups (lockdown
-// com.apple.mobile.backup WillEncrypt). Errors are *mobilebackup2.Error.
+// com.apple.mobile.backup WillEncrypt). Errors are *failure.Error.
 func EncryptionStatus(ctx context.Context, udid string) (on bool, err error) {
 	sess, err := device.Open(ctx, udid)
 	if err != nil {
@@ -58,8 +59,8 @@ func EncryptionStatus(ctx context.Context, udid string) (on bool, err error) {
 // with the orchestration of a backup (protocol.md §8.2, §11): lockdown session,
 // notification_proxy watching the passcode prompt, mobilebackup2 handshake, the sync lock,
 // then ChangePassword. It returns ErrEncryptionAlreadyOn or ErrEncryptionAlreadyOff when the
-// device is already in the asked state; every other error is a *mobilebackup2.Error
-// (errors.Is with mobilebackup2.ErrWrongPassword for 207, ErrDeviceLocked for 208).
+// device is already in the asked state; every other error is a *failure.Error
+// (errors.Is with failure.WrongPassword for 207, ErrDeviceLocked for 208).
 func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 	now := req.Now
 	if now == nil {
@@ -80,7 +81,7 @@ func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 		case err == nil:
 			em.Finished()
 		case errors.Is(err, ErrEncryptionAlreadyOn), errors.Is(err, ErrEncryptionAlreadyOff):
-			em.Failed(mobilebackup2.NewError(mobilebackup2.CodeDeviceError, err))
+			em.Failed(failure.New(failure.DeviceError, err))
 		default:
 			e := classify(ctx, err)
 			err = e

@@ -17,6 +17,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 
@@ -219,8 +220,8 @@ func TestEncryptionLifecycle(t *testing.T) {
 	checkEncryptedFolder(t, r, root, first)
 
 	err := r.setEncryption(t, logs, nil, []byte("a wrong password"), second)
-	var e *mobilebackup2.Error
-	if !errors.Is(err, mobilebackup2.ErrWrongPassword) || !errors.As(err, &e) || e.DeviceCode != 207 {
+	var e *failure.Error
+	if !errors.Is(err, failure.WrongPassword) || !errors.As(err, &e) || e.DeviceCode != 207 {
 		t.Fatalf("change with a wrong old password: %v; want ErrWrongPassword (207)", err)
 	}
 	if err := r.setEncryption(t, logs, nil, first, second); err != nil {
@@ -233,7 +234,7 @@ func TestEncryptionLifecycle(t *testing.T) {
 	if _, err := backupcrypto.Unlock(m.BackupKeyBag, first); !errors.Is(err, backupcrypto.ErrWrongPassword) {
 		t.Errorf("the old password still unlocks the new backup: %v", err)
 	}
-	if err := r.setEncryption(t, logs, nil, first, nil); !errors.Is(err, mobilebackup2.ErrWrongPassword) {
+	if err := r.setEncryption(t, logs, nil, first, nil); !errors.Is(err, failure.WrongPassword) {
 		t.Errorf("turn off with the old password: %v; want ErrWrongPassword", err)
 	}
 
@@ -323,8 +324,8 @@ func TestEncryptionPasscodeTimeout(t *testing.T) {
 		devicesim.DeviceConfig{Identity: withVersion("16.1")})
 	var ev events
 	err := r.setEncryption(t, io.Discard, &ev, nil, []byte("never applied"))
-	var e *mobilebackup2.Error
-	if !errors.Is(err, mobilebackup2.ErrDeviceLocked) || !errors.As(err, &e) || e.DeviceCode != 208 {
+	var e *failure.Error
+	if !errors.Is(err, failure.DeviceLocked) || !errors.As(err, &e) || e.DeviceCode != 208 {
 		t.Fatalf("err = %v; want ErrDeviceLocked (208)", err)
 	}
 	evs := ev.all()

@@ -23,6 +23,7 @@ import (
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 
@@ -69,7 +70,7 @@ var observed = []string{
 	device.NotifyPasscodeShown, device.NotifyPasscodeDismissed,
 }
 
-// Backup runs one backup. On failure the error is a *mobilebackup2.Error (errors.Is with its
+// Backup runs one backup. On failure the error is a *failure.Error (errors.Is with its
 // sentinels works), and the last event is EventFailed; on success it is EventFinished.
 // Root/<UDID> may then hold a partial backup: callers that need atomicity (the store) give
 // a staging root and commit only on success.
@@ -147,28 +148,28 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 }
 
 // classify maps device-layer errors to the typed error, then defers to mobilebackup2.
-func classify(ctx context.Context, err error) *mobilebackup2.Error {
-	var e *mobilebackup2.Error
+func classify(ctx context.Context, err error) *failure.Error {
+	var e *failure.Error
 	if errors.As(err, &e) {
 		return e
 	}
 	if ctx.Err() != nil {
 		return mobilebackup2.Classify(ctx, err)
 	}
-	code := mobilebackup2.CodeUnknown
+	code := failure.Unknown
 	switch {
 	case errors.Is(err, device.ErrNotPaired):
-		code = mobilebackup2.CodeNotPaired
+		code = failure.NotPaired
 	case errors.Is(err, device.ErrLockBusy):
-		code = mobilebackup2.CodeDeviceBusy
+		code = failure.DeviceBusy
 	case errors.Is(err, device.ErrLocked):
-		code = mobilebackup2.CodeDeviceLocked
+		code = failure.DeviceLocked
 	case errors.Is(err, device.ErrNotFound), errors.Is(err, device.ErrNoUsbmuxd):
-		code = mobilebackup2.CodeNotConnected
+		code = failure.NotConnected
 	default:
 		return mobilebackup2.Classify(ctx, err)
 	}
-	return mobilebackup2.NewError(code, err)
+	return failure.New(code, err)
 }
 
 // writeInfo writes Root/<UDID>/Info.plist (backup-format.md §1.2) atomically. The device

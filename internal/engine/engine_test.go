@@ -20,7 +20,9 @@ import (
 	"snapback/internal/device"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/testenv"
 )
 
 // rig is a simulated iPhone behind a real usbmuxd socket; go-ios (inside internal/device)
@@ -277,10 +279,10 @@ func TestPasscodeTimeout(t *testing.T) {
 	var ev events
 	root := t.TempDir()
 	_, err := r.backup(t, root, false, &ev)
-	if !errors.Is(err, mobilebackup2.ErrDeviceLocked) {
+	if !errors.Is(err, failure.DeviceLocked) {
 		t.Fatalf("err = %v; want ErrDeviceLocked", err)
 	}
-	var e *mobilebackup2.Error
+	var e *failure.Error
 	errors.As(err, &e)
 	if e.DeviceCode != 208 || !strings.Contains(err.Error(), "passcode") {
 		t.Errorf("error %v (code %d)", err, e.DeviceCode)
@@ -312,10 +314,10 @@ func TestInjectedDeviceErrors(t *testing.T) {
 		code int
 		want error
 	}{
-		{104, mobilebackup2.ErrSnapshotFolder},
-		{105, mobilebackup2.ErrNoSpace},
-		{212, mobilebackup2.ErrSetupNotFinished},
-		{208, mobilebackup2.ErrDeviceLocked},
+		{104, failure.DeviceStopped},
+		{105, failure.NoSpace},
+		{212, failure.SetupNotFinished},
+		{208, failure.DeviceLocked},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
@@ -334,8 +336,8 @@ func TestLinkDrop(t *testing.T) {
 	r := newRig(t, backupsim.Options{Files: 80}, devicesim.DeviceConfig{DropBackupAfter: 400_000})
 	root := t.TempDir()
 	_, err := r.backup(t, root, false, nil)
-	var e *mobilebackup2.Error
-	if !errors.Is(err, mobilebackup2.ErrLinkLost) || !errors.As(err, &e) || !e.Retryable {
+	var e *failure.Error
+	if !errors.Is(err, failure.LinkLost) || !errors.As(err, &e) || !e.Retryable() {
 		t.Fatalf("err = %v; want retryable ErrLinkLost", err)
 	}
 	assertNotComplete(t, root, r.udid)
@@ -354,7 +356,7 @@ func TestDeviceBusy(t *testing.T) {
 	other := holdLock(t, ctx)
 	defer other()
 	_, err := Backup(ctx, Request{UDID: r.udid, Root: t.TempDir(), LockAttempts: 3, LockRetry: time.Millisecond})
-	if !errors.Is(err, mobilebackup2.ErrDeviceBusy) {
+	if !errors.Is(err, failure.DeviceBusy) {
 		t.Fatalf("err = %v; want ErrDeviceBusy", err)
 	}
 }
@@ -362,7 +364,7 @@ func TestDeviceBusy(t *testing.T) {
 func TestNotConnected(t *testing.T) {
 	newRig(t, backupsim.Options{Files: 10}, devicesim.DeviceConfig{})
 	_, err := Backup(context.Background(), Request{UDID: "00008110-0000000000000BAD", Root: t.TempDir()})
-	if !errors.Is(err, mobilebackup2.ErrNotConnected) {
+	if !errors.Is(err, failure.NotConnected) {
 		t.Fatalf("err = %v; want ErrNotConnected", err)
 	}
 }
@@ -384,7 +386,7 @@ func TestCancel(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, mobilebackup2.ErrCancelled) || !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, failure.Cancelled) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v; want ErrCancelled", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -458,14 +460,7 @@ func holdLock(t *testing.T, ctx context.Context) func() {
 
 func idevicebackup2(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skipf("idevicebackup2 not installed: %v", err)
-	}
-	return p
+	return testenv.RequireTool(t, "idevicebackup2")
 }
 
 // TestSameAsIdevicebackup2: Snapback's folder and idevicebackup2's folder from the same
@@ -537,7 +532,7 @@ func TestCancelOnDevice(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, mobilebackup2.ErrCancelledOnDevice) {
+		if !errors.Is(err, failure.CancelledOnDevice) {
 			t.Fatalf("err = %v; want ErrCancelledOnDevice", err)
 		}
 	case <-time.After(30 * time.Second):

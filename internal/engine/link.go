@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"snapback/internal/device"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 )
 
@@ -65,7 +66,7 @@ func openLink(ctx context.Context, devs *device.Host, udid string, em *mobilebac
 			case device.NotifyPasscodeDismissed:
 				em.PasscodeDismissed()
 			case device.NotifySyncCancel:
-				cancel(mobilebackup2.NewError(mobilebackup2.CodeCancelledOnDevice, nil))
+				cancel(failure.New(failure.CancelledOnDevice, nil))
 			default:
 				log.Debug("device notification", "name", name)
 			}

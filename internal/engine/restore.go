@@ -29,7 +29,7 @@ type RestoreRequest struct {
 	// RemoveItemsNotRestored deletes what the backup does not hold from the device.
 	RemoveItemsNotRestored bool
 	// Password returns the password of an encrypted backup; called only if the backup is
-	// encrypted. nil: encrypted backups fail with mobilebackup2.ErrWrongPassword.
+	// encrypted. nil: encrypted backups fail with failure.WrongPassword.
 	Password func() ([]byte, error)
 	// Events, Now, Log, LockAttempts, LockRetry: as in Request.
 	Events       func(mobilebackup2.Event)
@@ -51,7 +51,7 @@ type RestoreResult struct {
 
 // Restore restores req.SourceDir onto the device, with the same orchestration as Backup
 // (lockdown, notification_proxy, AFC sync lock dance, mobilebackup2). On failure the error is
-// a *mobilebackup2.Error and the last event is EventFailed. The source folder is never
+// a *failure.Error and the last event is EventFailed. The source folder is never
 // written (mobilebackup2 serves it read-only).
 func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err error) {
 	now := req.Now

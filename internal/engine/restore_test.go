@@ -13,8 +13,10 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 )
 
 // storeBackup runs one backup of the rig's device into the snapshot store and commits it.
@@ -108,7 +110,7 @@ func TestRestoreWrongSource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := Restore(ctx, RestoreRequest{UDID: r.udid, SourceDir: dir, LockRetry: 10 * time.Millisecond})
-	if !errors.Is(err, mobilebackup2.ErrIncomplete) {
+	if !errors.Is(err, failure.Incomplete) {
 		t.Errorf("err = %v; want ErrIncomplete", err)
 	}
 	if c := r.agent.Counters(); c.Restores != 0 || c.FailedRestores != 0 {
@@ -121,13 +123,7 @@ func TestRestoreWrongSource(t *testing.T) {
 // reads DIR/<UDID>/, so the snapshot is first exported (`snapback snapshots export ID DEST`
 // writes DEST/<UDID>/).
 func TestIdevicebackup2RestoresSnapshot(t *testing.T) {
-	bin, err := exec.LookPath("idevicebackup2")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("idevicebackup2 not installed (CI=true): %v", err)
-		}
-		t.Skip("idevicebackup2 not installed")
-	}
+	bin := testenv.RequireTool(t, "idevicebackup2")
 	r := newRig(t, backupsim.Options{Seed: 33, Files: 100, PasscodeRequired: new(bool)}, devicesim.DeviceConfig{})
 	st, older, want := olderSnapshotFixture(t, r)
 	dest := t.TempDir()

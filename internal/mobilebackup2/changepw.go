@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -17,13 +18,13 @@ var ErrNoPasswordGiven = errors.New("change password: neither an old nor a new p
 // current password), both change the password. On iOS 13 and later the device first asks for its passcode; the
 // caller observes com.apple.LocalAuthentication.ui.presented to tell the user.
 //
-// Errors are classified (*Error): ErrWrongPassword for 207 (old password wrong),
-// ErrDeviceLocked for 208 (passcode not entered), ErrDeviceError for other refusals (for
+// Errors are classified (*failure.Error): failure.WrongPassword for 207 (old password wrong),
+// failure.DeviceLocked for 208 (passcode not entered), failure.DeviceError for other refusals (for
 // example encryption already on). The passwords are sent to the device only; they never
 // appear in errors.
 func (c *Client) ChangePassword(ctx context.Context, udid string, oldPw, newPw []byte) (err error) {
 	defer c.watch(ctx)()
-	defer func() { err = Classify(ctx, err).orNil() }()
+	defer func() { err = orNil(Classify(ctx, err)) }()
 	if oldPw == nil && newPw == nil {
 		return ErrNoPasswordGiven
 	}
@@ -72,8 +73,8 @@ func (c *Client) serveUntilResult() (map[string]any, error) {
 			}
 			return d, nil
 		case devicelink.Disconnect:
-			e := NewError(CodeLinkLost, nil)
-			e.Description = "the device ended the session before reporting a result"
+			e := failure.New(failure.LinkLost, nil)
+			e.Detail = "the device ended the session before reporting a result"
 			return nil, e
 		case devicelink.UploadFiles, devicelink.DownloadFiles:
 			return nil, protoErr("the device asked for file transfer (%s) outside a backup", msg.Name())

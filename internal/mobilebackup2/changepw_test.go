@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 )
 
 // ChangePassword sends exactly the keys of protocol.md §7.4 (no Options wrapper; the absent
@@ -25,9 +26,9 @@ func TestChangePasswordRequest(t *testing.T) {
 		{"enable", nil, []byte("new pw"), map[string]any{"NewPassword": "new pw"}, 0, nil},
 		{"disable", []byte("old pw"), nil, map[string]any{"OldPassword": "old pw"}, 0, nil},
 		{"change", []byte("old pw"), []byte("new pw"), map[string]any{"OldPassword": "old pw", "NewPassword": "new pw"}, 0, nil},
-		{"wrong", []byte("old pw"), nil, map[string]any{"OldPassword": "old pw"}, 207, ErrWrongPassword},
-		{"passcode", nil, []byte("new pw"), map[string]any{"NewPassword": "new pw"}, 208, ErrDeviceLocked},
-		{"refused", nil, []byte("new pw"), map[string]any{"NewPassword": "new pw"}, 100, ErrDeviceError},
+		{"wrong", []byte("old pw"), nil, map[string]any{"OldPassword": "old pw"}, 207, failure.WrongPassword},
+		{"passcode", nil, []byte("new pw"), map[string]any{"NewPassword": "new pw"}, 208, failure.DeviceLocked},
+		{"refused", nil, []byte("new pw"), map[string]any{"NewPassword": "new pw"}, 100, failure.DeviceError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, d := pair(t)
@@ -74,7 +75,7 @@ func TestChangePasswordRequest(t *testing.T) {
 			case tc.sentinel != nil && !errors.Is(err, tc.sentinel):
 				t.Fatalf("ChangePassword: %v; want %v", err, tc.sentinel)
 			}
-			var e *Error
+			var e *failure.Error
 			if err != nil && (!errors.As(err, &e) || e.DeviceCode != tc.code) {
 				t.Errorf("error %#v; want device code %d", err, tc.code)
 			}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -69,10 +70,10 @@ func (c *Client) watch(ctx context.Context) (stop func() bool) {
 }
 
 // Handshake runs the DeviceLink version exchange (accepting device majors up to 400) and the
-// mobilebackup2 Hello. Errors are classified (*Error).
+// mobilebackup2 Hello. Errors are classified (*failure.Error).
 func (c *Client) Handshake(ctx context.Context) (err error) {
 	defer c.watch(ctx)()
-	defer func() { err = Classify(ctx, err).orNil() }()
+	defer func() { err = orNil(Classify(ctx, err)) }()
 
 	msg, err := c.dl.ReadMessage()
 	if err != nil {
@@ -163,7 +164,7 @@ type Result struct {
 // Backup sends the Backup request and serves the device until it reports the result.
 // It removes a leftover Root/<UDID>/Snapshot first. It succeeds only if the device's
 // ErrorCode is 0 and Root/<UDID>/Status.plist says SnapshotState "finished". Every error is
-// an *Error, classified once here.
+// an *failure.Error, classified once here.
 func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err error) {
 	stop := c.watch(ctx)
 	defer stop()
@@ -195,7 +196,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		tmpID: int64(os.Getpid()),
 	}
 	if err := s.removeLeftoverSnapshot(); err != nil {
-		return res, NewError(CodeSnapshotFolder, err)
+		return res, failure.New(failure.DeviceStopped, err)
 	}
 	req := map[string]any{
 		"MessageName":      "Backup",
@@ -219,16 +220,16 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		return res, DeviceResultError(res.ErrorCode, res.Description)
 	}
 	if err := syncFS(opt.Root); err != nil {
-		return res, NewError(CodeLocalIO, fmt.Errorf("flush backup to disk: %w", err))
+		return res, failure.New(failure.LocalIO, fmt.Errorf("flush backup to disk: %w", err))
 	}
 	st, err := s.readStatus()
 	if err != nil {
-		return res, NewError(CodeIncomplete, err)
+		return res, failure.New(failure.Incomplete, err)
 	}
 	res.FullBackup, res.SnapshotState, res.BackupUUID = st.IsFullBackup, st.SnapshotState, st.UUID
 	if st.SnapshotState != "finished" {
-		e := NewError(CodeIncomplete, nil)
-		e.Description = fmt.Sprintf("Status.plist SnapshotState is %q", st.SnapshotState)
+		e := failure.New(failure.Incomplete, nil)
+		e.Detail = fmt.Sprintf("Status.plist SnapshotState is %q", st.SnapshotState)
 		return res, e
 	}
 	return res, nil
@@ -307,16 +308,8 @@ func (s *server) removeLeftoverSnapshot() error {
 }
 
 func protoErr(format string, args ...any) error {
-	e := NewError(CodeProtocol, nil)
-	e.Description = fmt.Sprintf(format, args...)
-	return e
-}
-
-// orNil avoids the typed-nil-in-interface trap when returning a classified error.
-func (e *Error) orNil() error {
-	if e == nil {
-		return nil
-	}
+	e := failure.New(failure.Protocol, nil)
+	e.Detail = fmt.Sprintf(format, args...)
 	return e
 }
 

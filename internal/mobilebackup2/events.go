@@ -3,6 +3,8 @@ package mobilebackup2
 import (
 	"sync"
 	"time"
+
+	"snapback/internal/failure"
 )
 
 // Phase is where a backup run is.
@@ -59,15 +61,15 @@ func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), ni
 // Event is one observation of a run. Every event carries the current totals, so a consumer
 // that drops events (see ChannelSink) still shows correct figures with the next one.
 type Event struct {
-	Kind          EventKind `json:"kind"`
-	Time          time.Time `json:"time"`
-	Phase         Phase     `json:"phase"`
-	Percent       float64   `json:"percent"`        // device progress 0–100; -1 before the device reports any
-	BytesDone     int64     `json:"bytes_done"`     // bytes received from the device so far
-	FilesDone     int64     `json:"files_done"`     // files received so far
-	BytesExpected int64     `json:"bytes_expected"` // device's announced total (UploadFiles [3]); 0 if unknown
-	Err           *Error    `json:"-"`              // EventFailed only
-	Message       string    `json:"message,omitempty"`
+	Kind          EventKind      `json:"kind"`
+	Time          time.Time      `json:"time"`
+	Phase         Phase          `json:"phase"`
+	Percent       float64        `json:"percent"`        // device progress 0–100; -1 before the device reports any
+	BytesDone     int64          `json:"bytes_done"`     // bytes received from the device so far
+	FilesDone     int64          `json:"files_done"`     // files received so far
+	BytesExpected int64          `json:"bytes_expected"` // device's announced total (UploadFiles [3]); 0 if unknown
+	Err           *failure.Error `json:"-"`              // EventFailed only
+	Message       string         `json:"message,omitempty"`
 }
 
 // Emitter serialises events from several goroutines (protocol loop, notification observer)
@@ -169,7 +171,7 @@ func (e *Emitter) Finished() {
 }
 
 // Failed emits the final failure event.
-func (e *Emitter) Failed(err *Error) {
+func (e *Emitter) Failed(err *failure.Error) {
 	e.update(EventFailed, func(s *Event) { s.Err = err; s.Message = err.Error() })
 }
 

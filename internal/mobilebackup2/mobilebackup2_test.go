@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -110,8 +111,8 @@ func TestHandshakeRejects(t *testing.T) {
 			c, d := pair(t)
 			d.run(tc.script)
 			err := c.Handshake(context.Background())
-			var e *Error
-			if !errors.As(err, &e) || (e.Code != CodeProtocol && e.Code != CodeUnknown) {
+			var e *failure.Error
+			if !errors.As(err, &e) || (e.Class != failure.Protocol && e.Class != failure.Unknown) {
 				t.Fatalf("Handshake = %v; want a protocol error", err)
 			}
 		})
@@ -260,8 +261,8 @@ func TestBackupForceFull(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(err, ErrDeviceLocked) {
-		t.Fatalf("err = %v; want ErrDeviceLocked", err)
+	if !errors.Is(err, failure.DeviceLocked) {
+		t.Fatalf("err = %v; want failure.DeviceLocked", err)
 	}
 }
 
@@ -270,8 +271,8 @@ func TestBackupDeviceErrors(t *testing.T) {
 		code int64
 		want error
 	}{
-		{208, ErrDeviceLocked}, {105, ErrNoSpace}, {207, ErrWrongPassword}, {212, ErrSetupNotFinished},
-		{104, ErrSnapshotFolder}, {-4, ErrDeviceError}, {100, ErrDeviceError},
+		{208, failure.DeviceLocked}, {105, failure.NoSpace}, {207, failure.WrongPassword}, {212, failure.SetupNotFinished},
+		{104, failure.DeviceStopped}, {-4, failure.DeviceError}, {100, failure.DeviceError},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
@@ -288,11 +289,11 @@ func TestBackupDeviceErrors(t *testing.T) {
 			if werr := wait(); werr != nil {
 				t.Fatal(werr)
 			}
-			var e *Error
+			var e *failure.Error
 			if !errors.Is(err, tc.want) || !errors.As(err, &e) || e.DeviceCode != tc.code {
 				t.Fatalf("err = %#v; want %v with code %d", err, tc.want, tc.code)
 			}
-			if !strings.Contains(err.Error(), "desc") || e.Remedy == "" {
+			if !strings.Contains(err.Error(), "desc") || e.Remedy() == "" {
 				t.Errorf("message %q lacks detail or remedy", err)
 			}
 			if last := evs[len(evs)-1]; last.Kind != EventFailed || last.Err != e {
@@ -320,8 +321,8 @@ func TestBackupNotFinished(t *testing.T) {
 		if werr := wait(); werr != nil {
 			t.Fatal(werr)
 		}
-		if !errors.Is(err, ErrIncomplete) {
-			t.Errorf("state %q: err = %v; want ErrIncomplete", state, err)
+		if !errors.Is(err, failure.Incomplete) {
+			t.Errorf("state %q: err = %v; want failure.Incomplete", state, err)
 		}
 	}
 }
@@ -345,9 +346,9 @@ func TestBackupLinkLost(t *testing.T) {
 	if werr := wait(); werr != nil {
 		t.Fatal(werr)
 	}
-	var e *Error
-	if !errors.Is(err, ErrLinkLost) || !errors.As(err, &e) || !e.Retryable {
-		t.Fatalf("err = %v; want retryable ErrLinkLost", err)
+	var e *failure.Error
+	if !errors.Is(err, failure.LinkLost) || !errors.As(err, &e) || !e.Retryable() {
+		t.Fatalf("err = %v; want retryable failure.LinkLost", err)
 	}
 	assertNoTemps(t, root)
 	if _, err := os.Stat(filepath.Join(root, testUDID, "Snapshot", "f")); !os.IsNotExist(err) {
@@ -363,8 +364,8 @@ func TestBackupDeviceDisconnects(t *testing.T) {
 	})
 	_, _, err := mustBackup(t, c, t.TempDir(), false)
 	wait()
-	if !errors.Is(err, ErrLinkLost) {
-		t.Fatalf("err = %v; want ErrLinkLost", err)
+	if !errors.Is(err, failure.LinkLost) {
+		t.Fatalf("err = %v; want failure.LinkLost", err)
 	}
 }
 
@@ -386,8 +387,8 @@ func TestBackupCancel(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrCancelled) || !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v; want ErrCancelled wrapping context.Canceled", err)
+		if !errors.Is(err, failure.Cancelled) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v; want failure.Cancelled wrapping context.Canceled", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Backup did not return after cancel")
@@ -458,8 +459,8 @@ func TestHostilePaths(t *testing.T) {
 	if werr := wait(); werr != nil {
 		t.Fatal(werr)
 	}
-	if !errors.Is(err, ErrIncomplete) {
-		t.Errorf("err = %v; want ErrIncomplete (no Status.plist)", err)
+	if !errors.Is(err, failure.Incomplete) {
+		t.Errorf("err = %v; want failure.Incomplete (no Status.plist)", err)
 	}
 	after := hashTree(t, base, filepath.Join(root, u))
 	if fmt.Sprint(before) != fmt.Sprint(after) {
@@ -598,17 +599,17 @@ func TestChannelSinkNeverBlocks(t *testing.T) {
 func TestErrorClassification(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if e := Classify(ctx, errors.New("x")); e.Code != CodeCancelled {
-		t.Errorf("cancelled ctx: %v", e.Code)
+	if e := Classify(ctx, errors.New("x")); e.Class != failure.Cancelled {
+		t.Errorf("cancelled ctx: %v", e.Class)
 	}
-	if e := Classify(context.Background(), fmt.Errorf("read: %w", os.ErrClosed)); e.Code != CodeLocalIO && e.Code != CodeUnknown {
-		t.Errorf("closed file: %v", e.Code)
+	if e := Classify(context.Background(), fmt.Errorf("read: %w", os.ErrClosed)); e.Class != failure.LocalIO && e.Class != failure.Unknown {
+		t.Errorf("closed file: %v", e.Class)
 	}
-	if e := Classify(context.Background(), fmt.Errorf("read: %w", ErrNoSpace)); e != ErrNoSpace {
+	if e := Classify(context.Background(), fmt.Errorf("read: %w", failure.NoSpace)); e.Class != failure.NoSpace {
 		t.Errorf("sentinel passes through: %v", e)
 	}
 	e := DeviceResultError(208, "Device locked")
-	if errors.Is(e, ErrNoSpace) || !errors.Is(e, ErrDeviceLocked) {
+	if errors.Is(e, failure.NoSpace) || !errors.Is(e, failure.DeviceLocked) {
 		t.Error("Is by code")
 	}
 	if !strings.Contains(e.Error(), "passcode") || !strings.Contains(e.Error(), "208") {
@@ -699,7 +700,7 @@ func TestFailureAfterMovesIsNotComplete(t *testing.T) {
 			})
 			_, _, err := mustBackup(t, c, root, false)
 			wait()
-			if !errors.Is(err, ErrSnapshotFolder) {
+			if !errors.Is(err, failure.DeviceStopped) {
 				t.Fatalf("err = %v", err)
 			}
 			_, statErr := os.Stat(filepath.Join(root, u, "Status.plist"))

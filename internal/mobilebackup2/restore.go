@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -34,7 +35,7 @@ type RestoreOptions struct {
 	RemoveItemsNotRestored bool
 	// Password returns the backup password; it is called only when Manifest.plist says the
 	// backup is encrypted. nil means no password is available (an encrypted backup then
-	// fails with ErrWrongPassword before anything is sent).
+	// fails with failure.WrongPassword before anything is sent).
 	Password func() ([]byte, error)
 	// Events receives progress; may be nil (see BackupOptions.Events). BytesDone and
 	// FilesDone count what was sent to the device.
@@ -50,7 +51,7 @@ type manifestFlags struct {
 // reports the result. Nothing in opt.Source is ever created, written, moved or removed:
 // every request that would write is refused with an error status. It refuses locally (before
 // sending anything) unless Status.plist says SnapshotState "finished", like idevicebackup2.
-// Every error is an *Error; 207 is ErrWrongPassword, 105 ErrNoSpace (space on the device).
+// Every error is an *failure.Error; 207 is failure.WrongPassword, 105 failure.NoSpace (space on the device).
 func (c *Client) Restore(ctx context.Context, opt RestoreOptions) (res Result, err error) {
 	stop := c.watch(ctx)
 	defer stop()
@@ -74,7 +75,7 @@ func (c *Client) Restore(ctx context.Context, opt RestoreOptions) (res Result, e
 	}
 	base, err := realDir(opt.Source)
 	if err != nil {
-		return res, NewError(CodeLocalIO, err)
+		return res, failure.New(failure.LocalIO, err)
 	}
 	res.FullBackup = true
 	s := &server{
@@ -100,8 +101,8 @@ func (c *Client) Restore(ctx context.Context, opt RestoreOptions) (res Result, e
 	}
 	if encrypted {
 		if opt.Password == nil {
-			e := NewError(CodeWrongPassword, nil)
-			e.Description = "the backup is encrypted and no password was given"
+			e := failure.New(failure.WrongPassword, nil)
+			e.Detail = "the backup is encrypted and no password was given"
 			return res, e
 		}
 		pw, err := opt.Password()
@@ -163,12 +164,9 @@ func realDir(dir string) (string, error) {
 // checkSource does idevicebackup2's local checks: Info.plist present, Status.plist says the
 // backup finished, Manifest.plist readable. It reports whether the backup is encrypted.
 func (s *server) checkSource() (encrypted bool, err error) {
-	notRestorable := func(format string, args ...any) *Error {
-		e := NewError(CodeIncomplete, nil)
-		e.Description = fmt.Sprintf(format, args...)
-		e.Remedy = "choose a complete backup (see snapback snapshots); the device was not changed"
-		e.Retryable = false
-		return e
+	notRestorable := func(format string, args ...any) *failure.Error {
+		return failure.Newf(failure.Incomplete, format, args...).
+			WithFix("choose a complete backup (snapback snapshots lists them); the device was not changed")
 	}
 	if p, err := s.res.resolve(s.res.udid + "/Info.plist"); err != nil {
 		return false, notRestorable("Info.plist: %v", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -164,8 +165,8 @@ func TestRestoreRefusesLocally(t *testing.T) {
 		encrypted bool
 		want      error
 	}{
-		{"unfinished", "new", false, ErrIncomplete},
-		{"encrypted without password", "finished", true, ErrWrongPassword},
+		{"unfinished", "new", false, failure.Incomplete},
+		{"encrypted without password", "finished", true, failure.WrongPassword},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, src := restoreSource(t, tc.state, tc.encrypted)
@@ -203,7 +204,7 @@ func TestRestoreDeviceErrors(t *testing.T) {
 	for _, tc := range []struct {
 		code int64
 		want error
-	}{{207, ErrWrongPassword}, {105, ErrNoSpace}, {205, ErrDeviceError}} {
+	}{{207, failure.WrongPassword}, {105, failure.NoSpace}, {205, failure.DeviceError}} {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			_, src := restoreSource(t, "finished", true)
 			c, d := pair(t)
@@ -222,7 +223,7 @@ func TestRestoreDeviceErrors(t *testing.T) {
 			if werr := wait(); werr != nil {
 				t.Fatal(werr)
 			}
-			var e *Error
+			var e *failure.Error
 			if !errors.Is(err, tc.want) || !errors.As(err, &e) || e.DeviceCode != tc.code {
 				t.Errorf("err = %v; want %v with device code %d", err, tc.want, tc.code)
 			}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/failure"
 	"snapback/internal/plistio"
 )
 
@@ -86,8 +87,8 @@ func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any
 	case devicelink.CopyItem:
 		return false, nil, s.copyItem(msg)
 	case devicelink.Disconnect:
-		e := NewError(CodeLinkLost, nil)
-		e.Description = "the device ended the session before reporting a result"
+		e := failure.New(failure.LinkLost, nil)
+		e.Detail = "the device ended the session before reporting a result"
 		return true, nil, e
 	case devicelink.ProcessMessage:
 		d, ok := msg.Arg(1).(map[string]any)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 // mountTmpfs mounts a size-limited tmpfs on dir (root only). Under CI=true a failure fails
@@ -20,10 +22,7 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Helper()
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs (needs root): %v: %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs (needs root): %v: %s", err, out)
+		testenv.Unavailable(t, "mount tmpfs (needs root): %v: %s", err, out)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 }

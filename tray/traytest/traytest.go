@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"snapback/internal/testenv"
 )
 
 // RunUnderSessionBus re-executes the named test of the current test binary inside a private
@@ -23,13 +25,7 @@ func RunUnderSessionBus(t *testing.T, name, childEnv, timeout string) bool {
 	if os.Getenv(childEnv) == "1" {
 		return true
 	}
-	runner, err := exec.LookPath("dbus-run-session")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("dbus-run-session is required under CI (apt-get install dbus-daemon): %v", err)
-		}
-		t.Skipf("dbus-run-session not installed: %v", err)
-	}
+	runner := testenv.RequireTool(t, "dbus-run-session")
 	cmd := exec.Command(runner, "--", os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout="+timeout)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out, err := cmd.CombinedOutput()

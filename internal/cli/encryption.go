@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"snapback/internal/engine"
+	"snapback/internal/failure"
+	"snapback/internal/mobilebackup2"
+	"snapback/settings"
+)
+
+// newEncryptionCmd is `snapback encryption status|on|off|change-password --udid U`: the
+// device's backup encryption, which lives on the device (protocol.md §8.3) and is changed
+// only through mobilebackup2 ChangePassword. Passwords come from the keychain or the
+// terminal (stdin when it is not one), never from arguments, the environment or files.
+func newEncryptionCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "encryption",
+		Short: "Show or change a device's backup encryption",
+		Long: `Backup encryption is a setting of the device: once on, every backup of it is encrypted
+with its backup password, whichever computer makes it. Encrypted backups also hold the
+saved passwords, Health and Wi-Fi settings.
+
+Passwords are taken from the keychain (see "snapback password set") or read from the
+terminal without echo; from a pipe, one password per line (change-password: the old one
+first, then the new one). iOS 13 and later ask for the device passcode on the device.`,
+	}
+	cmd.AddCommand(
+		encryptionSubcmd("status", "Show whether the device encrypts its backups", runEncryptionStatus),
+		encryptionSubcmd("on", "Turn backup encryption on (password from the keychain, else asked twice)", runEncryptionOn),
+		encryptionSubcmd("off", "Turn backup encryption off (needs the current password)", runEncryptionOff),
+		encryptionSubcmd("change-password", "Change the backup password (needs the current one)", runEncryptionChange),
+	)
+	return cmd
+}
+
+// encryptionCmd is what every subcommand gets: the flags, the streams and the context.
+type encryptionCmd struct {
+	ctx      context.Context
+	udid     string
+	in       io.Reader // *os.File when a terminal, else one shared buffered reader
+	out, err io.Writer
+}
+
+func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.Command {
+	var udid string
+	cmd := &cobra.Command{
+		Use:   use + " --udid UDID",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext(cmd)
+			defer cancel()
+			in := cmd.InOrStdin()
+			if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+				// One reader for all passwords of the command: each reader below would
+				// otherwise buffer ahead and swallow the next line.
+				in = bufio.NewReaderSize(in, maxPasswordLen)
+			}
+			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()})
+		},
+	}
+	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID (see `snapback devices`)")
+	cmd.MarkFlagRequired("udid")
+	return cmd
+}
+
+func runEncryptionStatus(c encryptionCmd) error {
+	on, err := engine.EncryptionStatus(c.ctx, c.udid)
+	if err != nil {
+		return err
+	}
+	state := "off"
+	if on {
+		state = "on"
+	}
+	fmt.Fprintf(c.out, "backup encryption is %s for %s\n", state, c.udid)
+	return nil
+}
+
+func runEncryptionOn(c encryptionCmd) error {
+	pw, fromKeychain, err := c.storedOr(func() ([]byte, error) {
+		fmt.Fprintln(c.err, "Choose the backup password (it is needed to restore; keep it safe).")
+		s, err := readPassword(c.in, c.err, c.udid)
+		return []byte(s), err
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.change(nil, pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "backup encryption is on for %s\n", c.udid)
+	if fromKeychain {
+		fmt.Fprintln(c.out, "the password is the one stored in the keychain")
+		return nil
+	}
+	return c.store(pw)
+}
+
+func runEncryptionOff(c encryptionCmd) error {
+	old, fromKeychain, err := c.storedOr(c.askCurrent)
+	if err != nil {
+		return err
+	}
+	if err := c.change(old, nil); err != nil {
+		return c.wrongStored(err, fromKeychain)
+	}
+	fmt.Fprintf(c.out, "backup encryption is off for %s; new backups are not encrypted\n", c.udid)
+	if fromKeychain {
+		fmt.Fprintf(c.out, "the old password stays in the keychain; `snapback password forget --udid %s` removes it\n", c.udid)
+	}
+	return nil
+}
+
+func runEncryptionChange(c encryptionCmd) error {
+	old, fromKeychain, err := c.storedOr(c.askCurrent)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.err, "Choose the new backup password.")
+	s, err := readPassword(c.in, c.err, c.udid)
+	if err != nil {
+		return err
+	}
+	if err := c.change(old, []byte(s)); err != nil {
+		return c.wrongStored(err, fromKeychain)
+	}
+	fmt.Fprintf(c.out, "the backup password of %s is changed\n", c.udid)
+	return c.store([]byte(s))
+}
+
+// storedOr returns the keychain's password of the device, or ask's answer when none is
+// stored. A keychain that cannot be used is reported and the terminal asked instead:
+// changing encryption must not depend on a desktop keyring being unlocked.
+func (c encryptionCmd) storedOr(ask func() ([]byte, error)) (pw []byte, fromKeychain bool, err error) {
+	s, err := newSecrets().Get(c.ctx, c.udid)
+	switch {
+	case err == nil:
+		return []byte(s), true, nil
+	case !errors.Is(err, settings.ErrSecretNotFound):
+		fmt.Fprintf(c.err, "snapback: %v\n", err)
+	}
+	pw, err = ask()
+	return pw, false, err
+}
+
+func (c encryptionCmd) askCurrent() ([]byte, error) {
+	return terminalPassword(c.ctx, c.in, c.err, c.udid)()
+}
+
+// change runs SetEncryption, telling the user when the device shows its passcode prompt.
+func (c encryptionCmd) change(oldPw, newPw []byte) error {
+	err := engine.SetEncryption(c.ctx, engine.EncryptionRequest{
+		UDID: c.udid, Old: oldPw, New: newPw,
+		Events: func(ev mobilebackup2.Event) {
+			if ev.Kind == mobilebackup2.EventPasscodeRequested {
+				fmt.Fprintln(c.err, "enter the passcode on the device")
+			}
+		},
+	})
+	switch {
+	case errors.Is(err, engine.ErrEncryptionAlreadyOn):
+		return fmt.Errorf("encryption is already on for %s; `snapback encryption change-password --udid %s` changes its password", c.udid, c.udid)
+	case errors.Is(err, engine.ErrEncryptionAlreadyOff):
+		return fmt.Errorf("encryption is off for %s; nothing to change (`snapback encryption on --udid %s` turns it on)", c.udid, c.udid)
+	case errors.Is(err, failure.WrongPassword):
+		return wrongPasswordError{fmt.Errorf("wrong backup password (the device said 207); nothing changed: %w", err)}
+	case errors.Is(err, failure.DeviceLocked):
+		return fmt.Errorf("the passcode was not entered on the device (208); nothing changed; unlock the device and enter the passcode when it asks: %w", err)
+	}
+	return err
+}
+
+// wrongStored adds the remedy when a keychain password turned out to be outdated.
+func (c encryptionCmd) wrongStored(err error, fromKeychain bool) error {
+	if fromKeychain && errors.Is(err, failure.WrongPassword) {
+		return wrongPasswordError{fmt.Errorf("%w; the keychain holds an outdated password: `snapback password set --udid %s` replaces it", err, c.udid)}
+	}
+	return err
+}
+
+// store keeps the device's new password in the keychain, which automatic backups and the
+// `encryption: on` setting read.
+func (c encryptionCmd) store(pw []byte) error {
+	if err := newSecrets().Set(c.ctx, c.udid, string(pw)); err != nil {
+		return fmt.Errorf("the device uses the new password, but storing it in the keychain failed (%w); run `snapback password set --udid %s`", err, c.udid)
+	}
+	fmt.Fprintf(c.out, "stored the backup password in the keychain (service %q)\n", settings.KeyringService)
+	return nil
+}

@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"snapback/internal/backupcrypto"
+	"snapback/internal/backupfmt"
+	"snapback/internal/browse"
+	"snapback/internal/store"
+)
+
+// backupSource names the backup folder the browse commands read: either --dir, a backup
+// folder itself, or --udid with an optional --snapshot, resolved through the snapshot store
+// at --location.
+type backupSource struct {
+	dir      string
+	udid     string
+	snapshot string
+	location string
+}
+
+func (s *backupSource) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&s.dir, "dir", "", "a backup folder (the <UDID> folder holding Manifest.db)")
+	f.StringVar(&s.udid, "udid", "", "read the latest backup of this device from the snapshot store")
+	f.StringVar(&s.snapshot, "snapshot", "", "with --udid: read this snapshot instead of the latest (see `snapback snapshots`)")
+	f.StringVar(&s.location, "location", "", "with --udid: the backup location (default: the standard one)")
+	cmd.MarkFlagsMutuallyExclusive("dir", "udid")
+	cmd.MarkFlagsOneRequired("dir", "udid")
+}
+
+// resolve returns the backup folder to read.
+func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (string, error) {
+	if s.dir != "" {
+		if s.snapshot != "" || s.location != "" {
+			return "", errors.New("--snapshot and --location go with --udid, not --dir")
+		}
+		return s.dir, nil
+	}
+	loc := s.location
+	if loc == "" {
+		var err error
+		if loc, err = store.DefaultLocation(); err != nil {
+			return "", err
+		}
+	}
+	st, err := store.Open(ctx, loc, store.Options{})
+	if st == nil {
+		return "", err
+	}
+	if err != nil {
+		// Only recovery of an unfinished run failed; committed backups are still readable.
+		fmt.Fprintf(warn, "warning: %v\n", err)
+	}
+	if s.snapshot == "" {
+		dir := st.LatestDir(s.udid)
+		if _, err := os.Stat(dir); err != nil {
+			return "", fmt.Errorf("no backup of %s at %s: %w", s.udid, st.Location(), err)
+		}
+		return dir, nil
+	}
+	snap, err := st.Get(s.udid, s.snapshot)
+	if err != nil {
+		return "", err
+	}
+	return snap.Path, nil
+}
+
+// open resolves and opens the backup, asking for the password on the terminal (or stdin)
+// only when the backup is encrypted.
+func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Backup, error) {
+	dir, err := s.resolve(ctx, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	b, err := browse.Open(ctx, dir, browse.Options{Password: terminalPassword(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), dir)})
+	if errors.Is(err, backupcrypto.ErrWrongPassword) {
+		return nil, wrongPasswordError{err}
+	}
+	return b, err
+}
+
+// wrongPasswordError gets its own exit status so scripts can tell it from other failures.
+type wrongPasswordError struct{ err error }
+
+func (e wrongPasswordError) Error() string { return e.err.Error() }
+func (e wrongPasswordError) Unwrap() error { return e.err }
+func (e wrongPasswordError) ExitCode() int { return 3 }
+
+// maxPasswordLen bounds a password line read from a pipe.
+const maxPasswordLen = 4096
+
+// terminalPassword returns the password source of an encrypted backup: the terminal without
+// echo when in is one, else one line of in. Passwords never come from arguments, environment
+// or files, which other processes and shell histories can see. Cancelling ctx (Ctrl-C) stops
+// the prompt and restores the terminal.
+func terminalPassword(ctx context.Context, in io.Reader, prompt io.Writer, dir string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		type result struct {
+			pw  []byte
+			err error
+		}
+		done := make(chan result, 1)
+		if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			fd := int(f.Fd())
+			state, err := term.GetState(fd)
+			if err != nil {
+				return nil, fmt.Errorf("terminal: %w", err)
+			}
+			fmt.Fprintf(prompt, "Backup password for %s: ", dir)
+			go func() {
+				pw, err := term.ReadPassword(fd)
+				done <- result{pw, err}
+			}()
+			select {
+			case r := <-done:
+				fmt.Fprintln(prompt)
+				return r.pw, r.err
+			case <-ctx.Done():
+				term.Restore(fd, state)
+				fmt.Fprintln(prompt)
+				return nil, ctx.Err()
+			}
+		}
+		go func() {
+			line, err := bufio.NewReaderSize(in, maxPasswordLen).ReadSlice('\n')
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				err = errors.New("password: line too long")
+			case errors.Is(err, io.EOF) && len(line) > 0:
+				err = nil // a last line without newline
+			case errors.Is(err, io.EOF):
+				err = errors.New("password: stdin is empty; type it on a terminal or pipe it in")
+			}
+			if err != nil {
+				done <- result{nil, err}
+				return
+			}
+			line = bytes.TrimRight(line, "\r\n")
+			pw := bytes.Clone(line)
+			clear(line)
+			done <- result{pw, nil}
+		}()
+		select {
+		case r := <-done:
+			return r.pw, r.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// signalContext cancels on Ctrl-C or SIGTERM so that extraction stops cleanly and the
+// decrypted Manifest.db is removed instead of left in the temp folder.
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+func newFilesCmd() *cobra.Command {
+	var src backupSource
+	var domain string
+	cmd := &cobra.Command{
+		Use:   "files (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] [PATTERN]",
+		Short: "List the files of a backup (plain or encrypted)",
+		Long: "List the files of a backup with their domain, path, size and modification date.\n" +
+			"PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a glob in\n" +
+			"which * stays inside one folder and ** spans folders (\"Media/DCIM/**\", \"*.jpg\").\n" +
+			"An encrypted backup asks for its password on the terminal (or reads one line of stdin).",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			f := browse.Filter{Domain: domain}
+			if len(args) == 1 {
+				f.Pattern = args[0]
+			}
+			b, err := src.open(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
+			n := 0
+			err = b.List(ctx, f, func(r backupfmt.Record) error {
+				n++
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
+				return nil
+			})
+			if ferr := tw.Flush(); err == nil {
+				err = ferr
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
+			return b.Close()
+		},
+	}
+	src.register(cmd)
+	cmd.Flags().StringVar(&domain, "domain", "", "only this domain (e.g. HomeDomain, CameraRollDomain, AppDomain-<bundle id>)")
+	return cmd
+}
+
+func newExtractCmd() *cobra.Command {
+	var src backupSource
+	var domain, to string
+	var overwrite bool
+	cmd := &cobra.Command{
+		Use:   "extract (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] PATTERN --to OUT",
+		Short: "Copy files out of a backup (plain or encrypted) as real files",
+		Long: "Copy the regular files that PATTERN selects (see `snapback files`) to OUT/<domain>/<path>,\n" +
+			"decrypted when the backup is encrypted, with their modification times. Use \"**\" for\n" +
+			"everything. Paths in the backup that would leave OUT are refused and reported. The\n" +
+			"backup itself is only read.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			b, err := src.open(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, to, browse.ExtractOptions{Overwrite: overwrite})
+			return reportExtract(cmd, b, st, to, err)
+		},
+	}
+	src.register(cmd)
+	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
+	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
+	cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func newPhotosCmd() *cobra.Command {
+	var src backupSource
+	var to string
+	var overwrite bool
+	cmd := &cobra.Command{
+		Use:   "photos (--dir DIR | --udid UDID [--snapshot ID]) --to OUT",
+		Short: "Export the Camera Roll (photos and videos) of a backup to a folder",
+		Long: "Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders\n" +
+			"(OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			b, err := src.open(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			st, err := b.ExportCameraRoll(ctx, to, browse.ExtractOptions{Overwrite: overwrite})
+			return reportExtract(cmd, b, st, to, err)
+		},
+	}
+	src.register(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
+	cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// reportExtract prints the outcome: refused rows as warnings, then a one-line summary.
+func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats, to string, err error) error {
+	for _, r := range st.Refused {
+		fmt.Fprintf(cmd.ErrOrStderr(), "refused unsafe path %s\n", r)
+	}
+	for _, r := range st.Existing {
+		fmt.Fprintf(cmd.ErrOrStderr(), "exists, left alone (use --overwrite): %s\n", r)
+	}
+	files := "files"
+	if st.Files == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), to)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func displayPath(r backupfmt.Record) string {
+	p := safeText(r.RelativePath)
+	switch r.Flags {
+	case backupfmt.FlagDir:
+		return p + "/"
+	case backupfmt.FlagSymlink:
+		return p + " -> " + safeText(r.File.Target)
+	}
+	return p
+}
+
+func displaySize(r backupfmt.Record) string {
+	if r.Flags != backupfmt.FlagFile {
+		return "-"
+	}
+	return strconv.FormatInt(r.File.Size, 10)
+}
+
+// safeText quotes device-supplied text that holds control or invalid characters, so a hostile
+// Manifest.db cannot drive the terminal with escape sequences or break the table.
+func safeText(s string) string {
+	for _, c := range s {
+		if c == unicode.ReplacementChar || !unicode.IsPrint(c) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}

@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"snapback/internal/store"
+	"snapback/settings"
+)
+
+func newPruneCmd() *cobra.Command {
+	var f storeFlags
+	var dryRun, yes bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete old snapshots as the retention policy says",
+		Long: "Apply the device's retention policy from the settings: by default, when all snapshots\n" +
+			"together hold more than half the size of the latest backup, the oldest ones older than\n" +
+			"30 days are deleted. The latest backup, archives and pinned snapshots are never deleted.\n" +
+			"When the policy asks before deleting, prune only shows what it would delete unless --yes.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, udid, err := f.open(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			ds, err := deviceSettings(udid)
+			if err != nil {
+				return err
+			}
+			policy := policyFromSettings(ds.Snapshots)
+			d, deleted, err := s.Prune(cmd.Context(), udid, policy, store.PruneOptions{DryRun: dryRun, Approve: yes})
+			out := cmd.OutOrStdout()
+			writeDecision(out, d)
+			if err != nil {
+				return err
+			}
+			switch {
+			case dryRun:
+				fmt.Fprintln(out, "dry run: nothing deleted")
+			case len(deleted) > 0:
+				fmt.Fprintf(out, "deleted %d snapshots\n", len(deleted))
+			case d.NeedsApproval():
+				fmt.Fprintf(out, "%d snapshots wait for approval; run again with --yes to delete them\n", len(d.Pending))
+			default:
+				fmt.Fprintln(out, "nothing to delete")
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show the decision, delete nothing")
+	cmd.Flags().BoolVar(&yes, "yes", false, "approve deletions the policy asks about")
+	return cmd
+}
+
+// policyFromSettings maps the settings' snapshot policy to the store's. Turning snapshots or
+// automatic deletion off gives the empty policy, which deletes nothing.
+func policyFromSettings(s settings.Snapshots) store.Policy {
+	if !s.Enabled || !s.AutoDelete {
+		return store.Policy{}
+	}
+	return store.Policy{
+		MaxExtraPercent: s.MaxExtraPercent, MinAge: s.MinAge, AskBeforeDelete: s.AskBeforeDelete,
+		KeepDaily: s.KeepDaily, KeepWeekly: s.KeepWeekly, KeepMonthly: s.KeepMonthly,
+	}
+}
+
+func writeDecision(w io.Writer, d store.Decision) {
+	if d.LimitBytes > 0 {
+		fmt.Fprintf(w, "snapshots hold %s; limit %s; after pruning %s\n",
+			humanBytes(d.ExtraBytes), humanBytes(d.LimitBytes), humanBytes(d.ExtraAfterBytes))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, v := range d.Keep {
+		fmt.Fprintf(tw, "keep\t%s\t%s\n", v.ID, v.Reason)
+	}
+	for _, v := range d.Delete {
+		fmt.Fprintf(tw, "delete\t%s\t%s\n", v.ID, v.Reason)
+	}
+	for _, v := range d.Pending {
+		fmt.Fprintf(tw, "ask\t%s\t%s\n", v.ID, v.Reason)
+	}
+	tw.Flush()
+}
