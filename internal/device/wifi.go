@@ -325,7 +325,7 @@ func (h *Host) discover(ctx context.Context, want string, onMux map[string]bool)
 			continue
 		}
 		seen[a.Instance+" "+a.Addr] = true
-		l, err := h.adopt(ctx, a, want, onMux)
+		l, err := h.adopt(ctx, a, want, onMux, nil)
 		if err != nil {
 			h.log.Debug("wifi advert not usable", "instance", a.Instance, "addr", a.Addr, "err", err)
 			if !errors.Is(err, errNotThisOne) {

@@ -155,7 +155,10 @@ func parsePairRecord(b []byte) (ios.PairRecord, bool) {
 // when the Wi-Fi address is known, otherwise by offering pair records until the device
 // accepts one (pymobiledevice3 PR #1971 does the same: the advert carries nothing else that
 // can be matched offline). It returns nil, nil for a device the mux already serves.
-func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map[string]bool) (*wifiLink, error) {
+//
+// onMux (UDIDs in upper case) says which devices the mux serves; when nil, muxNow is asked,
+// only once the advert is known to be new.
+func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map[string]bool, muxNow func() map[string]bool) (*wifiLink, error) {
 	h.mu.Lock()
 	for _, l := range h.links {
 		if l.addr == a.Addr && l.instance == a.Instance && !l.isLost() {
@@ -168,6 +171,9 @@ func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map
 	}
 	learnt := h.learnt[a.MAC]
 	h.mu.Unlock()
+	if onMux == nil {
+		onMux = muxNow()
+	}
 
 	records := h.pairRecords(ctx, want)
 	byMAC := ""

@@ -133,17 +133,24 @@ func (h *Host) Watch(ctx context.Context) (<-chan Event, func() error, error) {
 		h.log.Debug("usbmuxd not available; Wi-Fi discovery only", "err", err)
 	}
 
-	var onMuxMu sync.Mutex
-	onMux := map[string]bool{}   // UDID (upper) → listed by the mux
-	muxIDs := map[int]string{}   // DeviceID → UDID
-	muxCount := map[string]int{} // UDID → entries on the mux
-	snapshot := func() map[string]bool {
-		onMuxMu.Lock()
-		defer onMuxMu.Unlock()
-		m := make(map[string]bool, len(onMux))
-		for k, v := range onMux {
-			m[k] = v
+	// What the mux lists is read afresh (at most once a second) when an advert needs
+	// identifying, not tracked from its events: at start-up the browse can hear an advert
+	// before the mux's first Attached events arrive, and would then connect twice.
+	var listedAt time.Time
+	var listed map[string]bool
+	onMux := func() map[string]bool {
+		if time.Since(listedAt) < time.Second && listed != nil {
+			return listed
 		}
+		m := map[string]bool{}
+		entries, err := h.muxEntries(ctx)
+		if err != nil {
+			h.log.Debug("usbmuxd list", "err", err)
+		}
+		for _, e := range entries {
+			m[strings.ToUpper(e.UDID)] = true
+		}
+		listed, listedAt = m, time.Now()
 		return m
 	}
 
@@ -153,7 +160,7 @@ func (h *Host) Watch(ctx context.Context) (<-chan Event, func() error, error) {
 		go func() {
 			defer wg.Done()
 			for a := range h.browse(ctx, h.cfg.BrowseEvery, min(time.Second, h.cfg.BrowseEvery)) {
-				if _, err := h.adopt(ctx, a, "", snapshot()); err != nil && !errors.Is(err, errNotThisOne) && ctx.Err() == nil {
+				if _, err := h.adopt(ctx, a, "", nil, onMux); err != nil && !errors.Is(err, errNotThisOne) && ctx.Err() == nil {
 					h.log.Info("wifi advert not usable", "instance", a.Instance, "addr", a.Addr, "err", err)
 				}
 			}
@@ -193,21 +200,6 @@ func (h *Host) Watch(ctx context.Context) (<-chan Event, func() error, error) {
 				if e.Transport == WiFi && !h.cfg.WiFi.usesMux() {
 					continue
 				}
-				onMuxMu.Lock()
-				switch e.Kind {
-				case Attached:
-					muxIDs[e.DeviceID] = e.UDID
-					muxCount[strings.ToUpper(e.UDID)]++
-					onMux[strings.ToUpper(e.UDID)] = true
-				case Detached:
-					u := strings.ToUpper(muxIDs[e.DeviceID])
-					delete(muxIDs, e.DeviceID)
-					if muxCount[u]--; muxCount[u] <= 0 {
-						delete(muxCount, u)
-						delete(onMux, u)
-					}
-				}
-				onMuxMu.Unlock()
 				e.Via = FoundUSB
 				if e.Transport == WiFi {
 					e.Via = FoundWiFiMux
