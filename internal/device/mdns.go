@@ -39,11 +39,13 @@ func parseAnnouncement(e *mdns.ServiceEntry) (announcement, bool) {
 	if !ok || inst == "" || e.Port <= 0 || e.Port > 65535 {
 		return announcement{}, false
 	}
+	// Only addresses a device on this link can have: an advert pointing elsewhere would
+	// make us offer pair records (HostIDs) to a host out on the internet.
 	var host string
 	switch {
-	case e.AddrV4 != nil:
+	case e.AddrV4 != nil && onLink(e.AddrV4):
 		host = e.AddrV4.String()
-	case e.AddrV6IPAddr != nil:
+	case e.AddrV6IPAddr != nil && onLink(e.AddrV6IPAddr.IP):
 		host = e.AddrV6IPAddr.String()
 	default:
 		return announcement{}, false
@@ -55,6 +57,12 @@ func parseAnnouncement(e *mdns.ServiceEntry) (announcement, bool) {
 		}
 	}
 	return a, true
+}
+
+// onLink reports whether ip is an address of the local network: private (RFC 1918, ULA),
+// link-local or loopback.
+func onLink(ip net.IP) bool {
+	return ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLoopback()
 }
 
 // unescapeDNS undoes the presentation-format escapes of a DNS name (\@, \., \DDD).

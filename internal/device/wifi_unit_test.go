@@ -22,6 +22,7 @@ func TestParseAnnouncement(t *testing.T) {
 		{"IPv6 link-local keeps its zone", mdns.ServiceEntry{Name: `de:ad:be:ef:00:02@fe80::1._apple-mobdev2._tcp.local.`,
 			AddrV6IPAddr: &net.IPAddr{IP: net.ParseIP("fe80::1"), Zone: "wlan0"}, Port: 62078}, true,
 			announcement{Instance: "de:ad:be:ef:00:02@fe80::1", MAC: "de:ad:be:ef:00:02", Addr: "[fe80::1%wlan0]:62078"}},
+		{"public address refused", mdns.ServiceEntry{Name: `x@y._apple-mobdev2._tcp.local.`, AddrV4: net.IPv4(8, 8, 8, 8), Port: 62078}, false, announcement{}},
 		{"no address", mdns.ServiceEntry{Name: `x@y._apple-mobdev2._tcp.local.`, Port: 62078}, false, announcement{}},
 		{"foreign service", mdns.ServiceEntry{Name: `printer._ipp._tcp.local.`, AddrV4: net.IPv4(10, 0, 0, 1), Port: 631}, false, announcement{}},
 		{"bad port", mdns.ServiceEntry{Name: `x@y._apple-mobdev2._tcp.local.`, AddrV4: net.IPv4(10, 0, 0, 1), Port: 70000}, false, announcement{}},
