@@ -110,7 +110,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	// encryption: on/off in the settings is applied before the backup, with the password
 	// from the keychain (the device asks for its passcode for that too).
 	if req.Settings.Encryption != settings.EncryptionKeep && r.Secrets != nil {
-		if err := EnsureEncryption(ctx, req.UDID, req.Settings.Encryption, r.Secrets, events); err != nil {
+		if err := EnsureEncryption(ctx, r.Devices, req.UDID, req.Settings.Encryption, r.Secrets, events); err != nil {
 			return jobs.RunResult{}, classifyEngine(err)
 		}
 	}

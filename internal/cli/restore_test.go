@@ -37,6 +37,7 @@ func newRestoreRig(t *testing.T, password string) *restoreRig {
 	}
 	t.Cleanup(func() { sim.Close() })
 	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	t.Setenv("SNAPBACK_WIFI_DISCOVERY", "mux") // never browse the host's network
 	id := devicesim.DefaultIdentity(2)
 	agent, err := backupsim.New(backupsim.Options{
 		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
