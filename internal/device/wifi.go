@@ -97,7 +97,8 @@ type Host struct {
 	links    map[string]*wifiLink // UDID → live direct link
 	learnt   map[string]string    // Wi-Fi address → UDID
 	watchers map[chan Event]struct{}
-	dials    int // lockdown connections made by discovery (identification, sessions)
+	quiet    map[string]time.Time // advert (instance + address) → not adopted again before
+	dials    int                  // lockdown connections made by discovery (identification, sessions)
 }
 
 // NewHost returns a Host; call Close when done.
@@ -122,7 +123,7 @@ func NewHost(cfg HostConfig) *Host {
 		l = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{cfg: cfg, log: l, links: map[string]*wifiLink{}, learnt: map[string]string{},
-		watchers: map[chan Event]struct{}{}}
+		watchers: map[chan Event]struct{}{}, quiet: map[string]time.Time{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.loadCache()
 	return h

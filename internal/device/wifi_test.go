@@ -157,12 +157,33 @@ func TestBuiltinWiFiFindsProvesKeepsAndLosesDevices(t *testing.T) {
 		t.Fatalf("cache %s; want the private address learnt as %s", b, priv.UDID())
 	}
 
-	// The device drops off Wi-Fi: its heartbeat connection is cut, the Host notices.
+	// The plain device walks out of range: no FIN, its heartbeat just stops. The Host
+	// notices by the missing Marco and closes what it had open over that link.
+	ps, err := h.Open(ctx, plain.UDID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pafc, err := ps.StartAFC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.Close()
+	plain.SetHeartbeatSilent(true)
+	ev := nextEvent(t, events, 10*time.Second, func(e Event) bool { return e.Kind == Detached })
+	if ev.UDID != plain.UDID() || !strings.Contains(ev.Reason, "no heartbeat") {
+		t.Fatalf("event %+v; want %s detached for a missing heartbeat", ev, plain.UDID())
+	}
+	if _, err := pafc.Open(ctx, "/iTunes_Control/iTunes/iTunesPrefs"); err == nil {
+		t.Fatal("an AFC connection over the lost link still works; it should have been closed")
+	}
+	pafc.Close()
+
+	// The other device drops off Wi-Fi: its heartbeat connection is cut, the Host notices.
 	if err := sim.SetTransports(priv.UDID(), false, false); err != nil {
 		t.Fatal(err)
 	}
-	ev := nextEvent(t, events, 10*time.Second, func(e Event) bool { return e.Kind == Detached })
-	if ev.UDID != priv.UDID() || ev.Reason == "" {
+	ev = nextEvent(t, events, 10*time.Second, func(e Event) bool { return e.Kind == Detached && e.UDID == priv.UDID() })
+	if ev.Reason == "" {
 		t.Fatalf("event %+v; want %s detached with a reason", ev, priv.UDID())
 	}
 	if _, err := h.OpenEntry(ctx, Entry{UDID: priv.UDID(), Via: FoundWiFiDirect}); err == nil {
@@ -172,10 +193,8 @@ func TestBuiltinWiFiFindsProvesKeepsAndLosesDevices(t *testing.T) {
 	if err := sim.SetTransports(priv.UDID(), false, true); err != nil {
 		t.Fatal(err)
 	}
-	ev = nextEvent(t, events, 10*time.Second, func(e Event) bool { return e.Kind == Attached })
-	if ev.UDID != priv.UDID() {
-		t.Fatalf("event %+v; want %s back", ev, priv.UDID())
-	}
+	// (The silent device, still advertising, may be found and lost again meanwhile.)
+	nextEvent(t, events, 10*time.Second, func(e Event) bool { return e.Kind == Attached && e.UDID == priv.UDID() })
 	e, err := h.Find(ctx, priv.UDID())
 	if err != nil || !strings.HasPrefix(e.Addr, priv.WiFiAddr().String()+":") {
 		t.Fatalf("Find = %+v, %v; want the new address %s", e, err, priv.WiFiAddr())

@@ -49,6 +49,43 @@ type wifiLink struct {
 	mu      sync.Mutex
 	hb      net.Conn
 	lostErr error
+	conns   map[*trackedConn]struct{} // sessions and services opened over this link
+}
+
+// trackedConn is a connection the link closes when it is lost: a device that walks out of
+// range sends no FIN, so without this a backup would hang until TCP keepalive gives up.
+type trackedConn struct {
+	net.Conn
+	l    *wifiLink
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.l.mu.Lock()
+		delete(t.l.conns, t)
+		t.l.mu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+// track registers c with the link (l may be nil: no link yet, c is returned as is).
+func (l *wifiLink) track(c net.Conn) (net.Conn, error) {
+	if l == nil {
+		return c, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isLost() {
+		c.Close()
+		return nil, fmt.Errorf("%w: the Wi-Fi link to %s is lost (%v)", ErrNotFound, l.udid, l.lostErr)
+	}
+	if l.conns == nil {
+		l.conns = map[*trackedConn]struct{}{}
+	}
+	t := &trackedConn{Conn: c, l: l}
+	l.conns[t] = struct{}{}
+	return t, nil
 }
 
 func (l *wifiLink) entry() Entry {
@@ -72,8 +109,12 @@ func (l *wifiLink) markLost(err error) {
 		if l.hb != nil {
 			l.hb.Close()
 		}
-		l.mu.Unlock()
 		close(l.lost)
+		for t := range l.conns {
+			t.Conn.Close()
+		}
+		l.conns = nil
+		l.mu.Unlock()
 	})
 }
 
@@ -170,7 +211,11 @@ func (h *Host) adopt(ctx context.Context, a announcement, want string, onMux map
 		}
 	}
 	learnt := h.learnt[a.MAC]
+	quietUntil := h.quiet[a.Instance+" "+a.Addr]
 	h.mu.Unlock()
+	if time.Now().Before(quietUntil) {
+		return nil, fmt.Errorf("%w: fell silent recently; left alone until %s", errNotThisOne, quietUntil.Format(time.TimeOnly))
+	}
 	if onMux == nil {
 		onMux = muxNow()
 	}
@@ -273,7 +318,7 @@ var errWrongRecord = errors.New("device does not accept this pair record")
 // another device that took over the address cannot pass) and names itself udid.
 func (h *Host) prove(ctx context.Context, addr, udid string, pr ios.PairRecord) (*Session, error) {
 	e := Entry{UDID: udid, Transport: WiFi, Transports: []Transport{WiFi}, Via: FoundWiFiDirect, Addr: addr}
-	s, err := h.dialSession(ctx, e, pr)
+	s, err := h.dialSession(ctx, e, pr, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +336,7 @@ func (h *Host) prove(ctx context.Context, addr, udid string, pr ios.PairRecord) 
 
 // dialSession connects to lockdownd at e.Addr over TCP and starts a session with pr,
 // verifying the device certificate.
-func (h *Host) dialSession(ctx context.Context, e Entry, pr ios.PairRecord) (*Session, error) {
+func (h *Host) dialSession(ctx context.Context, e Entry, pr ios.PairRecord, l *wifiLink) (*Session, error) {
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := d.DialContext(dctx, "tcp", e.Addr)
@@ -303,6 +348,9 @@ func (h *Host) dialSession(ctx context.Context, e Entry, pr ios.PairRecord) (*Se
 	h.dials++
 	h.mu.Unlock()
 	enableKeepAlive(c)
+	if c, err = l.track(c); err != nil {
+		return nil, err
+	}
 	stop := bind(ctx, c)
 	defer stop()
 	ld := ios.NewLockDownConnection(ios.NewDeviceConnectionWithConn(c))
@@ -320,7 +368,7 @@ func (h *Host) dialSession(ctx context.Context, e Entry, pr ios.PairRecord) (*Se
 		c.Close()
 		return nil, err
 	}
-	return &Session{Entry: e, pair: pr, ld: ld, conn: c}, nil
+	return &Session{Entry: e, pair: pr, ld: ld, conn: c, link: l}, nil
 }
 
 // checkDeviceCert compares the device's TLS certificate key with the record's
@@ -356,15 +404,11 @@ func enableKeepAlive(c net.Conn) {
 
 // openDirect starts a session with a linked device.
 func (h *Host) openDirect(ctx context.Context, l *wifiLink) (*Session, error) {
-	s, err := h.dialSession(ctx, l.entry(), l.pair)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
+	return h.dialSession(ctx, l.entry(), l.pair, l)
 }
 
 // connectService opens a started service port directly, with TLS when lockdown said so.
-func connectService(ctx context.Context, e Entry, pr ios.PairRecord, name string, port int, ssl bool) (net.Conn, error) {
+func connectService(ctx context.Context, l *wifiLink, e Entry, pr ios.PairRecord, name string, port int, ssl bool) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(e.Addr)
 	if err != nil {
 		return nil, err
@@ -375,6 +419,9 @@ func connectService(ctx context.Context, e Entry, pr ios.PairRecord, name string
 		return nil, ctxErr(ctx, fmt.Errorf("connect to %s at %s: %w", name, e.Addr, err))
 	}
 	enableKeepAlive(c)
+	if c, err = l.track(c); err != nil {
+		return nil, err
+	}
 	if !ssl {
 		return c, nil
 	}

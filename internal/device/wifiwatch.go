@@ -14,6 +14,12 @@ import (
 
 const serviceHeartbeat = "com.apple.mobile.heartbeat"
 
+// errNoHeartbeat: the device stopped sending Marco without closing the connection.
+var errNoHeartbeat = errors.New("no heartbeat")
+
+// quietAfterSilence is how long an advert whose device fell silent is left alone.
+const quietAfterSilence = 60 * time.Second
+
 // DirectDeviceID is the DeviceID of events and entries for devices found by built-in
 // discovery (usbmuxd numbers its devices from 1).
 const DirectDeviceID = -1
@@ -25,7 +31,7 @@ const DirectDeviceID = -1
 // network devices; iOS closes service connections of hosts that do not answer (the idevice
 // crate's heartbeat.rs; netmuxd #14 shows what a late answer costs).
 func (h *Host) startHeartbeat(ctx context.Context, l *wifiLink) error {
-	s, err := h.dialSession(ctx, l.entry(), l.pair)
+	s, err := h.dialSession(ctx, l.entry(), l.pair, nil)
 	if err != nil {
 		return err
 	}
@@ -52,6 +58,12 @@ func (h *Host) startHeartbeat(ctx context.Context, l *wifiLink) error {
 		if h.links[strings.ToUpper(l.udid)] == l {
 			delete(h.links, strings.ToUpper(l.udid))
 		}
+		if errors.Is(err, errNoHeartbeat) {
+			// Still advertised but silent: a Bonjour sleep proxy answering for a sleeping
+			// device, or a device out of range whose records have not expired. Connecting
+			// again at once would only flap; wait before adopting this advert again.
+			h.quiet[l.instance+" "+l.addr] = time.Now().Add(quietAfterSilence)
+		}
 		h.mu.Unlock()
 		h.log.Info("wifi device lost", "udid", l.udid, "addr", l.addr, "reason", err)
 		h.publish(Event{Kind: Detached, UDID: l.udid, DeviceID: DirectDeviceID, Transport: WiFi, Via: FoundWiFiDirect, Reason: err.Error()})
@@ -68,7 +80,7 @@ func (h *Host) heartbeat(c net.Conn) error {
 		if err := plistio.ReadPlist(c, 64<<10, &m); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("no heartbeat for %v", wait+h.cfg.HeartbeatGrace)
+				return fmt.Errorf("%w for %v", errNoHeartbeat, wait+h.cfg.HeartbeatGrace)
 			}
 			return fmt.Errorf("heartbeat connection: %w", err)
 		}

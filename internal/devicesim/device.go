@@ -161,7 +161,8 @@ type Device struct {
 	pending    map[uint16]pendingService
 	wifiLock   bool // EnableWifiConnections
 	dropBackup int64
-	direct     *directNet // Wi-Fi direct listener while attached over Wi-Fi
+	direct     *directNet  // Wi-Fi direct listener while attached over Wi-Fi
+	hbSilent   atomic.Bool // heartbeat sends no Marco (out of range without a FIN)
 }
 
 type pendingService struct {

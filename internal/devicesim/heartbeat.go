@@ -38,6 +38,13 @@ func (d *Device) serveHeartbeat(ctx context.Context, rw io.ReadWriter) error {
 	type deadliner interface{ SetReadDeadline(time.Time) error }
 	polo := make(chan error, 1)
 	for {
+		for d.hbSilent.Load() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(interval / 4):
+			}
+		}
 		if err := plistio.WritePlist(rw, map[string]any{"Command": "Marco", "Interval": secs}, plistio.XML); err != nil {
 			return err
 		}
@@ -68,3 +75,8 @@ func (d *Device) serveHeartbeat(ctx context.Context, rw io.ReadWriter) error {
 		}
 	}
 }
+
+// SetHeartbeatSilent makes the device stop (or resume) sending Marco while keeping every
+// connection open: a phone that walked out of Wi-Fi range, whose connections end without
+// a FIN. A host notices only by the missing heartbeat.
+func (d *Device) SetHeartbeatSilent(silent bool) { d.hbSilent.Store(silent) }
