@@ -72,6 +72,25 @@ notifications:
   # Days without a successful backup before the overdue warning (0 = never).
   overdue_after_days: {{.Notifications.OverdueAfterDays}}
 
+# Off-site copies in a restic repository (restic must be installed). Its password is kept
+# in the OS keychain, never here: create the repository with  snapback offsite init
+offsite:
+  # Where restic keeps the copies: a folder, sftp:user@host:/srv/restic,
+  # rest:https://host:8000/, s3:..., b2:..., rclone:remote:path. Empty = no off-site copies.
+  repository: {{q .Offsite.Repository}}
+  # When the latest backup is copied: after_commit (after each backup), daily or manual.
+  schedule: {{.Offsite.Schedule}}
+  # Upload limit, e.g. "2MiB/s" or "500KiB/s" (0 = no limit).
+  limit_upload: {{q (rate .Offsite.LimitUploadKiB)}}
+  # Off-site snapshots to keep per device (restic forget --keep-*; 0 = rule not set).
+  keep:
+    last: {{.Offsite.Keep.Last}}
+    hourly: {{.Offsite.Keep.Hourly}}
+    daily: {{.Offsite.Keep.Daily}}
+    weekly: {{.Offsite.Keep.Weekly}}
+    monthly: {{.Offsite.Keep.Monthly}}
+    yearly: {{.Offsite.Keep.Yearly}}
+
 # How Wi-Fi devices are found: auto (the mux's network devices, and Snapback browses mDNS
 # for the rest), builtin (Snapback finds all itself: a Linux server or NAS needs nothing
 # else), mux (only what usbmuxd/netmuxd list) or off (USB only). Host-wide only.
@@ -97,8 +116,9 @@ devices: []
 // Example returns the commented example settings file with every key at its default.
 func Example() ([]byte, error) {
 	t, err := template.New("example").Funcs(template.FuncMap{
-		"q":   strconv.Quote,
-		"dur": FormatDuration,
+		"q":    strconv.Quote,
+		"dur":  FormatDuration,
+		"rate": FormatRate,
 	}).Parse(exampleTemplate)
 	if err != nil {
 		return nil, err
@@ -171,6 +191,13 @@ func toOverlay(d DeviceSettings) overlay {
 			Failed: b(d.Notifications.Failed), DiskMissing: b(d.Notifications.DiskMissing),
 			Overdue: b(d.Notifications.Overdue), Approval: b(d.Notifications.Approval),
 			OverdueAfterDays: i(d.Notifications.OverdueAfterDays),
+		},
+		Offsite: &fileOffsite{
+			Repository: str(d.Offsite.Repository), Schedule: str(string(d.Offsite.Schedule)),
+			LimitUpload: str(FormatRate(d.Offsite.LimitUploadKiB)),
+			Keep: &fileOffsiteKeep{Last: i(d.Offsite.Keep.Last), Hourly: i(d.Offsite.Keep.Hourly),
+				Daily: i(d.Offsite.Keep.Daily), Weekly: i(d.Offsite.Keep.Weekly),
+				Monthly: i(d.Offsite.Keep.Monthly), Yearly: i(d.Offsite.Keep.Yearly)},
 		},
 	}
 }

@@ -26,6 +26,23 @@ type overlay struct {
 	Encryption    *string            `mapstructure:"encryption" yaml:"encryption,omitempty"`
 	Conditions    *fileConditions    `mapstructure:"conditions" yaml:"conditions,omitempty"`
 	Notifications *fileNotifications `mapstructure:"notifications" yaml:"notifications,omitempty"`
+	Offsite       *fileOffsite       `mapstructure:"offsite" yaml:"offsite,omitempty"`
+}
+
+type fileOffsite struct {
+	Repository  *string          `mapstructure:"repository" yaml:"repository,omitempty"`
+	Schedule    *string          `mapstructure:"schedule" yaml:"schedule,omitempty"`
+	LimitUpload *string          `mapstructure:"limit_upload" yaml:"limit_upload,omitempty"`
+	Keep        *fileOffsiteKeep `mapstructure:"keep" yaml:"keep,omitempty"`
+}
+
+type fileOffsiteKeep struct {
+	Last    *int `mapstructure:"last" yaml:"last,omitempty"`
+	Hourly  *int `mapstructure:"hourly" yaml:"hourly,omitempty"`
+	Daily   *int `mapstructure:"daily" yaml:"daily,omitempty"`
+	Weekly  *int `mapstructure:"weekly" yaml:"weekly,omitempty"`
+	Monthly *int `mapstructure:"monthly" yaml:"monthly,omitempty"`
+	Yearly  *int `mapstructure:"yearly" yaml:"yearly,omitempty"`
 }
 
 type fileSchedule struct {
@@ -295,6 +312,31 @@ func apply(base DeviceSettings, o overlay, prefix string, probs *[]error, set ma
 		boolean(&e.Notifications.Overdue, n.Overdue, "notifications.overdue")
 		boolean(&e.Notifications.Approval, n.Approval, "notifications.approval")
 		integer(&e.Notifications.OverdueAfterDays, n.OverdueAfterDays, "notifications.overdue_after_days")
+	}
+	if o := o.Offsite; o != nil {
+		str(&e.Offsite.Repository, o.Repository, "offsite.repository")
+		if o.Schedule != nil {
+			e.Offsite.Schedule = OffsiteSchedule(strings.ToLower(*o.Schedule))
+			mark("offsite.schedule")
+		}
+		if o.LimitUpload != nil {
+			mark("offsite.limit_upload")
+			kib, err := ParseRate(*o.LimitUpload)
+			if err != nil {
+				*probs = append(*probs, &Problem{Key: prefix + "offsite.limit_upload", Problem: err.Error(),
+					Fix: `write 0 (no limit) or a rate such as "2MiB/s" or "500KiB/s"`})
+			} else {
+				e.Offsite.LimitUploadKiB = kib
+			}
+		}
+		if k := o.Keep; k != nil {
+			integer(&e.Offsite.Keep.Last, k.Last, "offsite.keep.last")
+			integer(&e.Offsite.Keep.Hourly, k.Hourly, "offsite.keep.hourly")
+			integer(&e.Offsite.Keep.Daily, k.Daily, "offsite.keep.daily")
+			integer(&e.Offsite.Keep.Weekly, k.Weekly, "offsite.keep.weekly")
+			integer(&e.Offsite.Keep.Monthly, k.Monthly, "offsite.keep.monthly")
+			integer(&e.Offsite.Keep.Yearly, k.Yearly, "offsite.keep.yearly")
+		}
 	}
 	return e
 }

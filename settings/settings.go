@@ -91,6 +91,7 @@ type DeviceSettings struct {
 	Encryption    Encryption
 	Conditions    Conditions
 	Notifications Notifications
+	Offsite       Offsite
 }
 
 // Settings is one validated reading of the settings file. Treat it as immutable: a Store
@@ -139,6 +140,10 @@ func Defaults() DeviceSettings {
 			Passcode: true, Completed: true, Failed: true, DiskMissing: true,
 			Overdue: true, Approval: true,
 			OverdueAfterDays: 3,
+		},
+		Offsite: Offsite{
+			Schedule: OffsiteAfterCommit,
+			Keep:     OffsiteKeep{Daily: 7, Weekly: 4, Monthly: 12},
 		},
 	}
 }

@@ -39,6 +39,7 @@ snapshots: {enabled: false, auto_delete: false, max_extra_percent: 80, min_age: 
 encryption: "on"
 conditions: {min_battery: 55, require_charging: true}
 notifications: {passcode: false, completed: false, failed: false, disk_missing: false, overdue: false, approval: false, overdue_after_days: 9}
+offsite: {repository: "sftp:nas:/srv/restic", schedule: daily, limit_upload: 2MiB/s, keep: {last: 1, hourly: 2, daily: 3, weekly: 4, monthly: 5, yearly: 6}}
 devices:
   - udid: 00008030-001A2B3C4D5E802E
     name: Anna's iPhone
@@ -49,6 +50,7 @@ devices:
     encryption: "off"
     conditions: {min_battery: 5, require_charging: false}
     notifications: {passcode: true, completed: true, failed: true, disk_missing: true, overdue: true, approval: true, overdue_after_days: 2}
+    offsite: {repository: /mnt/usb/restic, schedule: MANUAL, limit_upload: 500, keep: {last: 0, hourly: 0, daily: 1, weekly: 0, monthly: 0, yearly: 0}}
   - udid: 0123456789abcdef0123456789abcdef01234567
     schedule: {window: "10:00-11:00"}
 `
@@ -65,6 +67,8 @@ func TestEveryKeyRoundTrips(t *testing.T) {
 		Encryption:    EncryptionOn,
 		Conditions:    Conditions{MinBattery: 55, RequireCharging: true},
 		Notifications: Notifications{OverdueAfterDays: 9},
+		Offsite: Offsite{Repository: "sftp:nas:/srv/restic", Schedule: OffsiteDaily, LimitUploadKiB: 2048,
+			Keep: OffsiteKeep{Last: 1, Hourly: 2, Daily: 3, Weekly: 4, Monthly: 5, Yearly: 6}},
 	}
 	if !reflect.DeepEqual(s.Global, wantGlobal) {
 		t.Fatalf("global:\n got %+v\nwant %+v", s.Global, wantGlobal)
@@ -78,6 +82,7 @@ func TestEveryKeyRoundTrips(t *testing.T) {
 		Encryption:    EncryptionOff,
 		Conditions:    Conditions{MinBattery: 5},
 		Notifications: Notifications{true, true, true, true, true, true, 2},
+		Offsite:       Offsite{Repository: "/mnt/usb/restic", Schedule: OffsiteManual, LimitUploadKiB: 500, Keep: OffsiteKeep{Daily: 1}},
 	}
 	if !reflect.DeepEqual(anna, wantAnna) {
 		t.Fatalf("device (UDID case must survive):\n got %+v\nwant %+v", anna, wantAnna)
@@ -129,6 +134,14 @@ func TestInvalidValuesNameTheirKey(t *testing.T) {
 		{"snapshots: {keep_monthly: -1}", "snapshots.keep_monthly"},
 		{"conditions: {min_battery: 101}", "conditions.min_battery"},
 		{"notifications: {overdue_after_days: -2}", "notifications.overdue_after_days"},
+		{"offsite: {repository: relative/repo}", "offsite.repository"},
+		{"offsite: {repository: 'sftp:'}", "offsite.repository"},
+		{"offsite: {schedule: hourly}", "offsite.schedule"},
+		{"offsite: {limit_upload: fast}", "offsite.limit_upload"},
+		{"offsite: {limit_upload: 2TB/s}", "offsite.limit_upload"},
+		{"offsite: {keep: {daily: -1}}", "offsite.keep.daily"},
+		{"offsite: {keep: {forever: 1}}", "offsite.keep"},
+		{"devices: [{udid: A, offsite: {schedule: weekly}}]", "devices[0].offsite.schedule"},
 		{"schedule: {windw: '09:00-10:00'}", "schedule"},
 		{"devices: [{name: x}]", "devices[0].udid"},
 		{"devices: [{udid: A}, {udid: A}]", "devices[1].udid"},

@@ -67,6 +67,7 @@ func validateDevice(d DeviceSettings, prefix string, only map[string]bool) []err
 	}
 	check("conditions.min_battery", d.Conditions.MinBattery < 0 || d.Conditions.MinBattery > 100,
 		fmt.Sprintf("%d is not a percentage", d.Conditions.MinBattery), "use a number from 0 (any charge) to 100")
+	validateOffsite(d.Offsite, check)
 	check("notifications.overdue_after_days", d.Notifications.OverdueAfterDays < 0 || d.Notifications.OverdueAfterDays > 365,
 		fmt.Sprintf("%d is out of range", d.Notifications.OverdueAfterDays), "use 0 (off) or a number of days up to 365")
 	return probs

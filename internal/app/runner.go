@@ -31,6 +31,9 @@ type Runner struct {
 	Stores *Stores
 	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
 	Devices *device.Host
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
+	// (device UDID and name, and the classified failure).
+	OffsiteFailed func(udid, name string, err error)
 	// engine is replaceable by tests of the error mapping only.
 	backup func(context.Context, engine.Request) (engine.Result, error)
 }
@@ -146,6 +149,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		}
 		out.Approval = approval
 	}
+	r.afterCommitOffsite(ctx, st, req, snap.ID, log, progress)
 	return out, nil
 }
 

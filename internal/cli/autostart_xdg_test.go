@@ -78,7 +78,7 @@ func TestAutostartXDGSystemEntry(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", home)
 	t.Setenv("XDG_CONFIG_DIRS", "relative/ignored:"+system)
 	sys := filepath.Join(system, "autostart", "snapback.desktop")
-	pkg, err := os.ReadFile(filepath.Join("packaging", "linux", "snapback-autostart.desktop"))
+	pkg, err := os.ReadFile(filepath.Join("..", "..", "packaging", "linux", "snapback-autostart.desktop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestDesktopExecQuoting(t *testing.T) {
 }
 
 func TestPackagedDesktopFilesValidate(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("packaging", "linux", "*.desktop"))
+	files, _ := filepath.Glob(filepath.Join("..", "..", "packaging", "linux", "*.desktop"))
 	if len(files) < 2 {
 		t.Fatalf("packaging/linux has %d desktop files, want the app entry and the autostart entry", len(files))
 	}

@@ -149,6 +149,9 @@ func runEngine(ctx context.Context, log *slog.Logger, hooks engineHooks) error {
 	if err != nil {
 		return err
 	}
+	if r, ok := runner.(*app.Runner); ok && hooks.notifier != nil {
+		r.OffsiteFailed = func(udid, name string, err error) { hooks.notifier.Notify(app.OffsiteFailedMessage(udid, name, err)) }
+	}
 	// Resume from sleep: logind says so on the system bus (Linux). Without it the minute
 	// tick still notices the wall clock moved.
 	var wake <-chan struct{}

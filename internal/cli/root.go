@@ -45,6 +45,7 @@ func newRootCmd(version string) *cobra.Command {
 		newConfigCmd(),
 		newPasswordCmd(),
 		newEncryptionCmd(),
+		newOffsiteCmd(),
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),

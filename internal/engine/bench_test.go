@@ -20,7 +20,6 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
-	"snapback/internal/testenv"
 )
 
 // Benchmarks print tables (b.Logf); run them with `make bench` or
@@ -31,16 +30,16 @@ import (
 //
 //	SNAPBACK_BENCH_FILES   files of the mixed dataset        (default 2000)
 //	SNAPBACK_BENCH_SIZE    its total size, e.g. 200MB, 2GB   (default 200MB)
-//	SNAPBACK_BENCH_MANY    files of the many-files device    (default 50000)
+//	SNAPBACK_BENCH_MANY    files of the many-files device    (default 20000 of ~2 KB)
+//	SNAPBACK_BENCH_ROUNDS  rounds of the alternating order   (default 2: 4 runs each)
 //
-// The reference comparison from DESIGN.md §9 (2 GB, 20,000 files; 1,000,000 files):
+// The reference comparison (2 GB / 20,000 files; 200,000 × 2 KB):
 //
-//	SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=1000000 \
-//	  go test -run '^$' -bench . -benchtime 1x -timeout 2h ./internal/engine/
+//	SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=200000 \
+//	  go test -run '^$' -bench Host -benchtime 1x -timeout 2h ./internal/engine/
 //
-// Snapback and idevicebackup2 both run as child processes against the same simulated
-// device served by this process, so wall time, user+sys CPU and peak RSS come from the
-// children's rusage and compare like with like.
+// BenchmarkHost (hostbench_test.go) runs every client and the simulator as separate
+// processes, so wall time, user+sys CPU and peak RSS come from each process's own rusage.
 
 func envInt(name string, def int64) int64 {
 	s := os.Getenv(name)
@@ -95,6 +94,7 @@ type run struct {
 	wall      time.Duration
 	user, sys time.Duration
 	rssMB     float64
+	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
 }
 
 func (r run) String() string {
@@ -104,10 +104,16 @@ func (r run) String() string {
 // child runs a command against the simulator and returns its resource use.
 func child(b *testing.B, addr string, name string, args ...string) run {
 	b.Helper()
+	return childEnv(b, []string{"USBMUXD_SOCKET_ADDRESS=" + addr}, name, args...)
+}
+
+// childEnv runs a command with env added to this process's environment.
+func childEnv(b *testing.B, env []string, name string, args ...string) run {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "USBMUXD_SOCKET_ADDRESS="+addr)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -180,87 +186,6 @@ func benchRig(b *testing.B, o backupsim.Options) *rig {
 		o.TempDir = b.TempDir()
 	}
 	return newRig(b, o, devicesim.DeviceConfig{})
-}
-
-// BenchmarkVsIdevicebackup2 backs the same mixed dataset up with both clients (full, then
-// incremental after 1 % changed) and prints wall, CPU and peak RSS.
-func BenchmarkVsIdevicebackup2(b *testing.B) {
-	files := envInt("SNAPBACK_BENCH_FILES", 2000)
-	size := envInt("SNAPBACK_BENCH_SIZE", 200e6)
-	bin := snapbackBinary(b)
-	ideviceb := testenv.RequireTool(b, "idevicebackup2")
-	for i := 0; i < b.N; i++ {
-		r := benchRig(b, backupsim.Options{Seed: 3, Files: int(files), TotalSize: size})
-		// Each tool runs twice, in the order S I I S, and its faster run counts: ext4 makes
-		// file creation slow for ~30 s after many inodes were freed (recently_deleted() in
-		// the inode allocator), which would otherwise punish whichever tool runs first after
-		// a cleanup (another benchmark's, or the previous run's).
-		snap := func(args ...string) run {
-			return child(b, r.sim.Addr(), bin, append([]string{"backup", "--udid", r.udid}, args...)...)
-		}
-		idev := func(args ...string) run {
-			return child(b, r.sim.Addr(), ideviceb, append([]string{"-u", r.udid, "backup"}, args...)...)
-		}
-		// A device only backs up incrementally against the backup it made last (it remembers
-		// that backup's UUID), so each tool's incremental directly follows its own full one.
-		pair := func(run func(args ...string) run) (full, inc run) {
-			dir := b.TempDir()
-			full = run("--full", "--dir", dir)
-			r.agent.Mutate(1)
-			inc = run("--dir", dir)
-			return full, inc
-		}
-		idevDir := func(args ...string) run { // idevicebackup2 takes the folder as an argument
-			var out []string
-			for i := 0; i < len(args); i++ {
-				if args[i] == "--dir" {
-					i++
-					out = append(out, args[i])
-					continue
-				}
-				out = append(out, args[i])
-			}
-			return idev(out...)
-		}
-		s1, s1i := pair(snap)
-		i1, i1i := pair(idevDir)
-		i2, i2i := pair(idevDir)
-		s2, s2i := pair(snap)
-		sFull, iFull := faster(s1, s2), faster(i1, i2)
-		sInc, iInc := faster(s1i, s2i), faster(i1i, i2i)
-		b.Logf("\nmixed dataset: %d files, %.0f MB (simulated device, loopback usbmuxd, TLS); best of 2 runs each, order S I I S, each incremental right after its own full\n"+
-			"%-34s %9s %9s %9s %9s\n%-34s %s\n%-34s %s\n%-34s %s\n%-34s %s\n"+
-			"ratio snapback/idevicebackup2 full: wall %.2f, CPU %.2f, RSS %.2f (target wall, CPU <= 0.8, RSS < 100 MB)",
-			files, float64(size)/1e6, "run", "wall", "user", "sys", "RSS MB",
-			"snapback full", sFull, "idevicebackup2 full", iFull,
-			"snapback incremental (1% changed)", sInc, "idevicebackup2 incremental", iInc,
-			sFull.wall.Seconds()/iFull.wall.Seconds(), (sFull.user+sFull.sys).Seconds()/(iFull.user+iFull.sys).Seconds(), sFull.rssMB/iFull.rssMB)
-	}
-}
-
-// faster returns the run with the shorter wall time.
-func faster(a, b run) run {
-	if b.wall < a.wall {
-		return b
-	}
-	return a
-}
-
-// BenchmarkManyFiles backs up a device with very many small files and reports Snapback's
-// peak RSS: memory must not grow with the file count.
-func BenchmarkManyFiles(b *testing.B) {
-	files := envInt("SNAPBACK_BENCH_MANY", 50000)
-	bin := snapbackBinary(b)
-	for i := 0; i < b.N; i++ {
-		r := benchRig(b, backupsim.Options{Seed: 5, Files: int(files), TotalSize: files * 2048})
-		full := child(b, r.sim.Addr(), bin, "backup", "--udid", r.udid, "--full", "--dir", b.TempDir())
-		line := ""
-		if ib, err := exec.LookPath("idevicebackup2"); err == nil {
-			line = fmt.Sprintf("\n%-22s %s", "idevicebackup2 full", child(b, r.sim.Addr(), ib, "-u", r.udid, "backup", "--full", b.TempDir()))
-		}
-		b.Logf("\nmany-files device: %d files of ~2 KB\n%-22s %9s %9s %9s %9s\n%-22s %s%s",
-			files, "run", "wall", "user", "sys", "RSS MB", "snapback full", full, line)
-	}
 }
 
 // BenchmarkIncrementalVsFull: the time of an incremental backup with 1 % changed against a

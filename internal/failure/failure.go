@@ -46,6 +46,8 @@ const (
 	LocalIO           Class = "local-io"            // another local filesystem failure
 	Damaged           Class = "damaged"             // a backup or snapshot failed verification
 	NoBackup          Class = "no-backup"           // nothing to read, restore or verify
+	Offsite           Class = "offsite"             // restic failed, or is missing or too old
+	OffsiteDown       Class = "offsite-down"        // the restic repository is unreachable or locked
 )
 
 // Exit codes of the snapback command, one per group of classes. README documents them.
@@ -99,6 +101,8 @@ var classes = map[Class]info{
 	LocalIO:           {"reading or writing on this computer failed", "check the backup disk (space, permissions, health), then try again", true, ExitFailure},
 	Damaged:           {"the backup is damaged", "run snapback snapshots verify --data to see what is affected; the next backup re-sends damaged files", false, ExitDamaged},
 	NoBackup:          {"there is no backup", "back up the device first (snapback backup), or check --udid and --location", false, ExitDamaged},
+	Offsite:           {"the off-site copy failed", "see restic's message; snapback offsite check tells whether the repository is healthy", false, ExitFailure},
+	OffsiteDown:       {"the off-site repository is unavailable", "check the network and the server; the copy resumes at the next push", true, ExitFailure},
 }
 
 // Error marks the class of an error so that errors.Is(err, failure.NoSpace) works.
