@@ -66,6 +66,8 @@ type Event struct {
 	Progress    Progress // Progress, PasscodeRequested
 	Result      Result   // RunFinished, RunFailed
 	Err         string   // RunFailed, SettingsInvalid: the reason in words
+	Class       string   // RunFailed: the failure class (internal/failure), when classified
+	Remedy      string   // RunFailed: what the user can do, when the class has a remedy
 	OverdueDays int      // Overdue
 	Approval    *Approval
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"snapback/internal/failure"
 	"time"
 
 	"snapback/settings"
@@ -689,6 +691,9 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("cannot save run state", "err", err)
 	}
 	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText}
+	if f, ok := failure.As(d.err); ok && res != ResultCancelled {
+		ev.Class, ev.Remedy = string(f.Class), f.Remedy()
+	}
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
 		ev.Type = EventRunFinished
@@ -701,9 +706,11 @@ func (m *Manager) onDone(d runDone) {
 		ev.Type = EventRunFailed
 		m.publish(ev)
 	}
-	if !m.dev(udid).presence.Connected {
-		// Gone during the run: say "not connected" now (a connected device is evaluated on
-		// the next tick, so a flapping link cannot spin runs).
+	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
+	// at once rather than after the next minute tick. Not after a device-gone run of a
+	// device still listed: its detach is on the way, and since going away is no failed
+	// attempt, re-deciding at once would spin runs on a flapping link (the tick decides).
+	if res != ResultDeviceGone || !m.dev(udid).presence.Connected {
 		m.evaluate(udid, now, m.cfg.State.Snapshot())
 	}
 	m.dispatch()

@@ -26,6 +26,7 @@ var DefaultPolicies = map[Kind]Policy{
 	Overdue:           {Repeat: 20 * time.Hour},
 	ApprovalNeeded:    {Repeat: 20 * time.Hour},
 	SettingsBroken:    {Repeat: time.Hour, PerStreak: 2},
+	DamageFound:       {Repeat: 20 * time.Hour},
 }
 
 // streakKinds end when a device completes a backup.

@@ -27,9 +27,10 @@ const (
 	Overdue
 	ApprovalNeeded
 	SettingsBroken
+	DamageFound
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -121,6 +122,13 @@ func Approval(d Device, snapshots int, size int64) Message {
 func BrokenSettings(path, problem string) Message {
 	return Message{Kind: SettingsBroken, Title: "Snapback settings have an error",
 		Body: fmt.Sprintf("%s: %s Snapback keeps using the last good settings until the file is fixed.", path, sentence(problem))}
+}
+
+// Damage reports that the daily scrub found stored files whose content changed on disk (bit rot);
+// the device can re-send them while it still has them.
+func Damage(d Device, files int) Message {
+	return Message{Kind: DamageFound, UDID: d.UDID, Title: "Damaged files in the backup of " + d.Name,
+		Body: fmt.Sprintf("%s in the stored backup no longer match what the device sent. Back up %s now so the device sends them again.", plural(files, "file", "files"), d.Name)}
 }
 
 func sentence(s string) string {

@@ -90,6 +90,29 @@ offsite:
     weekly: {{.Offsite.Keep.Weekly}}
     monthly: {{.Offsite.Keep.Monthly}}
     yearly: {{.Offsite.Keep.Yearly}}
+# Push alerts beyond the desktop: a list of {url, events}. url is a service URL of
+# github.com/nicholas-fedor/shoutrrr (ntfy://, smtp://, telegram://, pushover://, gotify://,
+# generic+https:// for webhooks...). A URL holding a token or password goes in the keychain
+# (snapback alerts set NAME, then url: keyring:NAME) or in a file only you can read
+# (chmod 600, then url: file:/path). events: any of passcode, completed, failed, overdue,
+# disk_missing, approval_needed, damage_found; leave it out for all. Test with: snapback alerts test
+alerts: []
+#alerts:
+#  - url: ntfy://ntfy.sh/my-secret-topic-name
+#    events: [passcode, failed, overdue]
+#  - url: keyring:mail
+
+# Dead-man's switch (healthchecks.io style): URLs fetched when a backup starts, succeeds and
+# fails, so an outside monitor notices when backups stop. Empty is off; keyring:/file: work too.
+pings:
+  start: ""
+  success: ""
+  failure: ""
+
+# Status page, JSON API and Prometheus /metrics, e.g. "127.0.0.1:8427". Empty is off. An
+# address other than loopback requires the token that "snapback http token" prints.
+http:
+  listen: ""
 
 # How Wi-Fi devices are found: auto (the mux's network devices, and Snapback browses mDNS
 # for the rest), builtin (Snapback finds all itself: a Linux server or NAS needs nothing
@@ -155,7 +178,9 @@ func WriteExample(path string, force bool) error {
 // file's own format, for `snapback config show`. Every key is written.
 func (s *Settings) MarshalYAML() (any, error) {
 	wifi, records := string(s.Host.WiFiDiscovery), s.Host.PairRecords
-	f := fileSettings{Overlay: toOverlay(s.Global), Host: fileHost{WiFiDiscovery: &wifi, PairRecords: &records}}
+	listen := s.HTTP.Listen
+	f := fileSettings{Overlay: toOverlay(s.Global), Host: fileHost{WiFiDiscovery: &wifi, PairRecords: &records},
+		HTTP: &fileHTTP{Listen: &listen}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}
@@ -199,5 +224,16 @@ func toOverlay(d DeviceSettings) overlay {
 				Daily: i(d.Offsite.Keep.Daily), Weekly: i(d.Offsite.Keep.Weekly),
 				Monthly: i(d.Offsite.Keep.Monthly), Yearly: i(d.Offsite.Keep.Yearly)},
 		},
+		Alerts: redactedAlerts(d.Alerts),
+		// Secrets never leave through `config show`: literal URLs are redacted (Redact).
+		Pings: &filePings{Start: str(Redact(d.Pings.Start)), Success: str(Redact(d.Pings.Success)), Failure: str(Redact(d.Pings.Failure))},
 	}
+}
+
+func redactedAlerts(as []Alert) *[]fileAlert {
+	out := []fileAlert{}
+	for _, a := range as {
+		out = append(out, fileAlert{URL: Redact(a.URL), Events: a.Events})
+	}
+	return &out
 }

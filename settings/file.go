@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ type overlay struct {
 	Conditions    *fileConditions    `mapstructure:"conditions" yaml:"conditions,omitempty"`
 	Notifications *fileNotifications `mapstructure:"notifications" yaml:"notifications,omitempty"`
 	Offsite       *fileOffsite       `mapstructure:"offsite" yaml:"offsite,omitempty"`
+	Alerts        *[]fileAlert       `mapstructure:"alerts" yaml:"alerts,omitempty"`
+	Pings         *filePings         `mapstructure:"pings" yaml:"pings,omitempty"`
 }
 
 type fileOffsite struct {
@@ -43,6 +46,21 @@ type fileOffsiteKeep struct {
 	Weekly  *int `mapstructure:"weekly" yaml:"weekly,omitempty"`
 	Monthly *int `mapstructure:"monthly" yaml:"monthly,omitempty"`
 	Yearly  *int `mapstructure:"yearly" yaml:"yearly,omitempty"`
+}
+
+type fileAlert struct {
+	URL    string   `mapstructure:"url" yaml:"url"`
+	Events []string `mapstructure:"events" yaml:"events,omitempty"`
+}
+
+type filePings struct {
+	Start   *string `mapstructure:"start" yaml:"start,omitempty"`
+	Success *string `mapstructure:"success" yaml:"success,omitempty"`
+	Failure *string `mapstructure:"failure" yaml:"failure,omitempty"`
+}
+
+type fileHTTP struct {
+	Listen *string `mapstructure:"listen" yaml:"listen,omitempty"`
 }
 
 type fileSchedule struct {
@@ -88,6 +106,7 @@ type fileSettings struct {
 	Overlay overlay      `mapstructure:",squash" yaml:",inline"`
 	Host    fileHost     `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
+	HTTP    *fileHTTP    `mapstructure:"http" yaml:"http,omitempty"`
 }
 
 // Keys lists every settings key a device can override, dotted as in the file
@@ -148,7 +167,10 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range append(Keys(), hostKeys...) {
+	for _, k := range append(append(Keys(), "http.listen"), hostKeys...) {
+		if k == "alerts" {
+			continue // a list; it has no environment form
+		}
 		if err := v.BindEnv(k); err != nil {
 			return nil, err
 		}
@@ -201,6 +223,9 @@ func build(f fileSettings) (*Settings, error) {
 	s := &Settings{}
 	s.Global = apply(Defaults(), f.Overlay, "", &probs, nil)
 	s.Host = applyHost(f.Host, &probs)
+	if f.HTTP != nil && f.HTTP.Listen != nil {
+		s.HTTP.Listen = strings.TrimSpace(*f.HTTP.Listen)
+	}
 	seen := map[string]int{}
 	for i, d := range f.Devices {
 		prefix := fmt.Sprintf("devices[%d].", i)
@@ -337,6 +362,18 @@ func apply(base DeviceSettings, o overlay, prefix string, probs *[]error, set ma
 			integer(&e.Offsite.Keep.Monthly, k.Monthly, "offsite.keep.monthly")
 			integer(&e.Offsite.Keep.Yearly, k.Yearly, "offsite.keep.yearly")
 		}
+	}
+	if o.Alerts != nil {
+		mark("alerts")
+		e.Alerts = nil
+		for _, a := range *o.Alerts {
+			e.Alerts = append(e.Alerts, Alert{URL: strings.TrimSpace(a.URL), Events: slices.Clone(a.Events)})
+		}
+	}
+	if p := o.Pings; p != nil {
+		str(&e.Pings.Start, p.Start, "pings.start")
+		str(&e.Pings.Success, p.Success, "pings.success")
+		str(&e.Pings.Failure, p.Failure, "pings.failure")
 	}
 	return e
 }

@@ -92,6 +92,10 @@ type DeviceSettings struct {
 	Conditions    Conditions
 	Notifications Notifications
 	Offsite       Offsite
+	// Alerts are the push channels (ntfy, e-mail, webhooks...) beyond the desktop; a device
+	// entry's list replaces the global one, like every other key.
+	Alerts []Alert
+	Pings  Pings
 }
 
 // Settings is one validated reading of the settings file. Treat it as immutable: a Store
@@ -103,6 +107,8 @@ type Settings struct {
 	Devices []DeviceOverride
 	// Host holds the host-wide keys (wifi_discovery, pair_records).
 	Host HostSettings
+	// HTTP is the status page server.
+	HTTP HTTP
 }
 
 // DeviceOverride is one entry of the `devices:` list: a UDID, a display name and the

@@ -24,6 +24,7 @@ func (p *Problem) Error() string {
 // reported once, under its own key.
 func (s *Settings) Validate() error {
 	probs := validateDevice(s.Global, "", nil)
+	probs = append(probs, validateHTTP(s.HTTP)...)
 	for i, d := range s.Devices {
 		probs = append(probs, validateDevice(d.Effective, fmt.Sprintf("devices[%d].", i), d.set)...)
 	}
@@ -70,5 +71,6 @@ func validateDevice(d DeviceSettings, prefix string, only map[string]bool) []err
 	validateOffsite(d.Offsite, check)
 	check("notifications.overdue_after_days", d.Notifications.OverdueAfterDays < 0 || d.Notifications.OverdueAfterDays > 365,
 		fmt.Sprintf("%d is out of range", d.Notifications.OverdueAfterDays), "use 0 (off) or a number of days up to 365")
+	probs = append(probs, validateAlerts(d, prefix, only)...)
 	return probs
 }

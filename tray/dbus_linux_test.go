@@ -37,6 +37,7 @@ func (r *callRecorder) ArchiveSnapshot(u, id string) { r.add("ArchiveSnapshot " 
 func (r *callRecorder) DeleteSnapshot(u, id string)  { r.add("DeleteSnapshot " + u + " " + id) }
 func (r *callRecorder) OpenSettings()                { r.add("OpenSettings") }
 func (r *callRecorder) ShowLog()                     { r.add("ShowLog") }
+func (r *callRecorder) OpenStatusPage()              { r.add("OpenStatusPage") }
 func (r *callRecorder) Quit()                        { r.add("Quit") }
 
 func expectCall(t *testing.T, r *callRecorder, want string) {

@@ -24,6 +24,8 @@ type Controller interface {
 	DeleteSnapshot(udid, id string)
 	OpenSettings()
 	ShowLog()
+	// OpenStatusPage opens the status page (http.listen) in the browser, logged in.
+	OpenStatusPage()
 	// Quit asks the app to shut down. The tray ends its own loop after Quit returns.
 	Quit()
 }
@@ -46,6 +48,7 @@ const (
 	VerbOpenSettings
 	VerbShowLog
 	VerbQuit
+	VerbOpenStatusPage
 )
 
 // Action is the command a click issues, with its arguments. It is a value so that tests can
@@ -82,6 +85,8 @@ func (a Action) Do(c Controller) (quit bool) {
 		c.OpenSettings()
 	case VerbShowLog:
 		c.ShowLog()
+	case VerbOpenStatusPage:
+		c.OpenStatusPage()
 	case VerbQuit:
 		c.Quit()
 		return true
@@ -143,6 +148,11 @@ func Build(s State) Menu {
 		Item{Key: "pause", Label: "Pause Automatic Backups", Checkable: true, Checked: s.Paused, Action: Action{Verb: VerbPause, On: !s.Paused}},
 		Item{Key: "settings", Label: "Open Settings…", Action: Action{Verb: VerbOpenSettings}},
 		Item{Key: "log", Label: "Show Log", Action: Action{Verb: VerbShowLog}},
+	)
+	if s.StatusPage {
+		m.Items = append(m.Items, Item{Key: "statuspage", Label: "Open Status Page", Action: Action{Verb: VerbOpenStatusPage}})
+	}
+	m.Items = append(m.Items,
 		Item{Key: "sep/quit", Separator: true},
 		Item{Key: "quit", Label: "Quit Snapback", Action: Action{Verb: VerbQuit}},
 	)

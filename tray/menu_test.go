@@ -314,6 +314,7 @@ func TestBuildActionsAndEnabled(t *testing.T) {
 		{"status line", State{Now: now}, "status", Action{}, true, false},
 		{"settings", State{Now: now}, "settings", Action{Verb: VerbOpenSettings}, false, false},
 		{"log", State{Now: now}, "log", Action{Verb: VerbShowLog}, false, false},
+		{"status page", State{Now: now, StatusPage: true}, "statuspage", Action{Verb: VerbOpenStatusPage}, false, false},
 		{"quit", State{Now: now}, "quit", Action{Verb: VerbQuit}, false, false},
 	}
 	snaps := State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
@@ -334,6 +335,9 @@ func TestBuildActionsAndEnabled(t *testing.T) {
 		{"delete needs the confirm item", snaps, sk + "s1/delete", Action{}, false, false},
 		{"delete confirm", snaps, sk + "s1/delete/confirm", Action{Verb: VerbDeleteSnapshot, UDID: anna, SnapshotID: "s1"}, false, false},
 	}...)
+	if _, ok := find(Build(State{Now: now}).Items, "statuspage"); ok {
+		t.Error("Open Status Page is offered while the status page is off")
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			it := mustFind(t, Build(tt.state), tt.key)
@@ -436,6 +440,7 @@ func (r *recorder) ArchiveSnapshot(u, id string)   { r.add("ArchiveSnapshot " + 
 func (r *recorder) DeleteSnapshot(u, id string)    { r.add("DeleteSnapshot " + u + " " + id) }
 func (r *recorder) OpenSettings()                  { r.add("OpenSettings") }
 func (r *recorder) ShowLog()                       { r.add("ShowLog") }
+func (r *recorder) OpenStatusPage()                { r.add("OpenStatusPage") }
 func (r *recorder) Quit()                          { r.add("Quit") }
 func onOff(on bool) string {
 	if on {

@@ -23,6 +23,8 @@ type State struct {
 	// SettingsProblem is non-empty when the settings file is broken and the app runs on the
 	// last good settings; it is a short, user-facing description ("line 12: unknown key …").
 	SettingsProblem string
+	// StatusPage is true when the status page is on (http.listen): the menu offers to open it.
+	StatusPage bool
 }
 
 // Device is one iPhone or iPad known to Snapback.

@@ -29,9 +29,32 @@ type Controller struct {
 	// QuitFunc stops the app.
 	QuitFunc func()
 
-	mu sync.Mutex
-	m  *jobs.Manager
-	wg sync.WaitGroup
+	mu        sync.Mutex
+	m         *jobs.Manager
+	wg        sync.WaitGroup
+	pageLogin func() string // makes one-time login links to the status page; nil while it is off
+}
+
+// SetStatusPage hands the controller the status page's login-link maker once it serves.
+func (c *Controller) SetStatusPage(loginURL func() string) {
+	c.mu.Lock()
+	c.pageLogin = loginURL
+	c.mu.Unlock()
+}
+
+// OpenStatusPage opens the status page in the browser through a one-time login link, so the
+// buttons work there without the token ever being on a command line.
+func (c *Controller) OpenStatusPage() {
+	c.mu.Lock()
+	login := c.pageLogin
+	c.mu.Unlock()
+	if login == nil {
+		c.Logger.Warn("the status page is not running; set http.listen in the settings file (e.g. 127.0.0.1:8427)")
+		return
+	}
+	if err := open(login()); err != nil {
+		c.Logger.Warn("cannot open the status page", "err", err)
+	}
 }
 
 // SetManager hands the running manager to the controller.
@@ -99,18 +122,23 @@ func (c *Controller) ApproveDeletion(udid string) {
 		return
 	}
 	c.do("approve deletion", func(ctx context.Context) error {
-		eff := c.Settings().Effective(udid)
-		st, err := c.Stores.Open(ctx, eff.Location)
-		if err != nil {
-			return err
-		}
-		_, deleted, err := st.Prune(ctx, udid, Policy(eff.Snapshots), store.PruneOptions{Approve: true})
-		if err != nil {
-			return err
-		}
-		c.Logger.Info("old snapshots deleted with the user's approval", "udid", udid, "count", len(deleted))
-		return m.ClearApproval(ctx, udid)
+		return ApproveDeletion(ctx, m, c.Stores, c.Settings().Effective(udid), udid, c.Logger)
 	})
+}
+
+// ApproveDeletion deletes what retention asked the user about, then clears the request. The
+// tray and the status page both call it.
+func ApproveDeletion(ctx context.Context, m *jobs.Manager, stores *Stores, eff settings.DeviceSettings, udid string, log *slog.Logger) error {
+	st, err := stores.Open(ctx, eff.Location)
+	if err != nil {
+		return err
+	}
+	_, deleted, err := st.Prune(ctx, udid, Policy(eff.Snapshots), store.PruneOptions{Approve: true})
+	if err != nil {
+		return err
+	}
+	log.Info("old snapshots deleted with the user's approval", "udid", udid, "count", len(deleted))
+	return m.ClearApproval(ctx, udid)
 }
 
 func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {

@@ -31,6 +31,9 @@ type Notifications struct {
 	// Size returns the size of a device's latest backup, for the "completed" message.
 	Size   func(udid string) int64
 	Logger *slog.Logger
+	// AllKinds ignores the desktop switches of `notifications:`; push channels filter by
+	// their own `events:` list instead.
+	AllKinds bool
 }
 
 // runInfo remembers what the completion message needs about a run in progress.
@@ -86,6 +89,9 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 	if s := n.Settings(); s != nil {
 		on = s.Effective(ev.UDID).Notifications
 	}
+	if n.AllKinds {
+		on = settings.Notifications{Passcode: true, Completed: true, Failed: true, DiskMissing: true, Overdue: true, Approval: true}
+	}
 	switch ev.Type {
 	case jobs.EventPasscodeRequested:
 		return notify.Passcode(dev), on.Passcode
@@ -110,7 +116,11 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 			}
 			return notify.NoDisk(dev, loc), on.DiskMissing
 		}
-		return notify.Failure(dev, ev.Err, remedyFor(ev.Result)), on.Failed
+		remedy := ev.Remedy
+		if remedy == "" {
+			remedy = remedyFor(ev.Result)
+		}
+		return notify.Failure(dev, ev.Err, remedy), on.Failed
 	case jobs.EventOverdue:
 		return notify.IsOverdue(dev, ev.OverdueDays), on.Overdue
 	case jobs.EventApprovalNeeded:

@@ -19,7 +19,7 @@ type Backups struct {
 // TrayState maps the engine's status, the settings and the store's records onto the tray's
 // model. It is pure: everything it needs comes in as arguments.
 func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]Backups) tray.State {
-	out := tray.State{Now: now, Paused: st.Paused, SettingsProblem: st.SettingsError}
+	out := tray.State{Now: now, Paused: st.Paused, SettingsProblem: st.SettingsError, StatusPage: cfg != nil && cfg.HTTP.Listen != ""}
 	for _, d := range st.Devices {
 		eff := settings.Defaults()
 		if cfg != nil {

@@ -77,6 +77,7 @@ func trayEngine(parent context.Context) (tray.Controller, <-chan tray.State, err
 				ctl.SetManager(m)
 				feed.start(m, cur)
 			},
+			listening: func(_ string, login func() string) { ctl.SetStatusPage(login) },
 		})
 		if err != nil {
 			log.Error("engine stopped", "err", err)

@@ -113,6 +113,9 @@ func newConfigCheckCmd() *cobra.Command {
 			if err != nil {
 				return configInvalidError{err}
 			}
+			if err := alertURLProblems(s); err != nil {
+				return configInvalidError{err}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d device entries)\n", path, len(s.Devices))
 			return nil
 		},

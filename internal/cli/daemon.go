@@ -41,6 +41,9 @@ type engineHooks struct {
 	notifier notify.Notifier
 	// stores, when set, is the store cache to use (so the tray reads the same stores).
 	stores *app.Stores
+	// listening, when set, is told the status page's address once it serves, with a maker of
+	// one-time login links.
+	listening func(addr string, loginURL func() string)
 }
 
 // daemonBackend builds the Runner (one backup: device -> mobilebackup2 -> snapshot store) and
@@ -207,6 +210,14 @@ func runEngine(ctx context.Context, log *slog.Logger, hooks engineHooks) error {
 		}
 		wg.Go(func() { n.Run(ctx) })
 	}
+	// Push alerts, dead-man pings and the status page: what a server's users see.
+	tokenPath, err := app.HTTPTokenPath()
+	if err != nil {
+		return err
+	}
+	headless := &app.Headless{Manager: m, Settings: store.Current, SettingsPath: cfgPath, Secrets: env.Secrets,
+		Stores: stores, Logger: log, Now: time.Now, TokenPath: tokenPath, Listening: hooks.listening}
+	wg.Go(func() { headless.Run(ctx) })
 	wg.Go(func() {
 		err := store.Watch(ctx, func(c settings.Change) {
 			if c.Err != nil {

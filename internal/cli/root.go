@@ -49,6 +49,7 @@ func newRootCmd(version string) *cobra.Command {
 		newAutostartCmd(),
 		newSimulateCmd(),
 		newDemoCmd(),
+		newAlertsCmd(), newHTTPCmd(),
 	)
 	return root
 }

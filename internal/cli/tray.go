@@ -169,6 +169,7 @@ func (p previewController) ArchiveSnapshot(udid, id string) {
 func (p previewController) DeleteSnapshot(udid, id string) {
 	p.log.Info("preview: delete snapshot", "udid", udid, "id", id)
 }
-func (p previewController) OpenSettings() { p.log.Info("preview: open settings") }
-func (p previewController) ShowLog()      { p.log.Info("preview: show log") }
-func (p previewController) Quit()         { p.log.Info("preview: quit"); p.quit() }
+func (p previewController) OpenSettings()   { p.log.Info("preview: open settings") }
+func (p previewController) ShowLog()        { p.log.Info("preview: show log") }
+func (p previewController) OpenStatusPage() { p.log.Info("preview: open status page") }
+func (p previewController) Quit()           { p.log.Info("preview: quit"); p.quit() }
