@@ -27,6 +27,7 @@ const (
 	EventApprovalNeeded                          // Approval waits for the user's permission
 	EventSettingsReloaded                        // the settings file was re-read and applied
 	EventSettingsInvalid                         // an edit of the settings file was rejected; Err says why
+	EventTrustRequested                          // the device shows "Trust This Computer?": tell the user now
 
 	// AllEvents subscribes to every type.
 	AllEvents EventType = 1<<iota - 1
@@ -34,7 +35,7 @@ const (
 
 var eventNames = [...]string{"DeviceAttached", "DeviceDetached", "RunQueued", "RunStarted", "Progress",
 	"PasscodeRequested", "PasscodeDismissed", "RunFinished", "RunFailed", "Overdue", "ApprovalNeeded",
-	"SettingsReloaded", "SettingsInvalid"}
+	"SettingsReloaded", "SettingsInvalid", "TrustRequested"}
 
 func (t EventType) String() string {
 	if bits.OnesCount32(uint32(t)) == 1 {
@@ -70,6 +71,7 @@ type Event struct {
 	Remedy      string   // RunFailed: what the user can do, when the class has a remedy
 	OverdueDays int      // Overdue
 	Approval    *Approval
+	Unreadable  int // RunFinished: files the device could not read (recorded in the snapshot)
 }
 
 // DefaultBufferSize is the number of events a subscriber may fall behind before it loses

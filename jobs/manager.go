@@ -26,9 +26,12 @@ const (
 	PhaseWaitingPasscode
 	PhaseTransferring
 	PhaseCommitting
+	// PhaseWaitingTrust: the device shows "Trust This Computer?" (pairing); it comes before
+	// everything else, but is numbered last so the other phases keep their values.
+	PhaseWaitingTrust
 )
 
-var phaseNames = [...]string{"Preparing", "WaitingPasscode", "Transferring", "Committing"}
+var phaseNames = [...]string{"Preparing", "WaitingPasscode", "Transferring", "Committing", "WaitingTrust"}
 
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) {
@@ -53,6 +56,9 @@ type RunResult struct {
 	// Approval, when set, asks the user's permission for something the run could not do
 	// alone, e.g. deleting old snapshots (snapshots.ask_before_delete).
 	Approval *Approval
+	// Unreadable counts files the device could not read; the snapshot records them and the
+	// user is told ("backed up, N files could not be read").
+	Unreadable int
 }
 
 // Runner performs one backup. The composition root implements it on top of the backup
@@ -622,6 +628,11 @@ func (m *Manager) onProgress(msg progressMsg) {
 	prev := r.progress
 	r.progress = msg.p
 	base := Event{UDID: r.req.UDID, Name: r.req.Name, Manual: r.req.Manual, Progress: msg.p}
+	if msg.p.Phase == PhaseWaitingTrust && prev.Phase != PhaseWaitingTrust {
+		e := base
+		e.Type = EventTrustRequested
+		m.publish(e)
+	}
 	if msg.p.Phase == PhaseWaitingPasscode && prev.Phase != PhaseWaitingPasscode {
 		e := base
 		e.Type = EventPasscodeRequested
@@ -697,6 +708,7 @@ func (m *Manager) onDone(d runDone) {
 	if res == ResultSuccess {
 		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
 		ev.Type = EventRunFinished
+		ev.Unreadable = d.res.Unreadable
 		m.publish(ev)
 		if d.res.Approval != nil {
 			m.publish(Event{Type: EventApprovalNeeded, UDID: udid, Name: r.req.Name, Approval: d.res.Approval})

@@ -20,6 +20,7 @@ type Policy struct {
 // at most two notifications; daily reminders for overdue and approval.
 var DefaultPolicies = map[Kind]Policy{
 	PasscodeRequested: {Repeat: 30 * time.Second},
+	TrustRequested:    {Repeat: 30 * time.Second},
 	Completed:         {Repeat: 30 * time.Second},
 	Failed:            {Repeat: time.Hour, PerStreak: 2},
 	DiskMissing:       {Repeat: time.Hour, PerStreak: 2},

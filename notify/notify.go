@@ -28,9 +28,10 @@ const (
 	ApprovalNeeded
 	SettingsBroken
 	DamageFound
+	TrustRequested
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {

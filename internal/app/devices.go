@@ -109,6 +109,10 @@ func (d *Devices) describe(ctx context.Context, udid string, t device.Transport)
 	s, err := d.Host.Open(ictx, udid)
 	if err != nil {
 		d.log().Info("device attached but not readable", "udid", udid, "err", err)
+		// Not trusted yet: its name is public, and the Trust notification needs it.
+		if e, ferr := device.Find(ictx, udid); ferr == nil {
+			ev.Name, _ = device.PublicName(ictx, e)
+		}
 		return ev
 	}
 	defer s.Close()

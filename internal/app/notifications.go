@@ -11,7 +11,7 @@ import (
 )
 
 // eventMask is what the notification forwarder listens to.
-const eventMask = jobs.EventDeviceAttached | jobs.EventRunStarted | jobs.EventPasscodeRequested |
+const eventMask = jobs.EventTrustRequested | jobs.EventDeviceAttached | jobs.EventRunStarted | jobs.EventPasscodeRequested |
 	jobs.EventRunFinished | jobs.EventRunFailed | jobs.EventOverdue | jobs.EventApprovalNeeded |
 	jobs.EventSettingsInvalid | jobs.EventSettingsReloaded
 
@@ -93,6 +93,8 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 		on = settings.Notifications{Passcode: true, Completed: true, Failed: true, DiskMissing: true, Overdue: true, Approval: true}
 	}
 	switch ev.Type {
+	case jobs.EventTrustRequested:
+		return notify.Trust(dev), on.Passcode
 	case jobs.EventPasscodeRequested:
 		return notify.Passcode(dev), on.Passcode
 	case jobs.EventRunFinished:
@@ -104,11 +106,20 @@ func (n *Notifications) message(ev jobs.Event, run runInfo) (notify.Message, boo
 		if !run.started.IsZero() {
 			took = ev.Time.Sub(run.started)
 		}
-		return notify.Done(dev, size, took, notifyTransport(run.transport)), on.Completed
+		msg := notify.Done(dev, size, took, notifyTransport(run.transport))
+		if ev.Unreadable > 0 {
+			msg.Body += " " + UnreadableText(ev.Unreadable) + "."
+		}
+		return msg, on.Completed
 	case jobs.EventRunFailed:
 		switch ev.Result {
 		case jobs.ResultCancelled:
 			return notify.Message{}, false // the user did it; telling them is noise
+		case jobs.ResultDeviceGone:
+			// The cable was pulled or the Wi-Fi link dropped: the run is retried as soon as
+			// the device is back, and the overdue reminder speaks up if it never is. A
+			// notification for every dropped link would be noise.
+			return notify.Message{}, false
 		case jobs.ResultDiskMissing:
 			loc := ""
 			if n.Location != nil {

@@ -31,6 +31,9 @@ type Runner struct {
 	Stores *Stores
 	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
 	Devices *device.Host
+	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
+	// scale it down.
+	WiFiProbeEvery time.Duration
 	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
 	// (device UDID and name, and the classified failure).
 	OffsiteFailed func(udid, name string, err error)
@@ -124,6 +127,12 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Now:     r.Now,
 		Log:     log,
 		Events:  events,
+		// A device that does not trust this computer is paired right away; the user sees
+		// "Tap Trust on …" (jobs.EventTrustRequested → notify.Trust).
+		PairPrompt: func(device.PairPrompt, string) {
+			progress(jobs.Progress{Phase: jobs.PhaseWaitingTrust, Percent: -1})
+		},
+		WiFiProbeEvery: r.WiFiProbeEvery,
 	})
 	if err != nil {
 		return jobs.RunResult{}, classifyEngine(err)
@@ -134,12 +143,13 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 	if res.Backup.FullBackup {
 		kind = store.KindFull
 	}
-	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind})
+	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: Exceptions(res)})
 	if err != nil {
 		return jobs.RunResult{}, classifyStore(err)
 	}
 	committed = true
-	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived)}
+	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived),
+		Unreadable: len(snap.Exceptions)} // this run's and those still missing from earlier runs
 
 	if s := req.Settings.Snapshots; s.Enabled && s.AutoDelete {
 		approval, err := ApplyRetention(ctx, st, req.UDID, s)

@@ -59,7 +59,12 @@ type Backup struct {
 	keys     *backupcrypto.Keys
 	db       *backupfmt.ManifestDB
 	tmp      string // private folder of the decrypted Manifest.db; "" for plain backups
+	warnings []string
 }
+
+// Warnings says what is unusual about the folder (no Manifest.plist or Status.plist: a
+// forensic copy rather than a backup a device wrote). Reading never writes to the folder.
+func (b *Backup) Warnings() []string { return b.warnings }
 
 // Open opens the backup folder dir. For an encrypted backup it asks opts.Password for the
 // password, unlocks the keybag (seconds with real parameters) and decrypts Manifest.db into a
@@ -70,13 +75,24 @@ func Open(ctx context.Context, dir string, opts Options) (_ *Backup, err error) 
 		return nil, fmt.Errorf("open backup %s: %w", dir, err)
 	}
 	m, err := backupfmt.ReadManifest(filepath.Join(abs, backupfmt.ManifestPlistName))
+	var warnings []string
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open backup %s: not a backup folder (no %s; give the <UDID> folder itself): %w", dir, backupfmt.ManifestPlistName, err)
+		// Forensic copies of backups (mvt's test artifacts, files pulled from a device dump)
+		// often keep only Manifest.db and the blobs. A plain Manifest.db is enough to read
+		// them; without Manifest.plist nothing says whether the backup is complete.
+		if plain, perr := backupcrypto.IsSQLite(filepath.Join(abs, backupfmt.ManifestDBName)); perr != nil || !plain {
+			return nil, fmt.Errorf("open backup %s: not a backup folder (no %s; give the <UDID> folder itself): %w", dir, backupfmt.ManifestPlistName, err)
+		}
+		warnings = append(warnings, fmt.Sprintf("%s has no %s: reading its Manifest.db as an unencrypted backup; it may be incomplete", dir, backupfmt.ManifestPlistName))
+		m, err = backupfmt.Manifest{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open backup %s: %w", dir, err)
 	}
-	b := &Backup{dir: abs, manifest: m}
+	if _, serr := os.Stat(filepath.Join(abs, backupfmt.StatusPlistName)); errors.Is(serr, fs.ErrNotExist) {
+		warnings = append(warnings, fmt.Sprintf("%s has no %s: nothing says the backup finished", dir, backupfmt.StatusPlistName))
+	}
+	b := &Backup{dir: abs, manifest: m, warnings: warnings}
 	defer func() {
 		if err != nil {
 			b.Close()

@@ -126,6 +126,9 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	done()
 	err = target.finish(ctx, res, runErr)
 	view.result(res, err)
+	if err == nil {
+		printUnreadable(stderr, res)
+	}
 	return err
 }
 
@@ -387,7 +390,7 @@ func storeTarget(ctx context.Context, f *backupFlags) (backupTarget, error) {
 		if res.Backup.FullBackup {
 			kind = store.KindFull
 		}
-		snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind})
+		snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: app.Exceptions(res)})
 		if err != nil {
 			run.Abort()
 			return err

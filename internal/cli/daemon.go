@@ -271,6 +271,8 @@ func logEvents(ctx context.Context, bus *jobs.Bus, log *slog.Logger) {
 				log.Warn("backup failed", append(attrs, "result", e.Result.String(), "err", e.Err)...)
 			case jobs.EventPasscodeRequested:
 				log.Warn("enter the passcode on the device to let the backup run", attrs...)
+			case jobs.EventTrustRequested:
+				log.Warn("tap Trust on the device and enter its passcode: it does not trust this computer yet", attrs...)
 			case jobs.EventOverdue:
 				log.Warn("backup overdue", append(attrs, "days", e.OverdueDays)...)
 			case jobs.EventApprovalNeeded:

@@ -92,6 +92,11 @@ func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Ba
 	if errors.Is(err, backupcrypto.ErrWrongPassword) {
 		return nil, wrongPasswordError{err}
 	}
+	if err == nil {
+		for _, w := range b.Warnings() {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+		}
+	}
 	return b, err
 }
 

@@ -50,6 +50,7 @@ func newRootCmd(version string) *cobra.Command {
 		newSimulateCmd(),
 		newDemoCmd(),
 		newAlertsCmd(), newHTTPCmd(),
+		newPairCmd(), newUnpairCmd(), newWifiCmd(),
 	)
 	return root
 }

@@ -45,6 +45,7 @@ type simulateFlags struct {
 	mdnsIface     string
 	privateMAC    bool
 	heartbeat     time.Duration
+	quirks        quirkFlags
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -85,6 +86,7 @@ content survive restarts, so incremental backups can be tried.`,
 	fl.StringVar(&f.dropAfter, "drop-after", "", "cut each mobilebackup2 connection after this many bytes, e.g. 10MB")
 	fl.BoolVar(&f.verbose, "verbose", false, "log protocol traffic")
 	fl.StringVar(&f.passwordFile, "backup-password-file", "", "start the devices with backup encryption on, using the first line of this file as the backup password (with --state, a device whose encryption was since changed through ChangePassword keeps that setting)")
+	addQuirkFlags(fl, &f.quirks)
 	fl.IntVar(&f.kdfRounds, "kdf-rounds", 10_000_000, "PBKDF2-SHA256 rounds of the devices' keybags (lower it for fast demos; real devices use 10,000,000)")
 	addSimulateWiFiFlags(fl, &f)
 	return cmd
@@ -131,7 +133,7 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 		if f.state != "" {
 			stateDir = filepath.Join(f.state, "devices", id.UDID, "backup")
 		}
-		agent, err := backupsim.New(backupsim.Options{
+		bopts := backupsim.Options{
 			Identity: backupsim.Identity{
 				UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
 				ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber,
@@ -147,19 +149,24 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			MutatePercent: f.mutate,
 			Password:      password,
 			KDFRounds:     f.kdfRounds,
-		})
-		if err != nil {
-			return fmt.Errorf("device %d: %w", i+1, err)
 		}
-		dev, err := sim.AddDevice(devicesim.DeviceConfig{
+		dcfg := devicesim.DeviceConfig{
 			Identity:        id,
 			USB:             !f.wifiOnly,
 			WiFi:            f.wifi || f.wifiOnly,
-			Backup:          agent,
 			DropBackupAfter: drop,
 
 			AnnouncedWiFiAddress: announcedMAC(f, id.UDID),
-		})
+		}
+		if err := f.quirks.apply(f.seed+int64(i), &bopts, &dcfg, cmd.Flags().Changed); err != nil {
+			return err
+		}
+		agent, err := backupsim.New(bopts)
+		if err != nil {
+			return fmt.Errorf("device %d: %w", i+1, err)
+		}
+		dcfg.Backup = agent
+		dev, err := sim.AddDevice(dcfg)
 		if err != nil {
 			return err
 		}

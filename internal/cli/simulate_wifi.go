@@ -23,13 +23,13 @@ import (
 func addSimulateWiFiFlags(fl *pflag.FlagSet, f *simulateFlags) {
 	fl.BoolVar(&f.mdns, "mdns", false, "announce the Wi-Fi devices over mDNS (_apple-mobdev2._tcp) as real devices do; use only on loopback or in a network namespace")
 	fl.StringVar(&f.mdnsIface, "mdns-iface", "", "network interface for the mDNS announcements (default: the system's multicast route)")
-	fl.BoolVar(&f.privateMAC, "private-mac", false, "announce a private Wi-Fi address that differs from the pair record's WiFiMACAddress (iOS 26.4 and later)")
+	fl.BoolVar(&f.privateMAC, "private-mac", false, "announce a private Wi-Fi address that differs from the pair record's WiFiMACAddress (iOS 26.4 and later; --realistic includes it)")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 0, "interval of the com.apple.mobile.heartbeat Marco messages (default 10s)")
 	// SIGUSR1 toggles the Wi-Fi devices off and on the network; see startSimulateWiFi.
 }
 
 func announcedMAC(f simulateFlags, udid string) string {
-	if f.privateMAC {
+	if f.privateMAC || f.quirks.realistic { // iOS 26.4's default: --realistic includes it
 		return devicesim.PrivateWiFiAddress(udid)
 	}
 	return ""

@@ -110,7 +110,7 @@ func List(ctx context.Context) ([]Entry, error) {
 func merge(entries []ios.DeviceEntry) []Entry {
 	by := map[string]*Entry{}
 	for _, e := range entries {
-		udid := e.Properties.SerialNumber
+		udid := CanonicalUDID(e.Properties.SerialNumber)
 		if udid == "" {
 			continue
 		}
@@ -241,7 +241,7 @@ func Watch(ctx context.Context) (<-chan Event, func() error, error) {
 			var ev Event
 			switch {
 			case msg.DeviceAttached():
-				ev = Event{Kind: Attached, UDID: msg.Properties.SerialNumber, DeviceID: msg.DeviceID,
+				ev = Event{Kind: Attached, UDID: CanonicalUDID(msg.Properties.SerialNumber), DeviceID: msg.DeviceID,
 					Transport: transportOf(msg.Properties.ConnectionType)}
 				known[msg.DeviceID] = ev
 			case msg.DeviceDetached():

@@ -148,6 +148,10 @@ type Info struct {
 	Charging       bool      `json:"charging"`
 	WillEncrypt    bool      `json:"will_encrypt"`
 	Transport      Transport `json:"transport"`
+	// DataUsed and DiskCapacity (domain com.apple.disk_usage; 0 = unknown) bound what a
+	// backup can write.
+	DataUsed     int64 `json:"data_used,omitempty"`
+	DiskCapacity int64 `json:"disk_capacity,omitempty"`
 	// ITunesSettings (domain com.apple.iTunes) and MinITunesVersion feed Info.plist.
 	ITunesSettings   map[string]any `json:"-"`
 	MinITunesVersion string         `json:"-"`
@@ -190,6 +194,16 @@ func (s *Session) Info(ctx context.Context) (Info, error) {
 		info.WillEncrypt, _ = v.(bool)
 	} else if ctx.Err() != nil {
 		return info, ctx.Err()
+	}
+	if v, err := s.Value(ctx, "com.apple.disk_usage", ""); err == nil {
+		if m, ok := v.(map[string]any); ok {
+			total, _ := plistio.Int(m["TotalDataCapacity"])
+			avail, _ := plistio.Int(m["TotalDataAvailable"])
+			if total > 0 && avail >= 0 && avail <= total {
+				info.DataUsed = total - avail
+			}
+			info.DiskCapacity, _ = plistio.Int(m["TotalDiskCapacity"])
+		}
 	}
 	if v, err := s.Value(ctx, "com.apple.iTunes", ""); err == nil {
 		info.ITunesSettings, _ = v.(map[string]any)

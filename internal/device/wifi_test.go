@@ -199,6 +199,13 @@ func TestBuiltinWiFiFindsProvesKeepsAndLosesDevices(t *testing.T) {
 	if err != nil || !strings.HasPrefix(e.Addr, priv.WiFiAddr().String()+":") {
 		t.Fatalf("Find = %+v, %v; want the new address %s", e, err, priv.WiFiAddr())
 	}
+	// The engine's Wi-Fi probe reaches a direct device without any mux.
+	if err := Probe(ctx, e, 2*time.Second); err != nil {
+		t.Fatalf("probe of a device found directly: %v", err)
+	}
+	if err := Probe(ctx, Entry{UDID: plain.UDID(), Via: FoundWiFiDirect, Addr: "127.0.0.1:9"}, time.Second); err == nil {
+		t.Fatal("probe of an address nobody answers at succeeded")
+	}
 }
 
 // TestAutoLeavesMuxListedWiFiDevicesToTheMux: when usbmuxd already lists a device over the

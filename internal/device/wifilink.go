@@ -485,3 +485,23 @@ func (h *Host) loadCache() {
 		}
 	}
 }
+
+// probeDirect is Probe for a device found by built-in discovery: a plain lockdown
+// QueryType over TCP to its address (no mux is involved).
+func probeDirect(ctx context.Context, e Entry, timeout time.Duration) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", e.Addr)
+	if err != nil {
+		return ctxErr(ctx, fmt.Errorf("connect to lockdownd of %s at %s: %w", e.UDID, e.Addr, err))
+	}
+	defer c.Close()
+	defer bind(ctx, c)()
+	s := &Session{Entry: e, ld: ios.NewLockDownConnection(ios.NewDeviceConnectionWithConn(c)), conn: c}
+	if _, err := s.request(ctx, map[string]any{"Request": "QueryType"}); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s did not answer within %s", e.UDID, timeout)
+		}
+		return err
+	}
+	return nil
+}

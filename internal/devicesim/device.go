@@ -106,6 +106,20 @@ type DeviceConfig struct {
 	// usbmuxd's EscapedFullServiceName ("" = Identity.WiFiAddress, the one in the pair
 	// record). Set it to PrivateWiFiAddress(udid) for a device using a private address.
 	AnnouncedWiFiAddress string
+
+	// Unpaired starts the device trusting no host and leaves the usbmuxd pair store empty:
+	// a host must send lockdown Pair (see trust.go). TrustDelay is how long the simulated
+	// user takes to tap Trust (Pair answers PairingDialogResponsePending meanwhile);
+	// TrustDeny makes the user tap Don't Trust (UserDeniedPairing). PairLocked is how many
+	// Pair requests find the device locked (PasswordProtected) before the dialog can show.
+	Unpaired   bool
+	TrustDelay time.Duration
+	TrustDeny  bool
+	PairLocked int
+	// SerialUDID makes usbmuxd list the device under the 24-hex-digit USB serial without
+	// the dash (00008110001A2B3C4D5E6F60) while lockdown says 00008110-001A2B3C4D5E6F60, as
+	// the kernel log in libimobiledevice #1381 shows a real device's serial.
+	SerialUDID bool
 }
 
 func (c DeviceConfig) withDefaults(i int) DeviceConfig {
@@ -163,6 +177,9 @@ type Device struct {
 	dropBackup int64
 	direct     *directNet  // Wi-Fi direct listener while attached over Wi-Fi
 	hbSilent   atomic.Bool // heartbeat sends no Marco (out of range without a FIN)
+	hole       blackhole
+	trusted    []trustedHost
+	dialog     trustDialog
 }
 
 type pendingService struct {
@@ -194,6 +211,13 @@ func newDevice(s *Sim, cfg DeviceConfig, p *pairing) (*Device, error) {
 		pending:    map[uint16]pendingService{},
 		wifiLock:   cfg.WiFi,
 		dropBackup: cfg.DropBackupAfter,
+		dialog:     trustDialog{lockedFor: cfg.PairLocked},
+	}
+	if loaded, err := d.loadTrust(); err != nil {
+		return nil, fmt.Errorf("devicesim: device %s: %w", cfg.Identity.UDID, err)
+	} else if !loaded && !cfg.Unpaired {
+		r := p.Record
+		d.trusted = []trustedHost{{HostID: r.HostID, RootCertificate: r.RootCertificate, HostCertificate: r.HostCertificate, EscrowBag: r.EscrowBag}}
 	}
 	seedITunesControl(d.fs, cfg.Identity.UDID)
 	d.tlsCfg = &tls.Config{

@@ -34,12 +34,17 @@ const (
 	domainMITunes  = "com.apple.mobile.iTunes"
 )
 
-// publicKeys are readable without a session (idevicebackup2's handshake asks for
-// ProductVersion before StartSession; ideviceinfo -s reads a few more).
+// publicKeys are readable without a session: idevicebackup2's handshake asks for
+// ProductVersion before StartSession; `ideviceinfo -s` (GetValue with no key, no session)
+// prints the whole public subset, appium-ios-device's getDeviceInfo reads it too; hosts that
+// pair read DevicePublicKey and WiFiAddress before any session exists (go-ios ios/pair.go,
+// libimobiledevice lockdownd_do_pair). A real device answers GetValue without a key and
+// without a session with exactly these values, not SessionInactive (real-devices.md row 11).
 var publicKeys = map[string]bool{
 	"ProductVersion": true, "BuildVersion": true, "ProductType": true, "DeviceClass": true,
 	"UniqueDeviceID": true, "DeviceName": true, "ProductName": true, "HardwareModel": true,
 	"SerialNumber": true, "DevicePublicKey": true, "ProtocolVersion": true, "CPUArchitecture": true,
+	"WiFiAddress": true, "DeviceColor": true, "UniqueChipID": true, "PasswordProtected": true,
 }
 
 // decodeLockdownRequest parses one lockdown request frame (XML or binary plist). It
@@ -132,6 +137,7 @@ type lockdownConn struct {
 	rw      io.ReadWriter // raw or the TLS conn
 	tls     *tls.Conn
 	session string
+	host    string // HostID of the session
 }
 
 // serveLockdown runs lockdownd on one connection.
@@ -216,8 +222,8 @@ func (d *Device) verifyHost(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 		return errors.New("devicesim: host presented no certificate")
 	}
 	leaf := rawCerts[0]
-	rec := d.pairing.Record
-	for _, p := range [][]byte{rec.RootCertificate, rec.HostCertificate} {
+	trusted := d.trustedCerts()
+	for _, p := range trusted {
 		if blk, _ := pem.Decode(p); blk != nil && bytes.Equal(blk.Bytes, leaf) {
 			return nil
 		}
@@ -226,18 +232,21 @@ func (d *Device) verifyHost(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 	if err != nil {
 		return fmt.Errorf("devicesim: host certificate: %w", err)
 	}
-	blk, _ := pem.Decode(rec.RootCertificate)
-	if blk == nil {
-		return errors.New("devicesim: pair record without root certificate")
+	// trusted holds root, host pairs: anything a trusted root signed is accepted.
+	for i := 0; i < len(trusted); i += 2 {
+		blk, _ := pem.Decode(trusted[i])
+		if blk == nil {
+			continue
+		}
+		root, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			continue
+		}
+		if cert.CheckSignatureFrom(root) == nil {
+			return nil
+		}
 	}
-	root, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return fmt.Errorf("devicesim: root certificate: %w", err)
-	}
-	if err := cert.CheckSignatureFrom(root); err != nil {
-		return fmt.Errorf("devicesim: host certificate not issued by the paired root: %w", err)
-	}
-	return nil
+	return errors.New("devicesim: host certificate not issued by a trusted root")
 }
 
 func lockdownError(req map[string]any, name, errName string) map[string]any {
@@ -258,10 +267,20 @@ func (lc *lockdownConn) handle(name string, req map[string]any) map[string]any {
 	case "GetValue":
 		key, _ := req["Key"].(string)
 		domain, _ := req["Domain"].(string)
-		if lc.session == "" && (domain != "" || !publicKeys[key]) {
+		if lc.session == "" && (domain != "" || (key != "" && !publicKeys[key])) {
 			return lockdownError(req, name, "SessionInactive")
 		}
 		v, errName := d.value(domain, key)
+		if lc.session == "" && key == "" {
+			all, _ := v.(map[string]any)
+			pub := map[string]any{}
+			for k, x := range all {
+				if publicKeys[k] && k != "DevicePublicKey" {
+					pub[k] = x
+				}
+			}
+			v = pub
+		}
 		if errName != "" {
 			return lockdownError(req, name, errName)
 		}
@@ -298,10 +317,10 @@ func (lc *lockdownConn) handle(name string, req map[string]any) map[string]any {
 		if !ok || host == "" {
 			return lockdownError(req, name, "MissingHostID")
 		}
-		if host != d.pairing.Record.HostID {
+		if _, ok := d.trustedHost(host); !ok {
 			return lockdownError(req, name, "InvalidHostID")
 		}
-		lc.session = newUUID()
+		lc.session, lc.host = newUUID(), host
 		return map[string]any{"Request": name, "SessionID": lc.session, "EnableSessionSSL": true}
 	case "StopSession":
 		if lc.session == "" {
@@ -320,7 +339,7 @@ func (lc *lockdownConn) handle(name string, req map[string]any) map[string]any {
 		if svc == "" {
 			return lockdownError(req, name, "MissingService")
 		}
-		serve, errName := d.serviceHandler(svc, req)
+		serve, errName := d.serviceHandler(svc, req, lc.host)
 		if errName != "" {
 			return lockdownError(req, name, errName)
 		}
@@ -329,16 +348,15 @@ func (lc *lockdownConn) handle(name string, req map[string]any) map[string]any {
 		return map[string]any{"Request": name, "Service": svc, "Port": int(port), "EnableServiceSSL": true}
 	case "Goodbye":
 		return map[string]any{"Request": name, "Result": "Success"}
-	case "Pair", "ValidatePair":
-		// The simulator is pre-paired; it does not run the trust dialog.
-		return lockdownError(req, name, "PairingProhibitedOverThisConnection")
+	case "Pair", "ValidatePair", "Unpair":
+		return d.handlePairing(name, req, lc.host)
 	default:
 		return lockdownError(req, name, "InvalidRequest")
 	}
 }
 
 // serviceHandler decides whether svc may start and returns its connection handler.
-func (d *Device) serviceHandler(svc string, req map[string]any) (func(context.Context, net.Conn), string) {
+func (d *Device) serviceHandler(svc string, req map[string]any, host string) (func(context.Context, net.Conn), string) {
 	switch svc {
 	case "com.apple.mobile.notification_proxy":
 		return d.serveService(svc, func(ctx context.Context, rw io.ReadWriter) error {
@@ -364,7 +382,8 @@ func (d *Device) serviceHandler(svc string, req map[string]any) (func(context.Co
 			return nil, "ServiceProhibited"
 		}
 		bag, present := req["EscrowBag"].([]byte)
-		if present && !bytes.Equal(bag, d.pairing.Record.EscrowBag) {
+		th, _ := d.trustedHost(host)
+		if present && !bytes.Equal(bag, th.EscrowBag) {
 			return nil, "EscrowLocked"
 		}
 		if !present && !d.cfg.AllowMissingEscrowBag {
@@ -406,6 +425,8 @@ func (d *Device) value(domain, key string) (any, string) {
 			"ExternalChargeCapable": d.cfg.Charging, "ExternalConnected": d.cfg.Charging, "FullyCharged": d.cfg.BatteryLevel >= 100}
 	case domainITunes:
 		dict = map[string]any{}
+	case domainDiskUsage:
+		dict = d.diskUsage()
 	case domainMITunes:
 		dict = map[string]any{"MinITunesVersion": "10.0.1", "MinMacOSVersion": "10.14.4"}
 	default:

@@ -148,9 +148,20 @@ func TestLockdownWithoutSession(t *testing.T) {
 	if r := l.call(map[string]any{"Request": "GetValue", "Key": "ProductVersion"}); r["Value"] != d.Identity().ProductVersion {
 		t.Errorf("GetValue ProductVersion = %v", r)
 	}
+	// GetValue without a key answers the public subset (ideviceinfo -s), never private
+	// values such as the phone number.
+	r := l.call(map[string]any{"Request": "GetValue"})
+	pub, _ := r["Value"].(map[string]any)
+	if pub["UniqueDeviceID"] != d.UDID() || pub["ProductType"] != d.Identity().ProductType || pub["WiFiAddress"] != d.Identity().WiFiAddress {
+		t.Errorf("GetValue without session and key = %v; want the public subset", r)
+	}
+	for _, private := range []string{"PhoneNumber", "InternationalMobileEquipmentIdentity", "IntegratedCircuitCardIdentity"} {
+		if _, ok := pub[private]; ok {
+			t.Errorf("GetValue without session reveals %s", private)
+		}
+	}
 	for _, req := range []map[string]any{
 		{"Request": "GetValue", "Key": "PhoneNumber"},
-		{"Request": "GetValue"},
 		{"Request": "StartService", "Service": "com.apple.afc"},
 	} {
 		if r := l.call(req); r["Error"] != "SessionInactive" {

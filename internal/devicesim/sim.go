@@ -354,7 +354,7 @@ func (s *Sim) AddDevice(cfg DeviceConfig) (*Device, error) {
 	}
 	// Pre-provision the record the way a host that paired earlier would have saved it. A
 	// record already in the persisted store (same pairing) is left alone.
-	if _, ok := s.records[cfg.Identity.UDID]; !ok {
+	if _, ok := s.records[cfg.Identity.UDID]; !ok && !cfg.Unpaired {
 		if err := s.saveRecordLocked(cfg.Identity.UDID, rec); err != nil {
 			return nil, err
 		}
@@ -502,6 +502,9 @@ func attachedMessage(e *entry) map[string]any {
 		"DeviceID":     e.id,
 		"SerialNumber": id.UDID,
 	}
+	if e.dev.cfg.SerialUDID {
+		props["SerialNumber"] = stripDash(id.UDID)
+	}
 	if e.wifi {
 		props["ConnectionType"] = TransportNetwork
 		props["EscapedFullServiceName"] = MDNSInstanceName(e.dev.AnnouncedWiFiAddress()) + "." + MDNSService + ".local."
@@ -516,6 +519,21 @@ func attachedMessage(e *entry) map[string]any {
 		props["USBSerialNumber"] = stripDash(id.UDID)
 	}
 	return map[string]any{"MessageType": "Attached", "DeviceID": e.id, "Properties": props}
+}
+
+// dashUDID turns a 24-hex-digit serial (00008110001A2B3C4D5E6F60) into the UDID form
+// lockdown reports (00008110-001A2B3C4D5E6F60); other strings are returned unchanged.
+func dashUDID(s string) string {
+	if len(s) != 24 {
+		return s
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return s
+		}
+	}
+	return s[:8] + "-" + s[8:]
 }
 
 func stripDash(s string) string {
@@ -634,6 +652,9 @@ func (s *Sim) serveMux(c net.Conn) {
 			// Claim the target before answering, so that a service port is never
 			// reported connected and then refused.
 			handler := d.claim(port)
+			if d.stalled() != nil {
+				handler = nil // the device is out of reach
+			}
 			if handler == nil {
 				if !s.reply(c, h.Tag, result(muxConnRefused)) {
 					return
@@ -650,7 +671,7 @@ func (s *Sim) serveMux(c net.Conn) {
 				return
 			}
 			d.counters.muxConnects.Add(1)
-			handler(ctx, c)
+			handler(ctx, &holeConn{Conn: c, d: d, done: ctx.Done()})
 			return
 		default:
 			if !s.reply(c, h.Tag, result(muxBadCommand)) {
@@ -691,6 +712,11 @@ func (s *Sim) readPairRecord(req muxRequest) map[string]any {
 	}
 	s.mu.Lock()
 	rec, ok := s.records[req.PairRecordID]
+	if !ok {
+		// A host that knows the device by its dashless USB serial (SerialUDID) asks for the
+		// record under that spelling; usbmuxd keys records by the device's UDID.
+		rec, ok = s.records[dashUDID(req.PairRecordID)]
+	}
 	s.mu.Unlock()
 	if !ok {
 		return result(muxENOENT)

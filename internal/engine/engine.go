@@ -52,6 +52,24 @@ type Request struct {
 	LockRetry    time.Duration
 	// SyncEachFile fsyncs each uploaded file (see mobilebackup2.BackupOptions).
 	SyncEachFile bool
+	// PasscodeCancelWindow: a passcode sheet dismissed sooner than this before a 208 counts
+	// as cancelled on the device (not retried). 0 means
+	// mobilebackup2.DefaultPasscodeCancelWindow; < 0 turns the distinction off.
+	PasscodeCancelWindow time.Duration
+	// WiFiProbeEvery is how often a Wi-Fi backup checks that the device still answers
+	// (wifi.go); 0 means 20 s. A dead link ends the run within about three intervals.
+	WiFiProbeEvery time.Duration
+	// PairPrompt, if set, turns on automatic pairing: a device that does not trust this
+	// computer is paired first (device.Pair), and PairPrompt tells the user what to do on
+	// the device. Nil leaves an unpaired device failing as NotPaired. PairTimeout bounds the
+	// wait for Trust (default 2 minutes).
+	PairPrompt  func(p device.PairPrompt, name string)
+	PairTimeout time.Duration
+	// BusyRetries and BusyWait: a device that answers "already in progress" (after a host
+	// died mid-run) is asked again this often, this far apart. Defaults 6 × 10 s; < 0 = no
+	// retry.
+	BusyRetries int
+	BusyWait    time.Duration
 }
 
 // Result describes a finished run.
@@ -110,14 +128,28 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, fmt.Errorf("create backup folder: %w", err)
 	}
 
+	if req.PairPrompt != nil {
+		if err := ensurePaired(ctx, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
+			return res, err
+		}
+	}
 	var info device.Info
 	var extras infoExtras
+	var entry device.Entry
 	l, err := openLink(ctx, req.Devices, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+		entry = sess.Entry
 		res.UDID = sess.Entry.UDID
 		res.Dir = filepath.Join(req.Root, res.UDID)
 		var err error
 		if info, err = sess.Info(ctx); err != nil {
 			return fmt.Errorf("read device information: %w", err)
+		}
+		// One UDID everywhere: lockdown's. usbmuxd may list the dashless USB serial
+		// (libimobiledevice #1381); folder, TargetIdentifier and Info.plist all use this.
+		if u := device.CanonicalUDID(info.UDID); u != "" {
+			info.UDID = u
+			res.UDID = u
+			res.Dir = filepath.Join(req.Root, u)
 		}
 		res.Device = info
 		readApps(ctx, sess, log, &extras)
@@ -135,14 +167,30 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, err
 	}
 
+	if entry.Transport == device.WiFi {
+		every := req.WiFiProbeEvery
+		if every <= 0 {
+			every = defaultProbeEvery
+		}
+		stop := watchWiFi(ctx, entry, every, func(err error) { cancel(linkLostOverWiFi(err)) })
+		defer stop()
+	}
 	protocolEnded = true
 	res.Backup, err = l.client.Backup(ctx, mobilebackup2.BackupOptions{
-		Root:            req.Root,
-		UDID:            res.UDID,
-		ForceFullBackup: req.Full,
-		Events:          em,
-		SyncEachFile:    req.SyncEachFile,
+		Root:                 req.Root,
+		UDID:                 res.UDID,
+		ForceFullBackup:      req.Full,
+		Events:               em,
+		SyncEachFile:         req.SyncEachFile,
+		DeviceUsed:           info.DataUsed,
+		PasscodeCancelWindow: cancelWindow(req.PasscodeCancelWindow),
+		BusyRetries:          busyRetries(req.BusyRetries),
+		BusyWait:             busyWait(req.BusyWait),
+		DeviceCapacity:       info.DiskCapacity,
 	})
+	if len(res.Backup.Unreadable) > 0 && err == nil {
+		describeUnreadable(ctx, res.Dir, res.Backup.Unreadable)
+	}
 	l.release(ctx) // protocol.md §11.10: unlock and syncDidFinish, then Disconnect
 	return res, err
 }

@@ -32,6 +32,9 @@ type rig struct {
 	dev   *devicesim.Device
 	agent *backupsim.Device
 	udid  string
+	// cancelWindow is Request.PasscodeCancelWindow; 0 here turns the distinction off,
+	// because these tests scale the device's passcode timeout down to milliseconds.
+	cancelWindow time.Duration
 }
 
 func newRig(t testing.TB, o backupsim.Options, cfg devicesim.DeviceConfig) *rig {
@@ -92,7 +95,10 @@ func (r *rig) backup(t testing.TB, root string, full bool, ev *events) (Result, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := Request{UDID: r.udid, Root: root, Full: full, LockRetry: 10 * time.Millisecond}
+	req := Request{UDID: r.udid, Root: root, Full: full, LockRetry: 10 * time.Millisecond, PasscodeCancelWindow: -1}
+	if r.cancelWindow > 0 {
+		req.PasscodeCancelWindow = r.cancelWindow
+	}
 	if ev != nil {
 		req.Events = ev.add
 	}

@@ -120,7 +120,7 @@ func (l *link) release(ctx context.Context) {
 	}
 	l.unlocked = true
 	if l.lock != nil {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout(ctx))
 		defer ccancel()
 		if err := l.lock.Unlock(cctx); err != nil {
 			l.log.Debug("sync unlock", "err", err)
@@ -145,7 +145,7 @@ func (l *link) close(ctx context.Context) {
 		l.afc.Close()
 	}
 	if l.np != nil {
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout(ctx))
 		defer ccancel()
 		if err := l.np.Close(cctx); err != nil {
 			l.log.Debug("notification_proxy close", "err", err)

@@ -146,6 +146,17 @@ type BackupOptions struct {
 	// flushes the whole filesystem once at the end instead (syncfs), which is far cheaper for
 	// tens of thousands of files and gives the same guarantee at the commit point.
 	SyncEachFile bool
+	// DeviceUsed and DeviceCapacity are the device's used data and total capacity in bytes
+	// (lockdown com.apple.disk_usage; 0 = unknown). They bound what a backup can write, so
+	// an absurd free-space demand can be told from a real shortage (space.go).
+	DeviceUsed, DeviceCapacity int64
+	// PasscodeCancelWindow, if > 0, makes a 208 whose passcode sheet went away sooner than
+	// this after it appeared CancelledOnDevice instead of DeviceLocked (quirks.go).
+	PasscodeCancelWindow time.Duration
+	// BusyRetries is how often a Backup refused as "already in progress" (the device still
+	// busy with a run whose host vanished) is asked again, BusyWait apart.
+	BusyRetries int
+	BusyWait    time.Duration
 }
 
 // Result describes a successful run (or what was known when it failed).
@@ -159,6 +170,13 @@ type Result struct {
 	FullBackup    bool   // Status.plist IsFullBackup
 	SnapshotState string // Status.plist SnapshotState
 	BackupUUID    string // Status.plist UUID
+	// Unreadable lists files the device could not read and sent an error block for
+	// (pymobiledevice3 #755); the backup itself still succeeds. Engine fills Domain and
+	// RelativePath from Manifest.db where it can.
+	Unreadable []UnreadableFile
+	// PurgeRequests counts DLMessagePurgeDiskSpace requests, PurgeGranted those answered
+	// with success because the device's demand was inflated (space.go).
+	PurgeRequests, PurgeGranted int
 }
 
 // Backup sends the Backup request and serves the device until it reports the result.
@@ -194,6 +212,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		sync:  opt.SyncEachFile || !haveSyncFS,
 		stats: &res,
 		tmpID: int64(os.Getpid()),
+		space: spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
 	if err := s.removeLeftoverSnapshot(); err != nil {
 		return res, failure.New(failure.DeviceStopped, err)
@@ -207,17 +226,35 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		req["Options"] = map[string]any{"ForceFullBackup": true}
 	}
 	ev.SetPhase(PhasePreparing)
-	if err := c.dl.SendProcessMessage(req); err != nil {
-		return res, fmt.Errorf("send Backup request: %w", err)
-	}
-	final, err := s.serve()
-	if err != nil {
-		return res, err
+	var final map[string]any
+	for attempt := 0; ; attempt++ {
+		if err := c.dl.SendProcessMessage(req); err != nil {
+			return res, fmt.Errorf("send Backup request: %w", err)
+		}
+		if final, err = s.serve(); err != nil {
+			return res, err
+		}
+		// "Already in progress" right after an interrupted run clears by itself: wait and
+		// ask again on the same connection, a bounded number of times.
+		code, _ := plistio.Int(final["ErrorCode"])
+		if code == 0 || attempt >= opt.BusyRetries || !busyResult(code, str(final["ErrorDescription"])) {
+			break
+		}
+		if err := sleepCtx(ctx, opt.BusyWait); err != nil {
+			return res, err
+		}
 	}
 	res.ErrorCode, _ = plistio.Int(final["ErrorCode"])
 	res.Description = str(final["ErrorDescription"])
 	if res.ErrorCode != 0 {
-		return res, DeviceResultError(res.ErrorCode, res.Description)
+		if s.hostErr != nil {
+			// The device's 104 (or any code) after this host failed to write is the host's
+			// failure: name it (no space, read-only, I/O), not "the device stopped".
+			e := failure.FromOS(s.hostErr)
+			e.DeviceCode = res.ErrorCode
+			return res, e
+		}
+		return res, deviceResult(res.ErrorCode, res.Description, ev, opt.PasscodeCancelWindow)
 	}
 	if err := syncFS(opt.Root); err != nil {
 		return res, failure.New(failure.LocalIO, fmt.Errorf("flush backup to disk: %w", err))

@@ -3,6 +3,7 @@ package mobilebackup2
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"snapback/internal/failure"
 )
@@ -26,6 +27,11 @@ func DeviceResultError(code int64, desc string) *failure.Error {
 		c = failure.DeviceStopped
 	default:
 		c = failure.DeviceError
+	}
+	if strings.Contains(strings.ToLower(desc), "already in progress") {
+		// After a host vanished mid-backup the device refuses new ones for a while
+		// (libimobiledevice #1257 shows the stuck state after Ctrl-C): busy, retry later.
+		c = failure.DeviceBusy
 	}
 	return &failure.Error{Class: c, DeviceCode: code, Detail: desc}
 }

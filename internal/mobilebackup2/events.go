@@ -82,6 +82,47 @@ type Emitter struct {
 	now   func() time.Time
 	state Event
 	ended bool // a final event went out; later ones (a late notification) are dropped
+	// shown and gone are when the passcode sheet last appeared and went away.
+	shown, gone time.Time
+	goneCh      chan struct{} // closed when the sheet shown last goes away
+}
+
+// waitDismissed waits up to d for the passcode sheet that is up to go away (the device's
+// dismissed notification travels on another connection than its final result).
+func (e *Emitter) waitDismissed(d time.Duration) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	ch := e.goneCh
+	e.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+func (e *Emitter) stamp() time.Time {
+	if e.now == nil {
+		return time.Now()
+	}
+	return e.now()
+}
+
+// passcodeTimes returns when the passcode sheet last appeared and when it went away (zero
+// if not seen).
+func (e *Emitter) passcodeTimes() (shown, gone time.Time) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.shown, e.gone
 }
 
 // NewEmitter returns an Emitter that stamps events with now(). fn may be nil.
@@ -150,6 +191,10 @@ func (e *Emitter) Phase() Phase {
 // PasscodeRequested reports the device's passcode sheet (from notification_proxy).
 func (e *Emitter) PasscodeRequested() {
 	e.update(EventPasscodeRequested, func(s *Event) {
+		e.shown, e.gone = e.stamp(), time.Time{}
+		if e.goneCh == nil {
+			e.goneCh = make(chan struct{})
+		}
 		if s.Phase <= PhasePreparing {
 			s.Phase = PhaseWaitingForPasscode
 		}
@@ -159,6 +204,11 @@ func (e *Emitter) PasscodeRequested() {
 // PasscodeDismissed reports that the passcode sheet went away.
 func (e *Emitter) PasscodeDismissed() {
 	e.update(EventPasscodeDismissed, func(s *Event) {
+		e.gone = e.stamp()
+		if e.goneCh != nil {
+			close(e.goneCh)
+			e.goneCh = nil
+		}
 		if s.Phase == PhaseWaitingForPasscode {
 			s.Phase = PhasePreparing
 		}

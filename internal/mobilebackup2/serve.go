@@ -32,6 +32,12 @@ type server struct {
 	// readOnly serves a restore: the folder is the source and must never change, so every
 	// request that would write is refused (see refuseWrite), and files sent count as progress.
 	readOnly bool
+	// hostErr is the first failure of this host's own writes (ENOSPC, EROFS, EIO…). When the
+	// device then ends with an error (often 104), this, not the device's code, is the cause.
+	hostErr error
+	devName string // device-side name of the file being received
+	// space decides the answers to free-space requests (see space.go).
+	space spacePolicy
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -72,9 +78,7 @@ func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any
 	case devicelink.GetFreeDiskSpace:
 		return false, nil, s.freeSpace()
 	case devicelink.PurgeDiskSpace:
-		// Snapback never deletes user data to make room; saying so lets the device decide
-		// (it ends with 105 if space is short) instead of waiting forever.
-		return false, nil, s.dl.SendStatus(-1, "Operation not supported", nil)
+		return false, nil, s.purgeDiskSpace(msg)
 	case devicelink.ContentsOfDirectory:
 		return false, nil, s.contentsOfDirectory(msg)
 	case devicelink.CreateDirectory:
@@ -229,12 +233,14 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 	s.ev.SetPhase(PhaseTransferring)
 	var lastErr error
 	for {
-		if _, err := s.dl.ReadName(); err != nil { // device-side name: informational only
+		devName, err := s.dl.ReadName() // device-side name: reported for files the device cannot read
+		if err != nil {
 			if errors.Is(err, devicelink.ErrStreamEnd) {
 				break
 			}
 			return err
 		}
+		s.devName = devName
 		name, err := s.dl.ReadName()
 		if errors.Is(err, devicelink.ErrStreamEnd) {
 			break
@@ -251,6 +257,7 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 		}
 		if ferr != nil {
 			lastErr = ferr
+			s.noteHostErr(ferr)
 		}
 	}
 	if lastErr != nil {
@@ -300,6 +307,9 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	}()
 	if tmp == nil {
 		return ferr, err
+	}
+	if err == nil && res.Code == devicelink.CodeErrorRemote {
+		s.noteUnreadable(name, res.Err)
 	}
 	if err != nil || ferr != nil || res.Code != devicelink.CodeSuccess {
 		// Stream broke, the write failed, or the device gave up on this file
@@ -382,14 +392,6 @@ func (s *server) commitTemp(tmp *os.File, dst string) error {
 
 // --- simple requests ---
 
-func (s *server) freeSpace() error {
-	n, err := freeBytes(s.res.root)
-	if err != nil {
-		return s.dl.SendStatus(-1, errText(err), uint64(0))
-	}
-	return s.dl.SendStatus(0, "", n)
-}
-
 func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 	p, _ := msg.Arg(1).(string)
 	dir, err := s.res.resolve(p)
@@ -425,6 +427,7 @@ func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 func (s *server) createDirectory(msg devicelink.Message) error {
 	p, _ := msg.Arg(1).(string)
 	if _, err := s.res.mkdirAll(p); err != nil {
+		s.noteHostErr(err)
 		return s.dl.SendStatus(errCode(err), errText(err), nil)
 	}
 	return s.dl.SendStatus(0, "", nil)
@@ -441,6 +444,7 @@ func (s *server) moveItems(msg devicelink.Message) error {
 		dstName, _ := pairs[src].(string)
 		s.moved = true
 		if err := s.move(src, dstName); err != nil {
+			s.noteHostErr(err)
 			return s.dl.SendStatus(errCode(err), errText(err), nil)
 		}
 	}

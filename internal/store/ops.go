@@ -332,7 +332,7 @@ func (s *Store) Verify(ctx context.Context, udid, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.verifyBackup(ctx, sn.Path, udid); err != nil {
+	if _, err := s.verifyBackupExcept(ctx, sn.Path, udid, exceptionIDs(sn.Exceptions)); err != nil {
 		return err
 	}
 	u, err := measure(ctx, sn.Path, false)

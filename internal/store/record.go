@@ -46,6 +46,8 @@ type Snapshot struct {
 	UniqueSize int64      `json:"uniqueSize"` // bytes no other folder shares (by hard link)
 	Pinned     bool       `json:"pinned"`
 	Source     string     `json:"source,omitempty"` // archives: the snapshot ID they copy
+	// Exceptions are files the device could not read; they are missing or short here.
+	Exceptions []Exception `json:"exceptions,omitempty"`
 
 	// Filled in by List; not stored.
 	Latest bool   `json:"-"`

@@ -28,6 +28,10 @@ type BeginOptions struct {
 type CommitMeta struct {
 	// Kind overrides the kind read from Status.plist IsFullBackup (KindFull or KindIncremental).
 	Kind Kind
+	// Exceptions are files the device could not read during the run (it sent an error block
+	// and went on; pymobiledevice3 #755): their blob may be missing or short, and the
+	// snapshot records them instead of failing verification.
+	Exceptions []Exception
 }
 
 // Run is one backup run of one device: it holds the device lock from Begin until Commit or
@@ -147,10 +151,15 @@ func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	}
 	s, udid := r.s, r.udid
 	dir := s.l.stagingBackup(udid)
-	facts, err := s.verifyBackup(ctx, dir, udid)
+	exc, err := s.carriedExceptions(udid, meta.Exceptions)
 	if err != nil {
 		return Snapshot{}, err
 	}
+	facts, err := s.verifyBackupExcept(ctx, dir, udid, exceptionIDs(exc))
+	if err != nil {
+		return Snapshot{}, err
+	}
+	exc = keepExcepted(exc, facts.Excepted)
 	s.hook("commit:verified")
 	// Measuring also marks every staged file read-only, before it becomes committed content.
 	u, err := measure(ctx, dir, true)
@@ -179,6 +188,7 @@ func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	rec := Snapshot{
 		ID: newID(now, last), UDID: udid, Time: now.UTC(), Kind: kind, Device: facts.Device,
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
+		Exceptions: exc,
 	}
 	j := journal{Op: "commit", Prev: prev, Record: rec}
 	b, _ := json.MarshalIndent(j, "", "  ")

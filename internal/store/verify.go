@@ -17,7 +17,8 @@ type backupFacts struct {
 	Device    DeviceInfo
 	Encrypted bool
 	Full      bool
-	Rows      int // Manifest.db rows checked
+	Rows      int      // Manifest.db rows checked
+	Excepted  []string // file IDs of recorded exceptions whose blob was indeed missing or short
 }
 
 // maxProblems bounds the report of a badly broken backup; the first few say enough.
@@ -29,6 +30,13 @@ const maxProblems = 20
 // recorded size. Encrypted backups keep Manifest.db encrypted, so only its presence is
 // checked. Nothing in dir is written.
 func (s *Store) verifyBackup(ctx context.Context, dir, udid string) (backupFacts, error) {
+	return s.verifyBackupExcept(ctx, dir, udid, nil)
+}
+
+// verifyBackupExcept is verifyBackup accepting a missing or short blob for the file IDs in
+// except: files the device could not read (see Exception). facts.Excepted lists the ones
+// that were indeed missing or short.
+func (s *Store) verifyBackupExcept(ctx context.Context, dir, udid string, except map[string]bool) (backupFacts, error) {
 	var facts backupFacts
 	var problems []string
 	add := func(format string, args ...any) {
@@ -68,7 +76,7 @@ func (s *Store) verifyBackup(ctx context.Context, dir, udid string) (backupFacts
 		if fi, err := os.Stat(dbPath); err != nil || fi.Size() == 0 {
 			add("Manifest.db missing or empty")
 		}
-	} else if err := s.verifyRows(ctx, dir, dbPath, &facts, add); err != nil {
+	} else if err := s.verifyRows(ctx, dir, dbPath, &facts, add, except); err != nil {
 		return facts, err
 	}
 	if len(problems) > 0 {
@@ -77,7 +85,7 @@ func (s *Store) verifyBackup(ctx context.Context, dir, udid string) (backupFacts
 	return facts, nil
 }
 
-func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backupFacts, add func(string, ...any)) error {
+func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool) error {
 	db, err := backupfmt.OpenManifestDB(dbPath)
 	if err != nil {
 		add("Manifest.db: %v", err)
@@ -99,6 +107,10 @@ func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backu
 			return nil
 		}
 		fi, err := os.Stat(backupfmt.BlobPath(dir, r.FileID))
+		if except[r.FileID] && (errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() != r.File.Size) {
+			facts.Excepted = append(facts.Excepted, r.FileID)
+			return nil
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			bad++

@@ -178,7 +178,8 @@ func Test(ctx context.Context, send Sender, chans []Channel, title, body string)
 // EventName is the settings name of a notification kind (alerts: events:).
 func EventName(k notify.Kind) string {
 	switch k {
-	case notify.PasscodeRequested:
+	case notify.PasscodeRequested, notify.TrustRequested:
+		// Both ask the user to act on the device now.
 		return "passcode"
 	case notify.Completed:
 		return "completed"

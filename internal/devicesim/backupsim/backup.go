@@ -36,6 +36,10 @@ func (d *Device) upload(i int, v uint32) upload {
 func (s *session) backup(ctx context.Context, req map[string]any) (st backupStats, res backupResult, err error) {
 	d := s.d
 	o := d.opts
+	d.mu.Lock()
+	s.q = d.quirksFor(d.counters.BackupRequests)
+	d.mu.Unlock()
+	q := s.q
 	udid := o.Identity.UDID
 	if t, ok := req["TargetIdentifier"].(string); ok && t != "" {
 		udid = t
@@ -68,6 +72,11 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if err := s.hostileProbe(ctx, udid); err != nil {
 			return st, res, err
 		}
+	}
+
+	// The scan: silence before the first message.
+	if err := sleepCtx(ctx, q.ScanDelay); err != nil {
+		return st, res, err
 	}
 
 	scratch, err := d.tempDir()
@@ -164,9 +173,15 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	}
 
 	// Space check; the host may be asked to purge, and Debian's idevicebackup2 never answers.
+	// BackupAgent2 wants the upload size plus 128 MiB headroom (pymobiledevice3 PR #1886,
+	// MBDriveBackupEngine _prepareFreeSpace).
+	honest := total + int64(len(vers))*512 + 128<<20
 	required := o.RequiredFreeSpace
 	if required <= 0 {
-		required = total + int64(len(vers))*512 + 64<<10 // blobs + Manifest.db estimate
+		required = honest
+	}
+	if q.PurgeDemand > 0 {
+		required = q.PurgeDemand
 	}
 	free, err := s.freeSpace(ctx)
 	if err != nil {
@@ -176,13 +191,19 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		free = min(free, required/2) // injected: act as if the host reported too little
 	}
 	if free < required {
-		answered, err := s.purge(ctx, required-free)
+		// The amount asked overstates the need by a flat 2 GiB (pymobiledevice3 PR #1886).
+		answered, err := s.purge(ctx, required-free+2<<30)
 		if err != nil {
 			return st, res, err
 		}
 		if answered && o.FailCode != 105 {
 			if free, err = s.freeSpace(ctx); err != nil {
 				return st, res, err
+			}
+			if q.PurgeDemand > 0 && free >= honest {
+				// The host says it made room: the inflated estimate is dropped and what the
+				// upload really needs decides.
+				required = honest
 			}
 		}
 		if free < required {
@@ -208,7 +229,29 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		}
 	}
 
-	// Blobs.
+	// Blobs. With Quirks.FileErrors, files spread over the plan fail mid-upload.
+	// The unreadable files are always the same ones (iOS 17 fails on the same FileProvider
+	// database every time); they fail whenever they are part of the upload.
+	failing := map[int32]bool{}
+	if q.FileErrors > 0 {
+		inPlan := make(map[int32]bool, len(plan))
+		for _, i := range plan {
+			inPlan[i] = true
+		}
+		for k := 1; k <= q.FileErrors; k++ {
+			// Spread over the original content (Options.Files), so added files never move them.
+			for i := (k * min(o.Files, len(vers))) / (q.FileErrors + 1); i < len(vers); i++ {
+				if vers[i] != 0 && genItem(o.Seed, i).kind != kindSymlink && !failing[int32(i)] {
+					if inPlan[int32(i)] {
+						failing[int32(i)] = true
+					}
+					break
+				}
+			}
+		}
+	}
+	var sentContent int64
+	stopped := false
 	prog := progress{total: total}
 	for start := 0; start < len(plan); {
 		batch := make([]upload, 0, min(maxBatchFiles, len(plan)-start))
@@ -223,9 +266,19 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		}
 		code, err := s.uploadBatch(ctx, &prog, func(emit func(devName, hostName string, r io.Reader) error) error {
 			for _, u := range batch {
-				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), d.blob(u.index, u.version, u.size)); err != nil {
+				if q.LockAfter > 0 && sentContent >= q.LockAfter {
+					stopped = true // the screen locked: BackupAgent2 stops this batch
+					return nil
+				}
+				var r io.Reader = d.blob(u.index, u.version, u.size)
+				if failing[int32(u.index)] {
+					r = remoteFailure{r: r, after: u.size / 2, text: errTextIO}
+					st.fileErrors++
+				}
+				if err := emit(u.domain+"/"+u.rel, blobName(udid, u.fileID, true), r); err != nil {
 					return err
 				}
+				sentContent += u.size
 			}
 			return nil
 		})
@@ -234,7 +287,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		}
 		st.files += int64(len(batch))
 		st.bytes += bytes
-		if code != 0 {
+		if code != 0 || stopped {
 			return st, backupResult{104, "Multiple errors uploading files"}, nil
 		}
 		start += len(batch)
@@ -314,6 +367,9 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		return 0, nil
 	}
 	for _, i := range plan {
+		if failing[i] {
+			continue // never landed in Snapshot
+		}
 		u := d.upload(int(i), vers[i])
 		if code, err := add(blobName(udid, u.fileID, true), blobName(udid, u.fileID, false)); err != nil || code != 0 {
 			return st, moveFailed(code), err
@@ -569,6 +625,11 @@ func (s *session) uploadBatch(ctx context.Context, p *progress, gen func(emit fu
 		if err := s.c.WriteName(hostName); err != nil {
 			return linkErr(err)
 		}
+		if f, ok := r.(remoteFailure); ok {
+			n, err := s.writeFailedFile(f, buf)
+			p.done += n
+			return err
+		}
 		n, err := s.c.WriteFileData(r, buf)
 		p.done += n
 		if err != nil {
@@ -605,7 +666,10 @@ func (s *session) freeSpace(ctx context.Context) (int64, error) {
 // purge asks the host to free bytes. It reports whether the host answered with success
 // within PurgeTimeout; Debian's idevicebackup2 never answers at all.
 func (s *session) purge(ctx context.Context, bytes int64) (bool, error) {
-	if err := s.c.WriteMessage(devicelink.PurgeDiskSpace, uint64(max(bytes, 0)), uint64(0)); err != nil {
+	s.d.mu.Lock()
+	s.d.counters.PurgeRequests++
+	s.d.mu.Unlock()
+	if err := s.c.WriteMessage(devicelink.PurgeDiskSpace, uint64(max(bytes, 0)), uint64(4)); err != nil {
 		return false, linkErr(err)
 	}
 	m, err := s.read(ctx, s.d.opts.PurgeTimeout)

@@ -104,6 +104,12 @@ type Options struct {
 	Password  string
 	KDFRounds int
 
+	// Quirks are real-device behaviours applied to every Backup request; QuirkPlan, if
+	// set, decides them per request instead (n counts Backup requests from 1), e.g.
+	// Realistic(seed, scan).
+	Quirks    Quirks
+	QuirkPlan func(n int64) Quirks
+
 	// TempDir is where downloaded and generated Manifest.db files are built; default
 	// StateDir, else the OS temporary directory.
 	TempDir string
@@ -131,6 +137,12 @@ type Counters struct {
 	PasswordChanges    int64 // ChangePassword requests that ended with ErrorCode 0
 	// FailedPasswordChanges counts ChangePassword requests that ended with an error.
 	FailedPasswordChanges int64
+	// FileErrors counts files the device failed to upload (error block) in backups that
+	// went on; LastFileErrors those of the last backup.
+	FileErrors     int64
+	LastFileErrors int64
+	// PurgeRequests counts DLMessagePurgeDiskSpace sent.
+	PurgeRequests int64
 
 	LastFull             bool
 	LastFilesUploaded    int64
@@ -190,6 +202,9 @@ type Device struct {
 	// keybag's key-encryption key while encState is encOn.
 	encState string
 	kek      []byte
+	// stuck: until then Backup requests are refused as already in progress (after a host
+	// vanished mid-backup; Quirks.BusyAfterDrop).
+	stuck time.Time
 }
 
 // persisted is the StateDir file.
@@ -326,6 +341,19 @@ func (d *Device) WillEncrypt() bool {
 
 // UDID returns the device's UDID.
 func (d *Device) UDID() string { return d.opts.Identity.UDID }
+
+// ContentSize is the size of the device's current regular files: what a full backup
+// uploads, and the basis of the disk usage lockdown reports.
+func (d *Device) ContentSize() int64 {
+	vers := d.snapshotVersions()
+	var size int64
+	for i, v := range vers {
+		if v != 0 && genItem(d.opts.Seed, i).kind != kindSymlink {
+			size += d.size(i, genItem(d.opts.Seed, i).kind, v)
+		}
+	}
+	return size
+}
 
 // Counters returns a copy of the counters.
 func (d *Device) Counters() Counters {

@@ -87,6 +87,7 @@ type session struct {
 	c       *devicelink.Conn
 	n       Notifier
 	pending chan readResult
+	q       Quirks // of the Backup request being served
 }
 
 type nopNotifier struct{}
@@ -271,7 +272,7 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 	d.mu.Lock()
 	d.counters.BackupRequests++
 	d.mu.Unlock()
-	if !d.busy.TryLock() {
+	if time.Now().Before(d.stuckUntil()) || !d.busy.TryLock() {
 		return s.reply(100, "A backup is already in progress", "")
 	}
 	defer d.busy.Unlock()
@@ -279,6 +280,9 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 	st, res, err := s.backup(ctx, req)
 	d.mu.Lock()
 	if err != nil {
+		if q := d.quirksFor(d.counters.BackupRequests); q.BusyAfterDrop > 0 {
+			d.stuck = time.Now().Add(q.BusyAfterDrop)
+		}
 		d.counters.FailedBackups++
 		d.counters.LastErrorCode = -1
 		d.counters.LastErrorDescription = err.Error()
@@ -300,6 +304,8 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 		d.counters.LastFilesUploaded = st.files
 		d.counters.LastBytesUploaded = st.bytes
 		d.counters.LastFilesRemoved = st.removed
+		d.counters.LastFileErrors = st.fileErrors
+		d.counters.FileErrors += st.fileErrors
 		d.counters.LastBackupUUID = st.uuid
 		d.lastUUID = st.uuid
 	}
@@ -321,6 +327,7 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 type backupStats struct {
 	full                  bool
 	files, bytes, removed int64
+	fileErrors            int64
 	uuid                  string
 }
 
@@ -355,6 +362,15 @@ func (s *session) passcode(ctx context.Context) (bool, error) {
 	defer s.n.Post(NotifyPasscodeDismissed)
 	if o.FailCode == 208 {
 		return false, nil // the user refused
+	}
+	if s.q.CancelPasscode {
+		// The user taps Cancel after a moment: the sheet goes away long before the timeout,
+		// and the device takes a moment more to end the request.
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return false, err
+		}
+		s.n.Post(NotifyPasscodeDismissed)
+		return false, sleepCtx(ctx, 300*time.Millisecond)
 	}
 	wait, entered := o.PasscodeDelay, true
 	if wait < 0 || wait >= o.PasscodeTimeout {
