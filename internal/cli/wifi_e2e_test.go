@@ -217,10 +217,16 @@ func TestDaemonBacksUpWiFiDeviceWhenItAppearsAndReturns(t *testing.T) {
 	defer cancel()
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
+	var daemonLog syncBuffer
 	go func() {
-		done <- runEngine(ctx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- runEngine(ctx, slogTo(&daemonLog), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
 	}()
 	defer func() { cancel(); <-done }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", daemonLog.String())
+		}
+	}()
 	m := <-ready
 	status := func(what string, ok func(jobs.DeviceStatus) bool) jobs.DeviceStatus {
 		t.Helper()

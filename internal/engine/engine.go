@@ -129,7 +129,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	}
 
 	if req.PairPrompt != nil {
-		if err := ensurePaired(ctx, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
+		if err := ensurePaired(ctx, req.Devices, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
 			return res, err
 		}
 	}
