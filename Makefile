@@ -18,6 +18,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
+	# Import direction (DESIGN §2): a Go test over `go list -deps -json`, which also plants
+	# forbidden imports in a copy of the module to prove each rule can fail.
+	$(GO) test -count=1 ./internal/archtest/
 
 # Benchmarks print their figures as tables (see each package's bench_test.go).
 bench:

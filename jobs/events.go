@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -63,13 +64,14 @@ type Event struct {
 	UDID string
 	Name string // device name, for notifications
 
-	Manual      bool     // RunQueued/RunStarted/RunFinished/RunFailed: a "Back Up Now" run
-	Progress    Progress // Progress, PasscodeRequested
-	Result      Result   // RunFinished, RunFailed
-	Err         string   // RunFailed, SettingsInvalid: the reason in words
-	Class       string   // RunFailed: the failure class (internal/failure), when classified
-	Remedy      string   // RunFailed: what the user can do, when the class has a remedy
-	OverdueDays int      // Overdue
+	Manual      bool       // RunQueued/RunStarted/RunFinished/RunFailed: a "Back Up Now" run
+	Progress    Progress   // Progress, PasscodeRequested
+	Result      Result     // RunFinished, RunFailed
+	Err         string     // RunFailed, SettingsInvalid: the reason in words (cause included, once)
+	Class       string     // RunFailed: the failure class (internal/failure), when classified
+	Remedy      string     // RunFailed: what the user can do, once (never repeated in Err)
+	Run         *RunResult // RunFinished: transport, bytes, size, files, duration, snapshot, warnings
+	OverdueDays int        // Overdue
 	Approval    *Approval
 	Unreadable  int // RunFinished: files the device could not read (recorded in the snapshot)
 }
@@ -163,5 +165,23 @@ func (s *Subscription) Close() {
 	if _, ok := s.bus.subs[s]; ok {
 		delete(s.bus.subs, s)
 		close(s.ch)
+	}
+}
+
+// Follow subscribes to the event types in mask and calls fn with each event, in order, until
+// ctx ends or the bus closes the subscription. It blocks; the subscription is its own.
+func (b *Bus) Follow(ctx context.Context, mask EventType, fn func(Event)) {
+	sub := b.Subscribe(mask)
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			fn(e)
+		}
 	}
 }

@@ -196,3 +196,11 @@ func mustSettings(t *testing.T, yaml string) *settings.Settings {
 	}
 	return s
 }
+
+// The test devices' UDIDs, in the form devices report (settings reject malformed ones).
+const (
+	devA = "00008110-00000000000000AA"
+	devB = "00008110-00000000000000BB"
+	devC = "00008110-00000000000000CC"
+	devD = "00008110-00000000000000DD"
+)

@@ -10,10 +10,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"snapback/internal/failure"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -48,11 +47,18 @@ type Progress struct {
 	Files   int     // files received so far
 }
 
-// RunResult is what a successful run reports.
+// RunResult is what a successful run reports: everything the views show about it (the
+// notification, the tray, the log), so that nobody re-derives it from the store.
 type RunResult struct {
-	Snapshot string // identifier of the committed snapshot, for logs and notifications
-	Bytes    int64
-	Files    int
+	Snapshot  string             // identifier of the committed snapshot
+	Dir       string             // the committed latest backup folder (<location>/<UDID>)
+	Transport settings.Transport // how the backup travelled
+	Bytes     int64              // bytes the device sent in this run
+	Files     int                // files the device sent in this run
+	Size      int64              // size of the committed backup (each inode once)
+	Duration  time.Duration      // how long the run took (the manager fills it in when zero)
+	Committed time.Time          // when the snapshot was committed (zero: now)
+	Warnings  []string           // what went wrong after the commit (retention, ...)
 	// Approval, when set, asks the user's permission for something the run could not do
 	// alone, e.g. deleting old snapshots (snapshots.ask_before_delete).
 	Approval *Approval
@@ -67,8 +73,9 @@ type RunResult struct {
 // Run blocks until the backup is committed or has failed, and must return promptly once ctx
 // is cancelled (cancel or shutdown). It calls progress, from any goroutine but not
 // concurrently, whenever the phase or the counters change; progress may block briefly and
-// returns at once after ctx is done. Failures should wrap ErrPasscodeTimeout, ErrDeviceGone
-// or ErrDiskMissing where they apply so the schedule and notifications can tell them apart.
+// returns at once after ctx is done. Failures are classified once, by the runner, as
+// *failure.Error (internal/failure): the schedule and the notifications read the class
+// (failure.DeviceLocked, failure.LinkLost, failure.DiskMissing, ...) and never re-word it.
 // A nil error means success.
 type Runner interface {
 	Run(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error)
@@ -91,13 +98,6 @@ type DeviceEvent struct {
 type DeviceSource interface {
 	Events(ctx context.Context) <-chan DeviceEvent
 }
-
-// Errors a Runner wraps to say why a run failed.
-var (
-	ErrPasscodeTimeout = errors.New("the passcode was not entered on the device")
-	ErrDeviceGone      = errors.New("the device went away")
-	ErrDiskMissing     = errors.New("the backup location is not available (disk not mounted?)")
-)
 
 // Errors of the Manager's commands.
 var (
@@ -132,7 +132,8 @@ type Config struct {
 	// LastBackup, optional, returns when the device's latest complete backup was committed
 	// according to the backup store (zero: none or unknown). The schedule takes the later of
 	// it and the run state's last success, so a backup made outside the manager counts.
-	// It is called on the manager's goroutine and must be quick (the store's records).
+	// It is called on the manager's goroutine and must be quick: a cache the store's commits
+	// update, never a read of every store's records.
 	LastBackup func(udid string) time.Time
 	// MaxConcurrent limits runs in progress across devices (default 2).
 	MaxConcurrent int
@@ -653,22 +654,23 @@ func (m *Manager) onProgress(msg progressMsg) {
 	m.publish(base)
 }
 
-// resultOf classifies how a run ended.
+// resultOf says how a run ended, from the failure class the runner gave its error.
 func resultOf(err, cause error) Result {
 	switch {
 	case err == nil:
 		return ResultSuccess
 	case errors.Is(cause, errUserCancelled):
 		return ResultCancelled
-	case errors.Is(err, ErrPasscodeTimeout):
-		return ResultPasscodeTimeout
-	case errors.Is(err, ErrDeviceGone):
-		return ResultDeviceGone
-	case errors.Is(err, ErrDiskMissing):
-		return ResultDiskMissing
-	default:
-		return ResultFailed
 	}
+	switch failure.ClassOf(err) {
+	case failure.DeviceLocked:
+		return ResultPasscodeTimeout
+	case failure.LinkLost, failure.NotConnected:
+		return ResultDeviceGone
+	case failure.DiskMissing:
+		return ResultDiskMissing
+	}
+	return ResultFailed
 }
 
 func (m *Manager) onDone(d runDone) {
@@ -686,35 +688,54 @@ func (m *Manager) onDone(d runDone) {
 		m.publish(Event{Type: EventPasscodeDismissed, UDID: udid, Name: r.req.Name, Manual: r.req.Manual})
 	}
 	res := resultOf(d.err, d.cause)
-	var errText string
+	// The error is shown as classified: its message (with its cause) once, and its remedy
+	// once, separately, so that no view adds either a second time.
+	var errText, remedy string
 	if d.err != nil {
-		errText = d.err.Error()
+		errText, remedy = d.err.Error(), failure.Remedy(d.err)
 		if res == ResultCancelled {
-			errText = errUserCancelled.Error()
+			errText, remedy = errUserCancelled.Error(), ""
+		}
+	}
+	if res == ResultSuccess {
+		if d.res.Duration == 0 {
+			d.res.Duration = now.Sub(r.started)
+		}
+		if d.res.Transport == "" {
+			d.res.Transport = r.req.Transport
+		}
+		if d.res.Committed.IsZero() {
+			d.res.Committed = now
 		}
 	}
 	if err := m.cfg.State.UpdateDevice(udid, func(rec *DeviceRecord) {
-		rec.recordResult(res, r.req.Manual, r.started, now, errText)
+		rec.recordResult(res, r.req.Manual, r.started, now, failure.Text(d.err))
+		if res == ResultCancelled {
+			rec.LastError = errText
+		}
 		if res == ResultSuccess && d.res.Approval != nil {
 			rec.PendingApproval = d.res.Approval
 		}
 	}); err != nil {
 		m.log.Warn("cannot save run state", "err", err)
 	}
-	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText}
+	ev := Event{UDID: udid, Name: r.req.Name, Manual: r.req.Manual, Result: res, Err: errText, Remedy: remedy}
 	if f, ok := failure.As(d.err); ok && res != ResultCancelled {
-		ev.Class, ev.Remedy = string(f.Class), f.Remedy()
+		ev.Class = string(f.Class)
 	}
 	if res == ResultSuccess {
-		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "bytes", d.res.Bytes, "files", d.res.Files)
+		m.log.Info("backup finished", "udid", udid, "snapshot", d.res.Snapshot, "transport", d.res.Transport,
+			"bytes", d.res.Bytes, "files", d.res.Files, "size", d.res.Size, "took", d.res.Duration.Round(time.Millisecond))
 		ev.Type = EventRunFinished
+		run := d.res
+		ev.Run = &run
 		ev.Unreadable = d.res.Unreadable
 		m.publish(ev)
 		if d.res.Approval != nil {
 			m.publish(Event{Type: EventApprovalNeeded, UDID: udid, Name: r.req.Name, Approval: d.res.Approval})
 		}
 	} else {
-		m.log.Warn("backup failed", "udid", udid, "result", res, "err", errText)
+		m.log.Warn("backup failed", "udid", udid, "result", res, "class", failure.ClassOf(d.err), "err", errText)
 		ev.Type = EventRunFailed
 		m.publish(ev)
 	}

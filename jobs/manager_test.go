@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
+	"snapback/internal/testenv"
 	"snapback/settings"
 )
 
@@ -16,7 +18,7 @@ const threeDevices = `
 location: /backups
 schedule: {window: "09:00-23:00", retry_delay: 10m, max_retries: 2}
 conditions: {min_battery: 0}
-devices: [{udid: A, name: Anna}, {udid: B}, {udid: C}]
+devices: [{udid: 00008110-00000000000000AA, name: Anna}, {udid: 00008110-00000000000000BB}, {udid: 00008110-00000000000000CC}]
 `
 
 // gate lets a test hold runs until it releases them.
@@ -33,13 +35,7 @@ func (g gate) fn(ctx context.Context, req RunRequest, progress func(Progress)) (
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, what, cond)
 }
 
 func TestQueueLimitAndManualFirst(t *testing.T) {
@@ -50,21 +46,21 @@ func TestQueueLimitAndManualFirst(t *testing.T) {
 	h.runner.fn = g.fn
 	sub := h.m.Bus().Subscribe(AllEvents)
 	defer sub.Close()
-	for _, u := range []string{"A", "B", "C"} {
+	for _, u := range []string{devA, devB, devC} {
 		h.devs.attach(t, u, settings.TransportUSB)
 	}
 	// A starts manually and holds the only slot.
-	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+	if err := h.m.BackUpNow(context.Background(), devA); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.m.BackUpNow(context.Background(), "A"); !errors.Is(err, ErrAlreadyRunning) {
+	if err := h.m.BackUpNow(context.Background(), devA); !errors.Is(err, ErrAlreadyRunning) {
 		t.Fatalf("second BackUpNow: %v", err)
 	}
 	// The window opens: B and C are queued automatically; then C is asked for manually and
 	// must overtake B.
 	h.clock.Set(time.Date(2026, 6, 10, 9, 0, 0, 0, loc))
 	h.tick <- h.clock.Now()
-	if err := h.m.BackUpNow(context.Background(), "C"); err != nil {
+	if err := h.m.BackUpNow(context.Background(), devC); err != nil {
 		t.Fatal(err)
 	}
 	h.sync()
@@ -72,10 +68,10 @@ func TestQueueLimitAndManualFirst(t *testing.T) {
 	if st.Running != 1 || st.Queued != 2 {
 		t.Fatalf("running %d queued %d, want 1 and 2", st.Running, st.Queued)
 	}
-	if c, _ := st.Device("C"); c.State != StateQueued || !c.Manual {
+	if c, _ := st.Device(devC); c.State != StateQueued || !c.Manual {
 		t.Fatalf("C: %+v", c)
 	}
-	if a, _ := st.Device("A"); a.State != StateBackingUp || a.Name != "Anna" {
+	if a, _ := st.Device(devA); a.State != StateBackingUp || a.Name != "Anna" {
 		t.Fatalf("A: %+v", a)
 	}
 	for range 3 {
@@ -86,13 +82,13 @@ func TestQueueLimitAndManualFirst(t *testing.T) {
 	for _, r := range h.runner.records() {
 		order = append(order, r.req.UDID)
 	}
-	if strings.Join(order, "") != "ACB" {
+	if strings.Join(order, " ") != devA+" "+devC+" "+devB {
 		t.Fatalf("run order %v, want A C B", order)
 	}
 	if h.runner.maxActive != 1 {
 		t.Fatalf("max active %d, want 1", h.runner.maxActive)
 	}
-	if _, err := h.m.Cancel(context.Background(), "A"); err != nil {
+	if _, err := h.m.Cancel(context.Background(), devA); err != nil {
 		t.Fatal(err)
 	}
 	// Manual A and C count as the day's backup: no automatic run follows.
@@ -108,30 +104,30 @@ func TestCancelCountsAsAttemptAndDetachDropsQueued(t *testing.T) {
 	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 1)
 	g := gate{release: make(chan struct{})}
 	h.runner.fn = g.fn
-	h.devs.attach(t, "A", settings.TransportUSB)
-	h.devs.attach(t, "B", settings.TransportUSB)
+	h.devs.attach(t, devA, settings.TransportUSB)
+	h.devs.attach(t, devB, settings.TransportUSB)
 	h.sync()
 	if st := h.m.Status(); st.Running != 1 || st.Queued != 1 {
 		t.Fatalf("%+v", st)
 	}
-	h.devs.detach(t, "B")
+	h.devs.detach(t, devB)
 	h.sync()
 	if st := h.m.Status(); st.Queued != 0 {
 		t.Fatalf("detach left B queued: %+v", st)
 	}
-	found, err := h.m.Cancel(context.Background(), "A")
+	found, err := h.m.Cancel(context.Background(), devA)
 	if err != nil || !found {
 		t.Fatalf("Cancel: %v %v", found, err)
 	}
 	h.idle()
-	rec := h.state.Device("A")
+	rec := h.state.Device(devA)
 	if rec.LastResult != ResultCancelled || len(rec.Failures) != 1 {
 		t.Fatalf("after cancel: %+v", rec)
 	}
 	// Not restarted at once: it waits out the retry delay.
 	h.clock.Advance(time.Minute)
 	h.step()
-	if a, _ := h.m.Status().Device("A"); a.State != StateFailed || a.Reason != ReasonRetryWait {
+	if a, _ := h.m.Status().Device(devA); a.State != StateFailed || a.Reason != ReasonRetryWait {
 		t.Fatalf("A: %v %v", a.State, a.Reason)
 	}
 }
@@ -143,16 +139,16 @@ func TestPasscodeEventsAndFailure(t *testing.T) {
 	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
 		progress(Progress{Phase: PhaseWaitingPasscode, Percent: -1})
 		<-asked
-		return RunResult{}, ErrPasscodeTimeout
+		return RunResult{}, failure.New(failure.DeviceLocked, nil)
 	}
 	sub := h.m.Bus().Subscribe(EventPasscodeRequested | EventPasscodeDismissed | EventRunFailed)
 	defer sub.Close()
-	h.devs.attach(t, "A", settings.TransportUSB)
+	h.devs.attach(t, devA, settings.TransportUSB)
 	ev := <-sub.C
-	if ev.Type != EventPasscodeRequested || ev.UDID != "A" || ev.Name != "Anna" {
+	if ev.Type != EventPasscodeRequested || ev.UDID != devA || ev.Name != "Anna" {
 		t.Fatalf("%+v", ev)
 	}
-	waitFor(t, "WaitingPasscode state", func() bool { a, _ := h.m.Status().Device("A"); return a.State == StateWaitingPasscode })
+	waitFor(t, "WaitingPasscode state", func() bool { a, _ := h.m.Status().Device(devA); return a.State == StateWaitingPasscode })
 	close(asked)
 	if ev := <-sub.C; ev.Type != EventPasscodeDismissed {
 		t.Fatalf("%+v", ev)
@@ -161,7 +157,7 @@ func TestPasscodeEventsAndFailure(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 	h.idle()
-	if a, _ := h.m.Status().Device("A"); a.State != StateFailed || a.LastResult != ResultPasscodeTimeout {
+	if a, _ := h.m.Status().Device(devA); a.State != StateFailed || a.LastResult != ResultPasscodeTimeout {
 		t.Fatalf("%+v", a)
 	}
 }
@@ -170,7 +166,7 @@ func TestOverdueSignalledOncePerDay(t *testing.T) {
 	loc := berlin(t)
 	dir := t.TempDir()
 	st, _ := OpenState(filepath.Join(dir, "state.json"))
-	st.UpdateDevice("A", func(d *DeviceRecord) { d.LastSuccess = time.Date(2026, 6, 1, 10, 0, 0, 0, loc) })
+	st.UpdateDevice(devA, func(d *DeviceRecord) { d.LastSuccess = time.Date(2026, 6, 1, 10, 0, 0, 0, loc) })
 	h := newHarness(t, time.Date(2026, 6, 10, 8, 0, 0, 0, loc), mustSettings(t, threeDevices), filepath.Join(dir, "state.json"), 2)
 	h.sync() // the start-up check raised today's signal already
 	sub := h.m.Bus().Subscribe(EventOverdue)
@@ -185,7 +181,7 @@ func TestOverdueSignalledOncePerDay(t *testing.T) {
 	var n int
 	for len(sub.C) > 0 {
 		ev := <-sub.C
-		if ev.UDID != "A" || ev.OverdueDays < 9 {
+		if ev.UDID != devA || ev.OverdueDays < 9 {
 			t.Fatalf("%+v", ev)
 		}
 		n++
@@ -193,7 +189,7 @@ func TestOverdueSignalledOncePerDay(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d overdue events over 1 new day, want 1", n)
 	}
-	if a, _ := h.m.Status().Device("A"); !a.Overdue || a.OverdueDays != 10 {
+	if a, _ := h.m.Status().Device(devA); !a.Overdue || a.OverdueDays != 10 {
 		t.Fatalf("%+v", a)
 	}
 }
@@ -204,16 +200,16 @@ func TestPauseStopsAutomaticButNotManual(t *testing.T) {
 	if err := h.m.SetPaused(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
-	h.devs.attach(t, "A", settings.TransportUSB)
+	h.devs.attach(t, devA, settings.TransportUSB)
 	h.clock.Set(time.Date(2026, 6, 10, 12, 0, 0, 0, loc))
 	h.step()
 	if n := len(h.runner.records()); n != 0 {
 		t.Fatalf("%d runs while paused", n)
 	}
-	if a, _ := h.m.Status().Device("A"); a.State != StatePaused || a.Reason != ReasonPaused {
+	if a, _ := h.m.Status().Device(devA); a.State != StatePaused || a.Reason != ReasonPaused {
 		t.Fatalf("%+v", a)
 	}
-	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+	if err := h.m.BackUpNow(context.Background(), devA); err != nil {
 		t.Fatal(err)
 	}
 	h.idle()
@@ -230,19 +226,19 @@ func TestPauseStopsAutomaticButNotManual(t *testing.T) {
 func TestBackupOutsideManagerCountsForTheDay(t *testing.T) {
 	loc := berlin(t)
 	start := time.Date(2026, 6, 10, 8, 0, 0, 0, loc)
-	committed := map[string]time.Time{"A": time.Date(2026, 6, 10, 7, 30, 0, 0, loc), "B": time.Date(2026, 6, 9, 22, 0, 0, 0, loc)}
+	committed := map[string]time.Time{devA: time.Date(2026, 6, 10, 7, 30, 0, 0, loc), devB: time.Date(2026, 6, 9, 22, 0, 0, 0, loc)}
 	h := newHarness(t, start, mustSettings(t, threeDevices), "", 2, func(c *Config) {
 		c.LastBackup = func(udid string) time.Time { return committed[udid] }
 	})
-	h.devs.attach(t, "A", settings.TransportUSB)
-	h.devs.attach(t, "B", settings.TransportUSB)
+	h.devs.attach(t, devA, settings.TransportUSB)
+	h.devs.attach(t, devB, settings.TransportUSB)
 	h.clock.Set(time.Date(2026, 6, 10, 12, 0, 0, 0, loc))
 	h.step()
 	r := h.runner.records()
-	if len(r) != 1 || r[0].req.UDID != "B" {
+	if len(r) != 1 || r[0].req.UDID != devB {
 		t.Fatalf("runs %+v; want only B (A was backed up this morning outside the manager)", r)
 	}
-	if a, _ := h.m.Status().Device("A"); a.Reason != ReasonDoneToday {
+	if a, _ := h.m.Status().Device(devA); a.Reason != ReasonDoneToday {
 		t.Fatalf("A: reason %v, want done today", a.Reason)
 	}
 }
@@ -262,16 +258,16 @@ func TestRunStopsAndCancelsRunsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- m.Run(ctx) }()
-	devs.attach(t, "A", settings.TransportUSB)
+	devs.attach(t, devA, settings.TransportUSB)
 	waitFor(t, "run to start", func() bool { return m.Status().Running == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if rec := st.Device("A"); rec.LastResult != ResultNone || len(rec.Failures) != 0 {
+	if rec := st.Device(devA); rec.LastResult != ResultNone || len(rec.Failures) != 0 {
 		t.Fatalf("shutdown counted as an attempt: %+v", rec)
 	}
-	if err := m.BackUpNow(context.Background(), "A"); !errors.Is(err, ErrNotRunning) {
+	if err := m.BackUpNow(context.Background(), devA); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("after stop: %v", err)
 	}
 }
@@ -336,7 +332,7 @@ func TestProgressEventsAreThrottled(t *testing.T) {
 	}
 	sub := h.m.Bus().Subscribe(EventProgress)
 	defer sub.Close()
-	h.devs.attach(t, "A", settings.TransportUSB)
+	h.devs.attach(t, devA, settings.TransportUSB)
 	h.idle()
 	var phases []Phase
 	for len(sub.C) > 0 {
@@ -345,5 +341,40 @@ func TestProgressEventsAreThrottled(t *testing.T) {
 	// The fake runner's first report (Transferring), then Committing: 2 events, not 1002.
 	if len(phases) != 2 || phases[1] != PhaseCommitting || sub.Dropped() != 0 {
 		t.Fatalf("progress events: %v (dropped %d)", phases, sub.Dropped())
+	}
+}
+
+// A finished run's event carries what the views show: transport, bytes sent, backup size,
+// files, duration, snapshot ID and warnings; the failed run's event carries the classified
+// message and its remedy separately (never the remedy inside the message).
+func TestFinishedEventCarriesTheRun(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	fail := true
+	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		if fail {
+			return RunResult{}, failure.New(failure.DeviceLocked, nil)
+		}
+		h.clock.Advance(90 * time.Second) // the run takes a minute and a half
+		return RunResult{Snapshot: "20260610-100130", Dir: "/b/A", Bytes: 500_000, Files: 3, Size: 348_000_000,
+			Warnings: []string{"retention did not run"}}, nil
+	}
+	sub := h.m.Bus().Subscribe(EventRunFinished | EventRunFailed)
+	defer sub.Close()
+	h.devs.attach(t, "A", settings.TransportWiFi)
+	ev := <-sub.C
+	if ev.Type != EventRunFailed || ev.Err != failure.DeviceLocked.Message() || ev.Remedy != failure.DeviceLocked.Remedy() || ev.Run != nil {
+		t.Fatalf("failed event %+v", ev)
+	}
+	h.idle()
+	fail = false
+	if err := h.m.BackUpNow(context.Background(), "A"); err != nil {
+		t.Fatal(err)
+	}
+	ev = <-sub.C
+	r := ev.Run
+	if ev.Type != EventRunFinished || r == nil || r.Transport != settings.TransportWiFi || r.Bytes != 500_000 || r.Size != 348_000_000 ||
+		r.Files != 3 || r.Snapshot != "20260610-100130" || r.Duration != 90*time.Second || len(r.Warnings) != 1 || r.Dir != "/b/A" {
+		t.Fatalf("finished event %+v, run %+v", ev, r)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -27,10 +28,10 @@ location: /backups
 schedule: {window: "09:00-23:00", retry_delay: 10m, max_retries: 3}
 conditions: {min_battery: 0}
 devices:
-  - {udid: A}
-  - {udid: B, transport: wifi, schedule: {window: "18:00-22:00"}}
-  - {udid: C, schedule: {window: "22:00-06:00"}}
-  - {udid: D, schedule: {window: "00:00-24:00"}}
+  - {udid: 00008110-00000000000000AA}
+  - {udid: 00008110-00000000000000BB, transport: wifi, schedule: {window: "18:00-22:00"}}
+  - {udid: 00008110-00000000000000CC, schedule: {window: "22:00-06:00"}}
+  - {udid: 00008110-00000000000000DD, schedule: {window: "00:00-24:00"}}
 `)
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, loc)
 	h := newHarness(t, start, s, filepath.Join(t.TempDir(), "state.json"), 2)
@@ -41,7 +42,7 @@ devices:
 		failN    int       // automatic attempts that fail before one succeeds; -1: all fail
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	udids := []string{"A", "B", "C", "D"}
+	udids := []string{devA, devB, devC, devD}
 	plans := map[string][]plan{}
 	wallMin := func(day, min int) time.Time { return time.Date(2026, 3, 1+day, 0, min, 0, 0, loc) }
 	for day := range days {
@@ -52,7 +53,7 @@ devices:
 			w := s.Effective(u).Schedule.Window
 			var from, to int
 			switch u {
-			case "C": // evenings into the night: 20:00..23:00 until 01:00..07:00
+			case devC: // evenings into the night: 20:00..23:00 until 01:00..07:00
 				from, to = 20*60+rng.IntN(180), 24*60+60+rng.IntN(360)
 			default:
 				from = rng.IntN(20 * 60)
@@ -81,13 +82,13 @@ devices:
 		defer mu.Unlock()
 		p := current[req.UDID]
 		if p == nil {
-			return RunResult{}, ErrDeviceGone
+			return RunResult{}, failure.New(failure.LinkLost, nil)
 		}
 		key := fmt.Sprint(req.UDID, p.from.Unix())
 		if !req.Manual && (p.failN < 0 || failures[key] < p.failN) {
 			failures[key]++
 			if failures[key]%2 == 0 {
-				return RunResult{}, fmt.Errorf("passcode: %w", ErrPasscodeTimeout)
+				return RunResult{}, failure.New(failure.DeviceLocked, nil)
 			}
 			return RunResult{}, errors.New("link dropped")
 		}
@@ -124,7 +125,7 @@ devices:
 				current[u] = &ps[i]
 				mu.Unlock()
 				tr := settings.TransportUSB
-				if u == "B" {
+				if u == devB {
 					tr = settings.TransportWiFi
 				}
 				h.devs.attach(t, u, tr)

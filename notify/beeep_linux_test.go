@@ -21,7 +21,7 @@ func TestBeeepOnSessionBus(t *testing.T) {
 	g := notify.NewGate(notify.NewBeeep("Snapback", icons.App(64)), c.now)
 	for _, m := range []notify.Message{
 		notify.Passcode(anna),
-		notify.Done(anna, 2_900_000_000, 4*time.Minute+12*time.Second, notify.USB),
+		notify.Done(anna, notify.Run{Sent: 2_900_000_000, Size: 2_900_000_000, Took: 4*time.Minute + 12*time.Second, Via: notify.USB}),
 	} {
 		if err := g.Notify(m); err != nil {
 			t.Fatalf("Notify(%v): %v", m.Kind, err)
@@ -37,7 +37,7 @@ func TestBeeepOnSessionBus(t *testing.T) {
 	got := srv.Calls()
 	want := []struct{ summary, body string }{
 		{"Enter your passcode on Anna's iPhone", "Snapback is ready to back up Anna's iPhone. Unlock it and enter your passcode within 3 minutes, or the backup is skipped."},
-		{"Anna's iPhone is backed up", "2.9 GB in 4 min 12 s over USB."},
+		{"Anna's iPhone is backed up", "Transferred 2.9 GB in 4 min 12 s over USB. Backup size: 2.9 GB."},
 		{"Backup of Anna's iPhone failed", "The iPhone was disconnected. Reconnect it; Snapback retries within the backup window."},
 		{"Backup of Anna's iPhone failed", "The iPhone was disconnected. Reconnect it; Snapback retries within the backup window."},
 	}

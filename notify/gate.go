@@ -28,6 +28,7 @@ var DefaultPolicies = map[Kind]Policy{
 	ApprovalNeeded:    {Repeat: 20 * time.Hour},
 	SettingsBroken:    {Repeat: time.Hour, PerStreak: 2},
 	DamageFound:       {Repeat: 20 * time.Hour},
+	ActionFailed:      {}, // the answer to a click: every click gets one
 }
 
 // streakKinds end when a device completes a backup.

@@ -29,9 +29,10 @@ const (
 	SettingsBroken
 	DamageFound
 	TrustRequested
+	ActionFailed // a command the user chose in the menu could not be carried out
 )
 
-var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested"}
+var kindNames = [...]string{"passcode-requested", "completed", "failed", "disk-missing", "overdue", "approval-needed", "settings-broken", "damage-found", "trust-requested", "action-failed"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -77,16 +78,27 @@ func Passcode(d Device) Message {
 	}
 }
 
-// Done reports a successful backup: its size, how long it took and how it travelled.
-func Done(d Device, size int64, took time.Duration, via Transport) Message {
-	body := fmt.Sprintf("%s in %s", formatBytes(size), formatDuration(took))
-	switch via {
+// Run is what a finished backup reports for its notification.
+type Run struct {
+	Sent int64         // bytes the device transferred in this run
+	Size int64         // size of the backup now stored
+	Took time.Duration // how long the run took
+	Via  Transport     // how it travelled
+}
+
+// Done reports a successful backup: what was transferred (an incremental backup sends little),
+// how long it took and how it travelled, and the size of the backup now stored, each
+// labelled so that one is never read as the other.
+func Done(d Device, r Run) Message {
+	body := fmt.Sprintf("Transferred %s in %s", formatBytes(r.Sent), formatDuration(r.Took))
+	switch r.Via {
 	case USB:
 		body += " over USB"
 	case WiFi:
 		body += " over Wi-Fi"
 	}
-	return Message{Kind: Completed, UDID: d.UDID, Title: d.Name + " is backed up", Body: body + "."}
+	body += ". Backup size: " + formatBytes(r.Size) + "."
+	return Message{Kind: Completed, UDID: d.UDID, Title: d.Name + " is backed up", Body: body}
 }
 
 // Failure reports a failed backup with its reason and what the user can do about it, both
@@ -130,6 +142,24 @@ func BrokenSettings(path, problem string) Message {
 func Damage(d Device, files int) Message {
 	return Message{Kind: DamageFound, UDID: d.UDID, Title: "Damaged files in the backup of " + d.Name,
 		Body: fmt.Sprintf("%s in the stored backup no longer match what the device sent. Back up %s now so the device sends them again.", plural(files, "file", "files"), d.Name)}
+}
+
+// CommandFailed reports that a command the user chose (delete a snapshot, open the log)
+// could not be carried out: what failed, why, and what to do. Without it a click that does
+// nothing leaves the user guessing.
+func CommandFailed(what, reason, remedy string) Message {
+	body := sentence(capital(reason))
+	if remedy != "" {
+		body += " " + sentence(capital(remedy))
+	}
+	return Message{Kind: ActionFailed, Title: "Could not " + what, Body: body}
+}
+
+func capital(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
 
 func sentence(s string) string {

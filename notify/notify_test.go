@@ -23,12 +23,12 @@ func TestMessages(t *testing.T) {
 		{"passcode", notify.Passcode(anna), notify.PasscodeRequested,
 			"Enter your passcode on Anna's iPhone",
 			"Snapback is ready to back up Anna's iPhone. Unlock it and enter your passcode within 3 minutes, or the backup is skipped.", true},
-		{"completed over USB", notify.Done(anna, 2_900_000_000, 4*time.Minute+12*time.Second, notify.USB), notify.Completed,
-			"Anna's iPhone is backed up", "2.9 GB in 4 min 12 s over USB.", false},
-		{"completed over Wi-Fi", notify.Done(anna, 120_000_000, 48*time.Second, notify.WiFi), notify.Completed,
-			"Anna's iPhone is backed up", "120 MB in 48 s over Wi-Fi.", false},
-		{"completed, long, transport unknown", notify.Done(anna, 58_000_000_000, 65*time.Minute, notify.TransportUnknown), notify.Completed,
-			"Anna's iPhone is backed up", "58 GB in 1 h 05 min.", false},
+		{"completed over USB", notify.Done(anna, notify.Run{Sent: 2_900_000_000, Size: 2_900_000_000, Took: 4*time.Minute + 12*time.Second, Via: notify.USB}), notify.Completed,
+			"Anna's iPhone is backed up", "Transferred 2.9 GB in 4 min 12 s over USB. Backup size: 2.9 GB.", false},
+		{"completed over Wi-Fi", notify.Done(anna, notify.Run{Sent: 520_000, Size: 348_000_000, Took: 48 * time.Second, Via: notify.WiFi}), notify.Completed,
+			"Anna's iPhone is backed up", "Transferred 520 KB in 48 s over Wi-Fi. Backup size: 348 MB.", false},
+		{"completed, long, transport unknown", notify.Done(anna, notify.Run{Sent: 58_000_000_000, Size: 58_100_000_000, Took: 65 * time.Minute}), notify.Completed,
+			"Anna's iPhone is backed up", "Transferred 58 GB in 1 h 05 min. Backup size: 58 GB.", false},
 		{"failed", notify.Failure(anna, "The iPhone was disconnected", "Reconnect it; Snapback retries within the backup window."), notify.Failed,
 			"Backup of Anna's iPhone failed", "The iPhone was disconnected. Reconnect it; Snapback retries within the backup window.", false},
 		{"failed without remedy", notify.Failure(anna, "The disk is full.", ""), notify.Failed,
@@ -89,7 +89,7 @@ func TestGatePolicies(t *testing.T) {
 	if n := rec.Count(notify.Failed); n != 3 {
 		t.Fatalf("failures shown = %d, want 3 (anna twice, ben once)", n)
 	}
-	send(notify.Done(anna, 1, time.Second, notify.USB)) // success ends anna's streak
+	send(notify.Done(anna, notify.Run{Sent: 1, Size: 1, Took: time.Second, Via: notify.USB})) // success ends anna's streak
 	send(notify.Failure(anna, "a", ""))
 	if n := rec.Count(notify.Failed); n != 4 {
 		t.Errorf("after a success the next failure was held back (%d shown)", n)

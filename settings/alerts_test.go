@@ -17,9 +17,9 @@ alerts:
 pings: {start: "https://hc.example/planted-ping-uuid/start", success: "keyring:hc", failure: "file:/etc/snapback/fail-url"}
 http: {listen: "127.0.0.1:8427"}
 devices:
-  - udid: A
+  - udid: 00008110-00000000000000AA
     alerts: []
-  - udid: B
+  - udid: 00008110-00000000000000BB
 `
 
 func TestAlertsPingsAndHTTPParse(t *testing.T) {
@@ -39,10 +39,10 @@ func TestAlertsPingsAndHTTPParse(t *testing.T) {
 	}
 	// A device's list replaces the global one (an empty list silences the device); a device
 	// without the key inherits it.
-	if a := s.Effective("A").Alerts; len(a) != 0 {
+	if a := s.Effective("00008110-00000000000000AA").Alerts; len(a) != 0 {
 		t.Fatalf("device A alerts = %+v, want none", a)
 	}
-	if b := s.Effective("B").Alerts; !reflect.DeepEqual(b, want) {
+	if b := s.Effective("00008110-00000000000000BB").Alerts; !reflect.DeepEqual(b, want) {
 		t.Fatalf("device B alerts = %+v, want the global ones", b)
 	}
 }

@@ -175,15 +175,29 @@ func Parse(data []byte) (*Settings, error) {
 			return nil, err
 		}
 	}
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+	// Unknown keys, wrong types and malformed UDIDs first, with their lines; what remains
+	// decodes cleanly, so its values are checked in the same run.
+	clean, lines, probs, ok := checkStructure(data)
+	if !ok {
+		return nil, errors.Join(sortProblems(probs, lines)...)
+	}
+	if err := v.ReadConfig(bytes.NewReader(clean)); err != nil {
 		return nil, &Problem{Key: "(file)", Problem: "not valid YAML: " + err.Error(),
 			Fix: "correct the YAML syntax (indent with spaces; quote values that contain ':' or '#')"}
 	}
 	var f fileSettings
 	if err := v.UnmarshalExact(&f); err != nil {
-		return nil, decodeProblems(err)
+		probs = append(probs, decodeProblems(err))
+		return nil, errors.Join(sortProblems(probs, lines)...)
 	}
-	return build(f)
+	s, err := build(f)
+	if err != nil {
+		probs = append(probs, err)
+	}
+	if len(probs) > 0 {
+		return nil, errors.Join(sortProblems(probs, lines)...)
+	}
+	return s, nil
 }
 
 // decodeProblems turns mapstructure's joined errors into Problems that name their key.

@@ -20,7 +20,7 @@ func TestParseRate(t *testing.T) {
 }
 
 func TestOffsiteDefaultsAndPerDevice(t *testing.T) {
-	s, err := Parse([]byte("offsite: {repository: 'rest:http://127.0.0.1:8000/'}\ndevices:\n  - udid: A\n    offsite: {schedule: manual}\n"))
+	s, err := Parse([]byte("offsite: {repository: 'rest:http://127.0.0.1:8000/'}\ndevices:\n  - udid: 00008110-00000000000000AA\n    offsite: {schedule: manual}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestOffsiteDefaultsAndPerDevice(t *testing.T) {
 	if !g.Enabled() || g.Schedule != OffsiteAfterCommit || g.Keep != (OffsiteKeep{Daily: 7, Weekly: 4, Monthly: 12}) {
 		t.Errorf("global offsite %+v", g)
 	}
-	a := s.Effective("A").Offsite
+	a := s.Effective("00008110-00000000000000AA").Offsite
 	if a.Repository != g.Repository || a.Schedule != OffsiteManual {
 		t.Errorf("device offsite %+v: want the global repository with its own schedule", a)
 	}

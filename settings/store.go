@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,18 @@ type Store struct {
 	path     string
 	debounce time.Duration
 	cur      atomic.Pointer[Settings]
+
+	watchingOnce sync.Once
+	watching     chan struct{} // closed once Watch follows the file; see Watching
+	markOnce     sync.Once
+}
+
+// Watching is closed once Watch follows the file: edits made after it are seen. A caller
+// that edits the file right after starting Watch (a test, a "config set" in the same
+// process) waits for it instead of guessing with a delay.
+func (st *Store) Watching() <-chan struct{} {
+	st.watchingOnce.Do(func() { st.watching = make(chan struct{}) })
+	return st.watching
 }
 
 // Open reads the settings file at path. When the file is missing the defaults apply. When it
@@ -101,6 +114,8 @@ func (st *Store) Watch(ctx context.Context, onChange func(Change)) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("watch settings: %w", err)
 	}
+	st.Watching()
+	st.markOnce.Do(func() { close(st.watching) })
 	name := filepath.Clean(st.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

@@ -39,7 +39,14 @@ func newWatchFixture(t *testing.T, initial string) *watchFixture {
 			t.Errorf("Watch returned %v", err)
 		}
 	})
-	time.Sleep(50 * time.Millisecond) // let the watch be set up before the test edits
+	select { // the test edits the file next: the watch must see it
+	case <-st.Watching():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("Watch ended before it followed the file: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not start following the file within 5 s")
+	}
 	return f
 }
 

@@ -10,12 +10,16 @@ import (
 // Problem is one thing wrong with the settings: the key (as written in the file, e.g.
 // "devices[1].schedule.window"), what is wrong, and how to fix it.
 type Problem struct {
+	Line    int // line in the settings file; 0 when unknown (e.g. set by the environment)
 	Key     string
 	Problem string
 	Fix     string
 }
 
 func (p *Problem) Error() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s; fix: %s", p.Line, p.Key, p.Problem, p.Fix)
+	}
 	return fmt.Sprintf("%s: %s; fix: %s", p.Key, p.Problem, p.Fix)
 }
 

@@ -194,8 +194,16 @@ func deviceMenu(s State, d Device) Item {
 	if d.Encrypted {
 		enc = "Backups are encrypted"
 	}
+	// Actions that cannot run are not offered: a folder that does not exist yet, or is on a
+	// disk that is not connected, cannot be opened.
+	if d.LastBackup != nil {
+		open := Item{Key: k + "open", Label: "Open Backup Folder", Action: Action{Verb: VerbOpenBackupFolder, UDID: d.UDID}}
+		if d.DiskMissing {
+			open.Disabled, open.Tooltip = true, "Connect the backup disk first"
+		}
+		kids = append(kids, open)
+	}
 	kids = append(kids,
-		Item{Key: k + "open", Label: "Open Backup Folder", Action: Action{Verb: VerbOpenBackupFolder, UDID: d.UDID}},
 		Item{Key: k + "sep/options", Separator: true},
 		Item{Key: k + "auto", Label: "Automatic Backups", Checkable: true, Checked: d.Automatic, Action: Action{Verb: VerbSetAutomatic, UDID: d.UDID, On: !d.Automatic}},
 		Item{Key: k + "encryption", Label: enc, Disabled: true},
@@ -218,15 +226,22 @@ func snapshotsMenu(now time.Time, d Device) Item {
 			label += " · archived"
 			archive.Label, archive.Disabled = "Archived", true
 		}
-		it.Children = append(it.Children, Item{Key: sk, Label: label, Children: []Item{
-			{Key: sk + "/open", Label: "Open", Action: Action{Verb: VerbOpenSnapshot, UDID: d.UDID, SnapshotID: sn.ID}},
-			archive,
-			// Deleting takes a second, deliberate click in a submenu: a tray has no dialogs.
-			{Key: sk + "/delete", Label: "Delete…", Children: []Item{
+		open := Item{Key: sk + "/open", Label: "Open", Action: Action{Verb: VerbOpenSnapshot, UDID: d.UDID, SnapshotID: sn.ID}}
+		if d.DiskMissing {
+			open.Disabled, open.Tooltip = true, "Connect the backup disk first"
+			archive.Disabled = true
+		}
+		kids := []Item{open, archive}
+		// An archived (pinned) snapshot is kept for good and the store refuses to delete it,
+		// so Delete is not offered. Deleting takes a second, deliberate click in a submenu:
+		// a tray has no dialogs.
+		if !sn.Archived && !d.DiskMissing {
+			kids = append(kids, Item{Key: sk + "/delete", Label: "Delete…", Children: []Item{
 				{Key: sk + "/delete/confirm", Label: "Delete This Snapshot (" + formatBytes(sn.Size) + ")",
 					Action: Action{Verb: VerbDeleteSnapshot, UDID: d.UDID, SnapshotID: sn.ID}},
-			}},
-		}})
+			}})
+		}
+		it.Children = append(it.Children, Item{Key: sk, Label: label, Children: kids})
 	}
 	return it
 }

@@ -468,3 +468,42 @@ func TestActionDo(t *testing.T) {
 		t.Errorf("calls = %q\nwant %q", r.calls, want)
 	}
 }
+
+// TestActionsThatCannotRunAreNotOffered: the menu offers no action the store or the desktop
+// would refuse: no Delete for an archived (pinned) snapshot, no Open Backup Folder before the
+// first backup, and nothing that opens or changes files while the backup disk is missing.
+func TestActionsThatCannotRunAreNotOffered(t *testing.T) {
+	dev := "device/" + anna + "/"
+	sk := dev + "snapshots/"
+	withSnaps := func(mod func(*Device)) State {
+		return State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
+			d.Snapshots = []Snapshot{{ID: "s1", Time: today, Size: 5}, {ID: "s2", Time: today, Archived: true}}
+			if mod != nil {
+				mod(d)
+			}
+		})}}
+	}
+	m := Build(withSnaps(nil))
+	if _, ok := find(m.Items, sk+"s2/delete"); ok {
+		t.Errorf("Delete offered for an archived snapshot:\n%s", dump(m.Items, ""))
+	}
+	if _, ok := find(m.Items, sk+"s2/delete/confirm"); ok {
+		t.Error("Delete This Snapshot offered for an archived snapshot")
+	}
+	mustFind(t, m, sk+"s1/delete/confirm") // a plain snapshot can still be deleted
+
+	m = Build(State{Now: now, Devices: []Device{annaPhone(func(d *Device) { d.LastBackup = nil })}})
+	if _, ok := find(m.Items, dev+"open"); ok {
+		t.Error("Open Backup Folder offered before the first backup")
+	}
+
+	m = Build(withSnaps(func(d *Device) { d.DiskMissing = true }))
+	for _, key := range []string{dev + "open", sk + "s1/open", sk + "s1/archive"} {
+		if it := mustFind(t, m, key); !it.Disabled {
+			t.Errorf("%s is enabled while the backup disk is missing", key)
+		}
+	}
+	if _, ok := find(m.Items, sk+"s1/delete"); ok {
+		t.Error("Delete offered while the backup disk is missing")
+	}
+}

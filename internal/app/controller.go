@@ -2,14 +2,18 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"runtime"
 	"sync"
 	"time"
 
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/jobs"
+	"snapback/notify"
 	"snapback/settings"
 )
 
@@ -28,6 +32,8 @@ type Controller struct {
 	Changed func()
 	// QuitFunc stops the app.
 	QuitFunc func()
+	// Notifier tells the user when a command they chose failed; nil logs only.
+	Notifier notify.Notifier
 
 	mu        sync.Mutex
 	m         *jobs.Manager
@@ -79,12 +85,24 @@ func (c *Controller) do(what string, f func(ctx context.Context) error) {
 		ctx, cancel := context.WithTimeout(c.Ctx, 10*time.Minute)
 		defer cancel()
 		if err := f(ctx); err != nil {
-			c.Logger.Warn(what+" failed", "err", err)
+			c.failed(what, err)
 		}
 		if c.Changed != nil {
 			c.Changed()
 		}
 	})
+}
+
+// failed logs a command's failure and tells the user: a click whose effect never shows must
+// not fail only in the log.
+func (c *Controller) failed(what string, err error) {
+	c.Logger.Warn(what+" failed", "err", err)
+	if c.Notifier == nil {
+		return
+	}
+	if nerr := c.Notifier.Notify(notify.CommandFailed(what, err.Error(), failure.Remedy(err))); nerr != nil {
+		c.Logger.Warn("notification failed", "err", nerr)
+	}
 }
 
 // Wait waits for commands still running.
@@ -143,7 +161,7 @@ func ApproveDeletion(ctx context.Context, m *jobs.Manager, stores *Stores, eff s
 
 func (c *Controller) withStore(what, udid string, f func(ctx context.Context, st *store.Store) error) {
 	c.do(what, func(ctx context.Context) error {
-		st, err := c.Stores.Open(ctx, c.Settings().Effective(udid).Location)
+		st, err := c.Stores.ForDevice(ctx, c.Settings(), udid, "")
 		if err != nil {
 			return err
 		}
@@ -182,13 +200,13 @@ func (c *Controller) DeleteSnapshot(udid, id string) {
 
 func (c *Controller) OpenSettings() {
 	if err := open(c.SettingsPath); err != nil {
-		c.Logger.Warn("cannot open the settings file", "path", c.SettingsPath, "err", err)
+		c.failed("open the settings file", err)
 	}
 }
 
 func (c *Controller) ShowLog() {
 	if err := open(c.LogPath); err != nil {
-		c.Logger.Warn("cannot open the log", "path", c.LogPath, "err", err)
+		c.failed("show the log", err)
 	}
 }
 
@@ -196,6 +214,24 @@ func (c *Controller) Quit() {
 	if c.QuitFunc != nil {
 		c.QuitFunc()
 	}
+}
+
+// noOpenerError: the desktop has no program to open files with. Its remedy names the file,
+// so the user can open it another way.
+type noOpenerError struct{ prog, path string }
+
+func (e noOpenerError) Error() string {
+	return fmt.Sprintf("no program to open files was found (%s is not installed); the file is %s", e.prog, e.path)
+}
+
+func (e noOpenerError) Remedy() string { return "open it yourself, or install " + opener() }
+
+// opener names what provides the desktop's "open" command.
+func opener() string {
+	if runtime.GOOS == "linux" || runtime.GOOS == "freebsd" {
+		return "xdg-utils (apt install xdg-utils)"
+	}
+	return "the desktop's file opener"
 }
 
 // open shows a file or folder with the desktop's default application.
@@ -210,6 +246,10 @@ func open(path string) error {
 		cmd = exec.Command("xdg-open", path)
 	}
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			// A server or minimal desktop without xdg-utils: say where the file is instead.
+			return noOpenerError{prog: cmd.Path, path: path}
+		}
 		return err
 	}
 	go cmd.Wait() // reap; the opened application outlives us

@@ -7,28 +7,19 @@ import (
 
 	"snapback/internal/device"
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/settings"
 )
 
-// PasswordNeededError means a device's `encryption` setting asks for a change that needs
-// its backup password, and none is stored in the keychain. It unwraps to
-// settings.ErrSecretNotFound.
-type PasswordNeededError struct {
-	UDID string
-	Want settings.Encryption
+// passwordNeeded is the failure when a device's `encryption` setting asks for a change that
+// needs its backup password and none is stored in the keychain. It matches
+// settings.ErrSecretNotFound and failure.PasswordNeeded; its remedy names the command.
+func passwordNeeded(udid string, want settings.Encryption) *failure.Error {
+	return &failure.Error{Class: failure.PasswordNeeded, Cause: settings.ErrSecretNotFound,
+		Detail: fmt.Sprintf("the settings ask for backup encryption %s on %s", want, udid),
+		Fix:    fmt.Sprintf("run `snapback password set --udid %s`", udid)}
 }
-
-func (e *PasswordNeededError) Error() string {
-	return fmt.Sprintf("the settings ask for backup encryption %s on %s, but no backup password is stored; %s", e.Want, e.UDID, e.Remedy())
-}
-
-// Remedy is what the user runs to fix it.
-func (e *PasswordNeededError) Remedy() string {
-	return fmt.Sprintf("run `snapback password set --udid %s`", e.UDID)
-}
-
-func (e *PasswordNeededError) Unwrap() error { return settings.ErrSecretNotFound }
 
 // EnsureEncryption brings the device's backup encryption to what its settings want, before
 // a backup: `on` turns it on with the keychain's password, `off` turns it off with it,
@@ -49,10 +40,10 @@ func EnsureEncryption(ctx context.Context, devs *device.Host, udid string, want 
 	}
 	pw, err := secrets.Get(ctx, udid)
 	if errors.Is(err, settings.ErrSecretNotFound) {
-		return &PasswordNeededError{UDID: udid, Want: want}
+		return passwordNeeded(udid, want)
 	}
 	if err != nil {
-		return fmt.Errorf("backup password of %s: %w", udid, err)
+		return failure.New(failure.Keychain, fmt.Errorf("backup password of %s: %w", udid, err))
 	}
 	req := engine.EncryptionRequest{Devices: devs, UDID: udid, Events: events}
 	if want == settings.EncryptionOn {
@@ -65,7 +56,10 @@ func EnsureEncryption(ctx context.Context, devs *device.Host, udid string, want 
 		return nil // changed meanwhile (another host, the user): the wanted state holds
 	}
 	if err != nil {
-		return fmt.Errorf("turn backup encryption %s: %w", want, err)
+		if _, ok := failure.As(err); ok {
+			return err
+		}
+		return failure.New(failure.Unknown, fmt.Errorf("turn backup encryption %s: %w", want, err))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
@@ -23,25 +24,10 @@ import (
 // usbmuxd socket.
 func startDevice(t *testing.T) (*backupsim.Device, string) {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	id := devicesim.DefaultIdentity(0)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 30, TotalSize: 1 << 20, KDFRounds: 1000, PasscodeDelay: 30 * time.Millisecond, TempDir: t.TempDir(),
+	_, agent := simtest.AddDevice(t, simtest.Start(t), devicesim.DeviceConfig{}, backupsim.Options{
+		Files: 30, TotalSize: 1 << 20, KDFRounds: 1000, PasscodeDelay: 30 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent}); err != nil {
-		t.Fatal(err)
-	}
-	return agent, id.UDID
+	return agent, devicesim.DefaultIdentity(0).UDID
 }
 
 // The `encryption` setting before a backup: keep does nothing; on without a stored password
@@ -58,8 +44,7 @@ func TestEnsureEncryption(t *testing.T) {
 		t.Fatalf("keep: %v, encrypting %v", err, agent.WillEncrypt())
 	}
 	err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOn, secrets, nil)
-	var pn *PasswordNeededError
-	if !errors.As(err, &pn) || !errors.Is(err, settings.ErrSecretNotFound) || !strings.Contains(err.Error(), "snapback password set --udid "+udid) {
+	if !errors.Is(err, failure.PasswordNeeded) || !errors.Is(err, settings.ErrSecretNotFound) || !strings.Contains(failure.Text(err), "snapback password set --udid "+udid) {
 		t.Fatalf("on without a stored password: %v", err)
 	}
 

@@ -54,15 +54,9 @@ func (h *Headless) Run(ctx context.Context) {
 
 	dispatcher := push.New(push.Options{Resolve: h.channels, Logger: h.Logger, Backoff: h.Backoff})
 	gate := notify.NewGate(dispatcher, h.Now)
-	fwd := &Notifications{Bus: bus, Status: h.Manager.Status, Notifier: gate, Settings: h.Settings,
+	fwd := &Notifications{Bus: bus, Notifier: gate, Settings: h.Settings,
 		SettingsPath: h.SettingsPath, Logger: h.Logger, AllKinds: true,
-		Location: func(udid string) string { return h.Settings().Effective(udid).Location },
-		Size: func(udid string) int64 {
-			if b, ok := h.backups(ctx, udid); ok && b.Latest != nil {
-				return b.Latest.TotalSize
-			}
-			return 0
-		}}
+		Location: func(udid string) string { loc, _ := Location(h.Settings(), udid, ""); return loc }}
 	pinger := push.NewPinger(push.PingOptions{Resolve: h.ping, Logger: h.Logger, Backoff: h.Backoff})
 	feed := NewStatusFeed(h.Manager, h.Settings, h.Stores, h.Now)
 
@@ -110,14 +104,6 @@ func (h *Headless) followListen(ctx context.Context, feed *StatusFeed) {
 		stop()
 		<-done
 	}
-}
-
-func (h *Headless) backups(ctx context.Context, udid string) (Backups, bool) {
-	st, err := h.Stores.Open(ctx, h.Settings().Effective(udid).Location)
-	if err != nil {
-		return Backups{DiskMissing: true}, false
-	}
-	return ReadBackups(st, udid), true
 }
 
 // serve runs the status page on listen until ctx ends.
@@ -262,29 +248,21 @@ func NewStatusFeed(m *jobs.Manager, s func() *settings.Settings, stores *Stores,
 // Run follows run events until ctx ends; pinger, when not nil, gets the dead-man pings in
 // the order the runs start and end.
 func (f *StatusFeed) Run(ctx context.Context, pinger *push.Pinger) {
-	sub := f.m.Bus().Subscribe(jobs.EventRunStarted | jobs.EventProgress | jobs.EventRunFinished | jobs.EventRunFailed)
-	defer sub.Close()
-	for {
-		select {
-		case <-ctx.Done():
+	mask := jobs.EventRunStarted | jobs.EventProgress | jobs.EventRunFinished | jobs.EventRunFailed
+	f.m.Bus().Follow(ctx, mask, func(ev jobs.Event) {
+		f.record(ev)
+		if pinger == nil {
 			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			f.record(ev)
-			if pinger != nil {
-				switch ev.Type {
-				case jobs.EventRunStarted:
-					pinger.Ping(ev.UDID, push.Start)
-				case jobs.EventRunFinished:
-					pinger.Ping(ev.UDID, push.Success)
-				case jobs.EventRunFailed:
-					pinger.Ping(ev.UDID, push.Failure)
-				}
-			}
 		}
-	}
+		switch ev.Type {
+		case jobs.EventRunStarted:
+			pinger.Ping(ev.UDID, push.Start)
+		case jobs.EventRunFinished:
+			pinger.Ping(ev.UDID, push.Success)
+		case jobs.EventRunFailed:
+			pinger.Ping(ev.UDID, push.Failure)
+		}
+	})
 }
 
 func (f *StatusFeed) record(ev jobs.Event) {
@@ -301,11 +279,13 @@ func (f *StatusFeed) record(ev jobs.Event) {
 	case jobs.EventProgress:
 		d.lastProgress = ev.Progress
 	case jobs.EventRunFinished:
-		if !d.started.IsZero() {
-			d.lastDuration = ev.Time.Sub(d.started)
+		// The finished event carries the run's figures; nobody re-derives them.
+		if r := ev.Run; r != nil {
+			d.lastDuration, d.lastBytes = r.Duration, r.Bytes
+		} else if !d.started.IsZero() {
+			d.lastDuration, d.lastBytes = ev.Time.Sub(d.started), d.lastProgress.Bytes
 		}
-		d.lastBytes = d.lastProgress.Bytes
-		d.transferred += d.lastProgress.Bytes
+		d.transferred += d.lastBytes
 	case jobs.EventRunFailed:
 		if !d.started.IsZero() {
 			d.lastDuration = ev.Time.Sub(d.started)
@@ -314,12 +294,8 @@ func (f *StatusFeed) record(ev jobs.Event) {
 		if class == "" {
 			class = ev.Result.String()
 		}
-		remedy := ev.Remedy
-		if remedy == "" {
-			remedy = remedyFor(ev.Result)
-		}
 		d.byClass[class]++
-		d.failures = slices.Insert(d.failures, 0, statuspage.Failure{Time: ev.Time, Class: class, Message: ev.Err, Remedy: remedy})
+		d.failures = slices.Insert(d.failures, 0, statuspage.Failure{Time: ev.Time, Class: class, Message: ev.Err, Remedy: ev.Remedy})
 		if len(d.failures) > maxFailuresShown {
 			d.failures = d.failures[:maxFailuresShown]
 		}
@@ -353,7 +329,7 @@ func (f *StatusFeed) View(ctx context.Context) statuspage.View {
 		if a := d.PendingApproval; a != nil {
 			pd.PendingDeletion = &statuspage.Deletion{Snapshots: a.Snapshots, Bytes: a.Bytes}
 		}
-		if s, err := f.stores.Open(ctx, cfg.Effective(d.UDID).Location); err == nil {
+		if s, err := f.stores.ForDevice(ctx, cfg, d.UDID, ""); err == nil {
 			b := ReadBackups(s, d.UDID)
 			if b.Latest != nil {
 				pd.LastBackup = &statuspage.Backup{Time: b.Latest.Time, Size: b.Latest.TotalSize,
@@ -377,8 +353,9 @@ func (f *StatusFeed) View(ctx context.Context) statuspage.View {
 		}
 		f.mu.Unlock()
 		if len(pd.Failures) == 0 && d.LastError != "" {
-			// From the run state: the failure happened before this start of the app.
-			pd.Failures = []statuspage.Failure{{Class: d.LastResult.String(), Message: d.LastError, Remedy: remedyFor(d.LastResult)}}
+			// From the run state: the failure happened before this start of the app. Its text
+			// already holds the remedy (failure.Text), once.
+			pd.Failures = []statuspage.Failure{{Class: d.LastResult.String(), Message: d.LastError}}
 		}
 		v.Devices = append(v.Devices, pd)
 	}

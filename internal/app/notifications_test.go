@@ -32,10 +32,10 @@ func TestPushForwarderIgnoresDesktopSwitches(t *testing.T) {
 	}
 	kinds := []notify.Kind{notify.PasscodeRequested, notify.Completed, notify.Failed, notify.DiskMissing, notify.Overdue, notify.ApprovalNeeded}
 	for i, ev := range events {
-		if _, ok := desktop.message(ev, runInfo{}); ok {
+		if _, ok := desktop.message(ev); ok {
 			t.Errorf("%v: the desktop forwarder ignores its switch", ev.Type)
 		}
-		m, ok := pushFwd.message(ev, runInfo{})
+		m, ok := pushFwd.message(ev)
 		if !ok || m.Kind != kinds[i] {
 			t.Errorf("%v: push forwarder gave %v %v, want %v", ev.Type, m.Kind, ok, kinds[i])
 		}
@@ -43,10 +43,10 @@ func TestPushForwarderIgnoresDesktopSwitches(t *testing.T) {
 			t.Errorf("%v: message does not name the device: %+v", ev.Type, m)
 		}
 	}
-	if m, _ := pushFwd.message(events[2], runInfo{}); !strings.Contains(m.Body, "finish the setup assistant") {
+	if m, _ := pushFwd.message(events[2]); !strings.Contains(m.Body, "finish the setup assistant") {
 		t.Errorf("failure message lacks the remedy: %q", m.Body)
 	}
-	if _, ok := pushFwd.message(jobs.Event{Type: jobs.EventRunFailed, UDID: "U", Result: jobs.ResultCancelled}, runInfo{}); ok {
+	if _, ok := pushFwd.message(jobs.Event{Type: jobs.EventRunFailed, UDID: "U", Result: jobs.ResultCancelled}); ok {
 		t.Error("a run the user cancelled is announced")
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"snapback/internal/failure"
 	"snapback/internal/offsite"
 	"snapback/internal/store"
-	"snapback/jobs"
 	"snapback/notify"
+	"snapback/settings"
 )
 
 // OffsiteFailedMessage is the failed alert for an off-site copy: restic's message and the
@@ -28,38 +28,42 @@ func OffsiteFailedMessage(udid, name string, err error) notify.Message {
 // happens here: a failed upload is logged and reported through OffsiteFailed (the failed
 // alert, with restic's message and a remedy) and resumes at the next push.
 //
-// restic's progress is reported as the run's transfer phase (bytes and percent of the
-// upload), so the tray shows it and Cancel stays available: cancelling stops restic (the
-// backup stays committed; the next push uploads again).
-func (r *Runner) afterCommitOffsite(ctx context.Context, st *store.Store, req jobs.RunRequest, snapshotID string,
-	log *slog.Logger, progress func(jobs.Progress)) {
-	if !req.Settings.Offsite.Enabled() {
-		return
+// restic's progress goes to events; the job runner reports it as the run's transfer phase
+// (bytes and percent of the upload), so the tray shows it and Cancel stays available:
+// cancelling stops restic (the backup stays committed; the next push uploads again).
+//
+// It returns a warning for the run's outcome when the copy failed ("" otherwise).
+func (b *Backups) afterCommitOffsite(ctx context.Context, st *store.Store, udid, name, snapshotID string, cfg settings.Offsite,
+	log *slog.Logger, events func(offsite.Event)) string {
+	if !cfg.Enabled() {
+		return ""
 	}
-	now := r.Now
+	now := b.Now
 	if now == nil {
 		now = time.Now
 	}
-	events := func(ev offsite.Event) {
-		if ev.Kind == offsite.EventStatus {
-			progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: ev.Status.PercentDone * 100,
-				Bytes: ev.Status.BytesDone, Files: int(ev.Status.FilesDone)})
-		}
+	if events == nil {
+		events = func(offsite.Event) {}
 	}
-	res, pushed, why, err := offsite.AfterCommit(ctx, st, req.UDID, snapshotID, req.Settings.Offsite, r.Secrets, now(),
-		log, events)
+	var secrets settings.Secrets = noKeychain{}
+	if b.Secrets != nil {
+		secrets = b.Secrets
+	}
+	res, pushed, why, err := offsite.AfterCommit(ctx, st, udid, snapshotID, cfg, secrets, now(), log, events)
 	switch {
 	case err != nil && ctx.Err() != nil:
-		log.Info("off-site copy cancelled", "udid", req.UDID, "snapshot", snapshotID)
+		log.Info("off-site copy cancelled", "udid", udid, "snapshot", snapshotID)
 	case err != nil:
-		log.Warn("off-site copy failed", "udid", req.UDID, "snapshot", snapshotID, "err", err)
-		if r.OffsiteFailed != nil {
-			r.OffsiteFailed(req.UDID, req.Name, err)
+		log.Warn("off-site copy failed", "udid", udid, "snapshot", snapshotID, "err", err)
+		if b.OffsiteFailed != nil {
+			b.OffsiteFailed(udid, name, err)
 		}
+		return "off-site copy failed: " + failure.Text(err)
 	case pushed:
-		log.Info("off-site copy done", "udid", req.UDID, "snapshot", snapshotID, "restic", res.Snapshot.ShortID,
+		log.Info("off-site copy done", "udid", udid, "snapshot", snapshotID, "restic", res.Snapshot.ShortID,
 			"data_added", res.Summary.DataAdded, "forgotten", len(res.Forgotten))
 	default:
-		log.Debug("no off-site copy", "udid", req.UDID, "why", why)
+		log.Debug("no off-site copy", "udid", udid, "why", why)
 	}
+	return ""
 }

@@ -37,11 +37,11 @@ func TestRunPushesOffsiteAfterCommit(t *testing.T) {
 	ds.Offsite = settings.Offsite{Repository: repo, Schedule: settings.OffsiteAfterCommit, Keep: settings.OffsiteKeep{Last: 5}}
 	var mu sync.Mutex
 	var failures []error
-	r := &Runner{Secrets: secrets, Stores: &Stores{}, OffsiteFailed: func(_, _ string, err error) {
+	r := &Runner{Backups: &Backups{Secrets: secrets, Stores: &Stores{}, OffsiteFailed: func(_, _ string, err error) {
 		mu.Lock()
 		failures = append(failures, err)
 		mu.Unlock()
-	}}
+	}}}
 	var phases []jobs.Phase
 	res, err := r.Run(ctx, jobs.RunRequest{UDID: udid, Settings: ds}, func(p jobs.Progress) { phases = append(phases, p.Phase) })
 	if err != nil {

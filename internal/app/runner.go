@@ -2,65 +2,80 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"snapback/internal/backupfmt"
 	"snapback/internal/device"
-	"snapback/internal/engine"
-	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
+	"snapback/internal/offsite"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/settings"
 )
 
-// Runner performs one backup for the job manager: it opens the device's store, begins a run
-// (lock, volume guard, free space, staging clone), lets the engine write into staging,
-// commits, and applies retention. It implements jobs.Runner.
+// Runner performs one backup for the job manager through the one orchestration
+// (Backups.Run) and reports the run's figures. It implements jobs.Runner.
 type Runner struct {
-	Now    func() time.Time
-	Logger *slog.Logger
-	// Secrets holds backup passwords (the OS keychain); needed when a device's settings
-	// say encryption on or off.
-	Secrets settings.Secrets
-	// Stores opens stores by location; nil uses a process-wide cache over store.Open.
-	Stores *Stores
-	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
-	Devices *device.Host
-	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
-	// scale it down.
-	WiFiProbeEvery time.Duration
-	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
-	// (device UDID and name, and the classified failure).
-	OffsiteFailed func(udid, name string, err error)
-	// engine is replaceable by tests of the error mapping only.
-	backup func(context.Context, engine.Request) (engine.Result, error)
+	Backups *Backups
 }
 
-// Stores opens and caches one *store.Store per location.
+// Stores opens and caches one *store.Store per location, finds a device's store from the
+// settings (the one settings-aware way every command uses), and remembers each device's
+// last commit so that the schedule never re-reads the stores' records.
 type Stores struct {
 	Now    func() time.Time
 	Logger *slog.Logger
-	mu     sync.Mutex
-	open   map[string]*store.Store
+	// NoCreate: never create the OS default location (commands that only read).
+	NoCreate bool
+
+	mu   sync.Mutex
+	open map[string]*store.Store
+	last map[string]lastCommit // UDID → its latest commit, as read or committed
 }
 
-// Open returns the store for a device's configured location ("" = the OS default).
+// Location is where udid's backups live: override (`--location`) when given, else the
+// device's location in the settings, else the OS default.
+func Location(cfg *settings.Settings, udid, override string) (string, error) {
+	if override != "" {
+		return filepath.Abs(override)
+	}
+	loc := ""
+	if cfg != nil {
+		loc = cfg.Effective(udid).Location
+	}
+	if loc == "" {
+		return store.DefaultLocation()
+	}
+	return loc, nil
+}
+
+// ForDevice opens the store that holds udid's backups (see Location).
+func (s *Stores) ForDevice(ctx context.Context, cfg *settings.Settings, udid, override string) (*store.Store, error) {
+	loc, err := Location(cfg, udid, override)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return s.Open(ctx, loc)
+}
+
+// Open returns the store at location ("" = the OS default). Errors are classified
+// (*failure.Error: a missing disk is failure.DiskMissing).
 func (s *Stores) Open(ctx context.Context, location string) (*store.Store, error) {
 	def, err := store.DefaultLocation()
 	if err != nil {
-		return nil, err
+		return nil, storeFailure(err)
 	}
 	if location == "" {
 		location = def
 	}
 	// The OS data folder may be created; a user-chosen folder must exist (its disk may be
 	// missing, and an empty mount point must never be filled).
-	create := filepath.Clean(location) == filepath.Clean(def)
+	create := !s.NoCreate && filepath.Clean(location) == filepath.Clean(def)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.open[location]; ok {
@@ -68,7 +83,7 @@ func (s *Stores) Open(ctx context.Context, location string) (*store.Store, error
 	}
 	st, err := store.Open(ctx, location, store.Options{Now: s.Now, Logger: s.Logger, CreateLocation: create})
 	if err != nil {
-		return nil, err
+		return nil, storeFailure(err)
 	}
 	if s.open == nil {
 		s.open = map[string]*store.Store{}
@@ -77,94 +92,112 @@ func (s *Stores) Open(ctx context.Context, location string) (*store.Store, error
 	return st, nil
 }
 
+// LastBackup returns when udid's latest backup was committed. The store's records are read
+// once; after that one stat of the latest backup's Status.plist tells whether anything
+// replaced it (a `snapback backup` from another process, idevicebackup2 or Finder writing
+// into it), and only then are the records read again. So a manual backup made outside this
+// process still counts as the day's backup, without re-reading every record every minute.
+func (s *Stores) LastBackup(ctx context.Context, cfg *settings.Settings, udid string) time.Time {
+	st, err := s.ForDevice(ctx, cfg, udid, "")
+	s.mu.Lock()
+	cached, ok := s.last[udid]
+	s.mu.Unlock()
+	if err != nil {
+		return cached.t // disk missing: what we knew, and ask again next time
+	}
+	status, statErr := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
+	if ok && statErr == nil && cached.status != nil && os.SameFile(status, cached.status) &&
+		status.ModTime().Equal(cached.status.ModTime()) && status.Size() == cached.status.Size() {
+		return cached.t
+	}
+	var t time.Time
+	if b := ReadBackups(st, udid); b.Latest != nil {
+		t = b.Latest.Time
+	}
+	if statErr != nil {
+		status = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string]lastCommit{}
+	}
+	if cur, ok := s.last[udid]; ok && cur.t.After(t) {
+		t = cur.t
+	}
+	s.last[udid] = lastCommit{t: t, status: status}
+	return t
+}
+
+// lastCommit is what LastBackup knows of a device's latest commit.
+type lastCommit struct {
+	t      time.Time
+	status os.FileInfo // the latest backup's Status.plist when t was read; nil: none
+}
+
+// committed records a commit for LastBackup.
+func (s *Stores) committed(st *store.Store, udid string, snap store.Snapshot) {
+	status, err := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
+	if err != nil {
+		status = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string]lastCommit{}
+	}
+	s.last[udid] = lastCommit{t: snap.Time, status: status}
+}
+
 // Run implements jobs.Runner.
 func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(jobs.Progress)) (jobs.RunResult, error) {
-	log := r.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	progress(jobs.Progress{Phase: jobs.PhasePreparing, Percent: -1})
-	st, err := r.Stores.Open(ctx, req.Settings.Location)
-	if err != nil {
-		return jobs.RunResult{}, classifyStore(err)
-	}
-	run, err := st.Begin(ctx, req.UDID, store.BeginOptions{})
-	if err != nil {
-		return jobs.RunResult{}, classifyStore(err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			if aerr := run.Abort(); aerr != nil {
-				log.Warn("discarding staging failed", "udid", req.UDID, "err", aerr)
-			}
-		}
-	}()
-
-	backup := r.backup
-	if backup == nil {
-		backup = engine.Backup
-	}
 	var last jobs.Progress
-	events := func(ev mobilebackup2.Event) {
-		p := toJobsProgress(ev)
-		if p != last {
-			last = p
-			progress(p)
-		}
-	}
-	// encryption: on/off in the settings is applied before the backup, with the password
-	// from the keychain (the device asks for its passcode for that too).
-	if req.Settings.Encryption != settings.EncryptionKeep && r.Secrets != nil {
-		if err := EnsureEncryption(ctx, r.Devices, req.UDID, req.Settings.Encryption, r.Secrets, events); err != nil {
-			return jobs.RunResult{}, classifyEngine(err)
-		}
-	}
-	res, err := backup(ctx, engine.Request{
-		Devices: r.Devices,
-		UDID:    req.UDID,
-		Root:    run.Root(),
-		Now:     r.Now,
-		Log:     log,
-		Events:  events,
+	eff := req.Settings
+	out, err := r.Backups.Run(ctx, BackupRequest{
+		UDID:     req.UDID,
+		Name:     req.Name,
+		Settings: &eff,
 		// A device that does not trust this computer is paired right away; the user sees
 		// "Tap Trust on …" (jobs.EventTrustRequested → notify.Trust).
 		PairPrompt: func(device.PairPrompt, string) {
 			progress(jobs.Progress{Phase: jobs.PhaseWaitingTrust, Percent: -1})
 		},
-		WiFiProbeEvery: r.WiFiProbeEvery,
+		Offsite: func(ev offsite.Event) {
+			if ev.Kind == offsite.EventStatus {
+				progress(jobs.Progress{Phase: jobs.PhaseTransferring, Percent: ev.Status.PercentDone * 100,
+					Bytes: ev.Status.BytesDone, Files: int(ev.Status.FilesDone)})
+			}
+		},
+		Events: func(ev mobilebackup2.Event) {
+			p := toJobsProgress(ev)
+			if ev.Kind == mobilebackup2.EventFinished {
+				p = jobs.Progress{Phase: jobs.PhaseCommitting, Percent: 100, Bytes: ev.BytesDone, Files: int(ev.FilesDone)}
+			}
+			if p != last {
+				last = p
+				progress(p)
+			}
+		},
 	})
 	if err != nil {
-		return jobs.RunResult{}, classifyEngine(err)
+		return jobs.RunResult{}, err
 	}
-
-	progress(jobs.Progress{Phase: jobs.PhaseCommitting, Percent: 100, Bytes: last.Bytes, Files: last.Files})
-	kind := store.KindIncremental
-	if res.Backup.FullBackup {
-		kind = store.KindFull
-	}
-	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: Exceptions(res)})
-	if err != nil {
-		return jobs.RunResult{}, classifyStore(err)
-	}
-	committed = true
-	out := jobs.RunResult{Snapshot: snap.ID, Bytes: res.Backup.BytesReceived, Files: int(res.Backup.FilesReceived),
-		Unreadable: len(snap.Exceptions)} // this run's and those still missing from earlier runs
-
-	if s := req.Settings.Snapshots; s.Enabled && s.AutoDelete {
-		approval, err := ApplyRetention(ctx, st, req.UDID, s)
-		if err != nil {
-			// The backup itself succeeded; retention tries again after the next one.
-			log.Warn("retention failed", "udid", req.UDID, "err", err)
-		}
-		out.Approval = approval
-	}
-	r.afterCommitOffsite(ctx, st, req, snap.ID, log, progress)
-	return out, nil
+	return jobs.RunResult{
+		Snapshot: out.Snapshot, Dir: out.Dir, Transport: out.Transport,
+		Bytes: out.Bytes, Files: int(out.Files), Size: out.Size,
+		Duration: out.Duration(), Committed: out.Committed,
+		Warnings: out.Warnings, Approval: out.Approval,
+		Unreadable: out.UnreadableTotal, // this run's and those still missing from earlier runs
+	}, nil
 }
 
-// Policy turns the snapshot settings into the store's retention policy.
+// Policy turns the snapshot settings into the store's retention policy. Snapshots or
+// automatic deletion turned off give the empty policy, which deletes nothing.
 func Policy(s settings.Snapshots) store.Policy {
+	if !s.Enabled || !s.AutoDelete {
+		return store.Policy{}
+	}
 	return store.Policy{
 		MaxExtraPercent: s.MaxExtraPercent,
 		MinAge:          s.MinAge,
@@ -207,24 +240,4 @@ func toJobsProgress(ev mobilebackup2.Event) jobs.Progress {
 		p.Phase = jobs.PhasePreparing
 	}
 	return p
-}
-
-// classifyEngine keeps the engine's classified error (its message names cause and remedy)
-// and marks the classes the schedule treats specially.
-func classifyEngine(err error) error {
-	switch {
-	case errors.Is(err, failure.DeviceLocked):
-		return fmt.Errorf("%w: %w", jobs.ErrPasscodeTimeout, err)
-	case errors.Is(err, failure.LinkLost), errors.Is(err, failure.NotConnected):
-		return fmt.Errorf("%w: %w", jobs.ErrDeviceGone, err)
-	}
-	return err
-}
-
-// classifyStore marks a missing backup disk for the schedule and notifications.
-func classifyStore(err error) error {
-	if errors.Is(err, store.ErrDiskNotConnected) {
-		return fmt.Errorf("%w: %w", jobs.ErrDiskMissing, err)
-	}
-	return err
 }

@@ -1,15 +1,16 @@
 package app
 
 import (
+	"time"
+
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/settings"
 	"snapback/tray"
-	"time"
 )
 
-// Backups is what the tray shows about a device's stored backups.
-type Backups struct {
+// DeviceBackups is what the tray shows about a device's stored backups.
+type DeviceBackups struct {
 	Latest    *store.Snapshot  // nil: none yet
 	Snapshots []store.Snapshot // earlier complete backups and archives, newest first
 	// DiskMissing: the location's disk is not connected.
@@ -18,7 +19,7 @@ type Backups struct {
 
 // TrayState maps the engine's status, the settings and the store's records onto the tray's
 // model. It is pure: everything it needs comes in as arguments.
-func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]Backups) tray.State {
+func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups map[string]DeviceBackups) tray.State {
 	out := tray.State{Now: now, Paused: st.Paused, SettingsProblem: st.SettingsError, StatusPage: cfg != nil && cfg.HTTP.Listen != ""}
 	for _, d := range st.Devices {
 		eff := settings.Defaults()
@@ -67,8 +68,8 @@ func TrayState(now time.Time, st jobs.Status, cfg *settings.Settings, backups ma
 }
 
 // ReadBackups collects the store records the tray shows for one device.
-func ReadBackups(st *store.Store, udid string) Backups {
-	var b Backups
+func ReadBackups(st *store.Store, udid string) DeviceBackups {
+	var b DeviceBackups
 	all, err := st.List(udid)
 	if err != nil {
 		return b
@@ -85,30 +86,30 @@ func ReadBackups(st *store.Store, udid string) Backups {
 	return b
 }
 
+// trayStatuses maps the manager's device states onto the tray's (anything else: Idle).
+var trayStatuses = map[jobs.DeviceState]tray.DeviceStatus{
+	jobs.StateQueued: tray.Queued, jobs.StateWaitingPasscode: tray.WaitingPasscode, jobs.StateBackingUp: tray.BackingUp,
+	jobs.StateCommitting: tray.Committing, jobs.StateFailed: tray.Failed, jobs.StatePaused: tray.Paused,
+}
+
 func trayStatus(s jobs.DeviceState) tray.DeviceStatus {
-	switch s {
-	case jobs.StateQueued:
-		return tray.Queued
-	case jobs.StateWaitingPasscode:
-		return tray.WaitingPasscode
-	case jobs.StateBackingUp:
-		return tray.BackingUp
-	case jobs.StateCommitting:
-		return tray.Committing
-	case jobs.StateFailed:
-		return tray.Failed
-	case jobs.StatePaused:
-		return tray.Paused
+	if t, ok := trayStatuses[s]; ok {
+		return t
 	}
 	return tray.Idle
 }
 
 func trayTransport(t settings.Transport) tray.Transport {
+	return viewTransport(t, tray.USB, tray.WiFi, tray.TransportUnknown)
+}
+
+// viewTransport maps the settings' transport onto a view's own enum.
+func viewTransport[T any](t settings.Transport, usb, wifi, unknown T) T {
 	switch t {
 	case settings.TransportUSB:
-		return tray.USB
+		return usb
 	case settings.TransportWiFi:
-		return tray.WiFi
+		return wifi
 	}
-	return tray.TransportUnknown
+	return unknown
 }

@@ -10,7 +10,9 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/notify/notifytest"
@@ -37,32 +39,16 @@ func TestWeekInTheLife(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-
 	id := devicesim.DefaultIdentity(0)
 	id.DeviceName = "Anna's iPhone"
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 120, TotalSize: 3 << 20, Seed: 11, TempDir: t.TempDir(), MutatePercent: 5,
+	dev, agent := simtest.AddDevice(t, simtest.Start(t), devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: 80,
+		Unpaired: true, TrustDelay: 300 * time.Millisecond}, backupsim.Options{
+		Files: 120, TotalSize: 3 << 20, Seed: 11, MutatePercent: 5,
 		PasscodeDelay: 100 * time.Millisecond,
 		QuirkPlan: func(int64) backupsim.Quirks {
 			return backupsim.Quirks{ScanDelay: 150 * time.Millisecond, FileErrors: 1, PurgeDemand: 11 << 40}
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 80,
-		Unpaired: true, TrustDelay: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	cfg, err := settings.Parse([]byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"))
 	if err != nil {
@@ -80,7 +66,7 @@ func TestWeekInTheLife(t *testing.T) {
 	m, err := jobs.NewManager(jobs.Config{
 		Settings: func() *settings.Settings { return cfg },
 		State:    state,
-		Runner:   &Runner{Now: clock.Now, Stores: stores},
+		Runner:   &Runner{Backups: &Backups{Now: clock.Now, Stores: stores, Settings: func() *settings.Settings { return cfg }}},
 		Devices:  &Devices{RetryAfter: 100 * time.Millisecond},
 		Now:      clock.Now,
 		Tick:     tick,
@@ -91,7 +77,7 @@ func TestWeekInTheLife(t *testing.T) {
 	rec := &notifytest.Recorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n := &Notifications{Bus: m.Bus(), Status: m.Status, Notifier: rec, Settings: func() *settings.Settings { return cfg }}
+	n := &Notifications{Bus: m.Bus(), Notifier: rec, Settings: func() *settings.Settings { return cfg }}
 	// Subscribe before the manager runs, so the first run's events are not missed.
 	nctx, ncancel := context.WithCancel(ctx)
 	ndone := make(chan struct{})
@@ -120,22 +106,15 @@ func TestWeekInTheLife(t *testing.T) {
 	// idle again.
 	waitRequests := func(want int64) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for agent.Counters().Backups+agent.Counters().FailedBackups < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %+v after 60 s", agent.Counters())
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testenv.Eventually(60*time.Second, func() bool { return agent.Counters().Backups+agent.Counters().FailedBackups >= want }) {
+			t.Fatalf("only %+v after 60 s", agent.Counters())
 		}
-		for {
+		testenv.WaitFor(t, 60*time.Second, "the manager to be idle", func() bool {
 			if err := m.WaitIdle(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if m.Status().Running == 0 {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return m.Status().Running == 0
+		})
 	}
 	doTick := func() {
 		t.Helper()

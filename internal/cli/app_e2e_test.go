@@ -6,23 +6,26 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"snapback/settings/settingstest"
 	"strings"
 	"testing"
 	"time"
 
+	"snapback/internal/app"
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/notify/notifytest"
-	"snapback/settings"
 )
 
 // TestEngineBacksUpSimulatedIPhoneByItself runs the real engine (schedule, runner, store,
@@ -42,8 +45,7 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	done := make(chan error, 1)
 	log := &syncBuffer{}
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{notifier: rec,
-			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	var m *jobs.Manager
 	select {
@@ -54,19 +56,13 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 
 	waitSuccesses := func(n int64) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for agent.Counters().Backups < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d backups after 90 s; log:\n%s", agent.Counters().Backups, log.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !testenv.Eventually(90*time.Second, func() bool { return agent.Counters().Backups >= n }) {
+			t.Fatalf("only %d backups after 90 s; log:\n%s", agent.Counters().Backups, log.String())
 		}
 		if err := m.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
 		}
-		for m.Status().Running > 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "no run in progress", func() bool { return m.Status().Running == 0 })
 	}
 	// The first backup happens by itself: the device is due as soon as it is attached.
 	waitSuccesses(1)
@@ -112,10 +108,51 @@ func TestEngineBacksUpSimulatedIPhoneByItself(t *testing.T) {
 	if msgs[0].Kind != notify.PasscodeRequested {
 		t.Fatalf("first notification is %v, want the passcode prompt", msgs[0].Kind)
 	}
+	// The completion says what was transferred and how big the backup is, each labelled:
+	// the incremental run sent far less than the backup's size.
+	var completions []notify.Message
+	for _, m := range msgs {
+		if m.Kind == notify.Completed {
+			completions = append(completions, m)
+		}
+	}
+	for i, m := range completions {
+		sent, size := completionFigures(t, m.Body)
+		want := notify.Done(notify.Device{}, notify.Run{Size: snaps[i].TotalSize}).Body
+		if !strings.HasSuffix(want, strings.SplitN(m.Body, "Backup size: ", 2)[1]) {
+			t.Errorf("completion %d: %q; want the size of snapshot %s (%q)", i+1, m.Body, snaps[i].ID, want)
+		}
+		if i == 1 && !(sent < size/2) {
+			t.Errorf("incremental completion %q: transferred %.0f is not well below the backup size %.0f", m.Body, sent, size)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil && ctx.Err() == nil {
 		t.Fatal(err)
 	}
+}
+
+// completionFigures reads "Transferred X … Backup size: Y." from a completion message.
+func completionFigures(t *testing.T, body string) (sent, size float64) {
+	t.Helper()
+	parse := func(s string) float64 {
+		var v float64
+		var unit string
+		if _, err := fmt.Sscanf(s, "%g %s", &v, &unit); err != nil {
+			t.Fatalf("figure %q in %q: %v", s, body, err)
+		}
+		mult := map[string]float64{"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[strings.TrimRight(unit, ".,")]
+		if mult == 0 {
+			t.Fatalf("unit %q in %q", unit, body)
+		}
+		return v * mult
+	}
+	a, ok1 := strings.CutPrefix(body, "Transferred ")
+	_, b, ok2 := strings.Cut(body, "Backup size: ")
+	if !ok1 || !ok2 {
+		t.Fatalf("completion %q does not label what was transferred and the backup size", body)
+	}
+	return parse(a), parse(b)
 }
 
 // hashTree hashes every file's relative path and bytes below dir.
@@ -216,19 +253,15 @@ func TestBackupCommandGoesThroughStoreAndCountsForTheDay(t *testing.T) {
 	done := make(chan error, 1)
 	ectx, ecancel := context.WithCancel(ctx)
 	go func() {
-		done <- runEngine(ectx, slogTo(&syncBuffer{}), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(&syncBuffer{}), Ready: func(m *jobs.Manager) { ready <- m }}).Run(ectx)
 	}()
 	m := <-ready
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !testenv.Eventually(20*time.Second, func() bool {
 		d, ok := m.Status().Device(id.UDID)
-		if ok && d.Connected && d.Reason == jobs.ReasonDoneToday {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("device status %+v; want connected and done today", d)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return ok && d.Connected && d.Reason == jobs.ReasonDoneToday
+	}) {
+		d, _ := m.Status().Device(id.UDID)
+		t.Fatalf("device status %+v; want connected and done today", d)
 	}
 	if n := agent.Counters().Backups; n != 2 {
 		t.Fatalf("the engine ran another backup (%d in all) after the CLI's backup of today", n)
@@ -246,7 +279,6 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	sim := startSim(t)
 	const password = "correct horse battery staple"
 	secrets := settingstest.NewSecrets(nil)
-	withSecrets(t, secrets)
 	var udids []string
 	var agents []*backupsim.Device
 	for i := range 2 {
@@ -261,33 +293,29 @@ func TestSettingsEncryptionOnIsAppliedBeforeTheBackup(t *testing.T) {
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(log), Secrets: secrets, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	m := <-ready
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		a, _ := m.Status().Device(udids[0])
-		b, _ := m.Status().Device(udids[1])
-		if a.LastResult == jobs.ResultSuccess && b.LastResult != jobs.ResultNone && !b.State.Busy() {
-			if !agents[0].WillEncrypt() {
-				t.Fatal("device 1 backed up but encryption was not turned on")
-			}
-			mf, err := backupfmt.ReadManifest(filepath.Join(dir, "data", "snapback", "Backups", udids[0], "Manifest.plist"))
-			if err != nil || !mf.IsEncrypted {
-				t.Fatalf("device 1's backup: Manifest.plist IsEncrypted=%v, %v", mf.IsEncrypted, err)
-			}
-			if b.LastResult == jobs.ResultSuccess || agents[1].WillEncrypt() || agents[1].Counters().Backups != 0 {
-				t.Fatalf("device 2 has no stored password yet: result %v, encrypted %v, backups %d", b.LastResult, agents[1].WillEncrypt(), agents[1].Counters().Backups)
-			}
-			if !strings.Contains(b.LastError, "snapback password set --udid "+udids[1]) {
-				t.Fatalf("device 2's error does not give the remedy: %q", b.LastError)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout: %+v / %+v\n%s", a, b, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var a, b jobs.DeviceStatus
+	if !testenv.Eventually(60*time.Second, func() bool {
+		a, _ = m.Status().Device(udids[0])
+		b, _ = m.Status().Device(udids[1])
+		return a.LastResult == jobs.ResultSuccess && b.LastResult != jobs.ResultNone && !b.State.Busy()
+	}) {
+		t.Fatalf("timeout: %+v / %+v\n%s", a, b, log.String())
+	}
+	if !agents[0].WillEncrypt() {
+		t.Fatal("device 1 backed up but encryption was not turned on")
+	}
+	mf, err := backupfmt.ReadManifest(filepath.Join(dir, "data", "snapback", "Backups", udids[0], "Manifest.plist"))
+	if err != nil || !mf.IsEncrypted {
+		t.Fatalf("device 1's backup: Manifest.plist IsEncrypted=%v, %v", mf.IsEncrypted, err)
+	}
+	if b.LastResult == jobs.ResultSuccess || agents[1].WillEncrypt() || agents[1].Counters().Backups != 0 {
+		t.Fatalf("device 2 has no stored password yet: result %v, encrypted %v, backups %d", b.LastResult, agents[1].WillEncrypt(), agents[1].Counters().Backups)
+	}
+	if !strings.Contains(b.LastError, "snapback password set --udid "+udids[1]) {
+		t.Fatalf("device 2's error does not give the remedy: %q", b.LastError)
 	}
 	if strings.Contains(log.String(), password) {
 		t.Fatal("the password reached the log")
@@ -400,13 +428,7 @@ func TestExtractAndPhotosFromAnOlderSnapshot(t *testing.T) {
 // startSim starts a simulated usbmuxd for the test and points go-ios at it.
 func startSim(t *testing.T) *devicesim.Sim {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	return sim
+	return simtest.Start(t)
 }
 
 // addDevice attaches simulated device number n over USB, running iOS ios, with the content
@@ -415,18 +437,7 @@ func addDevice(t *testing.T, sim *devicesim.Sim, n int, ios string, battery int,
 	t.Helper()
 	id := devicesim.DefaultIdentity(n)
 	id.ProductVersion = ios
-	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-		ProductVersion: ios, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber}
-	if o.TempDir == "" {
-		o.TempDir = t.TempDir()
-	}
-	agent, err := backupsim.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: battery}); err != nil {
-		t.Fatal(err)
-	}
+	_, agent := simtest.AddDevice(t, sim, devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: battery}, o)
 	return id, agent
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"snapback/internal/testenv"
 )
 
 // Idle cost of the daemon and the tray with two simulated devices attached and nothing due:
@@ -81,14 +83,21 @@ func benchIdle(b *testing.B, mode string, targetMB float64) {
 	pid := readPid(b, pidFile)
 	defer exec.Command("kill", strconv.Itoa(pid)).Run()
 
-	time.Sleep(5 * time.Second) // start-up: settings, devices listed and described
-	// The daemon logs to stderr, the tray to its log file; either way both devices must be
-	// attached, or this measures an app with nothing to watch.
-	logs, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
-	trayLog, _ := os.ReadFile(filepath.Join(dir, "state", "snapback", "snapback.log"))
-	if n := strings.Count(string(logs)+string(trayLog), "event=DeviceAttached"); n < 2 {
-		b.Fatalf("the %s saw %d attached devices, want 2; logs:\n%s%s", mode, n, logs, trayLog)
+	// Start-up: settings read, devices listed and described. The daemon logs to stderr, the
+	// tray to its log file; either way both devices must be attached, or this measures an app
+	// with nothing to watch.
+	var logs, trayLog []byte
+	attached := func() bool {
+		logs, _ = os.ReadFile(filepath.Join(dir, "daemon.log"))
+		trayLog, _ = os.ReadFile(filepath.Join(dir, "state", "snapback", "snapback.log"))
+		return strings.Count(string(logs)+string(trayLog), "event=DeviceAttached") >= 2
 	}
+	if !testenv.Eventually(20*time.Second, attached) {
+		b.Fatalf("the %s did not see both devices attached; logs:\n%s%s", mode, logs, trayLog)
+	}
+	// Not a synchronisation but part of the measurement: a quiet second after start-up's
+	// last work (describing the devices), so that the window below measures idling only.
+	time.Sleep(time.Second)
 	cpu0 := cpuSeconds(b, pid)
 	b.ResetTimer()
 	time.Sleep(window)
@@ -111,25 +120,26 @@ func freePort(b *testing.B) int {
 }
 
 func waitListening(b *testing.B, addr string) {
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	testenv.WaitFor(b, 20*time.Second, "the simulator to listen on "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return
 		}
-	}
-	b.Fatalf("simulator never listened on %s", addr)
+		return err == nil
+	})
 }
 
 func readPid(b *testing.B, path string) int {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if data, err := os.ReadFile(path); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-				return pid
-			}
+	var pid int
+	testenv.WaitFor(b, 10*time.Second, "the app to start", func() bool {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return false
 		}
-	}
-	b.Fatal("the app never started")
-	return 0
+		pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil
+	})
+	return pid
 }
 
 // cpuSeconds is utime+stime of pid (USER_HZ is 100 on Linux).

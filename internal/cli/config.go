@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/failure"
 	"snapback/settings"
 )
 
@@ -91,14 +92,6 @@ func newConfigShowCmd() *cobra.Command {
 	return cmd
 }
 
-// configInvalidError makes `config check` exit with status 2 when the file has problems,
-// so scripts can tell "invalid" from "could not run".
-type configInvalidError struct{ err error }
-
-func (e configInvalidError) Error() string { return e.err.Error() }
-func (e configInvalidError) Unwrap() error { return e.err }
-func (e configInvalidError) ExitCode() int { return 2 }
-
 func newConfigCheckCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "check",
@@ -111,10 +104,11 @@ func newConfigCheckCmd() *cobra.Command {
 			}
 			s, err := settings.Load(path)
 			if err != nil {
-				return configInvalidError{err}
+				// Class config: exit 2, so scripts can tell "invalid" from "could not run".
+				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}
 			}
 			if err := alertURLProblems(s); err != nil {
-				return configInvalidError{err}
+				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d device entries)\n", path, len(s.Devices))
 			return nil

@@ -78,6 +78,15 @@ func TestConfigCommands(t *testing.T) {
 	if exitCode(err) != 2 || !strings.Contains(err.Error(), "transport:") || !strings.Contains(err.Error(), "schedule.window:") {
 		t.Fatalf("check of a broken file: exit %d, %v", exitCode(err), err)
 	}
+	// Types, unknown keys, values and UDIDs in one run, each with its line.
+	os.WriteFile(want, []byte("transprot: usb\nschedule: {max_retries: lots}\nencryption: maybe\ndevices: [{udid: 00008110-00005a0000000000}]\n"), 0o600)
+	_, err = cfgTestRun(t, "", "config", "check")
+	for _, w := range []string{"line 1: transprot: unknown key; fix: did you mean transport?", "line 2: schedule.max_retries:",
+		"line 3: encryption:", "line 4: devices[0].udid:", "write it as 00008110-00005A0000000000"} {
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), w) {
+			t.Errorf("check lacks %q: exit %d, %v", w, exitCode(err), err)
+		}
+	}
 	if _, err := cfgTestRun(t, "", "config", "init", "--force"); err != nil {
 		t.Fatal(err)
 	}

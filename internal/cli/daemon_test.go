@@ -4,17 +4,28 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"snapback/settings/settingstest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"snapback/internal/testenv"
+
+	"snapback/internal/app"
+	"snapback/internal/failure"
 	"snapback/jobs"
 	"snapback/settings"
+	"snapback/settings/settingstest"
 )
+
+// slogTo is the daemon's log format on w.
+func slogTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
 
 // syncBuffer is a log sink safe for the daemon's goroutines.
 type syncBuffer struct {
@@ -78,25 +89,24 @@ func withSecrets(t *testing.T, s settings.Secrets) {
 	t.Cleanup(func() { newSecrets = old })
 }
 
-// withDaemonBackend wires a fake backend for the test.
-func withDaemonBackend(t *testing.T, udid string, gotPW chan string) {
-	t.Helper()
-	old := daemonBackend
-	daemonBackend = func(ctx context.Context, env daemonEnv) (jobs.Runner, jobs.DeviceSource, error) {
-		return daemonTestRunner{secrets: env.Secrets, gotPW: gotPW}, daemonTestSource{udid: udid}, nil
-	}
-	t.Cleanup(func() { daemonBackend = old })
+// daemonTestConfig is the app of the daemon tests: a fake device source and runner (the
+// runner reads the keychain the app is given, as the real one does for encrypted devices).
+func daemonTestConfig(log *syncBuffer, udid string, gotPW chan string) app.Config {
+	secrets := newSecrets()
+	return app.Config{Logger: slogTo(log), Secrets: secrets, Wake: make(chan struct{}),
+		Runner: daemonTestRunner{secrets: secrets, gotPW: gotPW}, Devices: daemonTestSource{udid: udid}}
 }
 
-// startDaemon runs runDaemon until stop is called or the test ends; it returns once the
-// manager runs.
-func startDaemon(t *testing.T, log *syncBuffer) (m *jobs.Manager, stop func()) {
+// startDaemon runs the app as `snapback daemon` does until stop is called or the test ends;
+// it returns once the manager runs.
+func startDaemon(t *testing.T, log *syncBuffer, cfg app.Config) (m *jobs.Manager, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
+	cfg.Ready = func(m *jobs.Manager) { ready <- m }
 	go func() {
-		done <- runDaemon(ctx, slogTo(log), func(m *jobs.Manager) { ready <- m })
+		done <- app.New(cfg).Run(ctx)
 	}()
 	var once sync.Once
 	stop = func() {
@@ -121,12 +131,8 @@ func startDaemon(t *testing.T, log *syncBuffer) (m *jobs.Manager, stop func()) {
 
 func waitLog(t *testing.T, log *syncBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never showed %q:\n%s", s, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Eventually(10*time.Second, func() bool { return strings.Contains(log.String(), s) }) {
+		t.Fatalf("log never showed %q:\n%s", s, log.String())
 	}
 }
 
@@ -137,10 +143,9 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	cfg := filepath.Join(dir, "config", "snapback", "config.yaml")
 	os.MkdirAll(filepath.Dir(cfg), 0o700)
 	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"), 0o600)
-	withDaemonBackend(t, daemonTestUDID, make(chan string, 1))
 	withSecrets(t, &settingstest.Secrets{})
 	log := &syncBuffer{}
-	m, _ := startDaemon(t, log)
+	m, _ := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, make(chan string, 1)))
 
 	// The device attached at start is backed up and the state file records it.
 	waitLog(t, log, "backup finished")
@@ -151,9 +156,10 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	}
 
 	// A second daemon of the same user refuses to start.
-	var already alreadyRunningError
-	if err := runDaemon(context.Background(), slogTo(&syncBuffer{}), nil); !errors.As(err, &already) {
-		t.Fatalf("second daemon: %v", err)
+	var already *app.AlreadyRunningError
+	err = app.New(daemonTestConfig(&syncBuffer{}, daemonTestUDID, nil)).Run(context.Background())
+	if !errors.As(err, &already) || exitCode(err) != failure.ExitBusy {
+		t.Fatalf("second daemon: %v (exit %d)", err, exitCode(err))
 	}
 
 	// Live edits: a good one applies, a broken one is rejected and reported with its key.
@@ -164,11 +170,7 @@ func TestDaemonBacksUpReloadsSettingsAndIsSingleInstance(t *testing.T) {
 	if !strings.Contains(log.String(), "transport:") {
 		t.Fatalf("rejection does not name the key:\n%s", log.String())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Status().SettingsError == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if m.Status().SettingsError == "" {
+	if !testenv.Eventually(5*time.Second, func() bool { return m.Status().SettingsError != "" }) {
 		t.Fatal("status does not show the settings problem")
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"snapback/internal/app"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
-	"snapback/internal/store"
 	"snapback/jobs"
 	"snapback/notify"
 	"snapback/settings"
@@ -137,12 +136,9 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 
 	ready := make(chan *jobs.Manager, 1)
 	done := make(chan error, 1)
-	stores := &app.Stores{Now: time.Now, Logger: log}
-	var current func() *settings.Settings
-	go func() {
-		done <- runEngine(ctx, log, engineHooks{notifier: p, stores: stores,
-			ready: func(m *jobs.Manager, cur func() *settings.Settings) { current = cur; ready <- m }})
-	}()
+	a := app.New(app.Config{Logger: log, Notifier: p, Tray: o.tray, LogPath: logPath,
+		Ready: func(m *jobs.Manager) { ready <- m }})
+	go func() { done <- a.Run(ctx) }()
 	var m *jobs.Manager
 	select {
 	case m = <-ready:
@@ -160,47 +156,32 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 			agent.Mutate(5)
 			p.say("The iPhone changed (5%% of its files); choose Back Up Now in the menu to make a second snapshot.")
 		}()
-		err := runTray(ctx, func(ctx context.Context) (tray.Controller, <-chan tray.State, error) {
-			ctl, feed := newTrayView(ctx, log, stores, cfgPath, logPath, cancel)
-			ctl.SetManager(m)
-			feed.start(m, current)
-			states := make(chan tray.State)
-			go func() {
-				defer close(states)
-				feed.forward(ctx, states)
-				ctl.Wait()
-			}()
-			return ctl, states, nil
+		err := runTray(ctx, func(tctx context.Context) (tray.Controller, <-chan tray.State, error) {
+			// The tray's end (signal, Quit) ends the app, which then closes the states.
+			context.AfterFunc(tctx, a.Quit)
+			return a.Controller(), a.States(), nil
 		})
 		cancel()
 		<-done
 		return err
 	}
 
-	select {
-	case <-p.finished:
-	case err := <-done:
+	if err := p.waitRun(done); err != nil {
 		return err
-	case reason := <-p.failed:
-		return fmt.Errorf("demo: the backup failed: %s", reason)
 	}
 	s := agent.Mutate(5)
 	p.say("The iPhone changed: %d files added, %d modified, %d deleted. Backing up again by hand (Back Up Now)…", s.Added, s.Modified, s.Deleted)
 	if err := m.BackUpNow(ctx, id.UDID); err != nil {
 		return err
 	}
-	select {
-	case <-p.finished:
-	case err := <-done:
+	if err := p.waitRun(done); err != nil {
 		return err
-	case reason := <-p.failed:
-		return fmt.Errorf("demo: the backup failed: %s", reason)
 	}
-	loc, _ := store.DefaultLocation()
-	st, err := store.Open(ctx, loc, store.Options{})
+	st, err := a.Stores().ForDevice(ctx, nil, id.UDID, "")
 	if err != nil {
 		return err
 	}
+	loc := st.Location()
 	snaps, err := st.List(id.UDID)
 	if err != nil {
 		return err
@@ -237,6 +218,18 @@ func waitBackups(ctx context.Context, agent *backupsim.Device, n int64) <-chan s
 	return ch
 }
 
+// waitRun waits for the current backup to commit; a failure or the app's end stops the demo.
+func (p *demoPrinter) waitRun(done <-chan error) error {
+	select {
+	case <-p.finished:
+		return nil
+	case err := <-done:
+		return err
+	case reason := <-p.failed:
+		return fmt.Errorf("demo: the backup failed: %s", reason)
+	}
+}
+
 // demoPrinter narrates the demo on the terminal and stands in for desktop notifications.
 type demoPrinter struct {
 	out   io.Writer
@@ -258,49 +251,42 @@ func (p *demoPrinter) Notify(m notify.Message) error {
 }
 
 func (p *demoPrinter) follow(ctx context.Context, bus *jobs.Bus) {
-	sub := bus.Subscribe(jobs.AllEvents)
-	defer sub.Close()
 	lastPct := -10.0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-sub.C:
-			if !ok {
-				return
+	bus.Follow(ctx, jobs.AllEvents, func(e jobs.Event) {
+		switch e.Type {
+		case jobs.EventDeviceAttached:
+			p.say("%s attached over USB", e.Name)
+		case jobs.EventRunStarted:
+			how := "automatic (due today, in its window)"
+			if e.Manual {
+				how = "manual"
 			}
-			switch e.Type {
-			case jobs.EventDeviceAttached:
-				p.say("%s attached over USB", e.Name)
-			case jobs.EventRunStarted:
-				how := "automatic (due today, in its window)"
-				if e.Manual {
-					how = "manual"
-				}
-				p.say("Backup of %s started: %s", e.Name, how)
-				lastPct = -10
-			case jobs.EventProgress:
-				if e.Progress.Phase == jobs.PhaseTransferring && e.Progress.Percent >= lastPct+25 {
-					lastPct = e.Progress.Percent
-					p.say("  %3.0f%%  %s, %d files", e.Progress.Percent, humanBytes(e.Progress.Bytes), e.Progress.Files)
-				}
-			case jobs.EventPasscodeDismissed:
-				p.say("Passcode entered on the device; the backup runs")
-			case jobs.EventRunFinished:
-				p.say("Backup of %s committed as a snapshot", e.Name)
+			p.say("Backup of %s started: %s", e.Name, how)
+			lastPct = -10
+		case jobs.EventProgress:
+			if e.Progress.Phase == jobs.PhaseTransferring && e.Progress.Percent >= lastPct+25 {
+				lastPct = e.Progress.Percent
+				p.say("  %3.0f%%  %s, %d files", e.Progress.Percent, humanBytes(e.Progress.Bytes), e.Progress.Files)
+			}
+		case jobs.EventPasscodeDismissed:
+			p.say("Passcode entered on the device; the backup runs")
+		case jobs.EventRunFinished:
+			if r := e.Run; r != nil {
+				p.say("Backup of %s committed as snapshot %s: %s transferred, backup size %s, %s", e.Name, r.Snapshot,
+					humanBytes(r.Bytes), humanBytes(r.Size), r.Dir)
+			}
+			select {
+			case p.finished <- struct{}{}:
+			default:
+			}
+		case jobs.EventRunFailed:
+			p.say("Backup of %s failed: %s", e.Name, e.Err)
+			if p.failed != nil {
 				select {
-				case p.finished <- struct{}{}:
+				case p.failed <- e.Err:
 				default:
-				}
-			case jobs.EventRunFailed:
-				p.say("Backup of %s failed: %s", e.Name, e.Err)
-				if p.failed != nil {
-					select {
-					case p.failed <- e.Err:
-					default:
-					}
 				}
 			}
 		}
-	}
+	})
 }

@@ -3,10 +3,12 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -75,7 +77,7 @@ func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.C
 			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr(), devs: devs})
 		},
 	}
-	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID (see `snapback devices`)")
+	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
 	cmd.MarkFlagRequired("udid")
 	return cmd
 }
@@ -94,7 +96,7 @@ func runEncryptionStatus(c encryptionCmd) error {
 }
 
 func runEncryptionOn(c encryptionCmd) error {
-	pw, fromKeychain, err := c.storedOr(func() ([]byte, error) {
+	pw, fromKeychain, err := c.storedOr(true, func() ([]byte, error) {
 		fmt.Fprintln(c.err, "Choose the backup password (it is needed to restore; keep it safe).")
 		s, err := readPassword(c.in, c.err, c.udid)
 		return []byte(s), err
@@ -114,7 +116,8 @@ func runEncryptionOn(c encryptionCmd) error {
 }
 
 func runEncryptionOff(c encryptionCmd) error {
-	old, fromKeychain, err := c.storedOr(c.askCurrent)
+	// Nothing is stored afterwards: a keychain that cannot be read only means asking.
+	old, fromKeychain, err := c.storedOr(false, c.askCurrent)
 	if err != nil {
 		return err
 	}
@@ -129,7 +132,7 @@ func runEncryptionOff(c encryptionCmd) error {
 }
 
 func runEncryptionChange(c encryptionCmd) error {
-	old, fromKeychain, err := c.storedOr(c.askCurrent)
+	old, fromKeychain, err := c.storedOr(true, c.askCurrent)
 	if err != nil {
 		return err
 	}
@@ -146,18 +149,67 @@ func runEncryptionChange(c encryptionCmd) error {
 }
 
 // storedOr returns the keychain's password of the device, or ask's answer when none is
-// stored. A keychain that cannot be used is reported and the terminal asked instead:
-// changing encryption must not depend on a desktop keyring being unlocked.
-func (c encryptionCmd) storedOr(ask func() ([]byte, error)) (pw []byte, fromKeychain bool, err error) {
-	s, err := newSecrets().Get(c.ctx, c.udid)
+// stored. It runs before the device is touched. When the command will store a password
+// afterwards (needStore), the keychain must work first: otherwise the device would take a
+// password that nobody recorded and automatic backups could not read. Without needStore a
+// keychain that cannot be used is reported and the terminal asked instead.
+func (c encryptionCmd) storedOr(needStore bool, ask func() ([]byte, error)) (pw []byte, fromKeychain bool, err error) {
+	secrets := newSecrets()
+	s, err := secrets.Get(c.ctx, c.udid)
 	switch {
 	case err == nil:
+		if needStore {
+			if err := keychainUsable(c.ctx, secrets); err != nil {
+				return nil, false, err
+			}
+		}
 		return []byte(s), true, nil
-	case !errors.Is(err, settings.ErrSecretNotFound):
-		fmt.Fprintf(c.err, "snapback: %v\n", err)
+	case errors.Is(err, settings.ErrSecretNotFound):
+		if needStore {
+			if err := keychainUsable(c.ctx, secrets); err != nil {
+				return nil, false, err
+			}
+		}
+	case needStore:
+		return nil, false, keychainFailure(err)
+	default:
+		fmt.Fprintf(c.err, "snapback: %v\n", failure.Text(keychainFailure(err)))
 	}
 	pw, err = ask()
 	return pw, false, err
+}
+
+// keychainProbeAccount is the keychain account keychainUsable writes and removes; it is no
+// UDID, so it never shadows a device's password.
+const keychainProbeAccount = "snapback-keychain-check"
+
+// keychainUsable stores, reads back and removes a random value under its own account: the
+// cheapest proof that the password the command is about to set on the device can be kept.
+func keychainUsable(ctx context.Context, secrets settings.Secrets) error {
+	token := rand.Text()
+	if err := secrets.Set(ctx, keychainProbeAccount, token); err != nil {
+		return keychainFailure(err)
+	}
+	got, err := secrets.Get(ctx, keychainProbeAccount)
+	secrets.Delete(ctx, keychainProbeAccount)
+	if err != nil {
+		return keychainFailure(err)
+	}
+	if got != token {
+		return failure.Newf(failure.Keychain, "it returned another value than the one stored")
+	}
+	return nil
+}
+
+// keychainFailure classifies a keychain error, keeping the keyring's own remedy (which
+// names the provider to start or unlock) as the one fix, and nothing changed on the device.
+func keychainFailure(err error) error {
+	var ke *settings.KeyringError
+	if errors.As(err, &ke) {
+		fix := strings.TrimPrefix(ke.Remedy(), "to fix: ")
+		return &failure.Error{Class: failure.Keychain, Detail: "nothing was changed on the device", Cause: fmt.Errorf("keyring %s: %w", ke.Op, ke.Err), Fix: fix}
+	}
+	return &failure.Error{Class: failure.Keychain, Detail: "nothing was changed on the device", Cause: err}
 }
 
 func (c encryptionCmd) askCurrent() ([]byte, error) {
@@ -180,7 +232,7 @@ func (c encryptionCmd) change(oldPw, newPw []byte) error {
 	case errors.Is(err, engine.ErrEncryptionAlreadyOff):
 		return fmt.Errorf("encryption is off for %s; nothing to change (`snapback encryption on --udid %s` turns it on)", c.udid, c.udid)
 	case errors.Is(err, failure.WrongPassword):
-		return wrongPasswordError{fmt.Errorf("wrong backup password (the device said 207); nothing changed: %w", err)}
+		return fmt.Errorf("nothing changed: %w", err)
 	case errors.Is(err, failure.DeviceLocked):
 		return fmt.Errorf("the passcode was not entered on the device (208); nothing changed; unlock the device and enter the passcode when it asks: %w", err)
 	}
@@ -190,7 +242,9 @@ func (c encryptionCmd) change(oldPw, newPw []byte) error {
 // wrongStored adds the remedy when a keychain password turned out to be outdated.
 func (c encryptionCmd) wrongStored(err error, fromKeychain bool) error {
 	if fromKeychain && errors.Is(err, failure.WrongPassword) {
-		return wrongPasswordError{fmt.Errorf("%w; the keychain holds an outdated password: `snapback password set --udid %s` replaces it", err, c.udid)}
+		e, _ := failure.As(err)
+		return &failure.Error{Class: failure.WrongPassword, DeviceCode: e.DeviceCode, Detail: "the keychain holds an outdated password",
+			Fix: fmt.Sprintf("snapback password set --udid %s replaces it", c.udid)}
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"snapback/settings/settingstest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"snapback/internal/devicesim"
+	"snapback/internal/failure"
 )
 
 // simOutput collects the output of a command running on another goroutine.
@@ -132,7 +134,7 @@ func TestEncryptionCommandsAgainstSimulate(t *testing.T) {
 
 	secrets.Set(context.Background(), udid, bogus)
 	_, err = run("", "encryption", "off")
-	if err == nil || !strings.Contains(err.Error(), "wrong backup password (the device said 207)") || !strings.Contains(err.Error(), "password set --udid") || exitCode(err) != 3 {
+	if text := failure.Text(err); !errors.Is(err, failure.WrongPassword) || strings.Count(text, "207") != 1 || strings.Count(text, "password set --udid") != 1 || exitCode(err) != failure.ExitPassword {
 		t.Errorf("off with an outdated keychain password: %v (exit %d)", err, exitCode(err))
 	}
 	secrets.Set(context.Background(), udid, newPW)

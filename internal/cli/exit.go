@@ -1,10 +1,15 @@
 package cli
 
-import "snapback/internal/failure"
+import (
+	"errors"
+
+	"snapback/internal/failure"
+)
 
 // exitCode maps an error to the process exit status, once, from its failure class.
 func exitCode(err error) int {
-	if ec, ok := err.(interface{ ExitCode() int }); ok {
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
 	return failure.ExitCode(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"text/tabwriter"
@@ -21,7 +22,9 @@ import (
 	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse"
+	"snapback/internal/failure"
 	"snapback/internal/store"
+	"snapback/settings"
 )
 
 // backupSource names the backup folder the browse commands read: either --dir, a backup
@@ -36,32 +39,39 @@ type backupSource struct {
 
 func (s *backupSource) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&s.dir, "dir", "", "a backup folder (the <UDID> folder holding Manifest.db)")
-	f.StringVar(&s.udid, "udid", "", "read the latest backup of this device from the snapshot store")
-	f.StringVar(&s.snapshot, "snapshot", "", "with --udid: read this snapshot instead of the latest (see `snapback snapshots`)")
-	f.StringVar(&s.location, "location", "", "with --udid: the backup location (default: the standard one)")
+	f.StringVar(&s.dir, "dir", "", "a backup folder: the <UDID> folder holding Manifest.db, or the folder holding it")
+	f.StringVar(&s.udid, "udid", "", "read the latest backup of this device from its snapshot store")
+	f.StringVar(&s.snapshot, "snapshot", "", "with --udid: read the snapshot with this `ID` instead of the latest (snapback snapshots lists them)")
+	f.StringVar(&s.location, "location", "", "with --udid: the store location (default: the device's location in the settings)")
 	cmd.MarkFlagsMutuallyExclusive("dir", "udid")
 	cmd.MarkFlagsOneRequired("dir", "udid")
 }
 
-// resolve returns the backup folder to read.
-func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (string, error) {
+// resolve returns the backup folder to read and the UDID whose keychain password may open
+// it ("" when unknown).
+func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid string, err error) {
 	if s.dir != "" {
 		if s.snapshot != "" || s.location != "" {
-			return "", errors.New("--snapshot and --location go with --udid, not --dir")
+			return "", "", failure.Newf(failure.Usage, "--snapshot and --location go with --udid, not --dir").
+				WithFix("read a snapshot with --udid UDID --snapshot ID, or pass its folder as --dir")
 		}
-		return s.dir, nil
+		dir, err := backupFolder(s.dir, "")
+		if err != nil {
+			return "", "", err
+		}
+		return dir, udidOfFolder(dir), nil
 	}
 	loc := s.location
 	if loc == "" {
-		var err error
-		if loc, err = store.DefaultLocation(); err != nil {
-			return "", err
+		ds, err := deviceSettings(s.udid)
+		if err != nil {
+			return "", "", err
 		}
+		loc = ds.Location
 	}
 	st, err := store.Open(ctx, loc, store.Options{})
 	if st == nil {
-		return "", err
+		return "", "", err
 	}
 	if err != nil {
 		// Only recovery of an unfinished run failed; committed backups are still readable.
@@ -70,27 +80,62 @@ func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (string, err
 	if s.snapshot == "" {
 		dir := st.LatestDir(s.udid)
 		if _, err := os.Stat(dir); err != nil {
-			return "", fmt.Errorf("no backup of %s at %s: %w", s.udid, st.Location(), err)
+			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", s.udid, st.Location()).
+				WithFix("check --udid (snapback snapshots lists the devices with backups) and --location")
 		}
-		return dir, nil
+		return dir, s.udid, nil
 	}
 	snap, err := st.Get(s.udid, s.snapshot)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return snap.Path, nil
+	return snap.Path, s.udid, nil
 }
 
-// open resolves and opens the backup, asking for the password on the terminal (or stdin)
-// only when the backup is encrypted.
+// udidOfFolder is the device a backup folder belongs to, from its name: <UDID> for a latest
+// backup or a plain one, <UDID>-YYYYMMDD-HHMMSS for an archive; "" otherwise.
+func udidOfFolder(dir string) string {
+	name := filepath.Base(dir)
+	const stamp = len("-20060102-150405")
+	if p, _ := settings.CheckUDID(name); p == "" {
+		return name
+	}
+	if len(name) > stamp {
+		if p, _ := settings.CheckUDID(name[:len(name)-stamp]); p == "" {
+			return name[:len(name)-stamp]
+		}
+	}
+	return ""
+}
+
+// open resolves and opens the backup. An encrypted one is opened with the password the
+// keychain holds for its device; the terminal (or stdin) is asked only when none is stored,
+// or when the stored one no longer opens it. The key is derived once per run and kept in
+// memory only.
 func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Backup, error) {
-	dir, err := s.resolve(ctx, cmd.ErrOrStderr())
+	dir, udid, err := s.resolve(ctx, cmd.ErrOrStderr())
 	if err != nil {
 		return nil, err
 	}
-	b, err := browse.Open(ctx, dir, browse.Options{Password: terminalPassword(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), dir)})
-	if errors.Is(err, backupcrypto.ErrWrongPassword) {
-		return nil, wrongPasswordError{err}
+	typed := terminalPassword(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), dir)
+	if udid == "" {
+		return openBackup(ctx, dir, typed)
+	}
+	fromKeychain := false
+	b, err := openBackup(ctx, dir, func() ([]byte, error) {
+		pw, err := newSecrets().Get(ctx, udid)
+		switch {
+		case err == nil:
+			fromKeychain = true
+			return []byte(pw), nil
+		case !errors.Is(err, settings.ErrSecretNotFound):
+			fmt.Fprintf(cmd.ErrOrStderr(), "snapback: %s\n", failure.Text(&failure.Error{Class: failure.Keychain, Detail: "asking for the password instead", Cause: err}))
+		}
+		return typed()
+	})
+	if fromKeychain && errors.Is(err, failure.WrongPassword) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "the keychain's password for %s does not open this backup (it was made with another one); `snapback password set --udid %s` replaces it\n", udid, udid)
+		return openBackup(ctx, dir, typed)
 	}
 	if err == nil {
 		for _, w := range b.Warnings() {
@@ -100,12 +145,13 @@ func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Ba
 	return b, err
 }
 
-// wrongPasswordError gets its own exit status so scripts can tell it from other failures.
-type wrongPasswordError struct{ err error }
-
-func (e wrongPasswordError) Error() string { return e.err.Error() }
-func (e wrongPasswordError) Unwrap() error { return e.err }
-func (e wrongPasswordError) ExitCode() int { return 3 }
+func openBackup(ctx context.Context, dir string, password func() ([]byte, error)) (*browse.Backup, error) {
+	b, err := browse.Open(ctx, dir, browse.Options{Password: password})
+	if errors.Is(err, backupcrypto.ErrWrongPassword) {
+		return nil, failure.New(failure.WrongPassword, err)
+	}
+	return b, err
+}
 
 // maxPasswordLen bounds a password line read from a pipe.
 const maxPasswordLen = 4096

@@ -17,6 +17,9 @@ import (
 	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse/browsetest"
+	"snapback/internal/failure"
+	"snapback/settings"
+	"snapback/settings/settingstest"
 )
 
 const filesTestUDID = "00008110-000A1B2C3D4E5F60"
@@ -76,6 +79,7 @@ func filesTreeHash(t *testing.T, dir string) string {
 }
 
 func TestFilesCommands(t *testing.T) {
+	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
 	for _, password := range []string{"", "pass word"} {
 		name := "plain"
 		if password != "" {
@@ -146,9 +150,10 @@ func filesCheck(t *testing.T, p string, want []byte) {
 }
 
 func TestFilesPasswordErrors(t *testing.T) {
+	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
 	dir := filesFixture(t, t.TempDir(), "right")
 	_, _, err := filesRun(t, "wrong\n", "files", "--dir", dir)
-	if !errors.Is(err, backupcrypto.ErrWrongPassword) || exitCode(err) != 3 {
+	if !errors.Is(err, backupcrypto.ErrWrongPassword) || exitCode(err) != failure.ExitPassword {
 		t.Errorf("wrong password: err %v, exit %d; want ErrWrongPassword, 3", err, exitCode(err))
 	}
 	if _, _, err := filesRun(t, "", "files", "--dir", dir); err == nil || !strings.Contains(err.Error(), "stdin is empty") {
@@ -165,6 +170,7 @@ func TestFilesPasswordErrors(t *testing.T) {
 }
 
 func TestFilesFromStore(t *testing.T) {
+	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
 	loc := t.TempDir()
 	filesFixture(t, loc, "")
 	out, _, err := filesRun(t, "", "files", "--udid", filesTestUDID, "--location", loc, "sms")
@@ -189,6 +195,7 @@ func TestFilesFromStore(t *testing.T) {
 }
 
 func TestExtractRefusesHostilePaths(t *testing.T) {
+	withSecrets(t, &settingstest.Secrets{}) // an empty keychain: the password is typed
 	dir := filesFixture(t, t.TempDir(), "pw", browsetest.File{Domain: "HomeDomain", RelativePath: "../../../../tmp/evil", Content: []byte("evil")})
 	before := filesTreeHash(t, dir)
 	base := t.TempDir()
@@ -206,5 +213,48 @@ func TestExtractRefusesHostilePaths(t *testing.T) {
 	}
 	if after := filesTreeHash(t, dir); after != before {
 		t.Error("the backup folder changed")
+	}
+}
+
+// TestBrowseUsesKeychainPassword: files, extract and photos open an encrypted backup with
+// the password the keychain holds for its device and ask only when none is stored (or the
+// stored one no longer opens it). --dir takes the folder that holds <UDID>/, and --udid
+// without --location reads the device's configured location.
+func TestBrowseUsesKeychainPassword(t *testing.T) {
+	const pw = "kept-in-Keychain-77"
+	cfgTestEnv(t)
+	parent := t.TempDir()
+	dir := filesFixture(t, parent, pw)
+	cfg, _ := settings.ConfigPath()
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	os.WriteFile(cfg, []byte("location: "+parent+"\n"), 0o600)
+
+	secrets := settingstest.NewSecrets(map[string]string{filesTestUDID: pw})
+	withSecrets(t, secrets)
+	var all strings.Builder
+	run := func(stdin string, args ...string) (string, error) {
+		t.Helper()
+		out, errOut, err := filesRun(t, stdin, args...)
+		all.WriteString(out + errOut)
+		return out + errOut, err
+	}
+	// Nothing on stdin: a prompt would fail with "stdin is empty".
+	if out, err := run("", "files", "--dir", parent, "sms"); err != nil || !strings.Contains(out, "Library/SMS/sms.db") {
+		t.Fatalf("files --dir <folder holding UDID/> with the keychain's password: %v\n%s", err, out)
+	}
+	if _, err := run("", "photos", "--udid", filesTestUDID, "--to", filepath.Join(t.TempDir(), "p")); err != nil {
+		t.Fatalf("photos --udid from the configured location with the keychain's password: %v", err)
+	}
+	secrets.Set(t.Context(), filesTestUDID, "an-outdated-one")
+	out, err := run(pw+"\n", "extract", "--dir", dir, "sms", "--to", filepath.Join(t.TempDir(), "x"))
+	if err != nil || !strings.Contains(out, "does not open this backup") {
+		t.Fatalf("an outdated keychain password must fall back to asking, and say so: %v\n%s", err, out)
+	}
+	secrets.Delete(t.Context(), filesTestUDID)
+	if _, err := run("", "files", "--dir", dir); err == nil || !strings.Contains(err.Error(), "stdin is empty") {
+		t.Fatalf("with no stored password the terminal must be asked: %v", err)
+	}
+	if strings.Contains(all.String(), pw) {
+		t.Error("the password appears in the output")
 	}
 }

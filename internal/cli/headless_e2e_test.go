@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/failure"
 	"snapback/internal/testenv"
@@ -31,12 +32,8 @@ import (
 // until polls cond (state in another process or server) until it holds or d passes.
 func until(t *testing.T, d time.Duration, what string, cond func() bool, log *syncBuffer) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; log:\n%s", what, log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Eventually(d, cond) {
+		t.Fatalf("timed out waiting for %s; log:\n%s", what, log.String())
 	}
 }
 
@@ -160,15 +157,15 @@ devices:
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runEngine(ctx, slogTo(log), engineHooks{
-			ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m },
-			listening: func(addr string, _ func() string) {
+		done <- app.New(app.Config{Logger: slogTo(log), Secrets: newSecrets(),
+			Ready: func(m *jobs.Manager) { ready <- m },
+			Listening: func(addr string, _ func() string) {
 				select {
 				case listening <- addr:
 				default:
 				}
 			},
-		})
+		}).Run(ctx)
 	}()
 	var m *jobs.Manager
 	select {

@@ -167,7 +167,7 @@ func newOffsitePushCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, "device UDID (default: the only device at the location)")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "backup location (default: from settings)")
+	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
 	cmd.Flags().StringVar(&snapshot, "snapshot", "", "Snapback snapshot ID to copy (default: the latest backup)")
 	return cmd
 }
@@ -303,7 +303,7 @@ func newOffsiteStatusCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, "device UDID (default: every device at the location)")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "backup location (default: from settings)")
+	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
 	return cmd
 }
 

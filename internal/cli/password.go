@@ -48,7 +48,7 @@ func newPasswordSetCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID (see `snapback devices`)")
+	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
 	cmd.MarkFlagRequired("udid")
 	return cmd
 }

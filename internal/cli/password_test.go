@@ -70,9 +70,8 @@ func checkPasswordNeverLeaks(t *testing.T) {
 	os.WriteFile(cfg, []byte("schedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\nencryption: \"on\"\n"), 0o600)
 
 	gotPW := make(chan string, 1)
-	withDaemonBackend(t, daemonTestUDID, gotPW)
 	log := &syncBuffer{}
-	_, stop := startDaemon(t, log)
+	_, stop := startDaemon(t, log, daemonTestConfig(log, daemonTestUDID, gotPW))
 	waitLog(t, log, "backup finished")
 	select {
 	case pw := <-gotPW:

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
 	"snapback/internal/store"
-	"snapback/settings"
 )
 
 func newPruneCmd() *cobra.Command {
@@ -31,7 +31,7 @@ func newPruneCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			policy := policyFromSettings(ds.Snapshots)
+			policy := app.Policy(ds.Snapshots)
 			d, deleted, err := s.Prune(cmd.Context(), udid, policy, store.PruneOptions{DryRun: dryRun, Approve: yes})
 			out := cmd.OutOrStdout()
 			writeDecision(out, d)
@@ -55,18 +55,6 @@ func newPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show the decision, delete nothing")
 	cmd.Flags().BoolVar(&yes, "yes", false, "approve deletions the policy asks about")
 	return cmd
-}
-
-// policyFromSettings maps the settings' snapshot policy to the store's. Turning snapshots or
-// automatic deletion off gives the empty policy, which deletes nothing.
-func policyFromSettings(s settings.Snapshots) store.Policy {
-	if !s.Enabled || !s.AutoDelete {
-		return store.Policy{}
-	}
-	return store.Policy{
-		MaxExtraPercent: s.MaxExtraPercent, MinAge: s.MinAge, AskBeforeDelete: s.AskBeforeDelete,
-		KeepDaily: s.KeepDaily, KeepWeekly: s.KeepWeekly, KeepMonthly: s.KeepMonthly,
-	}
 }
 
 func writeDecision(w io.Writer, d store.Decision) {

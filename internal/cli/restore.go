@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"snapback/internal/engine"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 )
 
@@ -50,8 +51,8 @@ func newRestoreCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.udid, "udid", "", "device to restore (required)")
 	fl.StringVar(&f.snapshot, "snapshot", "", "restore this snapshot `ID` instead of the latest backup")
-	fl.StringVar(&f.location, "location", "", "backup location (default: from settings)")
-	fl.StringVar(&f.dir, "dir", "", "restore this backup folder `DIR` (the folder holding Manifest.db) instead of the store")
+	fl.StringVar(&f.location, "location", "", "the store location (default: the device's location in the settings)")
+	fl.StringVar(&f.dir, "dir", "", "restore the backup folder `DIR` instead of the store: the <UDID> folder, or the folder holding it (what backup --dir writes)")
 	fl.BoolVar(&f.system, "system", false, "restore system files too")
 	fl.BoolVar(&f.settings, "settings", false, "restore the device settings from the backup (default: keep the current ones)")
 	fl.BoolVar(&f.noReboot, "no-reboot", false, "do not reboot the device when the restore is done")
@@ -72,11 +73,15 @@ type restoreSource struct {
 
 func resolveRestoreSource(ctx context.Context, f restoreFlags) (restoreSource, error) {
 	if f.dir != "" {
-		abs, err := filepath.Abs(f.dir)
+		dir, err := backupFolder(f.dir, f.udid)
 		if err != nil {
 			return restoreSource{}, err
 		}
-		return restoreSource{dir: abs, label: abs}, nil
+		st, err := archiveStoreFor(ctx, dir, f.udid)
+		if err != nil {
+			return restoreSource{}, err
+		}
+		return restoreSource{dir: dir, label: dir, st: st}, nil
 	}
 	st, _, err := (&storeFlags{udid: f.udid, dir: f.location}).open(ctx, false)
 	if err != nil {
@@ -97,6 +102,27 @@ func resolveRestoreSource(ctx context.Context, f restoreFlags) (restoreSource, e
 	return restoreSource{dir: snap.Path, label: label + " of " + snap.Time.Local().Format("2006-01-02 15:04"), st: st}, nil
 }
 
+// archiveStoreFor finds the store whose latest backup of udid is archived before a restore
+// from the folder dir: the store dir lies in, else the device's configured location. Nil
+// when the device has no latest backup there; a store is never created for this.
+func archiveStoreFor(ctx context.Context, dir, udid string) (*store.Store, error) {
+	loc := filepath.Dir(dir)
+	if _, err := os.Stat(filepath.Join(loc, store.VersionsDirName)); err != nil {
+		ds, err := deviceSettings(udid)
+		if err != nil {
+			return nil, err
+		}
+		if loc, err = store.ResolveLocation(ds.Location); err != nil {
+			return nil, nil // no usable configured location: nothing to archive
+		}
+	}
+	if _, err := os.Stat(filepath.Join(loc, udid)); err != nil {
+		return nil, nil
+	}
+	st, _, err := (&storeFlags{udid: udid, dir: loc}).open(ctx, false)
+	return st, err
+}
+
 func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stderr io.Writer) error {
 	src, err := resolveRestoreSource(ctx, f)
 	if err != nil {
@@ -113,7 +139,7 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 			return err
 		}
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return errors.New("restore cancelled; the device was not changed")
+			return failure.Newf(failure.Cancelled, "restore not confirmed; the device was not changed")
 		}
 	}
 	// As iTunes does: the current latest backup is kept as a pinned archive first, so the

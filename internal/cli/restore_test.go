@@ -14,9 +14,11 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/store"
+	"snapback/settings"
 )
 
 // restoreRig is a simulated iPhone with two committed backups in a store: the older one is
@@ -31,26 +33,11 @@ type restoreRig struct {
 
 func newRestoreRig(t *testing.T, password string) *restoreRig {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	t.Setenv("SNAPBACK_WIFI_DISCOVERY", "mux") // never browse the host's network
 	id := devicesim.DefaultIdentity(2)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: "17.5.1", BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: 80, TotalSize: 2 << 20, Seed: 41, TempDir: t.TempDir(), PasscodeRequired: new(bool),
-		Password: password, KDFRounds: 1000,
+	id.ProductVersion = "17.5.1"
+	_, agent := simtest.AddDevice(t, simtest.Start(t), devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: 90}, backupsim.Options{
+		Files: 80, TotalSize: 2 << 20, Seed: 41, PasscodeRequired: new(bool), Password: password, KDFRounds: 1000,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 90}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), store.Options{})
 	if err != nil {
@@ -139,8 +126,8 @@ func TestRestoreCommandNotConfirmed(t *testing.T) {
 	}
 	var out, errOut syncBuffer
 	f := restoreFlags{udid: r.udid, snapshot: r.older.ID, location: r.st.Location()}
-	if err := runRestore(context.Background(), f, strings.NewReader("no\n"), &out, &errOut); err == nil {
-		t.Fatal("restore ran without confirmation")
+	if err := runRestore(context.Background(), f, strings.NewReader("no\n"), &out, &errOut); !errors.Is(err, failure.Cancelled) || exitCode(err) != failure.ExitCancelled {
+		t.Fatalf("restore without confirmation: %v (exit %d); want cancelled", err, exitCode(err))
 	}
 	after, _ := r.st.List(r.udid)
 	if len(after) != len(before) {
@@ -199,5 +186,72 @@ func TestRestoreCommandEncrypted(t *testing.T) {
 	t.Logf("output:\n%s%s", out.String(), errOut.String())
 	if strings.Contains(out.String()+errOut.String(), pw) {
 		t.Error("the password appears in the output")
+	}
+}
+
+// TestRestoreCommandDir: --dir takes the folder `snapback backup --dir` wrote into (it holds
+// <UDID>/) as well as the <UDID> folder itself; like a store restore it first archives the
+// device's latest backup in its configured store. A folder that holds no backup is refused
+// with its cause and fix before the device is contacted or anything is asked.
+func TestRestoreCommandDir(t *testing.T) {
+	r := newRestoreRig(t, "")
+	cfgTestEnv(t)
+	cfg, err := settings.ConfigPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	if err := os.WriteFile(cfg, []byte("location: "+r.st.Location()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plain := t.TempDir()
+	if err := os.CopyFS(filepath.Join(plain, r.udid), os.DirFS(r.older.Path)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	empty := t.TempDir()
+	os.Mkdir(filepath.Join(empty, "not-a-backup"), 0o755)
+	for _, bad := range []string{empty, filepath.Join(empty, "missing"), cfg} {
+		var out, errOut syncBuffer
+		err := runRestore(ctx, restoreFlags{udid: r.udid, dir: bad, noReboot: true}, strings.NewReader("yes\n"), &out, &errOut)
+		if !errors.Is(err, failure.NoBackup) || !strings.Contains(err.Error(), bad) || failure.Remedy(err) == "" {
+			t.Errorf("--dir %s: %v; want no-backup naming the folder, with a fix", bad, err)
+		}
+		if errOut.String() != "" {
+			t.Errorf("--dir %s asked or archived before refusing: %q", bad, errOut.String())
+		}
+	}
+	if c := r.agent.Counters(); c.Restores+c.FailedRestores != 0 {
+		t.Fatalf("a bad --dir reached the device: %+v", c)
+	}
+
+	for i, dir := range []string{plain, filepath.Join(plain, r.udid)} {
+		var out, errOut syncBuffer
+		f := restoreFlags{udid: r.udid, dir: dir, noReboot: true, yes: true, system: true}
+		if err := runRestore(ctx, f, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Fatalf("--dir %s: %v\n%s", dir, err, errOut.String())
+		}
+		if got := r.agent.Files(); !reflect.DeepEqual(got, r.want) {
+			t.Errorf("--dir %s: the device does not hold the folder's content", dir)
+		}
+		if !strings.Contains(errOut.String(), "Archived the latest backup") {
+			t.Errorf("--dir %s: the latest backup was not archived first:\n%s", dir, errOut.String())
+		}
+		if c := r.agent.Counters(); c.Restores != int64(i+1) {
+			t.Errorf("counters %+v", c)
+		}
+		r.agent.Mutate(10)
+	}
+	all, _ := r.st.List(r.udid)
+	archives := 0
+	for _, s := range all {
+		if s.IsArchive() && s.Pinned {
+			archives++
+		}
+	}
+	if archives != 1 {
+		t.Errorf("%d pinned archives in the store; want the one of the latest backup", archives)
 	}
 }

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"snapback/internal/failure"
@@ -25,12 +26,14 @@ func newRootCmd(version string) *cobra.Command {
 		// headless daemon on a server or NAS.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if hasGraphicalSession() {
-				return runTray(cmd.Context(), startTrayBackend)
+				return runTray(cmd.Context(), trayEngine)
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "snapback: no graphical session; running the headless daemon (snapback tray forces the tray)")
 			return newDaemonCmd().RunE(cmd, args)
 		},
 	}
+	// A bad flag is a usage error (exit 2), whichever command it was given to.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return failure.New(failure.Usage, err) })
 	root.AddCommand(
 		newBackupCmd(),
 		newRestoreCmd(),
@@ -58,8 +61,13 @@ func newRootCmd(version string) *cobra.Command {
 // Main runs the command line with os.Args and returns the process exit status. A failure
 // is printed once, with its remedy once, and mapped to its class's exit code.
 func Main(version string) int {
-	if err := newRootCmd(version).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "snapback:", failure.Text(err))
+	return execute(newRootCmd(version), os.Stderr)
+}
+
+// execute runs root and turns its error into the one printed line and the exit status.
+func execute(root *cobra.Command, stderr io.Writer) int {
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "snapback:", failure.Text(err))
 		return exitCode(err)
 	}
 	return 0

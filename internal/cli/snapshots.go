@@ -8,24 +8,31 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/app"
+	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/settings"
 )
 
-// storeFlags are the flags every snapshot command shares.
+// storeFlags are the flags every snapshot command shares. --location is a store location
+// as in every command; --dir (one backup folder elsewhere) is refused here with the fix.
 type storeFlags struct {
-	udid string
-	dir  string
+	udid    string
+	dir     string // the store location (--location)
+	misused string // --dir given: it names one backup folder, not a store
 }
 
 func (f *storeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.udid, "udid", "", "device UDID (default: the only device at the location)")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "backup location (default: from settings)")
+	cmd.Flags().StringVar(&f.udid, "udid", "", "device `UDID` (default: the only device at the location)")
+	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
+	cmd.Flags().StringVar(&f.misused, "dir", "", "not for snapshots: use --location")
+	cmd.Flags().MarkHidden("dir")
 }
 
 // deviceSettings returns the effective settings of udid; a missing settings file means the
@@ -42,35 +49,51 @@ func deviceSettings(udid string) (settings.DeviceSettings, error) {
 	return s.Effective(udid), nil
 }
 
-// open opens the store named by the flags (or the settings) and picks the device.
-// needDevice makes a missing --udid an error unless exactly one device has backups there.
+// open opens the device's store the one settings-aware way (app.Stores.ForDevice: --location,
+// else the device's location in the settings) and picks the device, matching --udid in any
+// letter case. needDevice makes a missing --udid an error unless exactly one device has
+// backups there.
 func (f *storeFlags) open(ctx context.Context, needDevice bool) (*store.Store, string, error) {
-	dir := f.dir
-	if dir == "" {
-		ds, err := deviceSettings(f.udid)
-		if err != nil {
-			return nil, "", err
-		}
-		dir = ds.Location
+	if f.misused != "" {
+		return nil, "", failure.Newf(failure.Usage, "--dir names one backup folder; snapshots live in a store").
+			WithFix("pass the store location with --location " + f.misused)
 	}
-	s, err := store.Open(ctx, dir, store.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	cfg, err := loadSettings()
 	if err != nil {
 		return nil, "", err
 	}
-	if f.udid != "" || !needDevice {
-		return s, f.udid, nil
+	stores := &app.Stores{Now: time.Now, NoCreate: true,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	s, err := stores.ForDevice(ctx, cfg, f.udid, f.dir)
+	if err != nil {
+		return nil, "", err
 	}
 	devs, err := s.Devices()
 	if err != nil {
 		return nil, "", err
 	}
+	if f.udid != "" {
+		for _, d := range devs {
+			if strings.EqualFold(d, f.udid) {
+				return s, d, nil
+			}
+		}
+		if needDevice {
+			return nil, "", failure.Newf(failure.NoBackup, "no backups of %s at %s", f.udid, s.Location())
+		}
+		return s, f.udid, nil
+	}
+	if !needDevice {
+		return s, "", nil
+	}
 	switch len(devs) {
 	case 1:
 		return s, devs[0], nil
 	case 0:
-		return nil, "", fmt.Errorf("no backups at %s", s.Location())
+		return nil, "", failure.Newf(failure.NoBackup, "no backups at %s", s.Location())
 	}
-	return nil, "", fmt.Errorf("%d devices have backups at %s; choose one with --udid", len(devs), s.Location())
+	return nil, "", &failure.Error{Class: failure.Usage, Detail: fmt.Sprintf("%d devices have backups at %s", len(devs), s.Location()),
+		Fix: "choose one with --udid (snapback snapshots lists them)"}
 }
 
 func newSnapshotsCmd() *cobra.Command {
@@ -179,17 +202,24 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
-func newSnapshotsDeleteCmd() *cobra.Command {
+// deviceStoreCmd is a subcommand that acts on one device's snapshots: it opens the store the
+// one settings-aware way (storeFlags) and picks the device before run.
+func deviceStoreCmd(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, s *store.Store, udid string, args []string) error) *cobra.Command {
 	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "delete ID...",
-		Short: "Delete snapshots (never the latest backup; unpin pinned ones first)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	cmd := &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+		s, udid, err := f.open(cmd.Context(), true)
+		if err != nil {
+			return err
+		}
+		return run(cmd, s, udid, args)
+	}}
+	f.register(cmd)
+	return cmd
+}
+
+func newSnapshotsDeleteCmd() *cobra.Command {
+	return deviceStoreCmd("delete ID...", "Delete snapshots (never the latest backup; unpin pinned ones first)", cobra.MinimumNArgs(1),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			for _, id := range args {
 				// Resolve first so that a typo is an error, not an idempotent no-op, and
 				// "latest" is refused as the latest rather than as an unknown name.
@@ -206,23 +236,12 @@ func newSnapshotsDeleteCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", sn.ID)
 			}
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsArchiveCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "archive [ID]",
-		Short: "Keep a snapshot (default: the latest backup) as a pinned archive <UDID>-YYYYMMDD-HHMMSS",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("archive [ID]", "Keep a snapshot (default: the latest backup) as a pinned archive <UDID>-YYYYMMDD-HHMMSS", cobra.MaximumNArgs(1),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			id := "latest"
 			if len(args) == 1 {
 				id = args[0]
@@ -233,45 +252,24 @@ func newSnapshotsArchiveCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "archived %s to %s\n", a.Source, a.Path)
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsExportCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "export ID DEST",
-		Short: "Copy a snapshot to DEST/<UDID>/ as a standalone Apple backup folder",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("export ID DEST", "Copy a snapshot to DEST/<UDID>/ as a standalone Apple backup folder", cobra.ExactArgs(2),
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			out, err := s.Export(cmd.Context(), udid, args[0], args[1])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s\n", args[0], out)
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsVerifyCmd() *cobra.Command {
-	var f storeFlags
-	cmd := &cobra.Command{
-		Use:   "verify [ID...]",
-		Short: "Re-check snapshots (default: all): plists, Manifest.db and every blob",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
+	return deviceStoreCmd("verify [ID...]", "Re-check snapshots (default: all): plists, Manifest.db and every blob", cobra.ArbitraryArgs,
+		func(cmd *cobra.Command, s *store.Store, udid string, args []string) error {
 			if len(args) == 0 {
 				l, err := s.List(udid)
 				if err != nil {
@@ -292,36 +290,21 @@ func newSnapshotsVerifyCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "ok     %s (%s)\n", id, time.Since(start).Round(time.Millisecond))
 			}
 			if len(failed) > 0 {
-				return fmt.Errorf("%d of %d snapshots failed verification: %w", len(failed), len(args), errors.Join(failed...))
+				return failure.New(failure.Damaged, fmt.Errorf("%d of %d snapshots failed verification: %w", len(failed), len(args), errors.Join(failed...)))
 			}
 			return nil
-		},
-	}
-	f.register(cmd)
-	return cmd
+		})
 }
 
 func newSnapshotsPinCmd(pin bool) *cobra.Command {
-	var f storeFlags
 	use, short := "pin ID", "Protect a snapshot from automatic deletion"
 	if !pin {
 		use, short = "unpin ID", "Let retention delete a snapshot or archive again"
 	}
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, udid, err := f.open(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			if pin {
-				return s.Pin(udid, args[0])
-			}
-			return s.Unpin(udid, args[0])
-		},
-	}
-	f.register(cmd)
-	return cmd
+	return deviceStoreCmd(use, short, cobra.ExactArgs(1), func(_ *cobra.Command, s *store.Store, udid string, args []string) error {
+		if pin {
+			return s.Pin(udid, args[0])
+		}
+		return s.Unpin(udid, args[0])
+	})
 }

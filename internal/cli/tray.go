@@ -20,10 +20,6 @@ import (
 // cancelled and then closes the channel; closing the channel also ends the tray.
 type trayBackend func(ctx context.Context) (tray.Controller, <-chan tray.State, error)
 
-// startTrayBackend is what `snapback tray` shows. The composition root sets it when it wires
-// the engine (jobs → tray.State mapping); until then the command only runs with --preview.
-var startTrayBackend trayBackend = trayEngine
-
 // engineStopWait bounds how long `snapback tray` waits for the engine to close its state
 // channel after the tray has gone, so a stuck engine cannot keep the process alive forever.
 const engineStopWait = 15 * time.Second
@@ -38,12 +34,9 @@ func newTrayCmd() *cobra.Command {
 			"extension). --preview shows a scripted demo state with no engine behind it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			start := startTrayBackend
+			start := trayBackend(trayEngine)
 			if preview {
 				start = previewBackend
-			}
-			if start == nil {
-				return errors.New("tray: the backup engine is not wired into this build yet (try --preview)")
 			}
 			return runTray(cmd.Context(), start)
 		},

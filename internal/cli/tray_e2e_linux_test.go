@@ -19,6 +19,7 @@ import (
 	"snapback/icons"
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
+	"snapback/internal/testenv"
 	"snapback/tray/traytest"
 )
 
@@ -71,14 +72,14 @@ func TestTrayEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Process.Kill(); sim.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	if !testenv.Eventually(20*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("simulator never listened on %s:\n%s", addr, simOut.String())
-		}
+		return err == nil
+	}) {
+		t.Fatalf("simulator never listened on %s:\n%s", addr, simOut.String())
 	}
 	id := devicesim.DefaultIdentity(0)
 
@@ -152,7 +153,8 @@ func TestTrayEndToEnd(t *testing.T) {
 	}
 	dev, _ := root.Find(name)
 	devLabels := dev.Labels()
-	if want := []string{"Back Up Now", "No backup yet", "No snapshots yet", "Open Backup Folder", "Automatic Backups", "Backups are not encrypted"}; len(devLabels) < 1 || !slices.Equal(devLabels[1:], want) {
+	// No Open Backup Folder before there is one (actions that cannot run are not offered).
+	if want := []string{"Back Up Now", "No backup yet", "No snapshots yet", "Automatic Backups", "Backups are not encrypted"}; len(devLabels) < 1 || !slices.Equal(devLabels[1:], want) {
 		t.Errorf("%s submenu labels = %q, want a state line and then %q", name, devLabels, want)
 	}
 	before := h.Tooltip()
@@ -183,11 +185,8 @@ func TestTrayEndToEnd(t *testing.T) {
 	type frame struct{ line, status, tooltip, icon string }
 	var frames []frame
 	var last frame
-	deadline := time.Now().Add(40 * time.Second)
-	for !strings.HasPrefix(last.line, "Backed up today ") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no \"Backed up today\" 40 s after Back Up Now; seen: %+v\nmenu:\n%s", frames, root.Dump(""))
-		}
+	// Sample the menu until the run is over: each sample that differs from the last is a frame.
+	if !testenv.Eventually(40*time.Second, func() bool {
 		_, root = h.Layout()
 		var f frame
 		if d, ok := root.Find(name); ok && len(d.Children) > 0 {
@@ -201,7 +200,9 @@ func TestTrayEndToEnd(t *testing.T) {
 			frames = append(frames, f)
 			last = f
 		}
-		time.Sleep(10 * time.Millisecond)
+		return strings.HasPrefix(last.line, "Backed up today ")
+	}) {
+		t.Fatalf("no \"Backed up today\" 40 s after Back Up Now; seen: %+v\nmenu:\n%s", frames, root.Dump(""))
 	}
 	took := time.Since(clicked)
 	var seq strings.Builder
@@ -238,28 +239,24 @@ func TestTrayEndToEnd(t *testing.T) {
 	if again, ok := done.Find("Back Up Now"); !ok || !again.Enabled() {
 		t.Errorf("after the run \"Back Up Now\" is %+v (found %v), want it back and enabled\n%s", again, ok, root.Dump(""))
 	}
-	if labels := done.Labels(); !slices.ContainsFunc(labels, func(l string) bool { return strings.HasPrefix(l, "Last backup: Today ") }) {
-		t.Errorf("after the run the submenu is %q, want a \"Last backup: Today …\" line", labels)
+	if labels := done.Labels(); !slices.ContainsFunc(labels, func(l string) bool { return strings.HasPrefix(l, "Last backup: Today ") }) ||
+		!slices.Contains(labels, "Open Backup Folder") {
+		t.Errorf("after the run the submenu is %q, want a \"Last backup: Today …\" line and Open Backup Folder", labels)
 	}
 
 	// The notification daemon got the passcode prompt, then the completion, and nothing else.
-	var got []traytest.Notification
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got = notes.Calls()
-		if len(got) >= 2 || time.Now().After(deadline) {
-			break
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // a late, unexpected third notification would show here
-	got = notes.Calls()
+	testenv.Eventually(5*time.Second, func() bool { return len(notes.Calls()) >= 2 })
+	// Watch a little longer: a late, unexpected third notification would show here.
+	testenv.Eventually(200*time.Millisecond, func() bool { return len(notes.Calls()) > 2 })
+	got := notes.Calls()
 	if len(got) != 2 {
 		t.Fatalf("notifications = %+v, want the passcode prompt and the completion", got)
 	}
 	if want := "Snapback is ready to back up " + name + ". Unlock it and enter your passcode within 3 minutes, or the backup is skipped."; got[0].Summary != "Enter your passcode on "+name || got[0].Body != want {
 		t.Errorf("first notification %q / %q, want the passcode prompt %q", got[0].Summary, got[0].Body, want)
 	}
-	if got[1].Summary != name+" is backed up" || !regexp.MustCompile(`^[0-9.]+ (B|KB|MB) in [0-9]+ s over USB\.$`).MatchString(got[1].Body) {
-		t.Errorf("second notification %q / %q, want %q / \"<size> in <n> s over USB.\"", got[1].Summary, got[1].Body, name+" is backed up")
+	if got[1].Summary != name+" is backed up" || !regexp.MustCompile(`^Transferred [0-9.]+ (B|KB|MB) in [0-9]+ s over USB\. Backup size: [0-9.]+ (B|KB|MB)\.$`).MatchString(got[1].Body) {
+		t.Errorf("second notification %q / %q, want %q / \"Transferred <bytes> in <n> s over USB. Backup size: <size>.\"", got[1].Summary, got[1].Body, name+" is backed up")
 	}
 	for i, n := range got {
 		if n.App != "Snapback" {

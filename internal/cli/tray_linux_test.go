@@ -78,8 +78,9 @@ func TestRunTrayStopsOnSIGTERM(t *testing.T) {
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- runTray(context.Background(), fakeEngine(false, started)) }()
+	// runTray installs its signal handler before it starts the engine, and started closes only
+	// once the engine runs: the handler is in place.
 	<-started
-	time.Sleep(100 * time.Millisecond) // let signal.NotifyContext's handler be in place
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -1,27 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"strings"
 	"testing"
 	"time"
 
 	"snapback/tray"
 )
-
-func TestTrayCmdNeedsEngineOrPreview(t *testing.T) {
-	saved := startTrayBackend
-	startTrayBackend = nil
-	defer func() { startTrayBackend = saved }()
-	cmd := newTrayCmd()
-	cmd.SetArgs(nil)
-	cmd.SetOut(&bytes.Buffer{})
-	cmd.SetErr(&bytes.Buffer{})
-	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--preview") {
-		t.Errorf("tray without an engine: err = %v, want a hint to --preview", err)
-	}
-}
 
 func TestPreviewScript(t *testing.T) {
 	now := time.Date(2026, 11, 22, 15, 0, 0, 0, time.UTC)

@@ -5,13 +5,12 @@ import (
 	"io"
 
 	"snapback/internal/app"
-	"snapback/internal/engine"
+	"snapback/internal/mobilebackup2"
 )
 
 // printUnreadable tells the user, after a committed backup, which files the device could
 // not read (the backup itself succeeded).
-func printUnreadable(w io.Writer, res engine.Result) {
-	list := res.Backup.Unreadable
+func printUnreadable(w io.Writer, list []mobilebackup2.UnreadableFile) {
 	if len(list) == 0 {
 		return
 	}

@@ -14,13 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"snapback/internal/app"
 	"snapback/internal/device"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/netnstest"
 	"snapback/internal/store"
+	"snapback/internal/testenv"
 	"snapback/jobs"
-	"snapback/settings"
 )
 
 // TestWiFiBackupWithNothingElseInstalled is the NAS case of issue #13: in a fresh network
@@ -96,19 +97,13 @@ func TestWiFiBackupWithNothingElseInstalled(t *testing.T) {
 			if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(15 * time.Second)
-			for {
+			testenv.WaitFor(t, 15*time.Second, "devices to list the device as unreachable", func() bool {
 				rows = nil
 				if err := json.Unmarshal([]byte(cli("devices", "--json")), &rows); err != nil {
 					t.Fatal(err)
 				}
-				if len(rows) == 1 && rows[0].Unreachable != "" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("devices after the device left: %+v; want it listed as unreachable", rows)
-				}
-			}
+				return len(rows) == 1 && rows[0].Unreachable != ""
+			})
 			if !strings.Contains(rows[0].Unreachable, "seen on Wi-Fi before") || rows[0].UDID != udid {
 				t.Fatalf("unreachable row %+v; want the learnt device with its reason", rows[0])
 			}
@@ -219,7 +214,7 @@ func TestDaemonBacksUpWiFiDeviceWhenItAppearsAndReturns(t *testing.T) {
 	done := make(chan error, 1)
 	var daemonLog syncBuffer
 	go func() {
-		done <- runEngine(ctx, slogTo(&daemonLog), engineHooks{ready: func(m *jobs.Manager, _ func() *settings.Settings) { ready <- m }})
+		done <- app.New(app.Config{Logger: slogTo(&daemonLog), Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 	defer func() {
@@ -230,17 +225,13 @@ func TestDaemonBacksUpWiFiDeviceWhenItAppearsAndReturns(t *testing.T) {
 	m := <-ready
 	status := func(what string, ok func(jobs.DeviceStatus) bool) jobs.DeviceStatus {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			s, found := m.Status().Device(id.UDID)
-			if found && ok(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; status %+v", what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		var s jobs.DeviceStatus
+		testenv.WaitFor(t, 30*time.Second, what, func() bool {
+			var found bool
+			s, found = m.Status().Device(id.UDID)
+			return found && ok(s)
+		})
+		return s
 	}
 
 	// The device comes onto the network: found and backed up without anyone asking.

@@ -7,17 +7,13 @@ import (
 	"time"
 
 	"snapback/internal/devicesim"
+	"snapback/internal/devicesim/simtest"
+	"snapback/internal/testenv"
 )
 
 func startSim(t *testing.T) *devicesim.Sim {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
-	return sim
+	return simtest.Start(t)
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -102,7 +98,7 @@ func TestSessionInfoNotificationsLock(t *testing.T) {
 	if err := np.Observe(NotifySyncCancel); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the observe land before the device posts
+	testenv.WaitFor(t, 5*time.Second, "the device to register the observe", func() bool { return d.Observers(NotifySyncCancel) == 1 })
 	d.Post(NotifySyncCancel)
 	select {
 	case n := <-np.C():

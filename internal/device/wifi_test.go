@@ -14,6 +14,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/netnstest"
+	"snapback/internal/testenv"
 )
 
 // wifiSim starts a simulator whose devices (Wi-Fi only) are announced over mDNS on lo, and
@@ -68,18 +69,6 @@ func nextEvent(t *testing.T, events <-chan Event, within time.Duration, want fun
 		case <-deadline:
 			t.Fatalf("no matching event within %v", within)
 		}
-	}
-}
-
-// waitFor polls a device-side counter until cond holds (the simulator has no event for it).
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -144,7 +133,7 @@ func TestBuiltinWiFiFindsProvesKeepsAndLosesDevices(t *testing.T) {
 			t.Fatalf("%s counters %+v; want direct connections only and one heartbeat", d.UDID(), c)
 		}
 	}
-	waitFor(t, 5*time.Second, "a Polo", func() bool { return priv.Counters().Polos > 0 })
+	testenv.WaitFor(t, 5*time.Second, "a Polo", func() bool { return priv.Counters().Polos > 0 })
 
 	b, err := os.ReadFile(cache)
 	if err != nil {
@@ -247,7 +236,7 @@ func TestAutoLeavesMuxListedWiFiDevicesToTheMux(t *testing.T) {
 		}
 	}
 	// Both adverts are heard (one by its address, one private) and left to the mux.
-	waitFor(t, 10*time.Second, "both adverts left to the mux", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "both adverts left to the mux", func() bool {
 		return strings.Count(logs.String(), "wifi advert left to the mux") >= 2 &&
 			strings.Contains(logs.String(), devicesim.MDNSInstanceName(devs[1].AnnouncedWiFiAddress()))
 	})

@@ -279,6 +279,10 @@ func (d *Device) Post(name string) {
 	d.counters.relayed.Add(int64(d.np.post(name)))
 }
 
+// Observers counts the notification_proxy connections observing name: a test that posts
+// right after a host's Observe waits for it instead of sleeping.
+func (d *Device) Observers(name string) int { return d.np.observers(name) }
+
 // SetDropBackupAfter changes the DropBackupAfter fault for mobilebackup2 connections
 // started from now on (0 disables it).
 func (d *Device) SetDropBackupAfter(n int64) {

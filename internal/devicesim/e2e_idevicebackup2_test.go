@@ -18,6 +18,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/testenv"
 )
 
@@ -81,22 +82,9 @@ type rig struct {
 func newRig(t testing.TB, o backupsim.Options) *rig {
 	t.Helper()
 	bin := needIdevicebackup2(t)
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := simtest.Start(t)
 	id := devicesim.DefaultIdentity(0)
-	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-		ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber,
-		PhoneNumber: id.PhoneNumber, IMEI: id.IMEI, ICCID: id.ICCID}
-	if o.TempDir == "" {
-		o.TempDir = t.TempDir()
-	}
-	agent, err := backupsim.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := simtest.NewAgent(t, id, o)
 	rec := &recorder{}
 	// *backupsim.Device implements devicesim.BackupService itself; the wrapper only records.
 	var _ devicesim.BackupService = agent

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"snapback/internal/plistio"
+	"snapback/internal/testenv"
 )
 
 // muxClient is a minimal usbmuxd client for tests that need byte-level control.
@@ -466,13 +467,7 @@ func (n *npClient) recv() map[string]any {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the condition", cond)
 }
 
 // waitBackup blocks until its context ends, like a device waiting for the passcode.
@@ -546,10 +541,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := <-w.ended; !errors.Is(err, context.Canceled) {
 		t.Errorf("backup Serve ended with %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(5*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])

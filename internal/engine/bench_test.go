@@ -101,13 +101,8 @@ func (r run) String() string {
 	return fmt.Sprintf("%8.2fs %8.2fs %8.2fs %9.1f", r.wall.Seconds(), r.user.Seconds(), r.sys.Seconds(), r.rssMB)
 }
 
-// child runs a command against the simulator and returns its resource use.
-func child(b *testing.B, addr string, name string, args ...string) run {
-	b.Helper()
-	return childEnv(b, []string{"USBMUXD_SOCKET_ADDRESS=" + addr}, name, args...)
-}
-
-// childEnv runs a command with env added to this process's environment.
+// childEnv runs a command with env added to this process's environment and returns its
+// resource use.
 func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)

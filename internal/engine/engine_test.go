@@ -20,6 +20,7 @@ import (
 	"snapback/internal/device"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
 	"snapback/internal/testenv"
@@ -39,12 +40,7 @@ type rig struct {
 
 func newRig(t testing.TB, o backupsim.Options, cfg devicesim.DeviceConfig) *rig {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
+	sim := simtest.Start(t)
 	id := cfg.Identity
 	if id.UDID == "" {
 		id = devicesim.DefaultIdentity(0)
@@ -52,28 +48,14 @@ func newRig(t testing.TB, o backupsim.Options, cfg devicesim.DeviceConfig) *rig 
 	if id.ProductVersion == "" {
 		id.ProductVersion = "17.5.1"
 	}
-	o.Identity = backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-		ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber,
-		PhoneNumber: id.PhoneNumber, IMEI: id.IMEI, ICCID: id.ICCID}
-	if o.TempDir == "" {
-		o.TempDir = t.TempDir()
-	}
 	if o.Files == 0 {
 		o.Files = 150
 	}
 	if o.TotalSize == 0 {
 		o.TotalSize = 4 << 20
 	}
-	agent, err := backupsim.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.Identity = id
-	cfg.Backup = agent
-	d, err := sim.AddDevice(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, agent := simtest.AddDevice(t, sim, cfg, o)
 	return &rig{sim: sim, dev: d, agent: agent, udid: id.UDID}
 }
 

@@ -174,7 +174,7 @@ func TestSerialUDIDOneCanonicalUDID(t *testing.T) {
 // dies silently mid-scan ends the run as LinkLost within a few probe intervals.
 func TestWiFiSilentScanToleratedDeadLinkBounded(t *testing.T) {
 	r := newRig(t, backupsim.Options{Quirks: backupsim.Quirks{ScanDelay: 1500 * time.Millisecond}}, devicesim.DeviceConfig{WiFi: true})
-	run := func(onPreparing func()) (Result, error, time.Duration) {
+	run := func(onPreparing func()) (Result, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		fired := false
@@ -187,13 +187,13 @@ func TestWiFiSilentScanToleratedDeadLinkBounded(t *testing.T) {
 					onPreparing()
 				}
 			}})
-		return res, err, time.Since(start)
+		return res, time.Since(start), err
 	}
-	if _, err, took := run(nil); err != nil {
+	if _, took, err := run(nil); err != nil {
 		t.Fatalf("Wi-Fi backup with a 1.5 s silent scan (probes every 200 ms): %v after %s", err, took)
 	}
 	var dropped time.Time
-	_, err, _ := run(func() { dropped = time.Now(); r.dev.DropLinkSilently(true) })
+	_, _, err := run(func() { dropped = time.Now(); r.dev.DropLinkSilently(true) })
 	t.Cleanup(func() { r.dev.DropLinkSilently(false) })
 	if !errors.Is(err, failure.LinkLost) {
 		t.Fatalf("Wi-Fi backup whose link died silently = %v; want LinkLost", err)

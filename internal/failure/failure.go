@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -105,6 +106,16 @@ var classes = map[Class]info{
 	OffsiteDown:       {"the off-site repository is unavailable", "check the network and the server; the copy resumes at the next push", true, ExitFailure},
 }
 
+// Classes lists every class, sorted, for documentation and the tests that check it.
+func Classes() []Class {
+	out := make([]Class, 0, len(classes))
+	for c := range classes {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Error marks the class of an error so that errors.Is(err, failure.NoSpace) works.
 func (c Class) Error() string { return classes[c].msg }
 
@@ -164,7 +175,9 @@ func (e *Error) WithDetail(d string) *Error { e.Detail = d; return e }
 
 func (e *Error) Error() string {
 	msg := e.Class.Message()
-	if e.DeviceCode != 0 {
+	// Devices usually name the code in their description ("Device locked
+	// (MBErrorDomain/208)"): the code is then not repeated.
+	if e.DeviceCode != 0 && !strings.Contains(e.Detail, fmt.Sprint(e.DeviceCode)) {
 		msg += fmt.Sprintf(" (device error %d)", e.DeviceCode)
 	}
 	if e.Detail != "" {

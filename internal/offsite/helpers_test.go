@@ -19,6 +19,7 @@ import (
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/devicesim/simtest"
 	"snapback/internal/engine"
 	"snapback/internal/store"
 	"snapback/internal/testenv"
@@ -36,24 +37,10 @@ type device struct {
 // files of about size bytes in total, and opens a store in a temporary location.
 func startDevice(t *testing.T, files int, size int64, seed int64) *device {
 	t.Helper()
-	sim, err := devicesim.Start(devicesim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	t.Setenv("USBMUXD_SOCKET_ADDRESS", sim.Addr())
 	id := devicesim.DefaultIdentity(0)
-	agent, err := backupsim.New(backupsim.Options{
-		Identity: backupsim.Identity{UDID: id.UDID, DeviceName: id.DeviceName, ProductType: id.ProductType,
-			ProductVersion: id.ProductVersion, BuildVersion: id.BuildVersion, SerialNumber: id.SerialNumber},
-		Files: files, TotalSize: size, Seed: seed, PasscodeDelay: 20 * time.Millisecond, TempDir: t.TempDir(),
+	_, agent := simtest.AddDevice(t, simtest.Start(t), devicesim.DeviceConfig{Identity: id, USB: true, BatteryLevel: 80}, backupsim.Options{
+		Files: files, TotalSize: size, Seed: seed, PasscodeDelay: 20 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.AddDevice(devicesim.DeviceConfig{Identity: id, Backup: agent, USB: true, BatteryLevel: 80}); err != nil {
-		t.Fatal(err)
-	}
 	loc := filepath.Join(t.TempDir(), "backups")
 	if err := os.Mkdir(loc, 0o755); err != nil {
 		t.Fatal(err)

@@ -131,15 +131,14 @@ func TestKilledPushResumes(t *testing.T) {
 
 	// restic must not go on uploading for a dead Snapback: it dies on its next progress
 	// write to the closed pipe.
-	deadline := time.Now().Add(20 * time.Second)
-	for syscall.Kill(resticPID, 0) == nil {
-		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", resticPID)); strings.Contains(string(st), ") Z ") {
-			break // a zombie until its parent (init) reaps it
+	if !testenv.Eventually(20*time.Second, func() bool {
+		if syscall.Kill(resticPID, 0) != nil {
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restic %d still runs 20 s after its driver was killed", resticPID)
-		}
-		time.Sleep(50 * time.Millisecond)
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", resticPID))
+		return strings.Contains(string(st), ") Z ") // a zombie until its parent (init) reaps it
+	}) {
+		t.Fatalf("restic %d still runs 20 s after its driver was killed", resticPID)
 	}
 	locks, _ := os.ReadDir(filepath.Join(repo, "locks"))
 	if snaps, err := r.Snapshots(ctx, d.udid); err != nil || len(snaps) != 0 {

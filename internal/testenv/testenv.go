@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // InCI reports whether the tests run in CI (CI=true), where nothing may be skipped.
@@ -37,4 +38,39 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf("required under CI=true: "+format, args...)
 	}
 	t.Skipf("SKIP (would fail under CI=true): "+format, args...)
+}
+
+// pollEvery is how often Eventually re-checks a condition.
+const pollEvery = 5 * time.Millisecond
+
+// Eventually reports whether cond holds within timeout, checking it on a ticker. Tests use it
+// (or WaitFor) where no event or channel announces the condition: never a bare time.Sleep to
+// wait for another goroutine or process.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	if cond() {
+		return true
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if cond() {
+				return true
+			}
+		case <-deadline.C:
+			return cond()
+		}
+	}
+}
+
+// WaitFor fails the test unless cond holds within timeout; what names the awaited state in
+// the failure.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !Eventually(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
 }

@@ -44,13 +44,7 @@ func (s *syncBuffer) String() string {
 // goroutine changes; there is no event to wait on across an HTTP server boundary).
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, d, what, cond)
 }
 
 type hook struct {
@@ -131,7 +125,7 @@ func TestWebhookGetsPasscodeCompletedAndFailedWithDeviceAndRemedy(t *testing.T) 
 	remedy := "Reconnect it with USB or bring it back on Wi-Fi; Snapback retries within the backup window."
 	for _, m := range []notify.Message{
 		notify.Passcode(anna),
-		notify.Done(anna, 3_400_000_000, 4*time.Minute, notify.USB),
+		notify.Done(anna, notify.Run{Sent: 3_400_000_000, Size: 3_400_000_000, Took: 4 * time.Minute, Via: notify.USB}),
 		notify.Failure(anna, "The iPhone was disconnected", remedy),
 	} {
 		if err := d.Notify(m); err != nil {
@@ -162,7 +156,7 @@ func TestEventsFilterPerChannel(t *testing.T) {
 		Channel{Label: "all", URL: all.url("a")},
 		Channel{Label: "failures", URL: failures.url("f"), Wants: func(e string) bool { return e == "failed" }},
 	)})
-	d.Notify(notify.Done(anna, 1, time.Second, notify.WiFi))
+	d.Notify(notify.Done(anna, notify.Run{Sent: 1, Size: 1, Took: time.Second, Via: notify.WiFi}))
 	d.Notify(notify.Failure(anna, "It broke", ""))
 	waitFor(t, 10*time.Second, "both messages on the unfiltered channel", func() bool { return len(all.messages()) == 2 })
 	waitFor(t, 10*time.Second, "the failure on the filtered channel", func() bool { return len(failures.messages()) == 1 })
@@ -334,7 +328,7 @@ func TestPushIsRateLimitedLikeTheDesktop(t *testing.T) {
 		gate.Notify(notify.Failure(anna, fmt.Sprintf("failure %d", i), ""))
 		now = now.Add(40 * time.Minute)
 	}
-	gate.Notify(notify.Done(anna, 1, time.Second, notify.USB))
+	gate.Notify(notify.Done(anna, notify.Run{Sent: 1, Size: 1, Took: time.Second, Via: notify.USB}))
 	gate.Notify(notify.Failure(anna, "failure after success", ""))
 	// A sentinel after them: the lane is ordered, so once it arrives nothing else is on its way.
 	gate.Notify(notify.Passcode(anna))

@@ -13,6 +13,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"snapback/icons"
+	"snapback/internal/testenv"
 )
 
 // Node is one com.canonical.dbusmenu layout entry as a host sees it.
@@ -141,9 +142,8 @@ func (h *Host) Layout() (uint32, Node) {
 // after a reset with depth 1.
 func (h *Host) WaitFor(path []string, check func(Node) bool) Node {
 	h.T.Helper()
-	deadline := time.Now().Add(h.timeout())
-	var root Node
-	for {
+	var root, found Node
+	if !testenv.Eventually(h.timeout(), func() bool {
 		_, root = h.Layout()
 		n, ok := root, true
 		for _, l := range path {
@@ -151,14 +151,12 @@ func (h *Host) WaitFor(path []string, check func(Node) bool) Node {
 				break
 			}
 		}
-		if ok && (check == nil || check(n)) {
-			return n
-		}
-		if time.Now().After(deadline) {
-			h.T.Fatalf("menu never showed %q; menu is:\n%s", path, root.Dump(""))
-		}
-		time.Sleep(20 * time.Millisecond)
+		found = n
+		return ok && (check == nil || check(n))
+	}) {
+		h.T.Fatalf("menu never showed %q; menu is:\n%s", path, root.Dump(""))
 	}
+	return found
 }
 
 // Click sends the entry a "clicked" event, as a panel does when the user picks it.
@@ -256,16 +254,9 @@ func (h *Host) IconIs(s icons.State) bool {
 func (h *Host) WaitIcon(s icons.State) {
 	h.T.Helper()
 	want := ARGB(h.T, s)
-	deadline := time.Now().Add(h.timeout())
-	for {
-		got := h.Icon()
-		if SameIcon(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.T.Fatalf("IconPixmap is %dx%d, not the %v icon", got.W, got.H, s)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var got Pixmap
+	if !testenv.Eventually(h.timeout(), func() bool { got = h.Icon(); return SameIcon(got, want) }) {
+		h.T.Fatalf("IconPixmap is %dx%d, not the %v icon", got.W, got.H, s)
 	}
 }
 
@@ -279,15 +270,9 @@ func (h *Host) WaitTooltip(want string) {
 // the expectation in the failure message.
 func (h *Host) WaitTooltipFunc(what string, check func(string) bool) string {
 	h.T.Helper()
-	deadline := time.Now().Add(h.timeout())
-	for {
-		got := h.Tooltip()
-		if check(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			h.T.Fatalf("ToolTip = %q, want %s", got, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var got string
+	if !testenv.Eventually(h.timeout(), func() bool { got = h.Tooltip(); return check(got) }) {
+		h.T.Fatalf("ToolTip = %q, want %s", got, what)
 	}
+	return got
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/testenv"
 )
 
 // handshake performs the host side of the version exchange and Hello on c.
@@ -40,13 +41,7 @@ func TestServeCancelDuringPasscode(t *testing.T) {
 	c := devicelink.NewConn(hostEnd)
 	handshake(t, c)
 	c.SendProcessMessage(backupReq(false))
-	deadline := time.Now().Add(5 * time.Second)
-	for names, _ := r.posted(); len(names) == 0; names, _ = r.posted() {
-		if time.Now().After(deadline) {
-			t.Fatal("passcode prompt never presented")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the passcode prompt", func() bool { names, _ := r.posted(); return len(names) > 0 })
 	cancel()
 	select {
 	case err := <-done:

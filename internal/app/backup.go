@@ -1,0 +1,299 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"snapback/internal/device"
+	"snapback/internal/engine"
+	"snapback/internal/failure"
+	"snapback/internal/mobilebackup2"
+	"snapback/internal/offsite"
+	"snapback/internal/store"
+	"snapback/jobs"
+	"snapback/settings"
+)
+
+// Backups is the one backup orchestration: device → store Begin → (encryption) → engine →
+// Commit → retention. The daemon's job runner, the tray, `snapback backup` and the demo all
+// run backups through it, so a device's settings (location, encryption, snapshots,
+// retention) apply the same whoever starts the run.
+type Backups struct {
+	// Settings returns the current settings (the settings file, live-reloaded or read once).
+	Settings func() *settings.Settings
+	// Stores opens the snapshot stores (one per location).
+	Stores *Stores
+	// Secrets holds backup passwords (the OS keychain); needed when a device's settings say
+	// encryption on or off. nil: the encryption setting cannot be applied (an error when it
+	// asks for a change).
+	Secrets settings.Secrets
+	// OffsiteFailed, when set, hears of a failed off-site copy after a successful backup
+	// (device UDID and name, and the classified failure).
+	OffsiteFailed func(udid, name string, err error)
+	// WiFiProbeEvery is engine.Request.WiFiProbeEvery (0 = the engine's default); tests
+	// scale it down.
+	WiFiProbeEvery time.Duration
+	// PasscodeCancelWindow is engine.Request.PasscodeCancelWindow (0 = the engine's default:
+	// a passcode sheet gone sooner than that before a 208 was cancelled by the user); tests
+	// scale it down to see a real passcode timeout in less than 3 minutes.
+	PasscodeCancelWindow time.Duration
+	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
+	Devices *device.Host
+	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
+	Engine func(context.Context, engine.Request) (engine.Result, error)
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// BackupRequest is one backup to run.
+type BackupRequest struct {
+	// UDID of the device, in any letter case; "" picks the only connected device.
+	UDID string
+	// Location overrides the settings' location for this run (`--location`).
+	Location string
+	// Full forces a full backup.
+	Full bool
+	// Events receives the engine's events (phase, bytes, passcode prompt); may be nil. It is
+	// called serially and must return quickly.
+	Events func(mobilebackup2.Event)
+	// Settings, when set, are the device's effective settings for this run (the job manager
+	// fixes them when it queues the run); nil reads them from Backups.Settings.
+	Settings *settings.DeviceSettings
+	// Name is the device's name for messages ("" = its UDID).
+	Name string
+	// Offsite receives the off-site upload's events (restic's progress); may be nil.
+	Offsite func(offsite.Event)
+	// PairPrompt, when set, turns on automatic pairing: a device that does not trust this
+	// computer is paired first and PairPrompt tells the user to tap Trust (engine.Request).
+	PairPrompt func(p device.PairPrompt, name string)
+}
+
+// Outcome is what a committed backup run reports: everything a view shows about it, so
+// nobody re-derives it from the store afterwards.
+type Outcome struct {
+	UDID      string
+	Device    device.Info
+	Transport settings.Transport
+	Location  string // the store location
+	Dir       string // <location>/<UDID>: the committed latest backup (holds Status.plist)
+	Snapshot  string // ID of the committed snapshot record
+	Full      bool
+	Bytes     int64 // bytes the device sent in this run
+	Files     int64 // files the device sent in this run
+	Size      int64 // size of the committed backup (each inode once)
+	Committed time.Time
+	Started   time.Time
+	Finished  time.Time
+	Encrypted bool
+	// Unreadable lists the files the device could not read in this run; the snapshot
+	// records them as exceptions. UnreadableTotal counts the snapshot's exceptions (this
+	// run's and those still missing from earlier runs).
+	Unreadable      []mobilebackup2.UnreadableFile
+	UnreadableTotal int
+	Approval        *jobs.Approval // retention wants to delete snapshots and must ask first
+	Warnings        []string       // things that went wrong after the commit (retention)
+}
+
+// Duration is how long the run took.
+func (o Outcome) Duration() time.Duration { return o.Finished.Sub(o.Started) }
+
+// FindDevice resolves udid (any letter case; "" = the only connected device) to a connected
+// device, before anything is written: a wrong UDID fails at once with "no such device" and
+// creates no folder.
+// devs adds built-in Wi-Fi discovery (nil = usbmuxd alone).
+func FindDevice(ctx context.Context, devs *device.Host, udid string) (device.Entry, error) {
+	e, err := devs.Find(ctx, udid)
+	switch {
+	case err == nil:
+		return e, nil
+	case errors.Is(err, device.ErrNotFound) && udid != "":
+		return device.Entry{}, failure.Newf(failure.NotConnected, "no such device %s", udid)
+	case errors.Is(err, device.ErrNotFound):
+		return device.Entry{}, failure.Newf(failure.NotConnected, "no device connected")
+	case errors.Is(err, device.ErrNoUsbmuxd):
+		return device.Entry{}, failure.New(failure.NotConnected, err)
+	case udid == "":
+		// Several devices: the caller must choose.
+		return device.Entry{}, &failure.Error{Class: failure.Usage, Detail: err.Error(), Fix: "see snapback devices"}
+	}
+	return device.Entry{}, failure.New(failure.NotConnected, err)
+}
+
+// Run runs one backup through the store and returns what was committed. Errors are
+// classified (*failure.Error) once, here or below.
+func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
+	log := b.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := b.Now
+	if now == nil {
+		now = time.Now
+	}
+	entry, err := FindDevice(ctx, b.Devices, device.CanonicalUDID(req.UDID))
+	if err != nil {
+		return Outcome{}, err
+	}
+	udid := entry.UDID // the device's own spelling: folders and records use it
+	eff := b.settings().Effective(udid)
+	if req.Settings != nil {
+		eff = *req.Settings
+	}
+	out := Outcome{UDID: udid, Transport: settingsTransport(entry.Transport)}
+	loc := req.Location
+	if loc == "" {
+		loc = eff.Location
+	}
+	st, err := b.Stores.ForDevice(ctx, b.settings(), udid, loc)
+	if err != nil {
+		return out, err
+	}
+	out.Location = st.Location()
+	run, err := st.Begin(ctx, udid, store.BeginOptions{Full: req.Full})
+	if err != nil {
+		return out, storeFailure(err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if aerr := run.Abort(); aerr != nil {
+				log.Warn("discarding staging failed", "udid", udid, "err", aerr)
+			}
+		}
+	}()
+	events := req.Events
+	if events == nil {
+		events = func(mobilebackup2.Event) {}
+	}
+	// The settings' encryption (on/off) is applied before the backup, with the password from
+	// the keychain (the device asks for its passcode for that too).
+	if want := eff.Encryption; want == settings.EncryptionOn || want == settings.EncryptionOff {
+		secrets := b.Secrets
+		if secrets == nil {
+			secrets = noKeychain{}
+		}
+		if err := EnsureEncryption(ctx, b.Devices, udid, want, secrets, events); err != nil {
+			return out, err
+		}
+	}
+	eng := b.Engine
+	if eng == nil {
+		eng = engine.Backup
+	}
+	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
+		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow})
+	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
+	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
+	if err != nil {
+		return out, err
+	}
+	kind := store.KindIncremental
+	if res.Backup.FullBackup {
+		kind = store.KindFull
+	}
+	snap, err := run.Commit(ctx, store.CommitMeta{Kind: kind, Exceptions: Exceptions(res)})
+	if err != nil {
+		return out, storeFailure(err)
+	}
+	committed = true
+	out.Finished = now()
+	out.Snapshot, out.Committed, out.Size, out.Encrypted = snap.ID, snap.Time, snap.TotalSize, snap.Encrypted
+	out.Unreadable, out.UnreadableTotal = res.Backup.Unreadable, len(snap.Exceptions)
+	out.Dir = st.LatestDir(udid)
+	b.Stores.committed(st, udid, snap)
+
+	if s := eff.Snapshots; s.Enabled && s.AutoDelete {
+		approval, err := ApplyRetention(ctx, st, udid, s)
+		if err != nil {
+			// The backup itself succeeded; retention tries again after the next one.
+			log.Warn("retention failed", "udid", udid, "err", err)
+			out.Warnings = append(out.Warnings, "retention did not run: "+err.Error())
+		}
+		out.Approval = approval
+	}
+	if w := b.afterCommitOffsite(ctx, st, udid, req.Name, snap.ID, eff.Offsite, log, req.Offsite); w != "" {
+		out.Warnings = append(out.Warnings, w)
+	}
+	return out, nil
+}
+
+func (b *Backups) settings() *settings.Settings {
+	if b.Settings != nil {
+		if s := b.Settings(); s != nil {
+			return s
+		}
+	}
+	return defaultSettings()
+}
+
+// defaultSettings are the built-in defaults (no settings file).
+func defaultSettings() *settings.Settings {
+	s, err := settings.Parse(nil)
+	if err != nil {
+		// Only a bad SNAPBACK_* environment variable gets here; settings.Open reports it.
+		s, _ = settings.Parse([]byte("{}"))
+	}
+	if s == nil {
+		s = &settings.Settings{}
+	}
+	return s
+}
+
+func settingsTransport(t device.Transport) settings.Transport {
+	if t == device.WiFi {
+		return settings.TransportWiFi
+	}
+	return settings.TransportUSB
+}
+
+// storeFailure classifies an error of the snapshot store once, at the boundary where the
+// store meets the rest of the app: a missing disk, a lock held by another run, too little
+// space and the OS errors (ENOSPC, EROFS, EACCES) each get their class, so a full disk is
+// never reported as a lost cable. An already classified error passes through.
+func storeFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := failure.As(err); ok {
+		return err
+	}
+	var disk *store.DiskError
+	var locked *store.LockedError
+	var space *store.SpaceError
+	switch {
+	case errors.As(err, &disk):
+		return &failure.Error{Class: failure.DiskMissing, Detail: disk.Location + ": " + disk.Cause, Fix: disk.Fix, Cause: nil}
+	case errors.Is(err, store.ErrDiskNotConnected):
+		return failure.New(failure.DiskMissing, err)
+	case errors.As(err, &locked):
+		return &failure.Error{Class: failure.DeviceBusy,
+			Detail: fmt.Sprintf("another Snapback run (process %d on %s, since %s) is backing up %s", locked.PID, locked.Host, locked.Since.Local().Format("15:04:05"), locked.UDID),
+			Fix:    "wait for that backup to finish, then try again"}
+	case errors.Is(err, store.ErrLocked):
+		return failure.New(failure.DeviceBusy, err)
+	case errors.As(err, &space):
+		return &failure.Error{Class: failure.NoSpace, Detail: fmt.Sprintf("%s has %d MB free, the backup needs %d MB", space.Location, space.Free>>20, space.Need>>20)}
+	case errors.Is(err, store.ErrInsufficientSpace):
+		return failure.New(failure.NoSpace, err)
+	case errors.Is(err, store.ErrInvalidBackup):
+		return failure.New(failure.Damaged, err)
+	case errors.Is(err, store.ErrNotFound):
+		return failure.New(failure.NoBackup, err)
+	}
+	return failure.FromOS(err)
+}
+
+// noKeychain stands in when no keychain was given: a device already in the wanted
+// encryption state needs none; a change fails with the keychain's remedy.
+type noKeychain struct{}
+
+func (noKeychain) Get(context.Context, string) (string, error) {
+	return "", failure.Newf(failure.Keychain, "no keychain to read the backup password from")
+}
+func (noKeychain) Set(context.Context, string, string) error {
+	return failure.Newf(failure.Keychain, "no keychain to store the backup password in")
+}
+func (noKeychain) Delete(context.Context, string) error { return nil }

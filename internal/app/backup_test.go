@@ -1,0 +1,83 @@
+package app
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
+	"snapback/settings"
+)
+
+// The one orchestration against the simulated iPhone: a lower-case UDID backs up the
+// device into its own folder at the location from the settings; the outcome names the
+// committed latest folder, the snapshot, what was sent and the backup's size; the last
+// backup time is then known from the commit, without reading the store again.
+func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
+	_, udid := startDevice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	loc := filepath.Join(t.TempDir(), "loc")
+	os.Mkdir(loc, 0o755)
+	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := &Stores{}
+	if got := stores.LastBackup(ctx, cfg, udid); !got.IsZero() {
+		t.Fatalf("last backup before any: %v", got)
+	}
+	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: stores}
+
+	if _, err := b.Run(ctx, BackupRequest{UDID: "0000-WRONG"}); !strings.Contains(failure.Text(err), "no such device") || failure.ClassOf(err) != failure.NotConnected {
+		t.Fatalf("wrong UDID: %v", err)
+	}
+	if ents, _ := os.ReadDir(loc); len(ents) != 0 {
+		t.Fatalf("a wrong UDID wrote %d entries into the location", len(ents))
+	}
+
+	out, err := b.Run(ctx, BackupRequest{UDID: strings.ToLower(udid)})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if out.UDID != udid || out.Dir != filepath.Join(loc, udid) || out.Location != loc || out.Snapshot == "" ||
+		out.Bytes <= 0 || out.Size < out.Bytes || out.Transport != settings.TransportUSB || out.Duration() <= 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if s, err := backupfmt.ReadStatus(filepath.Join(out.Dir, "Status.plist")); err != nil || s.SnapshotState != "finished" {
+		t.Fatalf("%s: %+v %v", out.Dir, s, err)
+	}
+	if got := stores.LastBackup(ctx, cfg, udid); !got.Equal(out.Committed) {
+		t.Fatalf("last backup %v, committed %v", got, out.Committed)
+	}
+	// A backup committed by another process (as `snapback backup` next to the daemon) counts
+	// as the day's backup too: the cache notices that the latest backup was replaced. The
+	// other process's clock runs an hour ahead so that the two commits differ.
+	later := &Stores{Now: func() time.Time { return time.Now().Add(time.Hour) }}
+	out2, err := (&Backups{Settings: b.Settings, Stores: later}).Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if !out2.Committed.After(out.Committed) {
+		t.Fatalf("second commit %v is not after the first %v", out2.Committed, out.Committed)
+	}
+	if got := stores.LastBackup(ctx, cfg, udid); !got.Equal(out2.Committed) {
+		t.Fatalf("last backup %v after another process committed %v", got, out2.Committed)
+	}
+	out = out2
+	// The cache answers without the store: with the location gone it still knows, while a
+	// fresh cache (which must read the store) does not.
+	if err := os.Rename(loc, loc+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if got := stores.LastBackup(ctx, cfg, udid); !got.Equal(out.Committed) {
+		t.Fatalf("cached last backup %v, want %v", got, out.Committed)
+	}
+	if got := (&Stores{}).LastBackup(ctx, cfg, udid); !got.IsZero() {
+		t.Fatalf("a fresh cache found a backup at a missing location: %v", got)
+	}
+}
