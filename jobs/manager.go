@@ -65,6 +65,8 @@ type RunResult struct {
 	// Unreadable counts files the device could not read; the snapshot records them and the
 	// user is told ("backed up, N files could not be read").
 	Unreadable int
+	// Damaged counts stored files the scrub after the commit found changed on disk.
+	Damaged int
 }
 
 // Runner performs one backup. The composition root implements it on top of the backup
@@ -669,6 +671,8 @@ func resultOf(err, cause error) Result {
 		return ResultDeviceGone
 	case failure.DiskMissing:
 		return ResultDiskMissing
+	case failure.CancelledOnDevice:
+		return ResultDeclined
 	}
 	return ResultFailed
 }

@@ -45,10 +45,11 @@ const (
 	ReasonRetryWait
 	ReasonBatteryLow
 	ReasonNotCharging
+	ReasonDeclined
 )
 
 var reasonNames = [...]string{"Due", "Paused", "Disabled", "DoneToday", "OutsideWindow", "NotConnected",
-	"Transport", "RetriesExhausted", "RetryWait", "BatteryLow", "NotCharging"}
+	"Transport", "RetriesExhausted", "RetryWait", "BatteryLow", "NotCharging", "Declined"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -98,7 +99,8 @@ func RetryDelay(base time.Duration, n int) time.Duration {
 // whose wall-clock hours do not exist on a DST change day simply does not occur that day.
 //
 // Failed attempts (a passcode not entered counts) are retried after RetryDelay, at most
-// max_retries times per window day.
+// max_retries times per window day; a backup the user cancelled on the device is not retried
+// automatically that day.
 func Decide(in Input) Decision {
 	d := decide(in)
 	d.Overdue, d.OverdueDays = overdue(in)
@@ -132,6 +134,13 @@ func decide(in Input) Decision {
 	if !in.Settings.Transport.Allows(in.Device.Transport) {
 		return Decision{Reason: ReasonTransport,
 			Text: fmt.Sprintf("connected over %s, but backups are set to %s only", in.Device.Transport, in.Settings.Transport)}
+	}
+	if r := in.Run; r.LastResult == ResultDeclined && !r.LastAttempt.IsZero() && windowDay(r.LastAttempt.In(loc), w) == today {
+		// The user tapped Cancel on the device's passcode prompt: asking again in a few
+		// minutes would be nagging. Tomorrow's window, or Back Up Now, asks again.
+		return Decision{Reason: ReasonDeclined,
+			Text:      "the backup was cancelled on the device today; Back Up Now starts it again",
+			NextCheck: windowStart(today.next(), w, loc)}
 	}
 	var failures int
 	var lastFailure time.Time

@@ -72,6 +72,14 @@ func TestDecide(t *testing.T) {
 		{name: "manual late yesterday", now: day(9, 0), dev: usb,
 			run: RunState{LastSuccess: at(2026, 6, 9, 23, 50), LastSuccessManual: true}, want: ReasonDue},
 
+		// Cancel tapped on the device's passcode prompt: no automatic retry that day.
+		{name: "declined on the device", now: day(14, 0), dev: usb,
+			run: RunState{LastAttempt: day(10, 0), LastResult: ResultDeclined, Failures: []time.Time{day(10, 0)}},
+			want: ReasonDeclined, next: at(2026, 6, 11, 9, 0)},
+		{name: "declined yesterday", now: day(10, 0), dev: usb,
+			run: RunState{LastAttempt: at(2026, 6, 9, 10, 0), LastResult: ResultDeclined, Failures: []time.Time{at(2026, 6, 9, 10, 0)}},
+			want: ReasonDue},
+
 		// Retries: growing delay, limited per day.
 		{name: "retry wait 1", now: day(10, 10), dev: usb, run: RunState{Failures: []time.Time{day(10, 0)}}, want: ReasonRetryWait, next: day(10, 15)},
 		{name: "retry after 1", now: day(10, 15), dev: usb, run: RunState{Failures: []time.Time{day(10, 0)}}, want: ReasonDue},

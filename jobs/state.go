@@ -29,9 +29,10 @@ const (
 	ResultCancelled       // the user cancelled the run
 	ResultDeviceGone      // the device went away during the run
 	ResultDiskMissing     // the backup location is not there (disk not mounted)
+	ResultDeclined        // the user tapped Cancel on the device's passcode prompt
 )
 
-var resultNames = [...]string{"none", "success", "failed", "passcode-timeout", "cancelled", "device-gone", "disk-missing"}
+var resultNames = [...]string{"none", "success", "failed", "passcode-timeout", "cancelled", "device-gone", "disk-missing", "declined-on-device"}
 
 func (r Result) String() string {
 	if int(r) < len(resultNames) {

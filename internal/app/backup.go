@@ -42,6 +42,9 @@ type Backups struct {
 	PasscodeCancelWindow time.Duration
 	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
 	Devices *device.Host
+	// Scrub bounds the re-reading of stored files that follows a commit, so that bit rot is
+	// found while the device can still re-send the file; nil is DefaultScrub().
+	Scrub *store.ScrubBudget
 	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
 	Engine func(context.Context, engine.Request) (engine.Result, error)
 	Now    func() time.Time
@@ -95,6 +98,7 @@ type Outcome struct {
 	UnreadableTotal int
 	Approval        *jobs.Approval // retention wants to delete snapshots and must ask first
 	Warnings        []string       // things that went wrong after the commit (retention)
+	Damaged         int            // stored files the scrub after the commit found damaged
 }
 
 // Duration is how long the run took.
@@ -183,8 +187,12 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if eng == nil {
 		eng = engine.Backup
 	}
+	// Content hashes are taken while the bytes stream in, so the commit need not read the new
+	// files again (store.Run.ContentHash; issue #11: 0.8% CPU instead of 16.5%).
+	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
-		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow})
+		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
+		ContentHash: hashNew, ContentHashed: hashed})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
 	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
 	if err != nil {
@@ -217,7 +225,39 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if w := b.afterCommitOffsite(ctx, st, udid, req.Name, snap.ID, eff.Offsite, log, req.Offsite); w != "" {
 		out.Warnings = append(out.Warnings, w)
 	}
+	out.Damaged = b.scrub(ctx, st, udid, log)
+	if out.Damaged > 0 {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", out.Damaged))
+	}
 	return out, nil
+}
+
+// DefaultScrub re-reads at most 1 GB or 5% of a store a day, whichever is less, so a whole
+// store is read every few weeks without a daily backup taking noticeably longer.
+func DefaultScrub() store.ScrubBudget {
+	return store.ScrubBudget{MaxBytes: 1 << 30, MaxPercent: 5, Every: 24 * time.Hour}
+}
+
+// scrub runs the day's slice of content verification right after a commit (the one moment
+// an external backup disk is known to be there), at idle I/O and CPU priority. It returns
+// how many damaged files it found; a scrub that fails is logged and tried after the next
+// backup.
+func (b *Backups) scrub(ctx context.Context, st *store.Store, udid string, log *slog.Logger) int {
+	budget := DefaultScrub()
+	if b.Scrub != nil {
+		budget = *b.Scrub
+	}
+	var rep store.DataReport
+	var err error
+	store.RunIdle(func() { rep, err = st.Scrub(ctx, udid, budget) })
+	if len(rep.Damaged) > 0 {
+		log.Warn("scrub found damaged files", "udid", udid, "files", len(rep.Damaged), "first", rep.Damaged[0].Path)
+		return len(rep.Damaged)
+	}
+	if err != nil {
+		log.Warn("scrub did not run", "udid", udid, "err", err)
+	}
+	return 0
 }
 
 func (b *Backups) settings() *settings.Settings {

@@ -2,14 +2,17 @@ package app
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"snapback/internal/backupfmt"
 	"snapback/internal/failure"
+	"snapback/internal/store"
 	"snapback/settings"
 )
 
@@ -69,6 +72,15 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 		t.Fatalf("last backup %v after another process committed %v", got, out2.Committed)
 	}
 	out = out2
+	// The content hashes taken while the files streamed in are the files' hashes: reading
+	// everything back finds no damage and nothing unindexed.
+	st, err := stores.ForDevice(ctx, cfg, udid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := st.VerifyData(ctx, udid); err != nil || rep.Files == 0 || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+		t.Fatalf("verify --data after two backups: %+v %v", rep, err)
+	}
 	// The cache answers without the store: with the location gone it still knows, while a
 	// fresh cache (which must read the store) does not.
 	if err := os.Rename(loc, loc+".away"); err != nil {
@@ -79,5 +91,82 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 	}
 	if got := (&Stores{}).LastBackup(ctx, cfg, udid); !got.IsZero() {
 		t.Fatalf("a fresh cache found a backup at a missing location: %v", got)
+	}
+}
+
+// Bit rot in the latest backup is found by the scrub that follows the next commit, reported
+// (outcome, warning), and the backup after that is a full one that verifies clean.
+func TestScrubAfterCommitFindsBitRot(t *testing.T) {
+	_, udid := startDevice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	loc := filepath.Join(t.TempDir(), "loc")
+	os.Mkdir(loc, 0o755)
+	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
+		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100}}
+	first, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil || first.Damaged != 0 {
+		t.Fatalf("first backup: damaged %d, %v", first.Damaged, err)
+	}
+	// Flip one byte of one blob in place and put its times back, as a failing disk would.
+	var blob string
+	filepath.WalkDir(first.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && blob == "" && d.Type().IsRegular() && len(filepath.Base(filepath.Dir(p))) == 2 {
+			if fi, _ := d.Info(); fi != nil && fi.Size() > 0 {
+				blob = p
+			}
+		}
+		return nil
+	})
+	if blob == "" {
+		t.Fatal("no blob in the backup")
+	}
+	fi, _ := os.Stat(blob)
+	data, _ := os.ReadFile(blob)
+	data[len(data)/2] ^= 0x40
+	if err := os.Chmod(blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blob, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(blob, fi.ModTime(), fi.ModTime())
+	os.Chmod(blob, fi.Mode())
+
+	second, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if second.Damaged == 0 || !strings.Contains(strings.Join(second.Warnings, "\n"), "damaged") {
+		t.Fatalf("the scrub after the second backup found nothing: %+v", second)
+	}
+	third, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if !third.Full {
+		t.Fatal("the backup after damage in the latest backup was not a full one")
+	}
+	// The older snapshots keep their damaged copy (nothing can repair them); the new latest
+	// backup holds none of it.
+	st, err := b.Stores.ForDevice(ctx, cfg, udid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := st.VerifyData(ctx, udid)
+	if len(rep.Damaged) == 0 {
+		t.Fatal("verify --data no longer sees the damaged copy in the older snapshots")
+	}
+	if !slices.Contains(rep.Damaged[0].Snapshots, first.Snapshot) {
+		t.Fatalf("damage %+v does not name the first snapshot %s", rep.Damaged[0], first.Snapshot)
+	}
+	for _, d := range rep.Damaged {
+		if slices.Contains(d.Snapshots, third.Snapshot) {
+			t.Fatalf("the new latest backup %s still holds the damaged %s", third.Snapshot, d.Path)
+		}
 	}
 }

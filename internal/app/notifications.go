@@ -65,6 +65,10 @@ func (n *Notifications) message(ev jobs.Event) (notify.Message, bool) {
 		if ev.Run != nil {
 			r = *ev.Run
 		}
+		if r.Damaged > 0 {
+			// Damage is news the user must act on; the completion itself is routine.
+			return notify.Damage(dev, r.Damaged), true
+		}
 		msg := notify.Done(dev, notify.Run{Sent: r.Bytes, Size: r.Size, Took: r.Duration, Via: notifyTransport(r.Transport)})
 		if ev.Unreadable > 0 {
 			msg.Body += " " + UnreadableText(ev.Unreadable) + "."

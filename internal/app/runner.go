@@ -189,6 +189,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Duration: out.Duration(), Committed: out.Committed,
 		Warnings: out.Warnings, Approval: out.Approval,
 		Unreadable: out.UnreadableTotal, // this run's and those still missing from earlier runs
+		Damaged:    out.Damaged,
 	}, nil
 }
 

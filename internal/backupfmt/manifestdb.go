@@ -218,6 +218,31 @@ func (m *ManifestDB) Each(ctx context.Context, fn func(Record) error) error {
 	return nil
 }
 
+// EachTolerant is Each for readers that must survive damage: a row that does not decode
+// (a truncated or garbled file blob, a NULL fileID) is passed to bad with its error and
+// skipped, and the walk goes on. Errors of the database itself still end it.
+func (m *ManifestDB) EachTolerant(ctx context.Context, fn func(Record) error, bad func(fileID string, err error)) error {
+	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files`)
+	if err != nil {
+		return fmt.Errorf("read Manifest.db: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			bad(r.FileID, err)
+			continue
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read Manifest.db: %w", err)
+	}
+	return nil
+}
+
 // Get returns the row of fileID, or an error wrapping ErrNotFound.
 func (m *ManifestDB) Get(ctx context.Context, fileID string) (Record, error) {
 	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files WHERE fileID = ?`, fileID)
@@ -249,7 +274,7 @@ func scanRecord(rows *sql.Rows) (Record, error) {
 	if len(blob) > 0 {
 		f, err := DecodeMBFile(blob)
 		if err != nil {
-			return Record{}, fmt.Errorf("read Manifest.db row %s: %w", r.FileID, err)
+			return Record{FileID: r.FileID}, fmt.Errorf("read Manifest.db row %s (%s %q): %w", r.FileID, r.Domain, r.RelativePath, err)
 		}
 		r.File = f
 	} else {

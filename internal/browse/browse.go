@@ -35,6 +35,9 @@ var (
 	ErrInsideBackup = errors.New("folder is inside the backup folder")
 	// ErrExists: an output file exists and ExtractOptions.Overwrite is false.
 	ErrExists = errors.New("output file exists")
+	// ErrDamagedRow is wrapped when Manifest.db rows did not decode; those rows are skipped
+	// and reported, the rest is read.
+	ErrDamagedRow = errors.New("damaged Manifest.db row")
 )
 
 // Options configure Open.
@@ -54,6 +57,7 @@ type Options struct {
 
 // Backup is an open backup folder. It is not safe for concurrent use.
 type Backup struct {
+	bad      []string // undecodable rows seen by List and Extract
 	dir      string
 	manifest backupfmt.Manifest
 	keys     *backupcrypto.Keys
@@ -231,7 +235,7 @@ func (b *Backup) List(ctx context.Context, f Filter, fn func(backupfmt.Record) e
 	if err != nil {
 		return err
 	}
-	return b.db.Each(ctx, func(r backupfmt.Record) error {
+	return b.each(ctx, func(r backupfmt.Record) error {
 		if !match(r) {
 			return nil
 		}
@@ -248,7 +252,13 @@ func (b *Backup) CopyFile(ctx context.Context, dst io.Writer, r backupfmt.Record
 	if !backupfmt.ValidFileID(r.FileID) {
 		return 0, fmt.Errorf("%s %q: %w: fileID %q", r.Domain, r.RelativePath, ErrUnsafePath, r.FileID)
 	}
-	f, err := os.Open(backupfmt.BlobPath(b.dir, r.FileID))
+	// A blob is a regular file; one that is a symlink (damage, or planted) is refused, never
+	// followed to whatever file it points at.
+	path := backupfmt.BlobPath(b.dir, r.FileID)
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return 0, fmt.Errorf("%s %q: %w: its blob %s is a symlink", r.Domain, r.RelativePath, ErrUnsafePath, r.FileID)
+	}
+	f, err := openNoFollow(path)
 	if err != nil {
 		return 0, fmt.Errorf("%s %q: %w", r.Domain, r.RelativePath, err)
 	}

@@ -43,6 +43,9 @@ type ExtractStats struct {
 	// Existing lists output files that already existed and were left alone (Overwrite off).
 	// Two device paths differing only in case land here on case-insensitive filesystems.
 	Existing []string
+	// Undecodable lists Manifest.db rows skipped because they did not decode (damage); the
+	// returned error then wraps ErrDamagedRow.
+	Undecodable []string
 }
 
 // Extract writes every regular file that f selects to outDir/<domain>/<relativePath>, with
@@ -103,7 +106,7 @@ func (b *Backup) extract(ctx context.Context, outDir string, opts ExtractOptions
 		return st, fmt.Errorf("output folder: %w", err)
 	}
 	defer root.Close()
-	err = b.db.Each(ctx, func(r backupfmt.Record) error {
+	err = b.each(ctx, func(r backupfmt.Record) error {
 		name, ok, err := to(r)
 		if !ok {
 			return nil
@@ -124,6 +127,10 @@ func (b *Backup) extract(ctx context.Context, outDir string, opts ExtractOptions
 			st.Existing = append(st.Existing, strconv.Quote(name))
 			return nil
 		}
+		if errors.Is(err, ErrUnsafePath) {
+			st.Refused = append(st.Refused, strconv.Quote(r.Domain+"/"+r.RelativePath)+" (symlinked blob)")
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -138,6 +145,10 @@ func (b *Backup) extract(ctx context.Context, outDir string, opts ExtractOptions
 		return st, err
 	}
 	var errs []error
+	if bad := b.Undecodable(); len(bad) > 0 {
+		st.Undecodable = bad
+		errs = append(errs, fmt.Errorf("%w: skipped %d undecodable Manifest.db row(s): %s", ErrDamagedRow, len(bad), bad[0]))
+	}
 	if len(st.Refused) > 0 {
 		errs = append(errs, fmt.Errorf("%w: refused %d row(s)", ErrUnsafePath, len(st.Refused)))
 	}

@@ -32,11 +32,7 @@ func newAlertsTestCmd() *cobra.Command {
 		Short: "Send a test message through every configured alert channel",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := settings.ConfigPath()
-			if err != nil {
-				return err
-			}
-			s, err := settings.Load(path)
+			_, s, err := settingsFile()
 			if err != nil {
 				return err
 			}

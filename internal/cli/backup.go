@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -160,13 +158,21 @@ func refuseStoreLocation(dir string) error {
 
 // loadSettings reads the settings file once; a missing file means the defaults.
 func loadSettings() (*settings.Settings, error) {
+	_, s, err := settingsFile()
+	return s, err
+}
+
+// settingsFile is the one way commands read the settings: the file's path and its settings
+// (the defaults when there is no file). An invalid file is the Config class (exit 2), with
+// every problem named by settings.Load.
+func settingsFile() (string, *settings.Settings, error) {
 	path, err := settings.ConfigPath()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	s, err := settings.Load(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, &failure.Error{Class: failure.Config, Cause: err}
+	if err != nil {
+		return path, nil, &failure.Error{Class: failure.Config, Cause: err}
 	}
-	return s, nil
+	return path, s, nil
 }

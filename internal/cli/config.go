@@ -67,11 +67,7 @@ func newConfigShowCmd() *cobra.Command {
 		Short: "Print the effective settings (defaults, file and environment merged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := settings.ConfigPath()
-			if err != nil {
-				return err
-			}
-			s, err := settings.Load(path)
+			path, s, err := settingsFile()
 			if err != nil {
 				return err
 			}
@@ -98,14 +94,12 @@ func newConfigCheckCmd() *cobra.Command {
 		Short: "Validate the settings file and list every problem with its key and fix",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := settings.ConfigPath()
-			if err != nil {
-				return err
-			}
-			s, err := settings.Load(path)
-			if err != nil {
+			path, s, err := settingsFile()
+			if e, ok := failure.As(err); ok && e.Class == failure.Config {
 				// Class config: exit 2, so scripts can tell "invalid" from "could not run".
-				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}
+				return e.WithFix("fix each line above, then run snapback config check again")
+			} else if err != nil {
+				return err
 			}
 			if err := alertURLProblems(s); err != nil {
 				return &failure.Error{Class: failure.Config, Cause: err, Fix: "fix each line above, then run snapback config check again"}

@@ -78,10 +78,15 @@ func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid s
 		fmt.Fprintf(warn, "warning: %v\n", err)
 	}
 	if s.snapshot == "" {
-		dir := st.LatestDir(s.udid)
-		if _, err := os.Stat(dir); err != nil {
+		// Waits out another process's commit (the latest folder is renamed for a moment),
+		// then says busy rather than "no backup".
+		dir, err := st.LatestForReading(ctx, s.udid, 10*time.Second)
+		if failure.ClassOf(err) == failure.NoBackup {
 			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", s.udid, st.Location()).
 				WithFix("check --udid (snapback snapshots lists the devices with backups) and --location")
+		}
+		if err != nil {
+			return "", "", err
 		}
 		return dir, s.udid, nil
 	}

@@ -8,7 +8,6 @@ import (
 
 	"snapback/internal/app"
 	"snapback/internal/statuspage"
-	"snapback/settings"
 )
 
 // newHTTPCmd is `snapback http`: the status page's token.
@@ -38,11 +37,7 @@ func newHTTPCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), t)
 				return nil
 			}
-			cfg, err := settings.ConfigPath()
-			if err != nil {
-				return err
-			}
-			s, err := settings.Load(cfg)
+			cfg, s, err := settingsFile()
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/browse"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/store"
@@ -75,6 +76,10 @@ func resolveRestoreSource(ctx context.Context, f restoreFlags) (restoreSource, e
 	if f.dir != "" {
 		dir, err := backupFolder(f.dir, f.udid)
 		if err != nil {
+			return restoreSource{}, err
+		}
+		// A truncated or damaged folder is refused here, before the device is contacted.
+		if err := browse.Validate(ctx, dir); err != nil {
 			return restoreSource{}, err
 		}
 		st, err := archiveStoreFor(ctx, dir, f.udid)

@@ -35,6 +35,7 @@ func newRootCmd(version string) *cobra.Command {
 	// A bad flag is a usage error (exit 2), whichever command it was given to.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return failure.New(failure.Usage, err) })
 	root.AddCommand(
+		newLocationCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
 		newDevicesCmd(),

@@ -38,11 +38,7 @@ func (f *storeFlags) register(cmd *cobra.Command) {
 // deviceSettings returns the effective settings of udid; a missing settings file means the
 // built-in defaults.
 func deviceSettings(udid string) (settings.DeviceSettings, error) {
-	path, err := settings.ConfigPath()
-	if err != nil {
-		return settings.DeviceSettings{}, err
-	}
-	s, err := settings.Load(path)
+	_, s, err := settingsFile()
 	if err != nil {
 		return settings.DeviceSettings{}, err
 	}
@@ -139,7 +135,7 @@ func newSnapshotsCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newSnapshotsDeleteCmd(), newSnapshotsArchiveCmd(), newSnapshotsExportCmd(),
-		newSnapshotsVerifyCmd(), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
+		withDataFlag(newSnapshotsVerifyCmd()), newSnapshotsPinCmd(true), newSnapshotsPinCmd(false))
 	return cmd
 }
 

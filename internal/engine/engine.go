@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -29,6 +30,10 @@ import (
 
 // Request describes one backup run.
 type Request struct {
+	// ContentHash and ContentHashed, if set, hash every uploaded file as it streams in (see
+	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both).
+	ContentHash   func() hash.Hash
+	ContentHashed func(fi fs.FileInfo, sum []byte)
 	// UDID of the device; "" picks the only connected device.
 	UDID string
 	// Devices finds and connects the device (nil = usbmuxd alone); a Host adds built-in
@@ -159,6 +164,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, err
 	}
 	defer l.close(ctx)
+	l.client.HashUploads(req.ContentHash, req.ContentHashed)
 	if err := l.lockSync(ctx, req.LockAttempts, req.LockRetry); err != nil {
 		return res, err
 	}

@@ -36,6 +36,8 @@ var SupportedProtocolVersions = []float64{2.0, 2.1}
 // Client is one mobilebackup2 session. It is not safe for concurrent use: one goroutine runs
 // Handshake, then Backup, then Disconnect.
 type Client struct {
+	contentHash contentHash // see HashUploads
+
 	rw  io.ReadWriter
 	dl  *devicelink.Conn
 	now func() time.Time
@@ -204,7 +206,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	if opt.Root == "" {
 		return res, errors.New("backup: no root directory")
 	}
-	s = &server{
+	s = &server{hash: c.contentHash.newHash, hashed: c.contentHash.hashed,
 		dl:    c.dl,
 		res:   newResolver(opt.Root, opt.UDID),
 		ev:    ev,

@@ -3,6 +3,7 @@ package mobilebackup2
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -18,6 +19,8 @@ import (
 
 // server answers the device's DeviceLink requests during one operation.
 type server struct {
+	hash   func() hash.Hash                 // content hash computed while files stream in; nil = none
+	hashed func(fi fs.FileInfo, sum []byte) // receives each landed file's sum
 	dl     *devicelink.Conn
 	res    resolver
 	ev     *Emitter
@@ -285,8 +288,13 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		}
 	}
 	fw := &errWriter{w: io.Discard}
+	var h hash.Hash
 	if tmp != nil {
 		fw.w = tmp
+		if s.hash != nil {
+			h = s.hash()
+			fw.w = io.MultiWriter(tmp, h)
+		}
 	}
 	res, err := s.dl.ReadFileBody(fw)
 	s.stats.BytesReceived += res.Bytes
@@ -318,6 +326,10 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		os.Remove(tmp.Name())
 		return ferr, err
 	}
+	var fi fs.FileInfo
+	if h != nil {
+		fi, _ = tmp.Stat() // before the close and rename; the inode, size and mtime stay
+	}
 	if direct {
 		ferr = s.closeFresh(tmp)
 	} else {
@@ -325,6 +337,9 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	}
 	if ferr != nil {
 		return ferr, nil
+	}
+	if fi != nil && s.hashed != nil {
+		s.hashed(fi, h.Sum(nil))
 	}
 	s.stats.FilesReceived++
 	landed = true

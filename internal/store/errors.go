@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"snapback/internal/failure"
 )
 
 // Sentinel errors for the conditions callers branch on. Match them with errors.Is; the
@@ -33,8 +35,10 @@ type DiskError struct {
 	Fix      string
 }
 
+// Error names the location and the cause; the class message ("the backup disk is not
+// connected") comes from the *failure.Error the store wraps it in, and Fix is its remedy.
 func (e *DiskError) Error() string {
-	return fmt.Sprintf("backup disk not connected at %s: %s; %s", e.Location, e.Cause, e.Fix)
+	return fmt.Sprintf("%s: %s", e.Location, e.Cause)
 }
 
 // Is makes errors.Is(err, ErrDiskNotConnected) true.
@@ -49,7 +53,10 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("backup of %s is locked by process %d on %s since %s; wait for it to finish",
+	if e.PID == 0 {
+		return fmt.Sprintf("backups of %s are in use by another Snapback process", e.UDID)
+	}
+	return fmt.Sprintf("backups of %s are in use by process %d on %s since %s",
 		e.UDID, e.PID, e.Host, e.Since.UTC().Format(time.RFC3339))
 }
 
@@ -63,8 +70,7 @@ type SpaceError struct {
 }
 
 func (e *SpaceError) Error() string {
-	return fmt.Sprintf("not enough free space at %s: %d MB free, %d MB needed; free some space or choose another location",
-		e.Location, e.Free>>20, e.Need>>20)
+	return fmt.Sprintf("%s has %s free, about %s needed", e.Location, mb(e.Free), mb(e.Need))
 }
 
 // Is makes errors.Is(err, ErrInsufficientSpace) true.
@@ -94,3 +100,65 @@ func (e *VerifyError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidBackup) true.
 func (e *VerifyError) Is(target error) bool { return target == ErrInvalidBackup }
+
+// classified wraps one of the store's typed errors in its failure class, once: the typed
+// error stays reachable (errors.Is(err, ErrDiskNotConnected), errors.As(err, &de)) and the
+// class gives the exit code, the remedy and the notification.
+func classified(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := failure.As(err); ok {
+		return err
+	}
+	var (
+		de *DiskError
+		se *SpaceError
+		le *LockedError
+		ve *VerifyError
+	)
+	switch {
+	case errors.As(err, &de):
+		return &failure.Error{Class: failure.DiskMissing, Cause: err, Fix: de.Fix}
+	case errors.As(err, &se):
+		return &failure.Error{Class: failure.NoSpace, Cause: err,
+			Fix: fmt.Sprintf("free at least %s on the backup disk (snapback prune, snapback snapshots delete) or choose another location", mb(se.Need-se.Free))}
+	case errors.As(err, &le):
+		return &failure.Error{Class: failure.DeviceBusy, Cause: err, Fix: "wait for the other backup of this device to finish, then try again"}
+	case errors.As(err, &ve):
+		return &failure.Error{Class: failure.Damaged, Cause: err}
+	}
+	return err
+}
+
+// classify turns a local filesystem error of a store operation into its failure class, with
+// the disk and (for a full disk) the bytes needed; need is what the operation was expected to
+// write, 0 if unknown. Errors already classified, and errors that are not about the disk,
+// pass through unchanged.
+func (s *Store) classify(err error, need int64) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := failure.As(err); ok {
+		return err
+	}
+	if c := classified(err); c != err {
+		return c
+	}
+	switch failure.FromOS(err).Class {
+	case failure.NoSpace:
+		free, _ := freeBytes(existingParent(s.l.root))
+		detail := fmt.Sprintf("backup disk %s has %s free", s.l.root, mb(free))
+		fix := "free space on the backup disk (snapback prune, snapback snapshots delete) or choose another location"
+		if need > 0 {
+			detail += fmt.Sprintf(", about %s needed", mb(need))
+			fix = fmt.Sprintf("free at least %s on the backup disk (snapback prune, snapback snapshots delete) or choose another location", mb(max(need-free, 1)))
+		}
+		return &failure.Error{Class: failure.NoSpace, Detail: detail, Cause: err, Fix: fix}
+	case failure.ReadOnly:
+		return &failure.Error{Class: failure.ReadOnly, Detail: "backup location " + s.l.root, Cause: err}
+	case failure.PermissionDenied:
+		return &failure.Error{Class: failure.PermissionDenied, Detail: "backup location " + s.l.root, Cause: err}
+	}
+	return err
+}

@@ -27,18 +27,19 @@ func isMountPoint(dir string) (bool, error) {
 	return st.Dev != pst.Dev || st.Ino == pst.Ino, nil
 }
 
-// fsIdentity names the filesystem dir lives on: its device number and filesystem ID. Used to
-// notice that a recorded destination is now on another filesystem.
-func fsIdentity(dir string) (string, error) {
+// fsIdentity names the filesystem dir lives on (see FSIdentity).
+func fsIdentity(dir string) (FSIdentity, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return "", &os.PathError{Op: "stat", Path: dir, Err: err}
+		return FSIdentity{}, &os.PathError{Op: "stat", Path: dir, Err: err}
 	}
 	var sf unix.Statfs_t
 	if err := unix.Statfs(dir, &sf); err != nil {
-		return "", &os.PathError{Op: "statfs", Path: dir, Err: err}
+		return FSIdentity{}, &os.PathError{Op: "statfs", Path: dir, Err: err}
 	}
-	return fmt.Sprintf("dev=%d fsid=%x:%x", uint64(st.Dev), uint32(sf.Fsid.Val[0]), uint32(sf.Fsid.Val[1])), nil
+	id := FSIdentity{FSID: fmt.Sprintf("%08x%08x", uint32(sf.Fsid.Val[0]), uint32(sf.Fsid.Val[1]))}
+	platformIdentity(dir, &st, &id)
+	return id, nil
 }
 
 // freeBytes is the space available to this (unprivileged) user below dir.

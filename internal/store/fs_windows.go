@@ -20,17 +20,17 @@ func isMountPoint(dir string) (bool, error) {
 }
 
 // fsIdentity names the volume dir lives on by its serial number.
-func fsIdentity(dir string) (string, error) {
+func fsIdentity(dir string) (FSIdentity, error) {
 	root := filepath.VolumeName(dir) + `\`
 	p, err := windows.UTF16PtrFromString(root)
 	if err != nil {
-		return "", err
+		return FSIdentity{}, err
 	}
 	var serial uint32
 	if err := windows.GetVolumeInformation(p, nil, 0, &serial, nil, nil, nil, 0); err != nil {
-		return "", &os.PathError{Op: "GetVolumeInformation", Path: root, Err: err}
+		return FSIdentity{}, &os.PathError{Op: "GetVolumeInformation", Path: root, Err: err}
 	}
-	return fmt.Sprintf("serial=%08x", serial), nil
+	return FSIdentity{UUID: fmt.Sprintf("%08x", serial), Mount: root}, nil
 }
 
 // freeBytes is the space available to this user below dir.

@@ -214,7 +214,7 @@ func (c *fakeClock) Now() time.Time { c.t = c.t.Add(c.step); return c.t }
 var epoch = time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)
 
 func testOptions(clock *fakeClock) Options {
-	return Options{Now: clock.Now, CreateLocation: true, MinFreeBytes: -1, Fstab: "-"}
+	return Options{Now: clock.Now, CreateLocation: true, MinFreeBytes: -1, Fstab: "-", Known: "-"}
 }
 
 func openStore(t testing.TB, dir string, opts Options) *Store {

@@ -25,3 +25,9 @@ func markReadOnly(path string, fi fs.FileInfo) error {
 	}
 	return os.Chmod(path, fi.Mode().Perm()&^0o222)
 }
+
+// openNoFollow opens a file for reading and refuses a symlink in its place: a blob is never a
+// link, and following one would read (or restore) whatever file it points to.
+func openNoFollow(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+}

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/failure"
 )
 
 // List returns the snapshots and archives of udid, oldest first, from their records: no
@@ -90,6 +92,10 @@ func (s *Store) Get(udid, id string) (Snapshot, error) {
 // withLock runs fn holding the device lock, after the volume guard. It refuses a
 // destination that was never initialised: there is nothing to change there.
 func (s *Store) withLock(udid string, fn func() error) error {
+	return s.classify(s.withLockRaw(udid, fn), 0)
+}
+
+func (s *Store) withLockRaw(udid string, fn func() error) error {
 	if err := validUDID(udid); err != nil {
 		return err
 	}
@@ -98,7 +104,7 @@ func (s *Store) withLock(udid string, fn func() error) error {
 		return err
 	}
 	if v == nil || !exists(s.l.device(udid)) {
-		return fmt.Errorf("no backups of %s at %s: %w", udid, s.l.root, ErrNotFound)
+		return &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups of %s at %s", udid, s.l.root), Cause: ErrNotFound}
 	}
 	lk, err := s.acquireLock(udid)
 	if err != nil {
@@ -403,4 +409,39 @@ func (s *Store) Prune(ctx context.Context, udid string, policy Policy, opts Prun
 		return errors.Join(err, s.refreshAll(ctx, udid, refresh))
 	})
 	return d, deleted, err
+}
+
+// LatestForReading returns the latest backup folder of udid for a reader (files, extract,
+// photos, restore). Another process's commit renames that folder for a moment; a reader
+// arriving then waits for the commit to finish (up to wait, polling: the committer is
+// another process) and otherwise gets class DeviceBusy ("retry in a moment") rather than
+// "no backup".
+func (s *Store) LatestForReading(ctx context.Context, udid string, wait time.Duration) (string, error) {
+	if err := validUDID(udid); err != nil {
+		return "", err
+	}
+	// A folder Snapback never initialised (an Apple MobileSync folder) is read as it is.
+	if _, err := s.checkVolume(false); err != nil {
+		return "", err
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if exists(s.l.latest(udid)) {
+			return s.l.latest(udid), nil
+		}
+		if !exists(s.l.journal(udid)) {
+			return "", &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backup of %s at %s", udid, s.l.root)}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-deadline.C:
+			return "", &failure.Error{Class: failure.DeviceBusy, Detail: fmt.Sprintf("a backup of %s is being committed at %s", udid, s.l.root),
+				Fix: "retry in a moment"}
+		case <-tick.C:
+		}
+	}
 }

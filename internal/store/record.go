@@ -21,6 +21,7 @@ const (
 	KindIncremental Kind = "incremental" // the device sent only changes against the previous backup
 	KindAdopted     Kind = "adopted"     // a backup folder Snapback found in place and took over
 	KindArchive     Kind = "archive"     // a pinned copy beside the latest (<UDID>-YYYYMMDD-HHMMSS)
+	KindExternal    Kind = "external"    // another tool (idevicebackup2, Finder) backed up into the latest folder
 )
 
 // DeviceInfo is what the record keeps about the device, copied from Info.plist.
@@ -34,6 +35,16 @@ type DeviceInfo struct {
 // Snapshot is the record of one committed backup. Records are written atomically; a snapshot
 // exists exactly when its record does.
 type Snapshot struct {
+	// Damaged lists the files (relative to the backup folder) whose content no longer
+	// matches the hash recorded when they were written, as found by verify --data or the
+	// scrub. A damaged latest backup makes the next backup a full one.
+	Damaged []string `json:"damaged,omitempty"`
+	// Fingerprint identifies the latest folder's Status.plist and Manifest.db as committed;
+	// when it changes, another tool backed up into the folder (see KindExternal).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Notes are what the run found and did on its own, for the user.
+	Notes []string `json:"notes,omitempty"`
+
 	Version    int        `json:"version"`
 	ID         string     `json:"id"`   // IDLayout of Time, or the archive's folder name
 	UDID       string     `json:"udid"` // device the backup belongs to

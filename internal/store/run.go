@@ -12,6 +12,7 @@ import (
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
 )
 
 // BeginOptions describe the run about to start.
@@ -44,9 +45,16 @@ type Run struct {
 	full   bool
 	method CloneMethod
 
+	notes    []string // what Begin found and did on its own, kept in the record
+	streamed streamedHashes
+
 	mu   sync.Mutex
 	done bool
 }
+
+// Notes says what Begin found and did on its own (an external backup recorded, a damaged
+// latest backup replaced by a full one); the commit keeps them in the record.
+func (r *Run) Notes() []string { return r.notes }
 
 // Root is the folder whose <UDID>/ subfolder is the staging backup the engine writes into
 // (the engine's backup root). The engine must replace files by writing a new file and
@@ -67,7 +75,12 @@ func (r *Run) Method() CloneMethod { return r.method }
 // device lock (ErrLocked if a live process holds it), completes or discards interrupted work,
 // checks free space (ErrInsufficientSpace) and prepares the staging folder as a clone of the
 // latest backup. On error nothing is left locked and no committed snapshot has changed.
-func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (_ *Run, err error) {
+func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (*Run, error) {
+	r, err := s.begin(ctx, udid, opts)
+	return r, s.classify(err, opts.ExpectedBytes)
+}
+
+func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *Run, err error) {
 	if err := validUDID(udid); err != nil {
 		return nil, err
 	}
@@ -89,9 +102,17 @@ func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err := s.recoverDevice(ctx, udid); err != nil {
 		return nil, err
 	}
-	latest, err := s.adoptLatest(ctx, udid)
+	latest, notes, err := s.adoptLatest(ctx, udid)
 	if err != nil {
 		return nil, err
+	}
+	if latest != nil && len(latest.Damaged) > 0 && !opts.Full {
+		// Cloning would carry the damaged files into the new backup and the device, seeing
+		// them in the manifest, would not send them again: start empty so it sends all.
+		s.log.Warn("the latest backup has damaged files; this backup is a full one", "udid", udid,
+			"snapshot", latest.ID, "damaged", len(latest.Damaged))
+		opts.Full = true
+		notes = append(notes, fmt.Sprintf("the latest backup %s had %d damaged files, so this backup is a full one", latest.ID, len(latest.Damaged)))
 	}
 	method, err := s.CloneMethod()
 	if err != nil {
@@ -128,7 +149,7 @@ func (s *Store) Begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
 	}
 	s.hook("begin:cloned")
-	return &Run{s: s, udid: udid, lock: lk, full: opts.Full, method: method}, nil
+	return &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}, nil
 }
 
 // journal records a commit in progress. It names the new record in full so that recovery can
@@ -144,6 +165,17 @@ type journal struct {
 // and nothing changed (the caller decides: Abort, usually). Once the journal is written the
 // run is over either way: a later error is completed by recovery at the next Begin or Open.
 func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
+	snap, err := r.commit(ctx, meta)
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		// What the device left in staging is not a complete backup: the run is incomplete,
+		// nothing committed is damaged.
+		return snap, &failure.Error{Class: failure.Incomplete, Cause: err}
+	}
+	return snap, r.s.classify(err, 0)
+}
+
+func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done {
@@ -166,6 +198,15 @@ func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
+	// Hash what this run wrote while it is still in the page cache; shared files are
+	// indexed already.
+	r.streamed.mu.Lock()
+	streamed := r.streamed.sums
+	r.streamed.mu.Unlock()
+	if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
+		return Snapshot{}, err
+	}
+	s.hook("commit:indexed")
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
 		return Snapshot{}, err
@@ -185,7 +226,7 @@ func (r *Run) Commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		}
 	}
 	now := s.now()
-	rec := Snapshot{
+	rec := Snapshot{Fingerprint: fingerprint(dir), Notes: r.notes,
 		ID: newID(now, last), UDID: udid, Time: now.UTC(), Kind: kind, Device: facts.Device,
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
 		Exceptions: exc,
@@ -347,29 +388,33 @@ func (s *Store) reconcile(udid string) error {
 // made by Finder or idevicebackup2, or a Snapback store whose records were lost), so that it
 // is kept as a snapshot instead of being overwritten. It returns the latest record, nil if
 // there is no latest backup.
-func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, error) {
+func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []string, error) {
 	latest := s.l.latest(udid)
 	fi, err := os.Stat(latest)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("latest backup: %w", err)
+		return nil, nil, fmt.Errorf("latest backup: %w", err)
 	}
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	last := ""
 	if n := len(recs); n > 0 {
 		last = recs[n-1].ID
 		if !exists(s.l.snapshot(udid, last)) {
-			return &recs[n-1], nil
+			rec := recs[n-1]
+			if rec.Fingerprint == "" || fingerprint(latest) == rec.Fingerprint {
+				return &rec, nil, nil
+			}
+			return s.adoptExternal(ctx, udid, rec)
 		}
 	}
 	facts, verr := s.verifyBackup(ctx, latest, udid)
 	if verr != nil && !errors.As(verr, new(*VerifyError)) {
-		return nil, verr
+		return nil, nil, verr
 	}
 	if verr != nil {
 		s.log.Warn("adopting an existing backup folder that is not complete", "udid", udid, "err", verr)
@@ -380,15 +425,18 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, error)
 	}
 	u, err := measure(ctx, latest, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if _, _, err := s.indexNewFiles(ctx, udid, latest, nil); err != nil {
+		return nil, nil, err
 	}
 	rec := Snapshot{ID: newID(t, last), UDID: udid, Time: t.UTC(), Kind: KindAdopted, Device: facts.Device,
-		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique}
+		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique, Fingerprint: fingerprint(latest)}
 	if err := writeRecord(s.l.record(udid, rec.ID), rec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.log.Info("adopted existing backup folder", "udid", udid, "snapshot", rec.ID)
-	return &rec, nil
+	return &rec, nil, nil
 }
 
 // refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added
@@ -411,7 +459,16 @@ func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
 		return nil
 	}
 	rec.TotalSize, rec.UniqueSize, rec.FileCount = u.Total, u.Unique, u.Files
-	return writeRecord(path, rec)
+	if err := writeRecord(path, rec); err != nil {
+		if failure.FromOS(err).Class == failure.NoSpace {
+			// Sizes are a display matter; a full disk must not stop the deletion that frees
+			// it. They are measured again after the next commit or deletion.
+			s.log.Warn("snapshot sizes not updated: the backup disk is full", "udid", udid, "snapshot", id)
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 func exists(path string) bool {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,10 @@ type Options struct {
 	// ExpectVolumeID is the Volume.ID the caller recorded when it last used this destination.
 	// When set, a missing or different marker is ErrDiskNotConnected instead of a first use.
 	ExpectVolumeID string
+	// Known is the host's list of backup destinations it has used (see KnownDestination):
+	// "" is destinations.json in the OS state folder, "-" none (then only ExpectVolumeID tells
+	// a missing disk from a first use).
+	Known string
 	// CreateLocation allows creating the location and its missing parents at first use (for
 	// the OS data folder). Otherwise the location's parent must exist, so that an absent
 	// disk's mount path is never filled with a backup.
@@ -66,8 +71,12 @@ type Store struct {
 	probeMu sync.Mutex
 	method  CloneMethod
 
+	dir       string // the folder chosen in settings, absolute; the key of the host's list
+	knownPath string
+
 	volMu      sync.Mutex
-	seenVolume string // ID of the volume marker this Store has seen; expected from then on
+	seenVolume string     // ID of the volume marker this Store has seen; expected from then on
+	seenFS     FSIdentity // its filesystem then
 }
 
 // Open opens the store at the destination folder dir (see ResolveLocation) and recovers every
@@ -76,8 +85,19 @@ type Store struct {
 // is missing gives ErrDiskNotConnected. When only recovery fails, Open returns the Store (fine
 // for listing) together with the error; Begin retries the recovery.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	root, err := ResolveLocation(dir)
-	if err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil || dir == "" {
+		return nil, fmt.Errorf("backup location %q: invalid folder", dir)
+	}
+	// A location used before keeps the store folder recorded for it, so that the path does
+	// not depend on whether its disk is mounted right now: <mnt>/Snapback.Backups while
+	// mounted would otherwise become <mnt> itself when the mount point is empty.
+	var root string
+	if d, ok, kerr := lookupKnown(opts.knownPath(), abs); kerr != nil {
+		return nil, kerr
+	} else if ok && !d.Forgotten && d.Root != "" {
+		root = d.Root
+	} else if root, err = ResolveLocation(abs); err != nil {
 		return nil, err
 	}
 	if opts.Now == nil {
@@ -94,7 +114,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
-	s := &Store{opts: opts, l: layout{root}, log: log.With("component", "store"), now: opts.Now, host: host, pid: os.Getpid(), method: opts.Clone}
+	s := &Store{opts: opts, l: layout{root}, log: log.With("component", "store"), now: opts.Now, host: host, pid: os.Getpid(), method: opts.Clone,
+		dir: abs, knownPath: opts.knownPath()}
 	if _, err := s.checkVolume(false); err != nil {
 		return nil, err
 	}

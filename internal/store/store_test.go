@@ -3,9 +3,9 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
+	"snapback/internal/testenv"
 )
 
 func inode(t *testing.T, path string) uint64 {
@@ -31,8 +33,8 @@ func TestCommitLayoutSharingAndSizes(t *testing.T) {
 	s := openStore(t, dir, testOptions(clock))
 	dev := newFakeDevice(testUDID, 40, 2000, 1)
 
-	first := runBackup(t, s, dev)
-	if first.Kind != KindIncremental || first.Device.Name != "Test iPhone" || first.Encrypted {
+	first := runBackup(t, s, dev) // into an empty staging folder: full, whatever Status.plist says
+	if first.Kind != KindFull || first.Device.Name != "Test iPhone" || first.Encrypted {
 		t.Fatalf("first record = %+v", first)
 	}
 	if !first.Latest || first.Path != filepath.Join(dir, testUDID) {
@@ -258,46 +260,42 @@ func TestLock(t *testing.T) {
 	r.Abort()
 
 	lockPath := filepath.Join(dir, VersionsDirName, testUDID, "lock")
-	host, _ := os.Hostname()
-	write := func(l lockInfo) {
-		b := []byte(`{"host":"` + l.Host + `","pid":` + itoa(l.PID) + `,"time":"` + l.Time.Format(time.RFC3339) + `","token":"x"}`)
-		if err := os.WriteFile(lockPath, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A dead process on this host: taken over.
-	write(lockInfo{Host: host, PID: deadPID(t), Time: clock.t})
-	r, err = s.Begin(ctx, testUDID, BeginOptions{})
-	if err != nil {
-		t.Fatalf("Begin over a dead process's lock: %v", err)
-	}
-	r.Abort()
-	// Another host, recent: respected.
-	write(lockInfo{Host: "nas.local", PID: 1, Time: clock.t})
-	if _, err := s.Begin(ctx, testUDID, BeginOptions{}); !errors.Is(err, ErrLocked) {
-		t.Fatalf("Begin over another host's fresh lock: %v, want ErrLocked", err)
-	}
-	// Another host, older than LockStaleAfter: taken over.
-	write(lockInfo{Host: "nas.local", PID: 1, Time: clock.t.Add(-25 * time.Hour)})
-	r, err = s.Begin(ctx, testUDID, BeginOptions{})
-	if err != nil {
-		t.Fatalf("Begin over an old lock: %v", err)
-	}
-	r.Abort()
 	if exists(lockPath) {
-		t.Fatal("lock left after Abort")
+		t.Fatal("lock holder note left after Abort")
 	}
-}
-
-func itoa(n int) string { return fmt.Sprint(n) }
-
-// deadPID returns the PID of a process that has exited.
-func deadPID(t *testing.T) int {
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Skip("cannot run true:", err)
+	// A stale note from a crashed run locks nothing: the kernel dropped its flock.
+	if err := os.WriteFile(lockPath, []byte(`{"host":"nas.local","pid":1}`), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return cmd.Process.Pid
+	r, err = s.Begin(ctx, testUDID, BeginOptions{})
+	if err != nil {
+		t.Fatalf("Begin over a dead run's lock note: %v", err)
+	}
+	r.Abort()
+
+	// Another process holds the lock (flock(1) on the device folder): refused as busy,
+	// until that process ends.
+	testenv.RequireTool(t, "flock")
+	cmd := exec.Command("flock", "-x", filepath.Join(dir, VersionsDirName, testUDID), "-c", "echo held; read x")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if line != "held\n" {
+		t.Fatalf("flock(1) said %q", line)
+	}
+	if _, err := s.Begin(ctx, testUDID, BeginOptions{}); !errors.Is(err, ErrLocked) || failure.ClassOf(err) != failure.DeviceBusy {
+		t.Fatalf("Begin while another process holds the lock: %v, want ErrLocked (device busy)", err)
+	}
+	stdin.Close()
+	cmd.Wait()
+	r, err = s.Begin(ctx, testUDID, BeginOptions{})
+	if err != nil {
+		t.Fatalf("Begin after the other process ended: %v", err)
+	}
+	r.Abort()
 }
 
 func TestAdoptExistingBackupFolder(t *testing.T) {

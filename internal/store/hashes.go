@@ -1,0 +1,277 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/zeebo/xxh3"
+
+	"snapback/internal/atomicfile"
+)
+
+// The content index: Snapback.Versions/<UDID>/hashes holds an XXH3-128 hash of every file
+// the store committed, so that `snapshots verify --data` and the daily scrub can tell a
+// flipped bit from a good file long before a restore needs it.
+//
+// Why XXH3-128: this finds accidental damage (bad sectors, a flaky USB bridge, bit rot), not
+// forgery, so a non-cryptographic hash with 128 bits (no accidental collision among billions
+// of blobs) is enough, and github.com/zeebo/xxh3 (maintained, AVX2/AVX-512 assembly) hashes
+// at more than 10 GB/s per core here against about 2 GB/s for crypto/sha256 with SHA-NI
+// (BenchmarkContentHash prints both): re-reading a store is then limited by the disk, and
+// hashing a backup costs a few percent of its CPU time.
+//
+// Why keyed by inode: snapshots share unchanged files by hard link, so one inode is one blob
+// however many snapshots hold it; the key adds size and mtime so that a reused inode number
+// never matches an old entry. Reflink clones (new inode, same content and mtime) find their
+// source's entry by relative path, size and mtime instead.
+const (
+	hashesFile   = "hashes"
+	hashesHeader = "snapback-hashes 1 xxh3-128"
+)
+
+type blobKey struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+type pathKey struct {
+	rel   string
+	size  int64
+	mtime int64
+}
+
+type hashEntry struct {
+	key blobKey
+	sum xxh3.Uint128
+	rel string
+}
+
+type hashIndex struct {
+	byInode map[uint64]hashEntry
+	byPath  map[pathKey]xxh3.Uint128
+}
+
+func (l layout) hashes(udid string) string { return filepath.Join(l.device(udid), hashesFile) }
+
+func newHashIndex() *hashIndex {
+	return &hashIndex{byInode: map[uint64]hashEntry{}, byPath: map[pathKey]xxh3.Uint128{}}
+}
+
+func (h *hashIndex) add(k blobKey, rel string, sum xxh3.Uint128) {
+	h.byInode[k.ino] = hashEntry{key: k, sum: sum, rel: rel}
+	h.byPath[pathKey{rel, k.size, k.mtime}] = sum
+}
+
+// lookupResult says what the index knows about a file.
+type lookupResult int
+
+const (
+	unknown  lookupResult = iota // never indexed (or its inode number was reused)
+	known                        // sum is its recorded hash
+	modified                     // the same file (inode and path) changed size or mtime since it was indexed
+)
+
+func (h *hashIndex) lookup(k blobKey, rel string) (xxh3.Uint128, lookupResult) {
+	if e, ok := h.byInode[k.ino]; ok {
+		if e.key == k {
+			return e.sum, known
+		}
+		if e.rel == rel {
+			return e.sum, modified
+		}
+	}
+	if sum, ok := h.byPath[pathKey{rel, k.size, k.mtime}]; ok {
+		return sum, known
+	}
+	return xxh3.Uint128{}, unknown
+}
+
+func readHashes(path string) (*hashIndex, error) {
+	h := newHashIndex()
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return h, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read content index: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	first := true
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			first = false
+			if line != hashesHeader {
+				return nil, fmt.Errorf("content index %s: unknown format %q", path, line)
+			}
+			continue
+		}
+		// ino size mtime hash rel
+		fields := strings.SplitN(line, " ", 5)
+		if len(fields) != 5 {
+			continue // a damaged line loses one entry, not the index
+		}
+		ino, e1 := strconv.ParseUint(fields[0], 10, 64)
+		size, e2 := strconv.ParseInt(fields[1], 10, 64)
+		mtime, e3 := strconv.ParseInt(fields[2], 10, 64)
+		b, e4 := hex.DecodeString(fields[3])
+		if errors.Join(e1, e2, e3, e4) != nil || len(b) != 16 {
+			continue
+		}
+		h.add(blobKey{ino, size, mtime}, fields[4], xxh3.Uint128{Hi: beUint64(b[:8]), Lo: beUint64(b[8:])})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read content index: %w", err)
+	}
+	return h, nil
+}
+
+func beUint64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+func (h *hashIndex) write(path string) error {
+	keys := make([]uint64, 0, len(h.byInode))
+	for k := range h.byInode {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 256<<10)
+		fmt.Fprintln(bw, hashesHeader)
+		for _, k := range keys {
+			e := h.byInode[k]
+			b := e.sum.Bytes()
+			fmt.Fprintf(bw, "%d %d %d %x %s\n", e.key.ino, e.key.size, e.key.mtime, b[:], e.rel)
+		}
+		return bw.Flush()
+	})
+}
+
+// hashFile hashes a committed file without following a symlink in its place.
+func hashFile(path string, buf []byte) (xxh3.Uint128, int64, error) {
+	f, err := openNoFollow(path)
+	if err != nil {
+		return xxh3.Uint128{}, 0, err
+	}
+	defer f.Close()
+	h := xxh3.New()
+	n, err := io.CopyBuffer(h, f, buf)
+	if err != nil {
+		return xxh3.Uint128{}, n, err
+	}
+	return h.Sum128(), n, nil
+}
+
+func keyOf(fi fs.FileInfo) (blobKey, bool) {
+	ino, _, ok := inodeOf(fi)
+	return blobKey{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}, ok
+}
+
+// indexNewFiles hashes every file of dir that the index does not know yet (what this run
+// wrote; files shared with the previous backup are known) and saves the index. It returns
+// the number of files and bytes hashed.
+func (s *Store) indexNewFiles(ctx context.Context, udid, dir string, streamed map[blobKey]xxh3.Uint128) (int, int64, error) {
+	idx, err := readHashes(s.l.hashes(udid))
+	if err != nil {
+		// An unreadable index is rebuilt from what is on disk now; say so once.
+		s.log.Warn("content index unreadable; rebuilding it", "udid", udid, "err", err)
+		idx = newHashIndex()
+	}
+	buf := make([]byte, 1<<20)
+	files, bytes := 0, int64(0)
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		k, ok := keyOf(fi)
+		if !ok {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		rel = filepath.ToSlash(rel)
+		if sum, ok := streamed[k]; ok {
+			idx.add(k, rel, sum) // hashed while it streamed in: no second read
+			return nil
+		}
+		if sum, res := idx.lookup(k, rel); res == known {
+			if e := idx.byInode[k.ino]; e.key != k {
+				idx.add(k, rel, sum) // a reflink clone of an indexed file
+			}
+			return nil
+		}
+		if files++; files%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		sum, n, err := hashFile(path, buf)
+		if err != nil {
+			return err
+		}
+		bytes += n
+		idx.add(k, rel, sum)
+		return nil
+	})
+	if err != nil {
+		return files, bytes, fmt.Errorf("index content of %s: %w", dir, err)
+	}
+	return files, bytes, idx.write(s.l.hashes(udid))
+}
+
+// hash128 is XXH3-128 as a hash.Hash (Sum appends the 16-byte big-endian sum).
+type hash128 struct{ *xxh3.Hasher }
+
+func (h hash128) Size() int { return 16 }
+func (h hash128) Sum(b []byte) []byte {
+	s := h.Sum128().Bytes()
+	return append(b, s[:]...)
+}
+
+// streamedHashes collects the sums the engine computed while files streamed in.
+type streamedHashes struct {
+	mu   sync.Mutex
+	sums map[blobKey]xxh3.Uint128
+}
+
+// ContentHash returns the hash and the receiver for engine.Request.ContentHash and
+// ContentHashed: every file the device uploads is hashed as its bytes stream in, and the
+// commit indexes those files without reading them again. Files it does not hear about are
+// read and hashed at commit as before, so passing them is an optimisation, never required.
+func (r *Run) ContentHash() (func() hash.Hash, func(fi fs.FileInfo, sum []byte)) {
+	return func() hash.Hash { return hash128{xxh3.New()} }, func(fi fs.FileInfo, sum []byte) {
+		k, ok := keyOf(fi)
+		if !ok || len(sum) != 16 {
+			return
+		}
+		r.streamed.mu.Lock()
+		defer r.streamed.mu.Unlock()
+		if r.streamed.sums == nil {
+			r.streamed.sums = map[blobKey]xxh3.Uint128{}
+		}
+		r.streamed.sums[k] = xxh3.Uint128{Hi: beUint64(sum[:8]), Lo: beUint64(sum[8:])}
+	}
+}
