@@ -114,6 +114,14 @@ pings:
 http:
   listen: ""
 
+# How Wi-Fi devices are found: auto (the mux's network devices, and Snapback browses mDNS
+# for the rest), builtin (Snapback finds all itself: a Linux server or NAS needs nothing
+# else), mux (only what usbmuxd/netmuxd list) or off (USB only). Host-wide only.
+wifi_discovery: auto
+# Folder of <UDID>.plist pair records for built-in Wi-Fi discovery ("" = /var/lib/lockdown
+# on Linux, /var/db/lockdown on macOS). Host-wide only.
+pair_records: ""
+
 # Per-device overrides: a list (not a map: UDIDs are case-sensitive and viper folds map
 # keys to lower case). Each entry takes a udid, an optional name and any key above.
 devices: []
@@ -169,8 +177,10 @@ func WriteExample(path string, force bool) error {
 // MarshalYAML renders the effective settings (defaults merged, environment applied) in the
 // file's own format, for `snapback config show`. Every key is written.
 func (s *Settings) MarshalYAML() (any, error) {
+	wifi, records := string(s.Host.WiFiDiscovery), s.Host.PairRecords
 	listen := s.HTTP.Listen
-	f := fileSettings{Overlay: toOverlay(s.Global), HTTP: &fileHTTP{Listen: &listen}}
+	f := fileSettings{Overlay: toOverlay(s.Global), Host: fileHost{WiFiDiscovery: &wifi, PairRecords: &records},
+		HTTP: &fileHTTP{Listen: &listen}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}

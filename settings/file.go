@@ -104,6 +104,7 @@ type fileDevice struct {
 
 type fileSettings struct {
 	Overlay overlay      `mapstructure:",squash" yaml:",inline"`
+	Host    fileHost     `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
 	HTTP    *fileHTTP    `mapstructure:"http" yaml:"http,omitempty"`
 }
@@ -166,7 +167,7 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range append(Keys(), "http.listen") {
+	for _, k := range append(append(Keys(), "http.listen"), hostKeys...) {
 		if k == "alerts" {
 			continue // a list; it has no environment form
 		}
@@ -235,6 +236,7 @@ func build(f fileSettings) (*Settings, error) {
 	var probs []error
 	s := &Settings{}
 	s.Global = apply(Defaults(), f.Overlay, "", &probs, nil)
+	s.Host = applyHost(f.Host, &probs)
 	if f.HTTP != nil && f.HTTP.Listen != nil {
 		s.HTTP.Listen = strings.TrimSpace(*f.HTTP.Listen)
 	}

@@ -105,6 +105,8 @@ type Settings struct {
 	Global DeviceSettings
 	// Devices holds the per-device overrides in file order.
 	Devices []DeviceOverride
+	// Host holds the host-wide keys (wifi_discovery, pair_records).
+	Host HostSettings
 	// HTTP is the status page server.
 	HTTP HTTP
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"snapback/internal/device"
 	"snapback/internal/failure"
 	"snapback/internal/store"
 	"snapback/jobs"
@@ -39,6 +40,7 @@ type Controller struct {
 
 	mu        sync.Mutex
 	m         *jobs.Manager
+	host      *device.Host // how devices are found (wifi_discovery); nil: usbmuxd alone
 	wg        sync.WaitGroup
 	pageLogin func() string // makes one-time login links to the status page; nil while it is off
 }
@@ -65,11 +67,18 @@ func (c *Controller) OpenStatusPage() {
 	}
 }
 
-// SetManager hands the running manager to the controller.
-func (c *Controller) SetManager(m *jobs.Manager) {
+// SetManager hands the running manager to the controller, and the device Host it finds
+// devices through (nil: usbmuxd alone).
+func (c *Controller) SetManager(m *jobs.Manager, host *device.Host) {
 	c.mu.Lock()
-	c.m = m
+	c.m, c.host = m, host
 	c.mu.Unlock()
+}
+
+func (c *Controller) deviceHost() *device.Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.host
 }
 
 func (c *Controller) manager() *jobs.Manager {

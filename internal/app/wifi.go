@@ -1,78 +1,31 @@
 package app
 
 import (
-	"context"
-	"sync"
+	"log/slog"
+	"path/filepath"
 
 	"snapback/internal/device"
-	"snapback/internal/failure"
-	"snapback/tray"
+	"snapback/settings"
 )
 
-// WiFiSync remembers, per device, whether Wi-Fi sync (lockdown EnableWifiConnections) is on: read
-// once when the device attaches (one cheap GetValue, never polled) and updated when the tray
-// switches it. A device not read yet is unknown, and the tray leaves its switch out.
-type WiFiSync struct {
-	mu sync.Mutex
-	on map[string]bool
-}
-
-// trayWiFiSync is the tray's view of a remembered state (absent: unknown).
-func trayWiFiSync(states map[string]bool, udid string) tray.WiFiSync {
-	on, ok := states[udid]
-	switch {
-	case !ok:
-		return tray.WiFiSyncUnknown
-	case on:
-		return tray.WiFiSyncOn
+// DeviceHost builds the device Host the settings ask for: wifi_discovery and pair_records
+// (host-wide keys; a change takes effect at the next start), with what built-in discovery
+// learnt kept in the state folder. s may be nil (defaults: auto). Close it when done.
+func DeviceHost(s *settings.Settings, log *slog.Logger) *device.Host {
+	hs := settings.HostSettings{WiFiDiscovery: settings.WiFiAuto}
+	if s != nil {
+		hs = s.Host
 	}
-	return tray.WiFiSyncOff
-}
-
-// Snapshot copies the remembered states for a tray state.
-func (w *WiFiSync) Snapshot() map[string]bool {
-	if w == nil {
-		return nil
+	mode, err := device.ParseWiFiDiscovery(string(hs.WiFiDiscovery))
+	if err != nil {
+		mode = device.WiFiAuto // settings validated it already
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]bool, len(w.on))
-	for k, v := range w.on {
-		out[k] = v
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return out
-}
-
-// Set records the state read from (or written to) udid.
-func (w *WiFiSync) Set(udid string, on bool) {
-	if w == nil {
-		return
+	cfg := device.HostConfig{WiFi: mode, PairRecordDir: hs.PairRecords, Logger: log.With("component", "wifi")}
+	if dir, err := settings.StateDir(); err == nil {
+		cfg.CacheFile = filepath.Join(dir, "wifi-devices.json")
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.on == nil {
-		w.on = map[string]bool{}
-	}
-	w.on[udid] = on
-}
-
-// SetWiFiSync switches the device's Wi-Fi sync through the same device call as `snapback wifi`
-// and records what the device reports back; a failure raises CommandFailed.
-func (c *Controller) SetWiFiSync(udid string, on bool) {
-	what := "switch Wi-Fi sync off"
-	if on {
-		what = "switch Wi-Fi sync on"
-	}
-	c.do(what, func(ctx context.Context) error {
-		e, err := device.Find(ctx, udid)
-		if err != nil {
-			return failure.New(failure.NotConnected, err)
-		}
-		got, err := device.SwitchWifi(ctx, e, &on)
-		if err != nil {
-			return err
-		}
-		c.WiFi.Set(udid, got)
-		return nil
-	})
+	return device.NewHost(cfg)
 }

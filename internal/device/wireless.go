@@ -40,7 +40,13 @@ func (s *Session) SetWifiConnections(ctx context.Context, on bool) error {
 // reads it back: the one path `snapback wifi` and the tray's "Back Up over Wi-Fi" both use. Its
 // errors are classified (NotPaired, NotConnected, DeviceError), so callers pass them on.
 func SwitchWifi(ctx context.Context, e Entry, want *bool) (bool, error) {
-	s, err := OpenEntry(ctx, e)
+	return (*Host)(nil).SwitchWifi(ctx, e, want)
+}
+
+// SwitchWifi is SwitchWifi for a device h found (over the mux or directly over Wi-Fi); a nil
+// h uses usbmuxd alone.
+func (h *Host) SwitchWifi(ctx context.Context, e Entry, want *bool) (bool, error) {
+	s, err := h.OpenEntry(ctx, e)
 	if err != nil {
 		if errors.Is(err, ErrNotPaired) {
 			return false, failure.New(failure.NotPaired, err)
