@@ -114,6 +114,14 @@ pings:
 http:
   listen: ""
 
+# After each backup, re-read a bounded slice of the stored files at idle priority and compare
+# them with their recorded hashes, so damage (bit rot) is found while the device can still
+# re-send the file. At most this many bytes and this percentage of a store a day, whichever
+# is less; 0 in either turns the scrub off. For this computer as a whole, not per device.
+scrub:
+  max_bytes_per_day: "1GB"
+  max_percent_per_day: 5
+
 # Per-device overrides: a list (not a map: UDIDs are case-sensitive and viper folds map
 # keys to lower case). Each entry takes a udid, an optional name and any key above.
 devices: []
@@ -170,7 +178,9 @@ func WriteExample(path string, force bool) error {
 // file's own format, for `snapback config show`. Every key is written.
 func (s *Settings) MarshalYAML() (any, error) {
 	listen := s.HTTP.Listen
-	f := fileSettings{Overlay: toOverlay(s.Global), HTTP: &fileHTTP{Listen: &listen}}
+	maxBytes, maxPercent := FormatBytes(s.Scrub.MaxBytesPerDay), s.Scrub.MaxPercentPerDay
+	f := fileSettings{Overlay: toOverlay(s.Global), HTTP: &fileHTTP{Listen: &listen},
+		Scrub: &fileScrub{MaxBytesPerDay: &maxBytes, MaxPercentPerDay: &maxPercent}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}
