@@ -491,6 +491,7 @@ func (m *Manager) onDevice(ev DeviceEvent) {
 		if was {
 			m.publish(Event{Type: EventDeviceDetached, UDID: ev.UDID, Name: m.displayName(ev.UDID, DeviceRecord{})})
 		}
+		m.evaluate(ev.UDID, now, m.cfg.State.Snapshot()) // the status says "not connected", not a stale reason
 		return
 	}
 	d.presence = Presence{Connected: true, Transport: ev.Transport, Battery: ev.Battery, Charging: ev.Charging}
@@ -743,8 +744,12 @@ func (m *Manager) onDone(d runDone) {
 		m.publish(ev)
 	}
 	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
-	// at once rather than after the next minute tick.
-	m.evaluate(udid, now, m.cfg.State.Snapshot())
+	// at once rather than after the next minute tick. Not after a device-gone run of a
+	// device still listed: its detach is on the way, and since going away is no failed
+	// attempt, re-deciding at once would spin runs on a flapping link (the tick decides).
+	if res != ResultDeviceGone || !m.dev(udid).presence.Connected {
+		m.evaluate(udid, now, m.cfg.State.Snapshot())
+	}
 	m.dispatch()
 }
 

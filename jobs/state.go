@@ -42,7 +42,10 @@ func (r Result) String() string {
 }
 
 // Failed reports whether r counts as a failed attempt.
-func (r Result) Failed() bool { return r != ResultNone && r != ResultSuccess }
+func (r Result) Failed() bool {
+	// A device that went away is unreachable, not failing (see recordResult).
+	return r != ResultNone && r != ResultSuccess && r != ResultDeviceGone
+}
 
 // MarshalText writes the result by name so state.json stays readable.
 func (r Result) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
@@ -135,12 +138,17 @@ func (d *DeviceRecord) recordResult(res Result, manual bool, started, ended time
 		d.LastError = ""
 		return
 	}
+	d.LastError = errText
+	if res == ResultDeviceGone {
+		// The device left (cable pulled, Wi-Fi out of range or asleep): it is unreachable,
+		// not failing. The run starts again when it returns, without a retry delay.
+		return
+	}
 	d.ConsecutiveFailures++
 	d.Failures = append(d.Failures, ended)
 	if len(d.Failures) > maxFailures {
 		d.Failures = d.Failures[len(d.Failures)-maxFailures:]
 	}
-	d.LastError = errText
 }
 
 const stateVersion = 1

@@ -114,10 +114,18 @@ pings:
 http:
   listen: ""
 
+# How Wi-Fi devices are found: auto (the mux's network devices, and Snapback browses mDNS
+# for the rest), builtin (Snapback finds all itself: a Linux server or NAS needs nothing
+# else), mux (only what usbmuxd/netmuxd list) or off (USB only). Host-wide only.
+wifi_discovery: auto
+# Folder of <UDID>.plist pair records for built-in Wi-Fi discovery ("" = /var/lib/lockdown
+# on Linux, /var/db/lockdown on macOS). Host-wide only.
+pair_records: ""
+
 # After each backup, re-read a bounded slice of the stored files at idle priority and compare
 # them with their recorded hashes, so damage (bit rot) is found while the device can still
 # re-send the file. At most this many bytes and this percentage of a store a day, whichever
-# is less; 0 in either turns the scrub off. For this computer as a whole, not per device.
+# is less; 0 in either turns the scrub off. Host-wide only.
 scrub:
   max_bytes_per_day: "1GB"
   max_percent_per_day: 5
@@ -177,10 +185,11 @@ func WriteExample(path string, force bool) error {
 // MarshalYAML renders the effective settings (defaults merged, environment applied) in the
 // file's own format, for `snapback config show`. Every key is written.
 func (s *Settings) MarshalYAML() (any, error) {
+	wifi, records := string(s.Host.WiFiDiscovery), s.Host.PairRecords
 	listen := s.HTTP.Listen
 	maxBytes, maxPercent := FormatBytes(s.Scrub.MaxBytesPerDay), s.Scrub.MaxPercentPerDay
-	f := fileSettings{Overlay: toOverlay(s.Global), HTTP: &fileHTTP{Listen: &listen},
-		Scrub: &fileScrub{MaxBytesPerDay: &maxBytes, MaxPercentPerDay: &maxPercent}}
+	f := fileSettings{Overlay: toOverlay(s.Global), Host: fileHost{WiFiDiscovery: &wifi, PairRecords: &records},
+		HTTP: &fileHTTP{Listen: &listen}, Scrub: &fileScrub{MaxBytesPerDay: &maxBytes, MaxPercentPerDay: &maxPercent}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}

@@ -104,6 +104,7 @@ type fileDevice struct {
 
 type fileSettings struct {
 	Overlay overlay      `mapstructure:",squash" yaml:",inline"`
+	Host    fileHost     `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
 	HTTP    *fileHTTP    `mapstructure:"http" yaml:"http,omitempty"`
 	Scrub   *fileScrub   `mapstructure:"scrub" yaml:"scrub,omitempty"`
@@ -167,7 +168,7 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range append(Keys(), "http.listen", "scrub.max_bytes_per_day", "scrub.max_percent_per_day") {
+	for _, k := range append(append(Keys(), "http.listen", "scrub.max_bytes_per_day", "scrub.max_percent_per_day"), hostKeys...) {
 		if k == "alerts" {
 			continue // a list; it has no environment form
 		}
@@ -236,6 +237,7 @@ func build(f fileSettings) (*Settings, error) {
 	var probs []error
 	s := &Settings{}
 	s.Global = apply(Defaults(), f.Overlay, "", &probs, nil)
+	s.Host = applyHost(f.Host, &probs)
 	if f.HTTP != nil && f.HTTP.Listen != nil {
 		s.HTTP.Listen = strings.TrimSpace(*f.HTTP.Listen)
 	}

@@ -105,6 +105,8 @@ type Settings struct {
 	Global DeviceSettings
 	// Devices holds the per-device overrides in file order.
 	Devices []DeviceOverride
+	// Host holds the host-wide keys (wifi_discovery, pair_records).
+	Host HostSettings
 	// HTTP is the status page server.
 	HTTP HTTP
 	// Scrub bounds the daily re-reading of stored files (global only); Parse starts it at

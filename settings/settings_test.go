@@ -260,3 +260,31 @@ func TestLoadMissingFileGivesDefaults(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+func TestWiFiDiscoveryIsValidatedAndTakesEnvironment(t *testing.T) {
+	s, err := Parse([]byte("wifi_discovery: builtin\npair_records: /srv/lockdown\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Host.WiFiDiscovery != WiFiBuiltin || s.Host.PairRecords != "/srv/lockdown" {
+		t.Fatalf("host settings = %+v", s.Host)
+	}
+	if s, err := Parse(nil); err != nil || s.Host.WiFiDiscovery != WiFiAuto {
+		t.Fatalf("default = %+v, %v", s, err)
+	}
+	_, err = Parse([]byte("wifi_discovery: bonjour\n"))
+	var p *Problem
+	if !errors.As(err, &p) || p.Key != "wifi_discovery" || !strings.Contains(p.Fix, "builtin") {
+		t.Fatalf("bad mode: %v", err)
+	}
+	if _, err := Parse([]byte("pair_records: lockdown\n")); err == nil || !strings.Contains(err.Error(), "pair_records") {
+		t.Fatalf("relative pair_records accepted: %v", err)
+	}
+	t.Setenv(EnvName("wifi_discovery"), "off")
+	if s, err := Parse(nil); err != nil || s.Host.WiFiDiscovery != WiFiOff {
+		t.Fatalf("env override = %+v, %v", s, err)
+	}
+	if _, err := Parse([]byte("devices:\n  - udid: X\n    wifi_discovery: off\n")); err == nil {
+		t.Fatal("a device entry may not set the host-wide wifi_discovery")
+	}
+}

@@ -208,8 +208,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 
 	runner, devices := a.cfg.Runner, a.cfg.Devices
+	var host *device.Host // built-in Wi-Fi discovery as the settings say, shared by both
+	if runner == nil || devices == nil {
+		host = DeviceHost(cfg.Current(), a.log)
+		defer host.Close()
+	}
 	if runner == nil {
-		b := &Backups{Settings: cfg.Current, Stores: a.stores, Secrets: a.cfg.Secrets, Now: a.now, Logger: a.log}
+		b := &Backups{Settings: cfg.Current, Stores: a.stores, Secrets: a.cfg.Secrets, Now: a.now, Logger: a.log, Devices: host}
 		if n := a.cfg.Notifier; n != nil {
 			b.OffsiteFailed = func(udid, name string, err error) { n.Notify(OffsiteFailedMessage(udid, name, err)) }
 		}
@@ -217,7 +222,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	if devices == nil {
 		device.SetLogger(a.log.With("component", "usbmux"))
-		devices = &Devices{Logger: a.log}
+		devices = &Devices{Logger: a.log, Host: host}
 	}
 	wake := a.cfg.Wake
 	if wake == nil {

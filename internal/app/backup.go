@@ -40,6 +40,8 @@ type Backups struct {
 	// a passcode sheet gone sooner than that before a 208 was cancelled by the user); tests
 	// scale it down to see a real passcode timeout in less than 3 minutes.
 	PasscodeCancelWindow time.Duration
+	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
+	Devices *device.Host
 	// Scrub bounds the re-reading of stored files that follows a commit, so that bit rot is
 	// found while the device can still re-send the file; nil takes the settings' scrub key
 	// (DefaultScrub() when the file does not set it). Tests set it to read everything.
@@ -106,8 +108,9 @@ func (o Outcome) Duration() time.Duration { return o.Finished.Sub(o.Started) }
 // FindDevice resolves udid (any letter case; "" = the only connected device) to a connected
 // device, before anything is written: a wrong UDID fails at once with "no such device" and
 // creates no folder.
-func FindDevice(ctx context.Context, udid string) (device.Entry, error) {
-	e, err := device.Find(ctx, udid)
+// devs adds built-in Wi-Fi discovery (nil = usbmuxd alone).
+func FindDevice(ctx context.Context, devs *device.Host, udid string) (device.Entry, error) {
+	e, err := devs.Find(ctx, udid)
 	switch {
 	case err == nil:
 		return e, nil
@@ -135,7 +138,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if now == nil {
 		now = time.Now
 	}
-	entry, err := FindDevice(ctx, device.CanonicalUDID(req.UDID))
+	entry, err := FindDevice(ctx, b.Devices, device.CanonicalUDID(req.UDID))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -177,7 +180,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		if secrets == nil {
 			secrets = noKeychain{}
 		}
-		if err := EnsureEncryption(ctx, udid, want, secrets, events); err != nil {
+		if err := EnsureEncryption(ctx, b.Devices, udid, want, secrets, events); err != nil {
 			return out, err
 		}
 	}
@@ -188,7 +191,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	// Content hashes are taken while the bytes stream in, so the commit need not read the new
 	// files again (store.Run.ContentHash; issue #11: 0.8% CPU instead of 16.5%).
 	hashNew, hashed := run.ContentHash()
-	res, err := eng(ctx, engine.Request{UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
+	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
 		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
 		ContentHash: hashNew, ContentHashed: hashed})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished

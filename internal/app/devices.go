@@ -20,6 +20,8 @@ type Devices struct {
 	RetryAfter time.Duration
 	// InfoTimeout bounds the lockdown query for name and battery (default 10 s).
 	InfoTimeout time.Duration
+	// Host adds built-in Wi-Fi discovery (wifi_discovery); nil watches usbmuxd alone.
+	Host *device.Host
 }
 
 // Events implements jobs.DeviceSource. The returned channel is closed when ctx ends; the
@@ -53,7 +55,7 @@ func (d *Devices) Events(ctx context.Context) <-chan jobs.DeviceEvent {
 func (d *Devices) watch(ctx context.Context, out chan<- jobs.DeviceEvent, links map[string]map[int]device.Transport) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events, errf, err := device.Watch(wctx)
+	events, errf, err := d.Host.Watch(wctx)
 	if err != nil {
 		d.log().Debug("usbmuxd not available", "err", err)
 		return
@@ -104,7 +106,7 @@ func (d *Devices) describe(ctx context.Context, udid string, t device.Transport)
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s, err := device.Open(ictx, udid)
+	s, err := d.Host.Open(ictx, udid)
 	if err != nil {
 		d.log().Info("device attached but not readable", "udid", udid, "err", err)
 		// Not trusted yet: its name is public, and the Trust notification needs it.

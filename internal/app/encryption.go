@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"snapback/internal/device"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
@@ -26,11 +27,11 @@ func passwordNeeded(udid string, want settings.Encryption) *failure.Error {
 // read. events (may be nil) receives the change's events, among them the passcode prompt
 // iOS 13 and later show; a wrong stored password is failure.WrongPassword, a
 // missing one a *PasswordNeededError. The password goes to the device only.
-func EnsureEncryption(ctx context.Context, udid string, want settings.Encryption, secrets settings.Secrets, events func(mobilebackup2.Event)) error {
+func EnsureEncryption(ctx context.Context, devs *device.Host, udid string, want settings.Encryption, secrets settings.Secrets, events func(mobilebackup2.Event)) error {
 	if want != settings.EncryptionOn && want != settings.EncryptionOff {
 		return nil
 	}
-	on, err := engine.EncryptionStatus(ctx, udid)
+	on, err := engine.EncryptionStatus(ctx, devs, udid)
 	if err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func EnsureEncryption(ctx context.Context, udid string, want settings.Encryption
 	if err != nil {
 		return failure.New(failure.Keychain, fmt.Errorf("backup password of %s: %w", udid, err))
 	}
-	req := engine.EncryptionRequest{UDID: udid, Events: events}
+	req := engine.EncryptionRequest{Devices: devs, UDID: udid, Events: events}
 	if want == settings.EncryptionOn {
 		req.New = []byte(pw)
 	} else {

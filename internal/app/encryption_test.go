@@ -40,10 +40,10 @@ func TestEnsureEncryption(t *testing.T) {
 	defer cancel()
 	secrets := &settingstest.Secrets{}
 
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionKeep, secrets, nil); err != nil || agent.WillEncrypt() {
+	if err := EnsureEncryption(ctx, nil, udid, settings.EncryptionKeep, secrets, nil); err != nil || agent.WillEncrypt() {
 		t.Fatalf("keep: %v, encrypting %v", err, agent.WillEncrypt())
 	}
-	err := EnsureEncryption(ctx, udid, settings.EncryptionOn, secrets, nil)
+	err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOn, secrets, nil)
 	if !errors.Is(err, failure.PasswordNeeded) || !errors.Is(err, settings.ErrSecretNotFound) || !strings.Contains(failure.Text(err), "snapback password set --udid "+udid) {
 		t.Fatalf("on without a stored password: %v", err)
 	}
@@ -53,7 +53,7 @@ func TestEnsureEncryption(t *testing.T) {
 	var mu sync.Mutex
 	var kinds []mobilebackup2.EventKind
 	events := func(ev mobilebackup2.Event) { mu.Lock(); kinds = append(kinds, ev.Kind); mu.Unlock() }
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOn, secrets, events); err != nil {
+	if err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOn, secrets, events); err != nil {
 		t.Fatalf("on: %v", err)
 	}
 	mu.Lock()
@@ -66,7 +66,7 @@ func TestEnsureEncryption(t *testing.T) {
 		t.Fatalf("after on: encrypting %v, passcode event %v", agent.WillEncrypt(), sawPasscode)
 	}
 	before := agent.Counters().PasswordChanges
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOn, secrets, nil); err != nil || agent.Counters().PasswordChanges != before {
+	if err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOn, secrets, nil); err != nil || agent.Counters().PasswordChanges != before {
 		t.Errorf("on while on: %v; changes %d → %d", err, before, agent.Counters().PasswordChanges)
 	}
 
@@ -80,11 +80,11 @@ func TestEnsureEncryption(t *testing.T) {
 	}
 
 	secrets.Set(ctx, udid, "not-the-password")
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, failure.WrongPassword) {
+	if err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOff, secrets, nil); !errors.Is(err, failure.WrongPassword) {
 		t.Errorf("off with a wrong stored password: %v; want ErrWrongPassword", err)
 	}
 	secrets.Set(ctx, udid, pw)
-	if err := EnsureEncryption(ctx, udid, settings.EncryptionOff, secrets, nil); err != nil || agent.WillEncrypt() {
+	if err := EnsureEncryption(ctx, nil, udid, settings.EncryptionOff, secrets, nil); err != nil || agent.WillEncrypt() {
 		t.Errorf("off: %v, encrypting %v", err, agent.WillEncrypt())
 	}
 }

@@ -96,8 +96,10 @@ func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSu
 	if err != nil {
 		return runSummary{}, err
 	}
+	devs := app.DeviceHost(cfg, nil) // finds the device over usbmuxd and, as set, over Wi-Fi itself
+	defer devs.Close()
 	b := &app.Backups{Settings: func() *settings.Settings { return cfg }, Stores: &app.Stores{Now: time.Now},
-		Secrets: f.secrets, Now: time.Now, PasscodeCancelWindow: f.passcodeCancelWindow}
+		Secrets: f.secrets, Now: time.Now, PasscodeCancelWindow: f.passcodeCancelWindow, Devices: devs}
 	events, done := render(view)
 	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events})
 	done()
@@ -119,13 +121,18 @@ func backupToDir(ctx context.Context, f backupFlags, view progressView) (runSumm
 	if err := refuseStoreLocation(abs); err != nil {
 		return runSummary{}, err
 	}
+	devs, err := deviceHost(nil)
+	if err != nil {
+		return runSummary{}, err
+	}
+	defer devs.Close()
 	// The device first: a wrong UDID creates no folder.
-	dev, err := app.FindDevice(ctx, f.udid)
+	dev, err := app.FindDevice(ctx, devs, f.udid)
 	if err != nil {
 		return runSummary{}, err
 	}
 	events, done := render(view)
-	res, err := engine.Backup(ctx, engine.Request{UDID: dev.UDID, Root: abs, Full: f.full, Events: events})
+	res, err := engine.Backup(ctx, engine.Request{Devices: devs, UDID: dev.UDID, Root: abs, Full: f.full, Events: events})
 	done()
 	return runSummary{UDID: res.UDID, Name: res.Device.Name, ProductType: res.Device.ProductType, Device: res.Device,
 		Dir: res.Dir, Full: res.Backup.FullBackup, Files: res.Backup.FilesReceived, Bytes: res.Backup.BytesReceived,

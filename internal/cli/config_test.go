@@ -22,6 +22,9 @@ func cfgTestEnv(t *testing.T) string {
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
 	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	t.Setenv("XDG_RUNTIME_DIR", filepath.Join(dir, "run"))
+	// Tests never browse mDNS on the host's network: only tests inside a network namespace
+	// of their own (netnstest) turn built-in Wi-Fi discovery on.
+	t.Setenv("SNAPBACK_WIFI_DISCOVERY", "mux")
 	return dir
 }
 

@@ -85,12 +85,15 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		}
 	}
 	os.Setenv("SNAPBACK_CONFIG", "")
+	os.Unsetenv("SNAPBACK_WIFI_DISCOVERY")
 	cfgPath, err := settings.ConfigPath()
 	if err != nil {
 		return err
 	}
 	os.MkdirAll(filepath.Dir(cfgPath), 0o700)
-	if err := os.WriteFile(cfgPath, []byte("# snapback demo: back up at any hour\nschedule:\n  window: \"00:00-24:00\"\nconditions:\n  min_battery: 0\n"), 0o600); err != nil {
+	// wifi_discovery: mux keeps the demo to its simulated iPhone: built-in discovery would
+	// look for the user's real devices on the network.
+	if err := os.WriteFile(cfgPath, []byte("# snapback demo: back up at any hour\nwifi_discovery: mux\nschedule:\n  window: \"00:00-24:00\"\nconditions:\n  min_battery: 0\n"), 0o600); err != nil {
 		return err
 	}
 

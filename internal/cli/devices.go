@@ -19,6 +19,8 @@ type deviceRow struct {
 	device.Entry
 	Info  *device.Info `json:"info,omitempty"`
 	Error string       `json:"error,omitempty"`
+	// Unreachable says why a paired device is not listed.
+	Unreachable string `json:"unreachable,omitempty"`
 }
 
 func newDevicesCmd() *cobra.Command {
@@ -26,8 +28,11 @@ func newDevicesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "devices",
 		Short: "List connected iPhones and iPads",
-		Long:  "List the devices usbmuxd sees (USB and Wi-Fi; a device on both is shown once, on USB)\nwith their name, model, iOS version and battery.",
-		Args:  cobra.NoArgs,
+		Long: "List the devices usbmuxd sees (USB and Wi-Fi; a device on both is shown once, on USB)\n" +
+			"and, unless wifi_discovery is mux or off, the Wi-Fi devices Snapback finds itself over mDNS,\n" +
+			"with their name, model, iOS version, battery and how each was found (usb, wifi via mux,\n" +
+			"wifi direct). Paired devices that are not reachable are listed with the reason.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
@@ -49,14 +54,19 @@ func newDevicesCmd() *cobra.Command {
 }
 
 func listDevices(ctx context.Context) ([]deviceRow, error) {
-	entries, err := device.List(ctx)
+	devs, err := deviceHost(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer devs.Close()
+	entries, err := devs.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rows := make([]deviceRow, 0, len(entries))
 	for _, e := range entries {
 		row := deviceRow{Entry: e}
-		info, err := deviceInfo(ctx, e)
+		info, err := deviceInfo(ctx, devs, e)
 		if err != nil {
 			row.Error = err.Error()
 		} else {
@@ -64,11 +74,11 @@ func listDevices(ctx context.Context) ([]deviceRow, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, nil
+	return append(rows, unreachableRows(ctx, devs, entries)...), nil
 }
 
-func deviceInfo(ctx context.Context, e device.Entry) (device.Info, error) {
-	s, err := device.OpenEntry(ctx, e)
+func deviceInfo(ctx context.Context, devs *device.Host, e device.Entry) (device.Info, error) {
+	s, err := devs.OpenEntry(ctx, e)
 	if err != nil {
 		return device.Info{}, err
 	}
@@ -84,8 +94,12 @@ func printDevices(w io.Writer, rows []deviceRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UDID\tNAME\tMODEL\tiOS\tCONNECTION\tBATTERY\tENCRYPTED")
 	for _, r := range rows {
+		if r.Unreachable != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tnot reachable\t-\t-\t(%s)\n", r.UDID, r.Unreachable)
+			continue
+		}
 		if r.Info == nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t-\t-\t(%s)\n", r.UDID, r.Transport, r.Error)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t-\t-\t(%s)\n", r.UDID, connection(r.Entry), r.Error)
 			continue
 		}
 		i := r.Info
@@ -100,7 +114,7 @@ func printDevices(w io.Writer, rows []deviceRow) {
 		if i.WillEncrypt {
 			enc = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UDID, i.Name, i.ProductType, i.ProductVersion, r.Transport, battery, enc)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UDID, i.Name, i.ProductType, i.ProductVersion, connection(r.Entry), battery, enc)
 	}
 	tw.Flush()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"snapback/internal/device"
 	"snapback/internal/engine"
 	"snapback/internal/failure"
 	"snapback/internal/mobilebackup2"
@@ -50,6 +51,7 @@ type encryptionCmd struct {
 	udid     string
 	in       io.Reader // *os.File when a terminal, else one shared buffered reader
 	out, err io.Writer
+	devs     *device.Host // how the device is found (wifi_discovery)
 }
 
 func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.Command {
@@ -67,7 +69,12 @@ func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.C
 				// otherwise buffer ahead and swallow the next line.
 				in = bufio.NewReaderSize(in, maxPasswordLen)
 			}
-			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()})
+			devs, err := deviceHost(nil)
+			if err != nil {
+				return err
+			}
+			defer devs.Close()
+			return run(encryptionCmd{ctx: ctx, udid: udid, in: in, out: cmd.OutOrStdout(), err: cmd.ErrOrStderr(), devs: devs})
 		},
 	}
 	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
@@ -76,7 +83,7 @@ func encryptionSubcmd(use, short string, run func(encryptionCmd) error) *cobra.C
 }
 
 func runEncryptionStatus(c encryptionCmd) error {
-	on, err := engine.EncryptionStatus(c.ctx, c.udid)
+	on, err := engine.EncryptionStatus(c.ctx, c.devs, c.udid)
 	if err != nil {
 		return err
 	}
@@ -212,7 +219,7 @@ func (c encryptionCmd) askCurrent() ([]byte, error) {
 // change runs SetEncryption, telling the user when the device shows its passcode prompt.
 func (c encryptionCmd) change(oldPw, newPw []byte) error {
 	err := engine.SetEncryption(c.ctx, engine.EncryptionRequest{
-		UDID: c.udid, Old: oldPw, New: newPw,
+		Devices: c.devs, UDID: c.udid, Old: oldPw, New: newPw,
 		Events: func(ev mobilebackup2.Event) {
 			if ev.Kind == mobilebackup2.EventPasscodeRequested {
 				fmt.Fprintln(c.err, "enter the passcode on the device")

@@ -61,6 +61,7 @@ func startEncSimulate(t *testing.T, args ...string) *simOutput {
 				t.Fatalf("simulate printed %q first", first)
 			}
 			t.Setenv("USBMUXD_SOCKET_ADDRESS", addr)
+			t.Setenv("SNAPBACK_WIFI_DISCOVERY", "mux") // never browse the host's network
 			return out
 		}
 		select {

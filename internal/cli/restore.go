@@ -180,8 +180,14 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 	if isTerminal(stderr) {
 		view = &barView{w: stderr}
 	}
+	devs, err := deviceHost(nil)
+	if err != nil {
+		return err
+	}
+	defer devs.Close()
 	events, done := render(view)
 	res, err := engine.Restore(ctx, engine.RestoreRequest{
+		Devices:          devs,
 		UDID:             f.udid,
 		SourceDir:        src.dir,
 		System:           f.system,

@@ -41,6 +41,10 @@ type simulateFlags struct {
 	verbose       bool
 	passwordFile  string
 	kdfRounds     int
+	mdns          bool
+	mdnsIface     string
+	privateMAC    bool
+	heartbeat     time.Duration
 	quirks        quirkFlags
 }
 
@@ -84,6 +88,7 @@ content survive restarts, so incremental backups can be tried.`,
 	fl.StringVar(&f.passwordFile, "backup-password-file", "", "start the devices with backup encryption on, using the first line of this file as the backup password (with --state, a device whose encryption was since changed through ChangePassword keeps that setting)")
 	addQuirkFlags(fl, &f.quirks)
 	fl.IntVar(&f.kdfRounds, "kdf-rounds", 10_000_000, "PBKDF2-SHA256 rounds of the devices' keybags (lower it for fast demos; real devices use 10,000,000)")
+	addSimulateWiFiFlags(fl, &f)
 	return cmd
 }
 
@@ -112,7 +117,8 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 
-	sim, err := devicesim.Start(devicesim.Options{TCPAddr: f.listen, UnixPath: f.unix, StateDir: f.state, Logger: log})
+	sim, err := devicesim.Start(devicesim.Options{TCPAddr: f.listen, UnixPath: f.unix, StateDir: f.state, Logger: log,
+		HeartbeatInterval: f.heartbeat})
 	if err != nil {
 		return err
 	}
@@ -149,6 +155,8 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 			USB:             !f.wifiOnly,
 			WiFi:            f.wifi || f.wifiOnly,
 			DropBackupAfter: drop,
+
+			AnnouncedWiFiAddress: announcedMAC(f, id.UDID),
 		}
 		if err := f.quirks.apply(f.seed+int64(i), &bopts, &dcfg, cmd.Flags().Changed); err != nil {
 			return err
@@ -168,6 +176,9 @@ func runSimulate(ctx context.Context, cmd *cobra.Command, f simulateFlags) error
 	if f.unix != "" {
 		// libusbmuxd strips "UNIX:" and go-ios v1.3.2 honours "unix://": one value for both.
 		fmt.Fprintf(out, "# unix socket: USBMUXD_SOCKET_ADDRESS=UNIX://%s\n", f.unix)
+	}
+	if err := startSimulateWiFi(ctx, sim, f, out, log); err != nil {
+		return err
 	}
 	log.Info("simulator running; stop with Ctrl-C", "addr", sim.Addr(), "devices", f.devices)
 	<-ctx.Done()

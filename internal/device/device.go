@@ -42,6 +42,10 @@ type Entry struct {
 	DeviceID   int         `json:"-"` // usbmuxd handle of the chosen transport
 	Transport  Transport   `json:"transport"`
 	Transports []Transport `json:"transports"` // all transports it is reachable on
+	// Via says how it was found (usb, wifi-mux, wifi-direct); Addr is lockdownd's address
+	// for wifi-direct.
+	Via  Found  `json:"via,omitempty"`
+	Addr string `json:"addr,omitempty"`
 }
 
 // Errors callers branch on.
@@ -125,6 +129,10 @@ func merge(entries []ios.DeviceEntry) []Entry {
 	}
 	out := make([]Entry, 0, len(by))
 	for _, e := range by {
+		e.Via = FoundUSB
+		if e.Transport == WiFi {
+			e.Via = FoundWiFiMux
+		}
 		sort.Slice(e.Transports, func(i, j int) bool { return e.Transports[i] < e.Transports[j] })
 		out = append(out, *e)
 	}
@@ -193,6 +201,8 @@ type Event struct {
 	UDID      string
 	DeviceID  int
 	Transport Transport
+	Via       Found  // how the device was found (Host.Watch); "" from Watch
+	Reason    string // why a device went (Host.Watch), e.g. the heartbeat failing
 }
 
 // Watch subscribes to usbmuxd hotplug events (Listen; no polling). usbmuxd first reports

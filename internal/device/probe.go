@@ -14,6 +14,9 @@ import (
 func Probe(ctx context.Context, e Entry, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if e.Via == FoundWiFiDirect {
+		return probeDirect(ctx, e, timeout)
+	}
 	mux, c, err := dialMux(ctx)
 	if err != nil {
 		return err

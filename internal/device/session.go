@@ -25,6 +25,7 @@ type Session struct {
 	pair  ios.PairRecord
 	ld    *ios.LockDownConnection
 	conn  net.Conn
+	link  *wifiLink // built-in Wi-Fi only: its loss closes every connection of the session
 }
 
 // Open starts a lockdown session (TLS) with the device udid ("" = the only one connected).
@@ -244,6 +245,9 @@ func (s *Session) StartService(ctx context.Context, name string, escrow bool) (n
 		return nil, fmt.Errorf("start %s: reply without a valid port", name)
 	}
 	ssl, _ := resp["EnableServiceSSL"].(bool)
+	if s.Entry.Via == FoundWiFiDirect {
+		return connectService(ctx, s.link, s.Entry, s.pair, name, int(port), ssl)
+	}
 
 	mux, c, err := dialMux(ctx)
 	if err != nil {

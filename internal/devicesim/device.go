@@ -102,6 +102,10 @@ type DeviceConfig struct {
 	// NoInstallationProxy makes StartService com.apple.mobile.installation_proxy fail with
 	// InvalidService, as on a device where the service is unavailable; hosts must still back up.
 	NoInstallationProxy bool
+	// AnnouncedWiFiAddress is the Wi-Fi address the device announces over mDNS and in
+	// usbmuxd's EscapedFullServiceName ("" = Identity.WiFiAddress, the one in the pair
+	// record). Set it to PrivateWiFiAddress(udid) for a device using a private address.
+	AnnouncedWiFiAddress string
 
 	// Unpaired starts the device trusting no host and leaves the usbmuxd pair store empty:
 	// a host must send lockdown Pair (see trust.go). TrustDelay is how long the simulated
@@ -143,10 +147,12 @@ type Counters struct {
 	Relayed           int64 // RelayNotification messages delivered to observers
 	ServicesStarted   int64 // successful StartService replies
 	DirectConnects    int64 // Wi-Fi direct TCP connections (libimobiledevice -n), any port
+	Heartbeats        int64 // com.apple.mobile.heartbeat connections
+	Polos             int64 // Polo answers received on them
 }
 
 type counters struct {
-	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started, directConnects atomic.Int64
+	muxConnects, lockdown, sessions, np, afc, backup, backupDrops, posted, relayed, started, directConnects, heartbeats, polos atomic.Int64
 }
 
 // Device is one simulated iPhone. Its methods are safe for concurrent use.
@@ -169,7 +175,8 @@ type Device struct {
 	pending    map[uint16]pendingService
 	wifiLock   bool // EnableWifiConnections
 	dropBackup int64
-	direct     *directNet // Wi-Fi direct listener while attached over Wi-Fi
+	direct     *directNet  // Wi-Fi direct listener while attached over Wi-Fi
+	hbSilent   atomic.Bool // heartbeat sends no Marco (out of range without a FIN)
 	hole       blackhole
 	trusted    []trustedHost
 	dialog     trustDialog
@@ -259,6 +266,8 @@ func (d *Device) Counters() Counters {
 		Relayed:           c.relayed.Load(),
 		ServicesStarted:   c.started.Load(),
 		DirectConnects:    c.directConnects.Load(),
+		Heartbeats:        c.heartbeats.Load(),
+		Polos:             c.polos.Load(),
 	}
 }
 

@@ -65,6 +65,16 @@
 //     libimobiledevice's -n mode connects directly to the entry's NetworkAddress, so each
 //     Wi-Fi device also listens on a random loopback address 127.x.y.z (lockdownd on 62078,
 //     every started service on its port). Counters.DirectConnects counts those connections.
+//   - Sim.StartMDNS(iface) announces every device reachable over Wi-Fi as real devices do:
+//     Bonjour _apple-mobdev2._tcp, instance "<wifi-mac>@<fe80 EUI-64>", SRV to lockdownd on the
+//     device's own 127.x address (github.com/hashicorp/mdns answers the queries). Detaching
+//     the Wi-Fi entry (SetTransports, Detach) stops the advert and cuts the connections: the
+//     device dropping off the network. DeviceConfig.AnnouncedWiFiAddress (e.g.
+//     PrivateWiFiAddress(udid)) makes the advert carry a private address that is not the pair
+//     record's WiFiMACAddress, as iOS 26.4 does.
+//   - com.apple.mobile.heartbeat sends {Command: Marco, Interval: N} every
+//     Options.HeartbeatInterval (default 10 s) and closes the connection when no Polo comes
+//     back within 1.5 intervals plus a second.
 //
 // # Ownership
 //
@@ -80,5 +90,6 @@
 // records pre-provisioned in the usbmuxd store. The binary (version 0) usbmuxd protocol:
 // it is answered with BADVERSION. Services other than notification_proxy, AFC,
 // installation_proxy (Browse only), springboardservices (icons only) and mobilebackup2
-// (diagnostics_relay, …) answer InvalidService.
+// (diagnostics_relay, …) answer InvalidService. A host that never runs a heartbeat keeps its
+// other connections (real iOS may close them); SleepyTime is never sent.
 package devicesim

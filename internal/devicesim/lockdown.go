@@ -375,6 +375,8 @@ func (d *Device) serviceHandler(svc string, req map[string]any, host string) (fu
 		return d.serveService(svc, d.serveInstProxy), ""
 	case serviceSpringBoard:
 		return d.serveService(svc, d.serveSpringBoard), ""
+	case serviceHeartbeat:
+		return d.serveService(svc, d.serveHeartbeat), ""
 	case "com.apple.mobilebackup2":
 		if d.cfg.Backup == nil {
 			return nil, "ServiceProhibited"

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/plistio"
@@ -31,6 +32,9 @@ type Options struct {
 	StateDir string
 	// Logger receives debug logs of the protocol traffic; nil discards them.
 	Logger *slog.Logger
+	// HeartbeatInterval is the Marco interval of com.apple.mobile.heartbeat (0 =
+	// DefaultHeartbeatInterval); tests shorten it to see a lost link quickly.
+	HeartbeatInterval time.Duration
 }
 
 // Sim is a running simulator: one fake usbmuxd serving any number of simulated devices.
@@ -57,6 +61,7 @@ type Sim struct {
 	records   map[string][]byte // usbmuxd pair store: PairRecordID → serialized record
 	muxConns  int64
 	recordDir string
+	mdns      *mdnsState // mDNS announcer, nil until StartMDNS
 }
 
 // entry is one usbmuxd device-list entry: a device on one transport.
@@ -243,6 +248,7 @@ func (s *Sim) Close() error {
 	for l := range s.direct {
 		l.Close()
 	}
+	s.stopMDNSLocked()
 	s.mu.Unlock()
 	s.cancel()
 	var errs []error
@@ -501,7 +507,7 @@ func attachedMessage(e *entry) map[string]any {
 	}
 	if e.wifi {
 		props["ConnectionType"] = TransportNetwork
-		props["EscapedFullServiceName"] = id.WiFiAddress + "@fe80::1._apple-mobdev2._tcp.local."
+		props["EscapedFullServiceName"] = MDNSInstanceName(e.dev.AnnouncedWiFiAddress()) + "." + MDNSService + ".local."
 		props["InterfaceIndex"] = 1
 		props["NetworkAddress"] = e.dev.networkAddress()
 	} else {

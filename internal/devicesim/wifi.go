@@ -45,6 +45,9 @@ func (s *Sim) startDirectLocked(d *Device, entryID int) {
 			defer s.wg.Done()
 			s.acceptDirect(l, d, entryID, func(net.Conn) func(context.Context, net.Conn) { return d.serveLockdown }, 0)
 		}()
+		if err := s.announceLocked(d); err != nil {
+			s.log.Warn("devicesim: mDNS announcement", "err", err)
+		}
 		return
 	}
 	s.log.Warn("devicesim: no loopback address free for Wi-Fi direct mode", "udid", d.UDID())
@@ -55,6 +58,7 @@ func (s *Sim) stopDirectLocked(d *Device) {
 	dn := d.direct
 	d.direct = nil
 	d.mu.Unlock()
+	s.unannounceLocked(d)
 	if dn != nil {
 		dn.lockdown.Close()
 		delete(s.direct, dn.lockdown)

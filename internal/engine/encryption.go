@@ -23,6 +23,8 @@ var (
 // EncryptionRequest describes one change of a device's backup encryption. Old == nil with
 // New turns encryption on; Old with New == nil turns it off; both change the password.
 type EncryptionRequest struct {
+	// Devices finds the device (nil = usbmuxd alone); see Request.Devices.
+	Devices *device.Host
 	// UDID of the device; "" picks the only connected device.
 	UDID string
 	// Old and New are the current and the new backup password (nil = not given). The
@@ -41,8 +43,9 @@ type EncryptionRequest struct {
 
 // EncryptionStatus reports whether the device encrypts its backups (lockdown
 // com.apple.mobile.backup WillEncrypt). Errors are *failure.Error.
-func EncryptionStatus(ctx context.Context, udid string) (on bool, err error) {
-	sess, err := device.Open(ctx, udid)
+// devs finds the device (nil = usbmuxd alone).
+func EncryptionStatus(ctx context.Context, devs *device.Host, udid string) (on bool, err error) {
+	sess, err := devs.Open(ctx, udid)
 	if err != nil {
 		return false, classify(ctx, err)
 	}
@@ -91,7 +94,7 @@ func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
 	em.Begin()
 
 	var udid string
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, req.Devices, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		udid = sess.Entry.UDID
 		v, err := sess.Value(ctx, "com.apple.mobile.backup", "WillEncrypt")
 		if err != nil {

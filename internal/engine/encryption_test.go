@@ -56,7 +56,7 @@ func (r *rig) setEncryption(t *testing.T, logs io.Writer, ev *events, old, new [
 
 func (r *rig) status(t *testing.T) bool {
 	t.Helper()
-	on, err := EncryptionStatus(context.Background(), r.udid)
+	on, err := EncryptionStatus(context.Background(), nil, r.udid)
 	if err != nil {
 		t.Fatalf("EncryptionStatus: %v", err)
 	}

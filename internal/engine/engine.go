@@ -36,6 +36,9 @@ type Request struct {
 	ContentHashed func(fi fs.FileInfo, sum []byte)
 	// UDID of the device; "" picks the only connected device.
 	UDID string
+	// Devices finds and connects the device (nil = usbmuxd alone); a Host adds built-in
+	// Wi-Fi discovery.
+	Devices *device.Host
 	// Root is the backup root directory; the backup is written to Root/<UDID>/.
 	Root string
 	// Full forces a full backup; by default the device backs up incrementally when Root/<UDID>
@@ -131,14 +134,14 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	}
 
 	if req.PairPrompt != nil {
-		if err := ensurePaired(ctx, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
+		if err := ensurePaired(ctx, req.Devices, req.UDID, req.PairPrompt, req.PairTimeout); err != nil {
 			return res, err
 		}
 	}
 	var info device.Info
 	var extras infoExtras
 	var entry device.Entry
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, req.Devices, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		entry = sess.Entry
 		res.UDID = sess.Entry.UDID
 		res.Dir = filepath.Join(req.Root, res.UDID)

@@ -33,9 +33,9 @@ type link struct {
 // (to read values, or to refuse early); the session is closed when openLink returns.
 // Device notifications become em events; a cancel tapped on the device cancels ctx through
 // cancel. On error everything opened so far is closed.
-func openLink(ctx context.Context, udid string, em *mobilebackup2.Emitter, cancel context.CancelCauseFunc,
+func openLink(ctx context.Context, devs *device.Host, udid string, em *mobilebackup2.Emitter, cancel context.CancelCauseFunc,
 	now func() time.Time, log *slog.Logger, before func(*device.Session) error) (_ *link, err error) {
-	sess, err := device.Open(ctx, udid)
+	sess, err := devs.Open(ctx, udid) // a nil Host is the mux alone
 	if err != nil {
 		return nil, err
 	}

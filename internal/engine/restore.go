@@ -13,6 +13,8 @@ import (
 
 // RestoreRequest describes one restore of a backup folder onto a device.
 type RestoreRequest struct {
+	// Devices finds the device (nil = usbmuxd alone); see Request.Devices.
+	Devices *device.Host
 	// UDID of the device to restore; "" picks the only connected device.
 	UDID string
 	// SourceDir is an Apple-format backup folder (any name: a snapshot folder is named by its
@@ -84,7 +86,7 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		return res, errors.New("no backup folder to restore given")
 	}
 
-	l, err := openLink(ctx, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
+	l, err := openLink(ctx, req.Devices, req.UDID, em, cancel, now, log, func(sess *device.Session) error {
 		res.UDID = sess.Entry.UDID
 		var err error
 		res.Device, err = sess.Info(ctx)

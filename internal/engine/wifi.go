@@ -71,10 +71,13 @@ func cleanupTimeout(ctx context.Context) time.Duration {
 // ensurePaired pairs udid with this computer if it does not trust it yet: a device Finder or
 // iTunes never saw (macOS, Windows), any device over Wi-Fi, or one whose user un-trusted
 // this computer. The user is told through prompt.
-func ensurePaired(ctx context.Context, udid string, prompt func(device.PairPrompt, string), timeout time.Duration) error {
-	e, err := device.Find(ctx, udid)
+func ensurePaired(ctx context.Context, devs *device.Host, udid string, prompt func(device.PairPrompt, string), timeout time.Duration) error {
+	e, err := devs.Find(ctx, udid)
 	if err != nil {
 		return err
+	}
+	if e.Via == device.FoundWiFiDirect {
+		return nil // found by proving its pairing; and pairing over Wi-Fi is impossible anyway
 	}
 	err = device.Validate(ctx, e)
 	if err == nil || !errors.Is(err, failure.NotPaired) {
