@@ -51,6 +51,9 @@ func TestArchiveAtZeroBytesFree(t *testing.T) {
 			t.Errorf("verify %s after archiving at 0 bytes free: %v", sn.ID, err)
 		}
 	}
+	if rep, err := s.VerifyData(ctx, testUDID); err != nil || len(rep.Damaged) != 0 {
+		t.Errorf("verify --data after the archive by rename: %+v %v", rep, err)
+	}
 	if !found || len(list) != 2 {
 		t.Fatalf("list after archiving: %+v, want the older snapshot and the archive", list)
 	}
