@@ -86,7 +86,9 @@ func TestDaemonBackupDiskUnplugged(t *testing.T) {
 	}
 
 	// Day 1: the first backup happens by itself onto the disk.
-	settle("first backup", func(d jobs.DeviceStatus) bool { return agent.Counters().Backups == 1 && d.LastResult == jobs.ResultSuccess })
+	settle("first backup", func(d jobs.DeviceStatus) bool {
+		return agent.Counters().Backups == 1 && d.LastResult == jobs.ResultSuccess
+	})
 	st, err := store.Open(ctx, disk.mnt, store.Options{})
 	if err != nil {
 		t.Fatal(err)
