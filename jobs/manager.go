@@ -494,7 +494,11 @@ func (m *Manager) onDevice(ev DeviceEvent) {
 		m.evaluate(ev.UDID, now, m.cfg.State.Snapshot()) // the status says "not connected", not a stale reason
 		return
 	}
-	d.presence = Presence{Connected: true, Transport: ev.Transport, Battery: ev.Battery, Charging: ev.Charging}
+	since := d.presence.Since
+	if !was {
+		since = now // it (re)appeared now; an update of a present device keeps its time
+	}
+	d.presence = Presence{Connected: true, Transport: ev.Transport, Battery: ev.Battery, Charging: ev.Charging, Since: since}
 	if err := m.cfg.State.UpdateDevice(ev.UDID, func(r *DeviceRecord) {
 		if r.FirstSeen.IsZero() {
 			r.FirstSeen = now

@@ -15,6 +15,8 @@ type Presence struct {
 	// Battery is the charge in percent, or -1 when unknown (then it does not block).
 	Battery  int
 	Charging bool
+	// Since is when the device last appeared (zero: unknown, treated as just now).
+	Since time.Time
 }
 
 // Input is everything Decide looks at. It is plain data: Decide has no other inputs.
@@ -141,6 +143,17 @@ func decide(in Input) Decision {
 		return Decision{Reason: ReasonDeclined,
 			Text:      "the backup was cancelled on the device today; Back Up Now starts it again",
 			NextCheck: windowStart(today.next(), w, loc)}
+	}
+	if r := in.Run; r.LastResult == ResultDeviceGone && !in.Device.Since.IsZero() && !in.Device.Since.After(r.LastAttempt) &&
+		windowDay(r.LastAttempt.In(loc), w) == today {
+		// The link broke but the device never went away (a flaky cable, a mux that keeps
+		// listing an unreachable Wi-Fi device): try again after one retry delay rather than at
+		// every tick. A device that left and came back is due at once (Since is newer).
+		if until := r.LastAttempt.Add(RetryDelay(s.RetryDelay, 1)); now.Before(until) {
+			return Decision{Reason: ReasonRetryWait,
+				Text:      fmt.Sprintf("the connection broke; trying again at %s", until.In(loc).Format("15:04")),
+				NextCheck: until}
+		}
 	}
 	var failures int
 	var lastFailure time.Time

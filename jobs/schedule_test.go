@@ -72,12 +72,21 @@ func TestDecide(t *testing.T) {
 		{name: "manual late yesterday", now: day(9, 0), dev: usb,
 			run: RunState{LastSuccess: at(2026, 6, 9, 23, 50), LastSuccessManual: true}, want: ReasonDue},
 
+		// A broken link: at once when the device left and came back, after one retry delay
+		// when it stayed listed all along.
+		{name: "link broke, device came back", now: day(10, 5), dev: Presence{Connected: true, Transport: settings.TransportUSB, Battery: -1, Since: day(10, 3)},
+			run: RunState{LastAttempt: day(10, 0), LastResult: ResultDeviceGone}, want: ReasonDue},
+		{name: "link broke, device never left", now: day(10, 5), dev: Presence{Connected: true, Transport: settings.TransportUSB, Battery: -1, Since: day(9, 30)},
+			run: RunState{LastAttempt: day(10, 0), LastResult: ResultDeviceGone}, want: ReasonRetryWait, next: day(10, 15)},
+		{name: "link broke, device never left, delay over", now: day(10, 15), dev: Presence{Connected: true, Transport: settings.TransportUSB, Battery: -1, Since: day(9, 30)},
+			run: RunState{LastAttempt: day(10, 0), LastResult: ResultDeviceGone}, want: ReasonDue},
+
 		// Cancel tapped on the device's passcode prompt: no automatic retry that day.
 		{name: "declined on the device", now: day(14, 0), dev: usb,
-			run: RunState{LastAttempt: day(10, 0), LastResult: ResultDeclined, Failures: []time.Time{day(10, 0)}},
+			run:  RunState{LastAttempt: day(10, 0), LastResult: ResultDeclined, Failures: []time.Time{day(10, 0)}},
 			want: ReasonDeclined, next: at(2026, 6, 11, 9, 0)},
 		{name: "declined yesterday", now: day(10, 0), dev: usb,
-			run: RunState{LastAttempt: at(2026, 6, 9, 10, 0), LastResult: ResultDeclined, Failures: []time.Time{at(2026, 6, 9, 10, 0)}},
+			run:  RunState{LastAttempt: at(2026, 6, 9, 10, 0), LastResult: ResultDeclined, Failures: []time.Time{at(2026, 6, 9, 10, 0)}},
 			want: ReasonDue},
 
 		// Retries: growing delay, limited per day.

@@ -122,6 +122,14 @@ wifi_discovery: auto
 # on Linux, /var/db/lockdown on macOS). Host-wide only.
 pair_records: ""
 
+# After each backup, re-read a bounded slice of the stored files at idle priority and compare
+# them with their recorded hashes, so damage (bit rot) is found while the device can still
+# re-send the file. At most this many bytes and this percentage of a store a day, whichever
+# is less; 0 in either turns the scrub off. Host-wide only.
+scrub:
+  max_bytes_per_day: "1GB"
+  max_percent_per_day: 5
+
 # Per-device overrides: a list (not a map: UDIDs are case-sensitive and viper folds map
 # keys to lower case). Each entry takes a udid, an optional name and any key above.
 devices: []
@@ -179,8 +187,9 @@ func WriteExample(path string, force bool) error {
 func (s *Settings) MarshalYAML() (any, error) {
 	wifi, records := string(s.Host.WiFiDiscovery), s.Host.PairRecords
 	listen := s.HTTP.Listen
+	maxBytes, maxPercent := FormatBytes(s.Scrub.MaxBytesPerDay), s.Scrub.MaxPercentPerDay
 	f := fileSettings{Overlay: toOverlay(s.Global), Host: fileHost{WiFiDiscovery: &wifi, PairRecords: &records},
-		HTTP: &fileHTTP{Listen: &listen}}
+		HTTP: &fileHTTP{Listen: &listen}, Scrub: &fileScrub{MaxBytesPerDay: &maxBytes, MaxPercentPerDay: &maxPercent}}
 	for _, d := range s.Devices {
 		f.Devices = append(f.Devices, fileDevice{UDID: d.UDID, Name: d.Name, Overlay: toOverlay(d.Effective)})
 	}

@@ -107,6 +107,7 @@ type fileSettings struct {
 	Host    fileHost     `mapstructure:",squash" yaml:",inline"`
 	Devices []fileDevice `mapstructure:"devices" yaml:"devices,omitempty"`
 	HTTP    *fileHTTP    `mapstructure:"http" yaml:"http,omitempty"`
+	Scrub   *fileScrub   `mapstructure:"scrub" yaml:"scrub,omitempty"`
 }
 
 // Keys lists every settings key a device can override, dotted as in the file
@@ -167,7 +168,7 @@ func Parse(data []byte) (*Settings, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	// Unmarshal only sees keys viper knows (libraries.md §4), so bind every global key.
-	for _, k := range append(append(Keys(), "http.listen"), hostKeys...) {
+	for _, k := range append(append(Keys(), "http.listen", "scrub.max_bytes_per_day", "scrub.max_percent_per_day"), hostKeys...) {
 		if k == "alerts" {
 			continue // a list; it has no environment form
 		}
@@ -240,6 +241,8 @@ func build(f fileSettings) (*Settings, error) {
 	if f.HTTP != nil && f.HTTP.Listen != nil {
 		s.HTTP.Listen = strings.TrimSpace(*f.HTTP.Listen)
 	}
+	s.Scrub = DefaultScrub()
+	applyScrub(&s.Scrub, f.Scrub, &probs)
 	seen := map[string]int{}
 	for i, d := range f.Devices {
 		prefix := fmt.Sprintf("devices[%d].", i)

@@ -109,6 +109,9 @@ type Settings struct {
 	Host HostSettings
 	// HTTP is the status page server.
 	HTTP HTTP
+	// Scrub bounds the daily re-reading of stored files (global only); Parse starts it at
+	// DefaultScrub().
+	Scrub Scrub
 }
 
 // DeviceOverride is one entry of the `devices:` list: a UDID, a display name and the

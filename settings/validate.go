@@ -29,6 +29,7 @@ func (p *Problem) Error() string {
 func (s *Settings) Validate() error {
 	probs := validateDevice(s.Global, "", nil)
 	probs = append(probs, validateHTTP(s.HTTP)...)
+	probs = append(probs, validateScrub(s.Scrub)...)
 	for i, d := range s.Devices {
 		probs = append(probs, validateDevice(d.Effective, fmt.Sprintf("devices[%d].", i), d.set)...)
 	}

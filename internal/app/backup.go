@@ -43,7 +43,8 @@ type Backups struct {
 	// Devices finds the device, with built-in Wi-Fi discovery (nil = usbmuxd alone).
 	Devices *device.Host
 	// Scrub bounds the re-reading of stored files that follows a commit, so that bit rot is
-	// found while the device can still re-send the file; nil is DefaultScrub().
+	// found while the device can still re-send the file; nil takes the settings' scrub key
+	// (DefaultScrub() when the file does not set it). Tests set it to read everything.
 	Scrub *store.ScrubBudget
 	// Engine runs the protocol part of one backup into a folder; nil is engine.Backup.
 	Engine func(context.Context, engine.Request) (engine.Result, error)
@@ -235,7 +236,17 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 // DefaultScrub re-reads at most 1 GB or 5% of a store a day, whichever is less, so a whole
 // store is read every few weeks without a daily backup taking noticeably longer.
 func DefaultScrub() store.ScrubBudget {
-	return store.ScrubBudget{MaxBytes: 1 << 30, MaxPercent: 5, Every: 24 * time.Hour}
+	b, _ := ScrubBudget(settings.DefaultScrub())
+	return b
+}
+
+// ScrubBudget turns the settings' scrub key into the store's daily budget; false when the
+// settings turn the scrub off.
+func ScrubBudget(s settings.Scrub) (store.ScrubBudget, bool) {
+	if s.Off() {
+		return store.ScrubBudget{}, false
+	}
+	return store.ScrubBudget{MaxBytes: s.MaxBytesPerDay, MaxPercent: float64(s.MaxPercentPerDay), Every: 24 * time.Hour}, true
 }
 
 // scrub runs the day's slice of content verification right after a commit (the one moment
@@ -243,9 +254,12 @@ func DefaultScrub() store.ScrubBudget {
 // how many damaged files it found; a scrub that fails is logged and tried after the next
 // backup.
 func (b *Backups) scrub(ctx context.Context, st *store.Store, udid string, log *slog.Logger) int {
-	budget := DefaultScrub()
+	budget, on := ScrubBudget(b.settings().Scrub)
 	if b.Scrub != nil {
-		budget = *b.Scrub
+		budget, on = *b.Scrub, true
+	}
+	if !on {
+		return 0
 	}
 	var rep store.DataReport
 	var err error

@@ -160,6 +160,10 @@ func runRestore(ctx context.Context, f restoreFlags, in io.Reader, stdout, stder
 			return fmt.Errorf("archive the latest backup before restoring (nothing was restored): %w", err)
 		default:
 			fmt.Fprintf(stderr, "Archived the latest backup (%s) to %s (pinned).\n", a.Source, a.Path)
+			if latest := src.st.LatestDir(f.udid); src.dir == latest && !pathExists(latest) {
+				// On a full disk the latest folder was renamed to the archive: restore from there.
+				src.dir = a.Path
+			}
 		}
 	}
 
@@ -246,4 +250,9 @@ func readAnswer(ctx context.Context, in io.Reader) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+func pathExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

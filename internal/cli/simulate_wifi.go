@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -48,7 +47,9 @@ func startSimulateWiFi(ctx context.Context, sim *devicesim.Sim, f simulateFlags,
 	// Subscribe before printing anything: a script that reads the output and signals at
 	// once must not kill the simulator with SIGUSR1's default action.
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+	if len(toggleSignals) > 0 {
+		signal.Notify(sig, toggleSignals...)
+	}
 	if f.mdns {
 		if err := sim.StartMDNS(f.mdnsIface); err != nil {
 			signal.Stop(sig)

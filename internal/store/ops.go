@@ -57,6 +57,10 @@ func (s *Store) listArchives(udid string) ([]Snapshot, error) {
 	}
 	byName := map[string]bool{}
 	for i := range recs {
+		if recs[i].Kind != KindArchive {
+			// A latest backup's record moved here as it was (moveLatestToArchive).
+			recs[i] = asArchive(recs[i], ArchiveName(udid, recs[i].Time))
+		}
 		recs[i].Path = s.l.archive(recs[i].ID)
 		byName[recs[i].ID] = true
 	}
@@ -230,6 +234,10 @@ func (s *Store) Unpin(udid, id string) error { return s.setPinned(udid, id, fals
 // <UDID>-YYYYMMDD-HHMMSS beside the latest (named after the backup's time), shared by reflink
 // or hard link where possible, and records it pinned. Archiving the same snapshot twice
 // returns the existing archive.
+//
+// When the disk is too full for the copy's folders and record, the latest backup is not
+// copied but renamed to the archive folder (see moveLatestToArchive), which needs no free
+// block: `snapback restore` archives the latest first and must work at 0 bytes free.
 func (s *Store) Archive(ctx context.Context, udid, id string) (Snapshot, error) {
 	if id == "" {
 		id = "latest"
@@ -251,44 +259,109 @@ func (s *Store) Archive(ctx context.Context, udid, id string) (Snapshot, error) 
 			return nil
 		}
 		dst := s.l.archive(name)
-		if !exists(dst) {
-			method, err := s.CloneMethod()
+		made := false
+		err = func() error {
+			if !exists(dst) {
+				method, err := s.CloneMethod()
+				if err != nil {
+					return err
+				}
+				partial := s.l.partialArchive(name)
+				if err := os.RemoveAll(partial); err != nil {
+					return err
+				}
+				if err := s.cloneTree(ctx, src.Path, partial, method); err != nil {
+					os.RemoveAll(partial)
+					return fmt.Errorf("archive %s: %w", id, err)
+				}
+				s.hook("archive:copied")
+				if err := renameDurable(partial, dst); err != nil {
+					os.RemoveAll(partial)
+					return fmt.Errorf("archive %s: %w", id, err)
+				}
+				made = true
+			}
+			u, err := measure(ctx, dst, true)
 			if err != nil {
 				return err
 			}
-			partial := s.l.partialArchive(name)
-			if err := os.RemoveAll(partial); err != nil {
+			rec := src
+			rec.ID, rec.Kind, rec.Pinned, rec.Source = name, KindArchive, true, src.ID
+			rec.FileCount, rec.TotalSize, rec.UniqueSize = u.Files, u.Total, u.Unique
+			rec.Latest, rec.Path = false, ""
+			if err := os.MkdirAll(s.l.archives(udid), 0o755); err != nil {
 				return err
 			}
-			if err := s.cloneTree(ctx, src.Path, partial, method); err != nil {
-				os.RemoveAll(partial)
-				return fmt.Errorf("archive %s: %w", id, err)
+			if err := writeRecord(recPath, rec); err != nil {
+				return err
 			}
-			s.hook("archive:copied")
-			if err := renameDurable(partial, dst); err != nil {
-				return fmt.Errorf("archive %s: %w", id, err)
+			rec.Path = dst
+			out = rec
+			return nil
+		}()
+		if err != nil && src.Latest && failure.FromOS(err).Class == failure.NoSpace {
+			if made {
+				// Only links to the latest's files: removing them loses nothing.
+				os.RemoveAll(dst)
 			}
+			if exists(dst) {
+				return err // an archive folder of this backup without a record: not ours to replace
+			}
+			s.log.Warn("disk full: moving the latest backup to the archive instead of copying it", "udid", udid, "archive", name, "err", err)
+			out, err = s.moveLatestToArchive(udid, src, name)
+			return err
 		}
-		u, err := measure(ctx, dst, true)
 		if err != nil {
 			return err
 		}
-		rec := src
-		rec.ID, rec.Kind, rec.Pinned, rec.Source = name, KindArchive, true, src.ID
-		rec.FileCount, rec.TotalSize, rec.UniqueSize = u.Files, u.Total, u.Unique
-		rec.Latest, rec.Path = false, ""
-		if err := os.MkdirAll(s.l.archives(udid), 0o755); err != nil {
-			return err
-		}
-		if err := writeRecord(recPath, rec); err != nil {
-			return err
-		}
-		rec.Path = dst
-		out = rec
 		// The source now shares its files with the archive: they are no longer its alone.
 		return s.refreshSizes(ctx, udid, src.ID)
 	})
 	return out, err
+}
+
+// moveLatestToArchive archives the latest backup src under name without a free block: the
+// folder is renamed beside itself (<root>/<UDID> → <root>/<name>) and its record moved to
+// archives/ (both renames within one filesystem). The device then has no latest backup: its
+// next backup is a full one, which is the price of archiving on a full disk. The moved
+// record keeps the snapshot's fields; listArchives reads it as the archive (and the record is
+// rewritten as one when space allows).
+func (s *Store) moveLatestToArchive(udid string, src Snapshot, name string) (Snapshot, error) {
+	dst := s.l.archive(name)
+	if err := renameDurable(src.Path, dst); err != nil {
+		return Snapshot{}, fmt.Errorf("archive the latest backup by renaming it: %w", err)
+	}
+	from := s.l.record(udid, src.ID)
+	recPath := s.l.archiveRecord(udid, name)
+	err := os.MkdirAll(s.l.archives(udid), 0o755)
+	if err == nil {
+		err = renameDurable(from, recPath)
+	}
+	if err != nil {
+		// No room even for the archives folder: without its record the archive is still
+		// listed from its folder, and the snapshot record must go, since its folder has.
+		s.log.Warn("archive record not kept on a full disk", "udid", udid, "archive", name, "err", err)
+		if err := os.Remove(from); err != nil {
+			return Snapshot{}, fmt.Errorf("archive the latest backup: %w", err)
+		}
+		atomicfile.SyncDir(filepath.Dir(from))
+	}
+	rec := asArchive(src, name)
+	if err := writeRecord(recPath, rec); err != nil {
+		s.log.Info("archive record not rewritten (disk full); it is read as the archive", "udid", udid, "archive", name)
+	}
+	rec.Path = dst
+	return rec, nil
+}
+
+// asArchive is the record of an archive name holding what snapshot rec held.
+func asArchive(rec Snapshot, name string) Snapshot {
+	if rec.Kind != KindArchive {
+		rec.Source = rec.ID
+	}
+	rec.ID, rec.Kind, rec.Pinned = name, KindArchive, true
+	rec.Latest, rec.Path = false, ""
+	return rec
 }
 
 // Export copies a snapshot to destParent/<UDID>/ as a standalone Apple backup folder that

@@ -248,8 +248,13 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 			limit = p
 		}
 	}
-	if limit <= 0 {
-		limit = 1 << 30
+	switch {
+	case budget.MaxBytes <= 0 && budget.MaxPercent <= 0:
+		limit = 1 << 30 // no budget given
+	case limit <= 0:
+		// A percentage of a tiny store rounds down to nothing: read at least one file, so
+		// the slice still moves on (the loop always reads the first file of a slice).
+		limit = 1
 	}
 	var st scrubState
 	if b, err := os.ReadFile(s.l.scrubState(udid)); err == nil {
