@@ -121,11 +121,20 @@ over USB; the device must trust this computer (snapback pair).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			e, err := findEntry(ctx, udid)
+			// Through the settings' device Host, so a device found by built-in Wi-Fi
+			// discovery can be switched too (as the tray does).
+			devs, err := deviceHost(nil)
 			if err != nil {
 				return err
 			}
-			on, err := device.SwitchWifi(ctx, e, want)
+			e, err := devs.Find(ctx, udid)
+			if err != nil {
+				if errors.Is(err, device.ErrNotFound) || errors.Is(err, device.ErrNoUsbmuxd) {
+					return failure.New(failure.NotConnected, err)
+				}
+				return err
+			}
+			on, err := devs.SwitchWifi(ctx, e, want)
 			if err != nil {
 				return err
 			}
