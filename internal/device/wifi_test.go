@@ -1,14 +1,12 @@
 package device
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -282,20 +280,5 @@ func TestAutoLeavesMuxListedWiFiDevicesToTheMux(t *testing.T) {
 	}
 }
 
-// syncBuf is a bytes.Buffer safe for the logger's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf is the shared goroutine-safe log sink.
+type syncBuf = testenv.Buffer

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"snapback/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -21,25 +22,8 @@ import (
 	"snapback/internal/mobilebackup2"
 )
 
-// syncBuffer is a log sink shared by the engine's goroutines.
-type syncBuffer struct {
-	mu chan struct{}
-	b  bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.String()
-}
+// syncBuffer is the shared goroutine-safe log sink.
+type syncBuffer = testenv.Buffer
 
 // setEncryption runs SetEncryption against the rig with a debug logger into logs.
 func (r *rig) setEncryption(t *testing.T, logs io.Writer, ev *events, old, new []byte) error {
@@ -187,7 +171,7 @@ func TestEncryptionLifecycle(t *testing.T) {
 	yes := true
 	r := newRig(t, backupsim.Options{Seed: 11, Files: 60, KDFRounds: 1000, PasscodeRequired: &yes, PasscodeDelay: 100 * time.Millisecond},
 		devicesim.DeviceConfig{Identity: withVersion("16.1")})
-	logs := newSyncBuffer()
+	logs := &syncBuffer{}
 	first, second := []byte("correct horse battery staple"), []byte("tr0ub4dor&3 second secret")
 	root := t.TempDir()
 
@@ -264,7 +248,7 @@ func TestEncryptionRealKDF(t *testing.T) {
 	}
 	r := newRig(t, backupsim.Options{Seed: 12, Files: 25, TotalSize: 1 << 20}, devicesim.DeviceConfig{})
 	pw := []byte("a real-world backup password")
-	logs := newSyncBuffer()
+	logs := &syncBuffer{}
 	if err := r.setEncryption(t, logs, nil, nil, pw); err != nil {
 		t.Fatalf("turn on: %v", err)
 	}
@@ -309,7 +293,7 @@ func TestEncryptionByIdevicebackup2(t *testing.T) {
 		t.Errorf("idevicebackup2 changepw said:\n%s", out)
 	}
 	root := t.TempDir()
-	logs := newSyncBuffer()
+	logs := &syncBuffer{}
 	r.loggedBackup(t, logs, root)
 	checkEncryptedFolder(t, r, root, []byte("idb-second"))
 	if c := r.agent.Counters(); c.PasswordChanges != 2 {

@@ -1,7 +1,6 @@
 package push
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,23 +21,8 @@ import (
 	"snapback/notify"
 )
 
-// syncBuffer is a log sink the test may read while the sender writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the shared goroutine-safe log sink.
+type syncBuffer = testenv.Buffer
 
 // waitFor polls cond until it holds or the deadline passes (the condition is state another
 // goroutine changes; there is no event to wait on across an HTTP server boundary).
