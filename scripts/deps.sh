@@ -21,6 +21,12 @@ PACKAGES=(
 TOOLS=(idevicebackup2 idevicepair ideviceinfo dbus-run-session gnome-keyring-daemon desktop-file-validate
   Xvfb python3 tmux mkfs.ext4 losetup ip restic rclone chromium promtool)
 
+# `deps.sh --packages` prints the list, so .ci/run installs the very same packages.
+if [ "${1:-}" = "--packages" ]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
+
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
 # Debian's python3 (a pyenv or venv python3 earlier on PATH lacks the Debian modules).
