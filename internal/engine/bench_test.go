@@ -118,8 +118,9 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	// Peak RSS: wait4's ru_maxrss is exact for the child, except that it also counts the
 	// parent's resident set at exec time (Go execs from a vfork-style clone; the kernel keeps
 	// the old mm's high-water mark in exec_mmap). So the child's own VmHWM is sampled too, and
-	// ru_maxrss is used only when it exceeds this process's RSS, i.e. when it is the child's.
-	parentKB := vmField("/proc/self/status", "VmRSS:")
+	// ru_maxrss is used only when it exceeds this process's own peak, i.e. when it is the
+	// child's.
+	parentKB := vmField("/proc/self/status", "VmHWM:")
 	var hwm atomic.Int64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
