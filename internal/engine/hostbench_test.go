@@ -158,6 +158,13 @@ func (e *hostEnv) run(b *testing.B, c hostContender, j int, dir string, argv []s
 	}
 	r := sim.measure(b, env, argv)
 	syscall.Sync() // the next contender must not pay for this one's writeback
+	// One line per run as it ends, so a long set that is stopped early still leaves figures.
+	kind := "incremental"
+	if slices.Contains(argv, "--full") {
+		kind = "full"
+	}
+	fmt.Printf("# %s %s: wall %.2fs user %.2fs sys %.2fs RSS %.1f MB; sim CPU %.2fs RSS %.1f MB\n", c.tag, kind, r.wall.Seconds(), r.user.Seconds(), r.sys.Seconds(), r.rssMB,
+		r.simCPU.Seconds(), r.simRSSMB)
 	return r
 }
 
