@@ -23,7 +23,6 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse"
 	"snapback/internal/failure"
-	"snapback/internal/store"
 	"snapback/settings"
 )
 
@@ -50,7 +49,7 @@ func (s *backupSource) register(cmd *cobra.Command) {
 
 // resolve returns the backup folder to read and the UDID whose keychain password may open
 // it ("" when unknown).
-func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid string, err error) {
+func (s *backupSource) resolve(ctx context.Context) (dir, udid string, err error) {
 	if s.dir != "" {
 		if s.snapshot != "" || s.location != "" {
 			return "", "", failure.Newf(failure.Usage, "--snapshot and --location go with --udid, not --dir").
@@ -62,40 +61,31 @@ func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid s
 		}
 		return dir, udidOfFolder(dir), nil
 	}
-	loc := s.location
-	if loc == "" {
-		ds, err := deviceSettings(s.udid)
-		if err != nil {
-			return "", "", err
-		}
-		loc = ds.Location
-	}
-	st, err := store.Open(ctx, loc, store.Options{})
-	if st == nil {
-		return "", "", err
-	}
+	// The one settings-aware lookup every command uses (app.Stores.ForDevice through
+	// storeFlags.open): --location, else the device's location in the settings; a failed
+	// start-up recovery is an error here as everywhere, and --udid matches in any letter case.
+	st, udid, err := (&storeFlags{udid: s.udid, dir: s.location}).open(ctx, false)
 	if err != nil {
-		// Only recovery of an unfinished run failed; committed backups are still readable.
-		fmt.Fprintf(warn, "warning: %v\n", err)
+		return "", "", err
 	}
 	if s.snapshot == "" {
 		// Waits out another process's commit (the latest folder is renamed for a moment),
 		// then says busy rather than "no backup".
-		dir, err := st.LatestForReading(ctx, s.udid, 10*time.Second)
+		dir, err := st.LatestForReading(ctx, udid, 10*time.Second)
 		if failure.ClassOf(err) == failure.NoBackup {
-			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", s.udid, st.Location()).
+			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", udid, st.Location()).
 				WithFix("check --udid (snapback snapshots lists the devices with backups) and --location")
 		}
 		if err != nil {
 			return "", "", err
 		}
-		return dir, s.udid, nil
+		return dir, udid, nil
 	}
-	snap, err := st.Get(s.udid, s.snapshot)
+	snap, err := st.Get(udid, s.snapshot)
 	if err != nil {
 		return "", "", err
 	}
-	return snap.Path, s.udid, nil
+	return snap.Path, udid, nil
 }
 
 // udidOfFolder is the device a backup folder belongs to, from its name: <UDID> for a latest
@@ -119,7 +109,7 @@ func udidOfFolder(dir string) string {
 // or when the stored one no longer opens it. The key is derived once per run and kept in
 // memory only.
 func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Backup, error) {
-	dir, udid, err := s.resolve(ctx, cmd.ErrOrStderr())
+	dir, udid, err := s.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
