@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"snapback/internal/failure"
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
@@ -127,7 +128,7 @@ func Pair(ctx context.Context, e Entry, opt PairOptions) error {
 			if m, ok := resp["WiFiMACAddress"].(string); ok && m != "" {
 				wifiMAC = m
 			}
-			rec := pairRecordFile{
+			rec := lockdown.PairRecord{
 				DeviceCertificate: id.deviceCert, HostCertificate: id.hostCert, HostPrivateKey: id.hostKey,
 				RootCertificate: id.rootCert, RootPrivateKey: id.rootKey, HostID: hostID, SystemBUID: buid,
 				EscrowBag: bag, WiFiMACAddress: wifiMAC,
@@ -191,24 +192,10 @@ func valueString(ctx context.Context, s *Session, key string) (string, error) {
 	return str, nil
 }
 
-// pairRecordFile is the record saved through usbmuxd (protocol.md §4.1): certificates and
-// keys as plist data, which is what go-ios and libimobiledevice read back.
-type pairRecordFile struct {
-	DeviceCertificate []byte
-	HostCertificate   []byte
-	HostPrivateKey    []byte
-	RootCertificate   []byte
-	RootPrivateKey    []byte
-	HostID            string
-	SystemBUID        string
-	EscrowBag         []byte
-	WiFiMACAddress    string
-}
-
 // savePairRecord stores rec under the device's UDID through usbmuxd (SavePairRecord with the
 // DeviceID, so usbmuxd announces Paired to its listeners).
-func savePairRecord(ctx context.Context, e Entry, rec pairRecordFile) error {
-	data, err := plistio.Marshal(rec, plistio.XML)
+func savePairRecord(ctx context.Context, e Entry, rec lockdown.PairRecord) error {
+	data, err := rec.Marshal()
 	if err != nil {
 		return failure.New(failure.Unknown, err)
 	}
