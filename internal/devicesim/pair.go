@@ -16,32 +16,13 @@ import (
 	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
-// PairRecord is the host-side pairing record usbmuxd serves for a device (protocol.md §4.1).
-// Certificates and keys are PEM held as plist *data*, which is what go-ios and
-// libimobiledevice decode.
-type PairRecord struct {
-	DeviceCertificate []byte
-	HostCertificate   []byte
-	HostPrivateKey    []byte
-	RootCertificate   []byte
-	RootPrivateKey    []byte
-	HostID            string
-	SystemBUID        string
-	EscrowBag         []byte
-	WiFiMACAddress    string
-}
-
-// Marshal returns the record as an XML plist, the form usbmuxd puts in PairRecordData.
-func (r PairRecord) Marshal() ([]byte, error) {
-	b, err := plistio.Marshal(r, plistio.XML)
-	if err != nil {
-		return nil, fmt.Errorf("encode pair record: %w", err)
-	}
-	return b, nil
-}
+// PairRecord is the host-side pairing record usbmuxd serves for a device: the host's own
+// definition, so that the simulator cannot drift from what internal/device writes.
+type PairRecord = lockdown.PairRecord
 
 // pairing is the device side of a pairing: the record plus the device's own private key,
 // which never leaves the device.
