@@ -1,16 +1,14 @@
 package cli
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/notify/push"
 	"snapback/settings"
@@ -116,7 +114,7 @@ func newAlertsSetCmd(d deps) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			u, err := readURL(cmd.InOrStdin(), cmd.ErrOrStderr(), name)
+			u, err := readURL(cmd.Context(), cmd.InOrStdin(), cmd.ErrOrStderr(), name)
 			if err != nil {
 				return err
 			}
@@ -129,24 +127,13 @@ func newAlertsSetCmd(d deps) *cobra.Command {
 	}
 }
 
-func readURL(in io.Reader, prompt io.Writer, name string) (string, error) {
-	var line string
-	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(prompt, "URL for %s (not shown): ", name)
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", fmt.Errorf("read URL: %w", err)
-		}
-		line = string(b)
-	} else {
-		l, err := bufio.NewReader(in).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("read URL from stdin: %w", err)
-		}
-		line = l
+// readURL reads an alert URL that holds a secret, like a password (see readSecret).
+func readURL(ctx context.Context, in io.Reader, prompt io.Writer, name string) (string, error) {
+	b, err := readSecret(ctx, in, prompt, fmt.Sprintf("URL for %s (not shown): ", name), "URL")
+	if err != nil {
+		return "", err
 	}
-	line = strings.TrimSpace(line)
+	line := strings.TrimSpace(string(b))
 	if !strings.Contains(line, "://") {
 		return "", errors.New("that is not a service URL (such as ntfy://ntfy.sh/topic or smtp://user:pass@host:587/?to=you@example.org); nothing stored")
 	}

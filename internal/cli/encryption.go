@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/internal/device"
 	"snapback/internal/engine"
@@ -65,7 +63,7 @@ func encryptionSubcmd(d deps, use, short string, run func(encryptionCmd) error) 
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			in := cmd.InOrStdin()
-			if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+			if _, ok := terminalFd(in); !ok {
 				// One reader for all passwords of the command: each reader below would
 				// otherwise buffer ahead and swallow the next line.
 				in = bufio.NewReaderSize(in, maxPasswordLen)
@@ -99,7 +97,7 @@ func runEncryptionStatus(c encryptionCmd) error {
 func runEncryptionOn(c encryptionCmd) error {
 	pw, fromKeychain, err := c.storedOr(true, func() ([]byte, error) {
 		fmt.Fprintln(c.err, "Choose the backup password (it is needed to restore; keep it safe).")
-		s, err := readPassword(c.in, c.err, c.udid)
+		s, err := readPassword(c.ctx, c.in, c.err, c.udid)
 		return []byte(s), err
 	})
 	if err != nil {
@@ -138,7 +136,7 @@ func runEncryptionChange(c encryptionCmd) error {
 		return err
 	}
 	fmt.Fprintln(c.err, "Choose the new backup password.")
-	s, err := readPassword(c.in, c.err, c.udid)
+	s, err := readPassword(c.ctx, c.in, c.err, c.udid)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,7 +14,6 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
@@ -147,69 +143,6 @@ func openBackup(ctx context.Context, dir string, password func() ([]byte, error)
 		return nil, failure.New(failure.WrongPassword, err)
 	}
 	return b, err
-}
-
-// maxPasswordLen bounds a password line read from a pipe.
-const maxPasswordLen = 4096
-
-// terminalPassword returns the password source of an encrypted backup: the terminal without
-// echo when in is one, else one line of in. Passwords never come from arguments, environment
-// or files, which other processes and shell histories can see. Cancelling ctx (Ctrl-C) stops
-// the prompt and restores the terminal.
-func terminalPassword(ctx context.Context, in io.Reader, prompt io.Writer, dir string) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		type result struct {
-			pw  []byte
-			err error
-		}
-		done := make(chan result, 1)
-		if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			fd := int(f.Fd())
-			state, err := term.GetState(fd)
-			if err != nil {
-				return nil, fmt.Errorf("terminal: %w", err)
-			}
-			fmt.Fprintf(prompt, "Backup password for %s: ", dir)
-			go func() {
-				pw, err := term.ReadPassword(fd)
-				done <- result{pw, err}
-			}()
-			select {
-			case r := <-done:
-				fmt.Fprintln(prompt)
-				return r.pw, r.err
-			case <-ctx.Done():
-				term.Restore(fd, state)
-				fmt.Fprintln(prompt)
-				return nil, ctx.Err()
-			}
-		}
-		go func() {
-			line, err := bufio.NewReaderSize(in, maxPasswordLen).ReadSlice('\n')
-			switch {
-			case errors.Is(err, bufio.ErrBufferFull):
-				err = errors.New("password: line too long")
-			case errors.Is(err, io.EOF) && len(line) > 0:
-				err = nil // a last line without newline
-			case errors.Is(err, io.EOF):
-				err = errors.New("password: stdin is empty; type it on a terminal or pipe it in")
-			}
-			if err != nil {
-				done <- result{nil, err}
-				return
-			}
-			line = bytes.TrimRight(line, "\r\n")
-			pw := bytes.Clone(line)
-			clear(line)
-			done <- result{pw, nil}
-		}()
-		select {
-		case r := <-done:
-			return r.pw, r.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // signalContext cancels on Ctrl-C or SIGTERM so that extraction stops cleanly and the

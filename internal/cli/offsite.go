@@ -92,7 +92,7 @@ func newOffsiteInitCmd(d deps) *cobra.Command {
 					return err
 				}
 				pw = base64.RawURLEncoding.EncodeToString(b)
-			} else if pw, err = readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), "restic repository "+r.Repository); err != nil {
+			} else if pw, err = readPassword(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), "restic repository "+r.Repository); err != nil {
 				return err
 			}
 			if existing {

@@ -1,15 +1,10 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/settings"
 )
@@ -34,7 +29,7 @@ func newPasswordSetCmd(d deps) *cobra.Command {
 		Short: "Store the backup password of a device (read from the terminal, or stdin)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw, err := readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), udid)
+			pw, err := readPassword(cmd.Context(), cmd.InOrStdin(), cmd.ErrOrStderr(), udid)
 			if err != nil {
 				return err
 			}
@@ -72,39 +67,4 @@ func newPasswordForgetCmd(d deps) *cobra.Command {
 	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID")
 	cmd.MarkFlagRequired("udid")
 	return cmd
-}
-
-// readPassword reads the password without echo from a terminal (asking twice), or one line
-// from a non-terminal stdin (scripts: `secret-tool lookup … | snapback password set`).
-func readPassword(in io.Reader, prompt io.Writer, udid string) (string, error) {
-	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(prompt, "Backup password for %s: ", udid)
-		a, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
-		}
-		fmt.Fprint(prompt, "Again: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
-		}
-		if string(a) != string(b) {
-			return "", errors.New("the two passwords differ; nothing stored")
-		}
-		if len(a) == 0 {
-			return "", errors.New("empty password; nothing stored")
-		}
-		return string(a), nil
-	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", errors.New("empty password on stdin; nothing stored")
-	}
-	return pw, nil
 }
