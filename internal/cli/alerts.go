@@ -16,12 +16,8 @@ import (
 
 // newAlertsCmd is `snapback alerts`: store an alert URL in the keychain, send a test alert.
 func newAlertsCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "alerts",
-		Short: "Push alerts (ntfy, e-mail, Telegram, webhooks...): store a URL, send a test",
-	}
-	cmd.AddCommand(newAlertsTestCmd(d), newAlertsSetCmd(d))
-	return cmd
+	return group("alerts", "Push alerts (ntfy, e-mail, Telegram, webhooks...): store a URL, send a test", "",
+		newAlertsTestCmd(d), newAlertsSetCmd(d))
 }
 
 func newAlertsTestCmd(d deps) *cobra.Command {

@@ -11,15 +11,11 @@ import (
 
 // newConfigCmd is `snapback config`: init, path, show and check the settings file.
 func newConfigCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Create, locate, show and check the settings file",
-		Long: "Snapback reads one YAML settings file (see `snapback config path`). Global keys apply to every\n" +
-			"device; entries under `devices:` override them per UDID. SNAPBACK_<KEY> environment variables\n" +
+	return group("config", "Create, locate, show and check the settings file",
+		"Snapback reads one YAML settings file (see `snapback config path`). Global keys apply to every\n"+
+			"device; entries under `devices:` override them per UDID. SNAPBACK_<KEY> environment variables\n"+
 			"override global keys (e.g. SNAPBACK_SCHEDULE_WINDOW=09:00-23:00). Edits apply without a restart.",
-	}
-	cmd.AddCommand(newConfigInitCmd(), newConfigPathCmd(), newConfigShowCmd(), newConfigCheckCmd())
-	return cmd
+		newConfigInitCmd(), newConfigPathCmd(), newConfigShowCmd(), newConfigCheckCmd())
 }
 
 func newConfigInitCmd() *cobra.Command {

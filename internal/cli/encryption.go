@@ -23,24 +23,19 @@ import (
 // only through mobilebackup2 ChangePassword. Passwords come from the keychain or the
 // terminal (stdin when it is not one), never from arguments, the environment or files.
 func newEncryptionCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "encryption",
-		Short: "Show or change a device's backup encryption",
-		Long: `Backup encryption is a setting of the device: once on, every backup of it is encrypted
+	return group("encryption", "Show or change a device's backup encryption",
+		`Backup encryption is a setting of the device: once on, every backup of it is encrypted
 with its backup password, whichever computer makes it. Encrypted backups also hold the
 saved passwords, Health and Wi-Fi settings.
 
 Passwords are taken from the keychain (see "snapback password set") or read from the
 terminal without echo; from a pipe, one password per line (change-password: the old one
 first, then the new one). iOS 13 and later ask for the device passcode on the device.`,
-	}
-	cmd.AddCommand(
 		encryptionSubcmd(d, "status", "Show whether the device encrypts its backups", runEncryptionStatus),
 		encryptionSubcmd(d, "on", "Turn backup encryption on (password from the keychain, else asked twice)", runEncryptionOn),
 		encryptionSubcmd(d, "off", "Turn backup encryption off (needs the current password)", runEncryptionOff),
 		encryptionSubcmd(d, "change-password", "Change the backup password (needs the current one)", runEncryptionChange),
 	)
-	return cmd
 }
 
 // encryptionCmd is what every subcommand gets: the flags, the streams and the context.

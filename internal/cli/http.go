@@ -12,10 +12,6 @@ import (
 
 // newHTTPCmd is `snapback http`: the status page's token.
 func newHTTPCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "http",
-		Short: "The status page (settings key http.listen)",
-	}
 	var asURL bool
 	token := &cobra.Command{
 		Use:   "token",
@@ -53,6 +49,5 @@ func newHTTPCmd() *cobra.Command {
 		},
 	}
 	token.Flags().BoolVar(&asURL, "url", false, "print the page's address with the token")
-	cmd.AddCommand(token)
-	return cmd
+	return group("http", "The status page (settings key http.listen)", "", token)
 }

@@ -22,17 +22,13 @@ import (
 // folder, SFTP, REST, S3, rclone...), driven through restic's command line. The repository
 // comes from the settings (offsite.repository, or --repo); its password from the keychain.
 func newOffsiteCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "offsite",
-		Short: "Off-site copies of the backups in a restic repository",
-		Long: "Copies the latest backup of each device into a restic repository (offsite.repository in the\n" +
-			"settings), one restic snapshot per backup, tagged with the device's UDID, name and snapshot ID.\n" +
-			"restic must be installed (restic " + offsite.MinVersionText + " or newer). The repository password lives in the\n" +
+	return group("offsite", "Off-site copies of the backups in a restic repository",
+		"Copies the latest backup of each device into a restic repository (offsite.repository in the\n"+
+			"settings), one restic snapshot per backup, tagged with the device's UDID, name and snapshot ID.\n"+
+			"restic must be installed (restic "+offsite.MinVersionText+" or newer). The repository password lives in the\n"+
 			"OS keychain and reaches restic through a pipe, never an argument, environment variable or file.",
-	}
-	cmd.AddCommand(newOffsiteInitCmd(d), newOffsiteStatusCmd(d), newOffsitePushCmd(d), newOffsiteListCmd(d),
+		newOffsiteInitCmd(d), newOffsiteStatusCmd(d), newOffsitePushCmd(d), newOffsiteListCmd(d),
 		newOffsiteRestoreCmd(d), newOffsiteCheckCmd(d))
-	return cmd
 }
 
 // offsiteFlags pick the device (whose settings name the repository) and may override the

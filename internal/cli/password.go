@@ -14,12 +14,8 @@ import (
 // stdin when stdin is not a terminal; never from arguments or the environment, which other
 // processes and shell histories can see.
 func newPasswordCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "password",
-		Short: "Store or forget a device's backup password in the OS keychain",
-	}
-	cmd.AddCommand(newPasswordSetCmd(d), newPasswordForgetCmd(d))
-	return cmd
+	return group("password", "Store or forget a device's backup password in the OS keychain", "",
+		newPasswordSetCmd(d), newPasswordForgetCmd(d))
 }
 
 func newPasswordSetCmd(d deps) *cobra.Command {

@@ -24,6 +24,14 @@ func newRootCmd(version string) *cobra.Command {
 	return newRoot(version, deps{secrets: settings.NewKeyring(0)})
 }
 
+// group is a command that only holds subcommands (`snapback config`, `password`, ...); run
+// bare, it shows its help.
+func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
 // newRoot builds the command tree on d.
 func newRoot(version string, d deps) *cobra.Command {
 	root := &cobra.Command{
