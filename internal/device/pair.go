@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +93,7 @@ func Pair(ctx context.Context, e Entry, opt PairOptions) error {
 	if err != nil {
 		return failure.New(failure.Unknown, fmt.Errorf("generate pairing certificates: %w", err))
 	}
-	hostID := newHostID()
+	hostID := lockdown.NewUUID()
 	req := map[string]any{
 		"Request":         "Pair",
 		"ProtocolVersion": "2",
@@ -344,15 +343,4 @@ func newHostIdentity(devicePubPEM []byte) (*hostIdentity, error) {
 		hostCert: pemOf("CERTIFICATE", hostDER), hostKey: pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(hostKey)),
 		deviceCert: pemOf("CERTIFICATE", devDER),
 	}, nil
-}
-
-// newHostID returns an upper-case UUID, the form lockdown HostIDs take.
-func newHostID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("device: crypto/rand failed: %v", err))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
 }

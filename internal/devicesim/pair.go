@@ -105,7 +105,7 @@ func newPairing(systemBUID, wifiMAC string) (*pairing, error) {
 			HostPrivateKey:  pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(hostKey)),
 			RootCertificate: pemBlock("CERTIFICATE", rootDER),
 			RootPrivateKey:  pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rootKey)),
-			HostID:          newUUID(),
+			HostID:          lockdown.NewUUID(),
 			SystemBUID:      systemBUID,
 			EscrowBag:       escrow,
 			WiFiMACAddress:  wifiMAC,
@@ -178,16 +178,4 @@ func loadOrCreatePairing(dir, systemBUID, wifiMAC string) (*pairing, error) {
 		}
 	}
 	return p, nil
-}
-
-// newUUID returns a random RFC 4122 version-4 UUID in upper case, the form iOS and
-// libimobiledevice use for HostID, SystemBUID and SessionID.
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("devicesim: crypto/rand failed: %v", err))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -157,7 +157,7 @@ func checkLoopback(addr string) error {
 // loadState reads the SystemBUID and the usbmuxd pair store from StateDir.
 func (s *Sim) loadState() error {
 	if s.opts.StateDir == "" {
-		s.buid = newUUID()
+		s.buid = lockdown.NewUUID()
 		return nil
 	}
 	s.recordDir = filepath.Join(s.opts.StateDir, "pairrecords")
@@ -176,7 +176,7 @@ func (s *Sim) loadState() error {
 		return fmt.Errorf("devicesim: %w", err)
 	}
 	if cfg.SystemBUID == "" {
-		cfg.SystemBUID = newUUID()
+		cfg.SystemBUID = lockdown.NewUUID()
 		b, err := plistio.Marshal(cfg, plistio.XML)
 		if err != nil {
 			return fmt.Errorf("devicesim: encode system config: %w", err)

@@ -6,6 +6,7 @@
 package lockdown
 
 import (
+	"crypto/rand"
 	"fmt"
 
 	"snapback/internal/plistio"
@@ -52,4 +53,14 @@ func CanonicalUDID(s string) string {
 		}
 	}
 	return s[:8] + "-" + s[8:]
+}
+
+// NewUUID returns a random (version 4) UUID in upper case, the form lockdown uses for a
+// pairing's HostID and SystemBUID and for session IDs.
+func NewUUID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
