@@ -217,13 +217,9 @@ func (s *Store) refuseUnmounted() error {
 }
 
 func readVolume(path string) (Volume, error) {
-	var v Volume
-	b, err := os.ReadFile(path)
+	v, err := readJSON[Volume](path, "volume marker")
 	if err != nil {
 		return v, err
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("%s: %w", path, err)
 	}
 	if v.ID == "" {
 		return v, fmt.Errorf("%s: no volume id", path)
