@@ -104,9 +104,9 @@ func newAlertsSetCmd(d deps) *cobra.Command {
 	return &cobra.Command{
 		Use:   "set NAME",
 		Short: "Store an alert or ping URL that holds a secret in the OS keychain (then write url: keyring:NAME)",
-		Long: "Reads the URL without echo from the terminal, or one line from stdin, and stores it in the OS\n" +
-			"keychain under NAME. The settings file then refers to it as keyring:NAME, so the token or\n" +
-			"password never appears in the file, a log, the process list or the status page.",
+		Long: `Reads the URL without echo from the terminal, or one line from stdin, and stores it in the OS
+keychain under NAME. The settings file then refers to it as keyring:NAME, so the token or
+password never appears in the file, a log, the process list or the status page.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]

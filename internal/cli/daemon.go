@@ -18,8 +18,8 @@ func newDaemonCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the backup scheduler without a tray icon (servers, NAS)",
-		Long: "Runs the daily schedule headless: watches devices and the settings file, backs up each device once a\n" +
-			"day inside its window and logs what happens. One daemon per user (a lock in the runtime folder).",
+		Long: `Runs the daily schedule headless: watches devices and the settings file, backs up each device once a
+day inside its window and logs what happens. One daemon per user (a lock in the runtime folder).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo

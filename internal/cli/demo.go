@@ -35,10 +35,10 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Watch Snapback back up a simulated iPhone (no device needed)",
-		Long: "Starts a simulated iPhone behind a private usbmuxd socket and runs Snapback's real engine\n" +
-			"against it in a throwaway home folder: the device appears, asks for its passcode, is backed up\n" +
-			"by itself, changes, is backed up again by hand, and the two backups are listed as snapshots.\n" +
-			"With a graphical session the tray icon shows it too and Snapback keeps running until you quit.",
+		Long: `Starts a simulated iPhone behind a private usbmuxd socket and runs Snapback's real engine
+against it in a throwaway home folder: the device appears, asks for its passcode, is backed up
+by itself, changes, is backed up again by hand, and the two backups are listed as snapshots.
+With a graphical session the tray icon shows it too and Snapback keeps running until you quit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			total, err := parseSize(size)

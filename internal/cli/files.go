@@ -161,10 +161,10 @@ func newFilesCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "files (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] [PATTERN]",
 		Short: "List the files of a backup (plain or encrypted)",
-		Long: "List the files of a backup with their domain, path, size and modification date.\n" +
-			"PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a glob in\n" +
-			"which * stays inside one folder and ** spans folders (\"Media/DCIM/**\", \"*.jpg\").\n" +
-			"An encrypted backup asks for its password on the terminal (or reads one line of stdin).",
+		Long: `List the files of a backup with their domain, path, size and modification date.
+PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a glob in
+which * stays inside one folder and ** spans folders ("Media/DCIM/**", "*.jpg").
+An encrypted backup asks for its password on the terminal (or reads one line of stdin).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd)
@@ -240,8 +240,8 @@ func newPhotosCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "photos (--dir DIR | --udid UDID [--snapshot ID]) --to OUT",
 		Short: "Export the Camera Roll (photos and videos) of a backup to a folder",
-		Long: "Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders\n" +
-			"(OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.",
+		Long: `Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders
+(OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(cmd)

@@ -16,9 +16,9 @@ func newHTTPCmd() *cobra.Command {
 	token := &cobra.Command{
 		Use:   "token",
 		Short: "Print the status page's token (created on first use)",
-		Long: "Prints the token that the status page's buttons, and every request when http.listen is not a\n" +
-			"loopback address, require. With --url, prints the page's address with the token: opening it\n" +
-			"once stores the token in the browser.",
+		Long: `Prints the token that the status page's buttons, and every request when http.listen is not a
+loopback address, require. With --url, prints the page's address with the token: opening it
+once stores the token in the browser.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := app.HTTPTokenPath()

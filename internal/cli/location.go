@@ -30,10 +30,10 @@ func newLocationCmd() *cobra.Command {
 	}, &cobra.Command{
 		Use:   "forget DIR",
 		Short: "Forget DIR's recorded disk, so the next backup starts afresh on whatever disk is mounted there",
-		Long: "A backup location remembers the disk (filesystem) it was first used on, and a backup\n" +
-			"refuses to run when that disk is not mounted. After replacing the backup disk with a new\n" +
-			"one mounted in the same place, forget the location: the next backup initialises it on the\n" +
-			"new disk. Backups on the old disk are not touched.",
+		Long: `A backup location remembers the disk (filesystem) it was first used on, and a backup
+refuses to run when that disk is not mounted. After replacing the backup disk with a new
+one mounted in the same place, forget the location: the next backup initialises it on the
+new disk. Backups on the old disk are not touched.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			found, err := store.ForgetLocation(store.Options{}, args[0])

@@ -68,9 +68,9 @@ func newOffsiteInitCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the restic repository and store its password in the keychain",
-		Long: "Creates the repository named by offsite.repository (or --repo), encrypted with a password that is\n" +
-			"read from the terminal (or one line of stdin), or generated with --generate and shown once.\n" +
-			"With --existing it only checks and stores the password of a repository that exists already.",
+		Long: `Creates the repository named by offsite.repository (or --repo), encrypted with a password that is
+read from the terminal (or one line of stdin), or generated with --generate and shown once.
+With --existing it only checks and stores the password of a repository that exists already.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
