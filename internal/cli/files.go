@@ -155,6 +155,23 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
+// withBackup opens the backup the flags name and runs use on it; Ctrl-C cancels it (so the
+// decrypted Manifest.db is removed, not left behind). The backup is closed afterwards, and
+// a failed close is the error when use succeeded.
+func (s *backupSource) withBackup(cmd *cobra.Command, use func(ctx context.Context, b *browse.Backup) error) error {
+	ctx, stop := signalContext(cmd)
+	defer stop()
+	b, err := s.open(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	err = use(ctx, b)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func newFilesCmd(d deps) *cobra.Command {
 	src := backupSource{secrets: d.secrets}
 	var domain string
@@ -167,33 +184,28 @@ which * stays inside one folder and ** spans folders ("Media/DCIM/**", "*.jpg").
 An encrypted backup asks for its password on the terminal (or reads one line of stdin).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
 			f := browse.Filter{Domain: domain}
 			if len(args) == 1 {
 				f.Pattern = args[0]
 			}
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
-			n := 0
-			err = b.List(ctx, f, func(r backupfmt.Record) error {
-				n++
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
+			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
+				n := 0
+				err := b.List(ctx, f, func(r backupfmt.Record) error {
+					n++
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
+					return nil
+				})
+				if ferr := tw.Flush(); err == nil {
+					err = ferr
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
 				return nil
 			})
-			if ferr := tw.Flush(); err == nil {
-				err = ferr
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
-			return b.Close()
 		},
 	}
 	src.register(cmd)
@@ -203,8 +215,8 @@ An encrypted backup asks for its password on the terminal (or reads one line of 
 
 func newExtractCmd(d deps) *cobra.Command {
 	src := backupSource{secrets: d.secrets}
-	var domain, to string
-	var overwrite bool
+	var domain string
+	var out exportTarget
 	cmd := &cobra.Command{
 		Use:   "extract (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] PATTERN --to OUT",
 		Short: "Copy files out of a backup (plain or encrypted) as real files",
@@ -214,29 +226,21 @@ func newExtractCmd(d deps) *cobra.Command {
 			"backup itself is only read.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, to, browse.ExtractOptions{Overwrite: overwrite})
-			return reportExtract(cmd, b, st, to, err)
+			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
+				st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, out.to, out.options())
+				return out.report(cmd, st, err)
+			})
 		},
 	}
 	src.register(cmd)
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
-	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
-	cmd.MarkFlagRequired("to")
+	out.register(cmd)
 	return cmd
 }
 
 func newPhotosCmd(d deps) *cobra.Command {
 	src := backupSource{secrets: d.secrets}
-	var to string
-	var overwrite bool
+	var out exportTarget
 	cmd := &cobra.Command{
 		Use:   "photos (--dir DIR | --udid UDID [--snapshot ID]) --to OUT",
 		Short: "Export the Camera Roll (photos and videos) of a backup to a folder",
@@ -244,26 +248,35 @@ func newPhotosCmd(d deps) *cobra.Command {
 (OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			st, err := b.ExportCameraRoll(ctx, to, browse.ExtractOptions{Overwrite: overwrite})
-			return reportExtract(cmd, b, st, to, err)
+			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
+				st, err := b.ExportCameraRoll(ctx, out.to, out.options())
+				return out.report(cmd, st, err)
+			})
 		},
 	}
 	src.register(cmd)
-	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
-	cmd.MarkFlagRequired("to")
+	out.register(cmd)
 	return cmd
 }
 
-// reportExtract prints the outcome: refused rows as warnings, then a one-line summary.
-func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats, to string, err error) error {
+// exportTarget is where extract and photos copy files to: --to and --overwrite.
+type exportTarget struct {
+	to        string
+	overwrite bool
+}
+
+func (e *exportTarget) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&e.to, "to", "", "output folder (created if missing; not inside the backup)")
+	cmd.Flags().BoolVar(&e.overwrite, "overwrite", false, "replace files that already exist in the output folder")
+	cmd.MarkFlagRequired("to")
+}
+
+func (e *exportTarget) options() browse.ExtractOptions {
+	return browse.ExtractOptions{Overwrite: e.overwrite}
+}
+
+// report prints the outcome: refused rows as warnings, then a one-line summary.
+func (e *exportTarget) report(cmd *cobra.Command, st browse.ExtractStats, err error) error {
 	for _, r := range st.Refused {
 		fmt.Fprintf(cmd.ErrOrStderr(), "refused unsafe path %s\n", r)
 	}
@@ -274,10 +287,7 @@ func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats,
 	if st.Files == 1 {
 		files = "file"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), to)
-	if cerr := b.Close(); err == nil {
-		err = cerr
-	}
+	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), e.to)
 	return err
 }
 
