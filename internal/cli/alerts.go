@@ -21,50 +21,45 @@ func newAlertsCmd(d deps) *cobra.Command {
 }
 
 func newAlertsTestCmd(d deps) *cobra.Command {
-	return &cobra.Command{
-		Use:   "test",
-		Short: "Send a test message through every configured alert channel",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, s, err := settingsFile()
+	return command("test", "Send a test message through every configured alert channel", func(cmd *cobra.Command) error {
+		_, s, err := settingsFile()
+		if err != nil {
+			return err
+		}
+		// Every distinct url of the file: the global list and each device's own.
+		var refs []string
+		for _, list := range append([][]settings.Alert{s.Global.Alerts}, deviceAlerts(s)...) {
+			for _, a := range list {
+				if !slices.Contains(refs, a.URL) {
+					refs = append(refs, a.URL)
+				}
+			}
+		}
+		out := cmd.OutOrStdout()
+		if len(refs) == 0 {
+			return errors.New("no alert channels configured; fix: add an alerts: entry to the settings file (snapback config init writes an example)")
+		}
+		secrets := d.secrets
+		failed := 0
+		for _, ref := range refs {
+			label := settings.Redact(ref)
+			u, err := settings.ResolveURL(cmd.Context(), ref, secrets)
+			if err == nil {
+				err = push.Test(cmd.Context(), nil, []push.Channel{{Label: label, URL: u}},
+					"Snapback test alert", "This is a test from Snapback. Alerts about your iPhone and iPad backups arrive here.")[0]
+			}
 			if err != nil {
-				return err
+				failed++
+				fmt.Fprintf(out, "FAILED %s: %v\n", label, err)
+				continue
 			}
-			// Every distinct url of the file: the global list and each device's own.
-			var refs []string
-			for _, list := range append([][]settings.Alert{s.Global.Alerts}, deviceAlerts(s)...) {
-				for _, a := range list {
-					if !slices.Contains(refs, a.URL) {
-						refs = append(refs, a.URL)
-					}
-				}
-			}
-			out := cmd.OutOrStdout()
-			if len(refs) == 0 {
-				return errors.New("no alert channels configured; fix: add an alerts: entry to the settings file (snapback config init writes an example)")
-			}
-			secrets := d.secrets
-			failed := 0
-			for _, ref := range refs {
-				label := settings.Redact(ref)
-				u, err := settings.ResolveURL(cmd.Context(), ref, secrets)
-				if err == nil {
-					err = push.Test(cmd.Context(), nil, []push.Channel{{Label: label, URL: u}},
-						"Snapback test alert", "This is a test from Snapback. Alerts about your iPhone and iPad backups arrive here.")[0]
-				}
-				if err != nil {
-					failed++
-					fmt.Fprintf(out, "FAILED %s: %v\n", label, err)
-					continue
-				}
-				fmt.Fprintf(out, "sent   %s\n", label)
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d alert channels failed", failed, len(refs))
-			}
-			return nil
-		},
-	}
+			fmt.Fprintf(out, "sent   %s\n", label)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d alert channels failed", failed, len(refs))
+		}
+		return nil
+	})
 }
 
 // alertURLProblems checks the literal alert URLs against the notification library (a known

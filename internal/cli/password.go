@@ -20,22 +20,17 @@ func newPasswordCmd(d deps) *cobra.Command {
 
 func newPasswordSetCmd(d deps) *cobra.Command {
 	var udid string
-	cmd := &cobra.Command{
-		Use:   "set --udid UDID",
-		Short: "Store the backup password of a device (read from the terminal, or stdin)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw, err := readPassword(cmd.Context(), cmd.InOrStdin(), cmd.ErrOrStderr(), udid)
-			if err != nil {
-				return err
-			}
-			if err := d.secrets.Set(cmd.Context(), udid, pw); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "stored the backup password of %s in the keychain (service %q)\n", udid, settings.KeyringService)
-			return nil
-		},
-	}
+	cmd := command("set --udid UDID", "Store the backup password of a device (read from the terminal, or stdin)", func(cmd *cobra.Command) error {
+		pw, err := readPassword(cmd.Context(), cmd.InOrStdin(), cmd.ErrOrStderr(), udid)
+		if err != nil {
+			return err
+		}
+		if err := d.secrets.Set(cmd.Context(), udid, pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "stored the backup password of %s in the keychain (service %q)\n", udid, settings.KeyringService)
+		return nil
+	})
 	cmd.Flags().StringVar(&udid, "udid", "", "the device's `UDID` (snapback devices lists them)")
 	cmd.MarkFlagRequired("udid")
 	return cmd
@@ -43,23 +38,18 @@ func newPasswordSetCmd(d deps) *cobra.Command {
 
 func newPasswordForgetCmd(d deps) *cobra.Command {
 	var udid string
-	cmd := &cobra.Command{
-		Use:   "forget --udid UDID",
-		Short: "Remove the stored backup password of a device",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := d.secrets.Delete(cmd.Context(), udid)
-			switch {
-			case errors.Is(err, settings.ErrSecretNotFound):
-				fmt.Fprintf(cmd.OutOrStdout(), "no backup password was stored for %s\n", udid)
-				return nil
-			case err != nil:
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "forgot the backup password of %s\n", udid)
+	cmd := command("forget --udid UDID", "Remove the stored backup password of a device", func(cmd *cobra.Command) error {
+		err := d.secrets.Delete(cmd.Context(), udid)
+		switch {
+		case errors.Is(err, settings.ErrSecretNotFound):
+			fmt.Fprintf(cmd.OutOrStdout(), "no backup password was stored for %s\n", udid)
 			return nil
-		},
-	}
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "forgot the backup password of %s\n", udid)
+		return nil
+	})
 	cmd.Flags().StringVar(&udid, "udid", "", "the device's UDID")
 	cmd.MarkFlagRequired("udid")
 	return cmd

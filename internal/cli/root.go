@@ -32,6 +32,14 @@ func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
 	return cmd
 }
 
+// command builds a command that takes no arguments, as most of snapback's do: run gets the
+// command for its context, streams and flags. Commands with help text or arguments build
+// their cobra.Command themselves.
+func command(use, short string, run func(cmd *cobra.Command) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd) }}
+}
+
 // newRoot builds the command tree on d.
 func newRoot(version string, d deps) *cobra.Command {
 	root := &cobra.Command{
