@@ -155,27 +155,32 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
-// withBackup opens the backup the flags name and runs use on it; Ctrl-C cancels it (so the
-// decrypted Manifest.db is removed, not left behind). The backup is closed afterwards, and
-// a failed close is the error when use succeeded.
-func (s *backupSource) withBackup(cmd *cobra.Command, use func(ctx context.Context, b *browse.Backup) error) error {
-	ctx, stop := signalContext(cmd)
-	defer stop()
-	b, err := s.open(ctx, cmd)
-	if err != nil {
+// browseCmd completes c as one of the commands that read a backup (files, extract, photos):
+// the backupSource flags pick the backup, which is opened (with the keychain's password)
+// for use; Ctrl-C cancels it, so the decrypted Manifest.db is removed, not left behind. The
+// backup is closed afterwards, and a failed close is the error when use succeeded.
+func browseCmd(d deps, c *cobra.Command, use func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error) *cobra.Command {
+	src := backupSource{secrets: d.secrets}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, stop := signalContext(cmd)
+		defer stop()
+		b, err := src.open(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		err = use(ctx, cmd, b, args)
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
 		return err
 	}
-	err = use(ctx, b)
-	if cerr := b.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	src.register(c)
+	return c
 }
 
 func newFilesCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
 	var domain string
-	cmd := &cobra.Command{
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "files (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] [PATTERN]",
 		Short: "List the files of a backup (plain or encrypted)",
 		Long: `List the files of a backup with their domain, path, size and modification date.
@@ -183,41 +188,36 @@ PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a g
 which * stays inside one folder and ** spans folders ("Media/DCIM/**", "*.jpg").
 An encrypted backup asks for its password on the terminal (or reads one line of stdin).`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f := browse.Filter{Domain: domain}
-			if len(args) == 1 {
-				f.Pattern = args[0]
-			}
-			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
-				n := 0
-				err := b.List(ctx, f, func(r backupfmt.Record) error {
-					n++
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
-					return nil
-				})
-				if ferr := tw.Flush(); err == nil {
-					err = ferr
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
-				return nil
-			})
-		},
-	}
-	src.register(cmd)
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error {
+		f := browse.Filter{Domain: domain}
+		if len(args) == 1 {
+			f.Pattern = args[0]
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
+		n := 0
+		err := b.List(ctx, f, func(r backupfmt.Record) error {
+			n++
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
+			return nil
+		})
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
+		return nil
+	})
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain (e.g. HomeDomain, CameraRollDomain, AppDomain-<bundle id>)")
 	return cmd
 }
 
 func newExtractCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
 	var domain string
 	var out exportTarget
-	cmd := &cobra.Command{
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "extract (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] PATTERN --to OUT",
 		Short: "Copy files out of a backup (plain or encrypted) as real files",
 		Long: "Copy the regular files that PATTERN selects (see `snapback files`) to OUT/<domain>/<path>,\n" +
@@ -225,36 +225,27 @@ func newExtractCmd(d deps) *cobra.Command {
 			"everything. Paths in the backup that would leave OUT are refused and reported. The\n" +
 			"backup itself is only read.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
-				st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, out.to, out.options())
-				return out.report(cmd, st, err)
-			})
-		},
-	}
-	src.register(cmd)
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error {
+		st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, out.to, out.options())
+		return out.report(cmd, st, err)
+	})
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
 	out.register(cmd)
 	return cmd
 }
 
 func newPhotosCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
 	var out exportTarget
-	cmd := &cobra.Command{
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "photos (--dir DIR | --udid UDID [--snapshot ID]) --to OUT",
 		Short: "Export the Camera Roll (photos and videos) of a backup to a folder",
 		Long: `Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders
 (OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return src.withBackup(cmd, func(ctx context.Context, b *browse.Backup) error {
-				st, err := b.ExportCameraRoll(ctx, out.to, out.options())
-				return out.report(cmd, st, err)
-			})
-		},
-	}
-	src.register(cmd)
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, _ []string) error {
+		st, err := b.ExportCameraRoll(ctx, out.to, out.options())
+		return out.report(cmd, st, err)
+	})
 	out.register(cmd)
 	return cmd
 }
