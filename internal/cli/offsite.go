@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"snapback/internal/offsite"
+	"snapback/internal/store"
 	"snapback/settings"
 )
 
@@ -44,6 +46,11 @@ type offsiteFlags struct {
 func (f *offsiteFlags) register(cmd *cobra.Command, udidHelp string) {
 	cmd.Flags().StringVar(&f.udid, "udid", "", udidHelp)
 	cmd.Flags().StringVar(&f.repo, "repo", "", "restic repository (default: offsite.repository from the settings)")
+}
+
+// store opens the store of --udid and --location the way every command does (storeFlags).
+func (f *offsiteFlags) store(ctx context.Context, needDevice bool) (*store.Store, string, error) {
+	return (&storeFlags{udid: f.udid, dir: f.dir}).open(ctx, needDevice)
 }
 
 // restic returns the Restic for the flags and the device's effective settings.
@@ -128,8 +135,7 @@ func newOffsitePushCmd(d deps) *cobra.Command {
 	var snapshot string
 	cmd := command("push", "Copy a device's latest backup (or --snapshot) into the repository now", func(cmd *cobra.Command) error {
 		ctx := cmd.Context()
-		sf := storeFlags{udid: f.udid, dir: f.dir}
-		st, udid, err := sf.open(ctx, true)
+		st, udid, err := f.store(ctx, true)
 		if err != nil {
 			return err
 		}
@@ -235,8 +241,7 @@ func newOffsiteStatusCmd(d deps) *cobra.Command {
 	f := offsiteFlags{secrets: d.secrets}
 	cmd := command("status", "Say whether each device's latest backup is in the off-site repository", func(cmd *cobra.Command) error {
 		ctx := cmd.Context()
-		sf := storeFlags{udid: f.udid, dir: f.dir}
-		st, _, err := sf.open(ctx, false)
+		st, _, err := f.store(ctx, false)
 		if err != nil {
 			return err
 		}
