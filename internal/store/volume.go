@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/diskspace"
 )
 
 // Volume is the identity of a destination, kept in Snapback.Versions/volume.json and in the
@@ -226,3 +227,7 @@ func readVolume(path string) (Volume, error) {
 	}
 	return v, nil
 }
+
+// freeBytes is the space available to this (unprivileged) user below dir, measured as the
+// protocol measures it for the device (diskspace.Free).
+func freeBytes(dir string) (int64, error) { return diskspace.Free(dir) }
