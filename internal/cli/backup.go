@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,7 +45,7 @@ On iOS 16.1 and later, enter the passcode on the device when it asks. A backup m
 counts as the device's backup of the day for the schedule.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			f.secrets = settings.NewKeyring(0)
 			return runBackup(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())

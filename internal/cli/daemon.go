@@ -2,9 +2,6 @@ package cli
 
 import (
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +24,7 @@ day inside its window and logs what happens. One daemon per user (a lock in the 
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			return app.New(app.Config{Logger: log, Secrets: settings.NewKeyring(0)}).Run(ctx)
 		},

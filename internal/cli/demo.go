@@ -6,9 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,7 +43,7 @@ With a graphical session the tray icon shows it too and Snapback keeps running u
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			tray := forceTray || (hasGraphicalSession() && !noTUI)
 			return runDemo(ctx, cmd.OutOrStdout(), demoOptions{home: keep, files: files, size: total, passcode: passcode, tray: tray})

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -143,16 +140,6 @@ func openBackup(ctx context.Context, dir string, password func() ([]byte, error)
 		return nil, failure.New(failure.WrongPassword, err)
 	}
 	return b, err
-}
-
-// signalContext cancels on Ctrl-C or SIGTERM so that extraction stops cleanly and the
-// decrypted Manifest.db is removed instead of left in the temp folder.
-func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
 // browseCmd completes c as one of the commands that read a backup (files, extract, photos):

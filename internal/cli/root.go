@@ -4,9 +4,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"snapback/internal/failure"
 	"snapback/settings"
@@ -22,6 +25,18 @@ type deps struct {
 
 func newRootCmd(version string) *cobra.Command {
 	return newRoot(version, deps{secrets: settings.NewKeyring(0)})
+}
+
+// signalContext is the context of a command that must stop cleanly on Ctrl-C or SIGTERM: a
+// backup or restore ends its session with the device, the daemon and the simulator shut
+// down, extraction removes the decrypted Manifest.db instead of leaving it in the temp
+// folder.
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
 // group is a command that only holds subcommands (`snapback config`, `password`, ...); run
