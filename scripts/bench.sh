@@ -9,7 +9,7 @@
 #   SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=200000 SNAPBACK_BENCH_INCR=100000 \
 #     go test -run '^$' -bench 'Host/(full|incremental)' -benchtime 1x -timeout 3h ./internal/engine/
 #
-# and the million-file store / --dir comparison (about 45 minutes on main, ~10 GB on the loop image;
+# and the million-file store / --dir comparison (about 36 minutes on main under load, ~10 GB on the loop image;
 # the store needed 1.6 GB of RAM for the full backup there):
 #
 #   SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
