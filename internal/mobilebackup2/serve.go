@@ -31,8 +31,10 @@ type server struct {
 	direct bool
 	// perm is the permission of created files (BackupOptions.FileMode; 0 = 0644).
 	perm uint32
-	// fw is the one writer every upload streams through (no allocation per file).
-	fw errWriter
+	// fw is the one writer every upload streams through (no allocation per file), wbuf its
+	// write buffer.
+	fw   errWriter
+	wbuf []byte
 	// pendingBytes and pendingFiles are upload progress not yet emitted (see addProgress).
 	pendingBytes, pendingFiles int64
 	ev                         *Emitter
@@ -216,26 +218,72 @@ func (s *server) sendFile(p string) (n int64, ferr, err error) {
 }
 
 // errWriter writes an upload to its file (none: discard) and its hash, and remembers the
-// file's error so it can be told from a stream error.
+// file's error so it can be told from a stream error. As a devicelink.BlockReader it takes
+// the device's blocks (32 KiB at most) straight from the connection into buf and writes
+// them out once buf is full or the file ends: one write(2) per file up to len(buf) instead
+// of one per block.
 type errWriter struct {
 	f   uploadFile
 	h   hash.Hash
+	buf []byte // pending bytes; cap is the write size
 	err error
 }
 
 func (e *errWriter) Write(p []byte) (int, error) {
-	if e.f == nil {
-		return len(p), nil
-	}
-	n, err := e.f.Write(p)
-	if err != nil {
-		e.err = err
-		return n, err
+	if e.f == nil || e.err != nil {
+		return len(p), e.err
 	}
 	if e.h != nil {
 		e.h.Write(p)
 	}
-	return n, nil
+	total := len(p)
+	for len(p) > 0 {
+		if len(e.buf) == cap(e.buf) {
+			if e.flush(); e.err != nil {
+				return 0, e.err
+			}
+		}
+		n := copy(e.buf[len(e.buf):cap(e.buf)], p)
+		e.buf = e.buf[:len(e.buf)+n]
+		p = p[n:]
+	}
+	return total, nil
+}
+
+func (e *errWriter) ReadBlock(r io.Reader, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		if e.f == nil || e.err != nil {
+			m, err := io.CopyN(io.Discard, r, n-done)
+			return done + m, err
+		}
+		if len(e.buf) == cap(e.buf) {
+			e.flush()
+			continue
+		}
+		free := e.buf[len(e.buf):cap(e.buf)]
+		if int64(len(free)) > n-done {
+			free = free[:n-done]
+		}
+		m, err := io.ReadFull(r, free)
+		if e.h != nil {
+			e.h.Write(free[:m])
+		}
+		e.buf = e.buf[:len(e.buf)+m]
+		done += int64(m)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// flush writes the pending bytes; a failure is kept in err.
+func (e *errWriter) flush() {
+	if len(e.buf) > 0 && e.f != nil && e.err == nil {
+		_, e.err = e.f.Write(e.buf)
+	}
+	e.buf = e.buf[:0]
 }
 
 // readErrTracker separates file read errors from connection write errors.
@@ -296,6 +344,10 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 	return s.dl.SendStatus(0, "", nil)
 }
 
+// uploadWriteSize is the largest write(2) of an upload: files up to this size are written
+// with one call, larger ones in calls of this size.
+const uploadWriteSize = 1 << 20
+
 // Upload progress is emitted once per progressFiles files or progressBytes bytes and at the
 // end of every upload batch, not per file: each event wakes the consumer's goroutine, which
 // for 10⁵ small files cost more CPU (futex wake-ups and scheduler spinning) than writing
@@ -341,13 +393,19 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	if ferr == nil {
 		f, created, final, ferr = s.createUpload(d, base, name)
 	}
-	s.fw = errWriter{f: f}
+	if s.wbuf == nil {
+		s.wbuf = make([]byte, 0, uploadWriteSize)
+	}
+	s.fw = errWriter{f: f, buf: s.wbuf[:0]}
 	if f != nil && s.hash != nil {
 		s.fw.h = s.hash()
 	}
 	res, err := s.dl.ReadFileBody(&s.fw)
 	s.stats.BytesReceived += res.Bytes
-	if s.fw.err != nil && err == s.fw.err {
+	if err == nil && res.Code == devicelink.CodeSuccess {
+		s.fw.flush()
+	}
+	if s.fw.err != nil && (err == nil || err == s.fw.err) {
 		// A local write failure (disk full…): devicelink drained the file, the stream is in
 		// sync, the device hears about it in the status reply.
 		ferr, err = s.fw.err, nil
