@@ -132,7 +132,7 @@ func (t *dirTree) host(rel string) string { return filepath.Join(t.root, filepat
 // parentOf validates device path p and returns its parent directory's descriptor and its
 // last component. create makes missing parents.
 func (t *dirTree) parentOf(p string, create bool) (dirHandle, string, error) {
-	if _, err := ValidatePath(p, t.udid); err != nil {
+	if err := checkPath(p, t.udid); err != nil {
 		return noDir, "", err
 	}
 	i := strings.LastIndexByte(p, '/')

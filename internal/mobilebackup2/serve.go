@@ -581,7 +581,7 @@ func (s *server) createDirectory(msg devicelink.Message) error {
 // mkdirAll creates device directory p and its missing parents (mode 0755), refusing
 // symlinks on the way. An existing directory is success.
 func (s *server) mkdirAll(p string) error {
-	if _, err := ValidatePath(p, s.res.udid); err != nil {
+	if err := checkPath(p, s.res.udid); err != nil {
 		return err
 	}
 	_, err := s.tree.dir(p, true)
@@ -612,10 +612,10 @@ func (s *server) moveItems(msg devicelink.Message) error {
 // file move costs one renameat. Only when the rename is refused because dst is a directory
 // is dst looked at, removed, and the rename tried again.
 func (s *server) move(src, dst string) error {
-	if _, err := ValidatePath(src, s.res.udid); err != nil {
+	if err := checkPath(src, s.res.udid); err != nil {
 		return err
 	}
-	if _, err := ValidatePath(dst, s.res.udid); err != nil {
+	if err := checkPath(dst, s.res.udid); err != nil {
 		return err
 	}
 	if src == dst {
@@ -668,7 +668,7 @@ func (s *server) removeItems(msg devicelink.Message) error {
 // remove deletes device path p: a file with one unlinkat, a directory with everything in
 // it. A symlink is removed itself, never followed.
 func (s *server) remove(p string) error {
-	if _, err := ValidatePath(p, s.res.udid); err != nil {
+	if err := checkPath(p, s.res.udid); err != nil {
 		return err
 	}
 	s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
@@ -695,7 +695,7 @@ func (s *server) copyItem(msg devicelink.Message) error {
 // copy copies a regular file, or the regular files directly inside a directory (like
 // libimobiledevice), always into new files.
 func (s *server) copy(src, dst string) error {
-	if _, err := ValidatePath(dst, s.res.udid); err != nil {
+	if err := checkPath(dst, s.res.udid); err != nil {
 		return err
 	}
 	sd, sn, err := s.tree.parentOf(src, false)
