@@ -100,12 +100,14 @@ func (t *dirTree) dir(rel string, create bool) (dirHandle, error) {
 	if err != nil {
 		return noDir, err
 	}
-	d, err := openDirAt(parent, name)
-	if create && errors.Is(err, fs.ErrNotExist) {
-		if err = mkdirAt(parent, name); err == nil || errors.Is(err, fs.ErrExist) {
-			d, err = openDirAt(parent, name)
+	if create {
+		// mkdir first: a new folder then costs mkdirat + openat, an existing one (or a symlink
+		// or file in its place, which openDirAt then refuses) EEXIST + openat.
+		if err := mkdirAt(parent, name); err != nil && !errors.Is(err, fs.ErrExist) {
+			return noDir, t.pathErr("mkdir", rel, err)
 		}
 	}
+	d, err := openDirAt(parent, name)
 	if err != nil {
 		return noDir, t.pathErr("open", rel, err)
 	}
