@@ -8,8 +8,10 @@
 // Safety rules, in order of importance:
 //   - every device-supplied path is validated before any filesystem call (ValidatePath) and
 //     no symlink is followed on the way;
-//   - an existing file is never opened for writing: uploads and copies go to a new temp file
-//     renamed into place, so files hard-linked into earlier snapshots never change;
+//   - an existing file is never opened for writing: uploads and copies create new files
+//     (O_EXCL), a temp file renamed into place or, where a partial file under its final
+//     name is harmless (Snapshot/, a store's staging folder), the final name after an
+//     unlink, so files hard-linked into earlier snapshots never change;
 //   - memory stays bounded whatever the file sizes and counts (streams, bounded frames).
 package mobilebackup2
 

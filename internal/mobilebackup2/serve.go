@@ -37,12 +37,13 @@ type server struct {
 	wbuf []byte
 	// pendingBytes and pendingFiles are upload progress not yet emitted (see addProgress).
 	pendingBytes, pendingFiles int64
-	ev                         *Emitter
-	buf                        []byte // the one 32 KiB buffer every stream reuses
-	sync                       bool   // fsync each uploaded file
-	stats                      *Result
-	tmpID                      int64 // distinguishes this run's temp names
-	tmpSeq                     int64
+
+	ev     *Emitter
+	buf    []byte // the one 32 KiB buffer every stream reuses
+	sync   bool   // fsync each uploaded file
+	stats  *Result
+	tmpID  int64 // distinguishes this run's temp names
+	tmpSeq int64
 	// moved is set once the device has moved or removed anything in the backup folder
 	// proper: from then on a failure leaves a mix of old and new files.
 	moved bool
@@ -81,9 +82,10 @@ func (s *server) serve() (map[string]any, error) {
 
 // handle dispatches one message. done reports the end of the operation.
 func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any, err error) {
-	// Verified directories are trusted for one message only (an upload batch of many files
-	// in the same folders), so a directory swapped for a symlink by some local process is
-	// caught at the next message at the latest, as narrow as the walk's own race window.
+	// The path resolver (downloads, folder listings, Status.plist) trusts verified folders
+	// for one message only, so a folder swapped for a symlink by some local process is
+	// caught at the next message at the latest. The per-file work goes through s.tree's
+	// descriptors instead, which never follow such a swap at all.
 	s.res.forget()
 	s.tree.trim()
 	s.progress(msg)
