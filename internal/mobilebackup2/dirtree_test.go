@@ -3,9 +3,12 @@
 package mobilebackup2
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -255,5 +258,56 @@ func TestPlantedSymlinkDirsNotFollowed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, u, "cd.moved", "cd01")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Error(err)
+	}
+}
+
+// TestLargeUploadThroughWriteBuffer: a file larger than the upload write buffer, sent in
+// device-sized blocks, lands byte for byte, and the streamed hash and FileInfo handed to
+// HashUploads describe exactly the landed file.
+func TestLargeUploadThroughWriteBuffer(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	data := make([]byte, 2*uploadWriteSize+12345)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	c, d := pair(t)
+	type landed struct {
+		fi  os.FileInfo
+		sum []byte
+	}
+	var got []landed
+	c.HashUploads(sha256.New, func(fi fs.FileInfo, sum []byte) { got = append(got, landed{fi, sum}) })
+	wait := d.run(func(d *fakeDevice) error {
+		d.expectBackup()
+		if code, _, err := d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab"); code != 0 || err != nil {
+			return fmt.Errorf("mkdir %d %v", code, err)
+		}
+		if code, err := d.upload(upFile{name: u + "/Snapshot/ab/big", data: data},
+			upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")}); code != 0 || err != nil {
+			return fmt.Errorf("upload %d %v", code, err)
+		}
+		return d.finish(0, "")
+	})
+	if _, err := backupWith(t, c, BackupOptions{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, u, "Snapshot", "ab", "big")
+	b, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("landed file differs (%d bytes, want %d): %v", len(b), len(data), err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("hash callback called %d times; want 2", len(got))
+	}
+	want := sha256.Sum256(data)
+	if !bytes.Equal(got[0].sum, want[:]) {
+		t.Errorf("streamed hash %x; want %x", got[0].sum, want)
+	}
+	if got[0].fi.Size() != int64(len(data)) || inode(t, p) != got[0].fi.Sys().(*syscall.Stat_t).Ino {
+		t.Errorf("FileInfo size %d ino %v; want %d, the landed inode", got[0].fi.Size(), got[0].fi.Sys(), len(data))
 	}
 }

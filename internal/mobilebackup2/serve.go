@@ -310,6 +310,7 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 		s.ev.update(EventProgress, func(e *Event) { e.BytesExpected = total })
 	}
 	s.ev.SetPhase(PhaseTransferring)
+	defer s.flushProgress() // also when the stream breaks: the failure event carries the totals
 	var lastErr error
 	for {
 		devName, err := s.dl.ReadName() // device-side name: reported for files the device cannot read
