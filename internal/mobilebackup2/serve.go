@@ -348,8 +348,11 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 }
 
 // uploadWriteSize is the largest write(2) of an upload: files up to this size are written
-// with one call, larger ones in calls of this size.
-const uploadWriteSize = 1 << 20
+// with one call, larger ones in calls of this size. Not larger: the kernel's copy into the
+// page cache reads the buffer back, and one that still sits in the CPU's L2 cache makes
+// that copy markedly cheaper (1 MiB cost ~15% more system time than 128 KiB for 500 MB of
+// 100 KB files on a journaled ext4, measured side by side).
+const uploadWriteSize = 128 << 10
 
 // Upload progress is emitted once per progressFiles files or progressBytes bytes and at the
 // end of every upload batch, not per file: each event wakes the consumer's goroutine, which
