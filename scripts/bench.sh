@@ -1,5 +1,20 @@
 #!/usr/bin/env bash
 # Runs every benchmark once and prints the tables they log.
+#
+# The standard sets are sized to finish in a few minutes. BenchmarkHost (internal/engine)
+# compares `snapback backup --dir` (D), the snapshot store (S) and idevicebackup2 (I), each
+# against its own `snapback simulate` process, on a journaled ext4 loop image when run as
+# root. The reference figures of issue #16 take about half an hour on 2 cores:
+#
+#   SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=200000 SNAPBACK_BENCH_INCR=100000 \
+#     go test -run '^$' -bench 'Host/(full|incremental)' -benchtime 1x -timeout 3h ./internal/engine/
+#
+# and the million-file store / --dir comparison (about 36 minutes on main under load, ~10 GB on the loop image;
+# the store needed 1.6 GB of RAM for the full backup there):
+#
+#   SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
+#
+# SNAPBACK_BENCH_RUNS sets the runs per contender (default 3, alternating order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go test -run '^$' -bench . -benchtime 1x -timeout 60m ./... 2>&1 | grep -v '^\(goos\|goarch\|pkg\|cpu\):'

@@ -398,11 +398,13 @@ type countingConn struct {
 func (c *countingConn) account(n int) error {
 	if c.n.Add(int64(n)) >= c.limit {
 		if c.dropped.CompareAndSwap(false, true) {
+			// Counted before the close: the host sees the reset at once and may read the
+			// counters before this goroutine runs again.
+			c.onDrop()
 			if tc, ok := c.Conn.(*net.TCPConn); ok {
 				tc.SetLinger(0) // RST, not an orderly FIN
 			}
 			c.Conn.Close()
-			c.onDrop()
 		}
 		return net.ErrClosed
 	}

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -21,130 +22,286 @@ import (
 
 // BenchmarkHost compares the host side of a backup, measured the way issue #16 asks:
 //
-//   - the simulated iPhone runs in its own process (`snapback simulate`), and its CPU during
-//     each run is reported separately, so the client's figures are the client's alone;
-//   - the contenders alternate (A B C C B A, repeated), so no tool always runs first after a
-//     large deletion; each contender runs SNAPBACK_BENCH_ROUNDS×2 times (default 2 rounds,
-//     4 runs) and the table prints min and median;
+//   - every contender talks to its own simulated iPhone, `snapback simulate` running as a
+//     separate process with the same seed, so all contenders back up identical content with
+//     identical churn; the simulator's CPU and peak RSS during each run are reported
+//     separately, so the client's figures are the client's alone;
+//   - the contenders alternate (D S I, then I S D, …), so no tool always runs first after a
+//     large deletion; each runs SNAPBACK_BENCH_RUNS times (default 3) and the tables print
+//     min and median, and ratios of both;
 //   - the backups are written to a journaled ext4 loop image when this process may mount one
 //     (root): the root filesystem of the CI machines has no journal, which distorts file
 //     creation costs. The table says which filesystem was used and why.
 //
 // Contenders: D `snapback backup --dir` (a plain folder), S `snapback backup` through the
-// snapshot store (its location on the image), and I Debian's idevicebackup2. Each run is a full
-// backup followed by an incremental after the simulator changed 1% of the files.
+// snapshot store (its location on the image), and I Debian's idevicebackup2.
 //
-//	SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB go test -run '^$' -bench Host -benchtime 1x ./internal/engine/
+// Sets (sub-benchmarks; select one with -bench 'Host/<name>'):
 //
-// Two datasets: a mixed one (SNAPBACK_BENCH_FILES files, SNAPBACK_BENCH_SIZE bytes) and a
-// device of many ~2 KB files (SNAPBACK_BENCH_MANY), where per-file costs dominate.
+//	full-mixed       full backups, SNAPBACK_BENCH_FILES files / SNAPBACK_BENCH_SIZE bytes
+//	                 (default 2000 / 200MB; reference 20000 / 2GB)
+//	full-many-small  full backups of SNAPBACK_BENCH_MANY files of ~2 KB (default 20000;
+//	                 reference 200000): per-file costs dominate
+//	incremental      one full backup each, then incrementals at 1% churn of a device of
+//	                 SNAPBACK_BENCH_INCR files of ~2 KB (default 20000; reference 100000)
+//	huge             only with SNAPBACK_BENCH_HUGE=<files> (e.g. 1000000): S and D only, one
+//	                 full each, then incrementals at 1% churn (S D D S S D); ~2 KB files, or
+//	                 SNAPBACK_BENCH_HUGE_SIZE bytes in total
+//
+// The reference figures of issue #16 (root, about 25 minutes on 2 cores):
+//
+//	SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=200000 SNAPBACK_BENCH_INCR=100000 \
+//	  go test -run '^$' -bench Host -benchtime 1x -timeout 3h ./internal/engine/
+//	SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
 func BenchmarkHost(b *testing.B) {
-	b.Run("mixed", func(b *testing.B) {
-		hostBench(b, envInt("SNAPBACK_BENCH_FILES", 2000), envInt("SNAPBACK_BENCH_SIZE", 200e6))
+	runs := int(envInt("SNAPBACK_BENCH_RUNS", 3))
+	b.Run("full-mixed", func(b *testing.B) {
+		files, size := envInt("SNAPBACK_BENCH_FILES", 2000), envInt("SNAPBACK_BENCH_SIZE", 200e6)
+		hostBenchFull(b, dataset{files, size}, hostContenders(b, "DSI"), runs)
 	})
-	b.Run("many-small", func(b *testing.B) {
+	b.Run("full-many-small", func(b *testing.B) {
 		many := envInt("SNAPBACK_BENCH_MANY", 20000)
-		hostBench(b, many, many*2048)
+		hostBenchFull(b, dataset{many, many * 2048}, hostContenders(b, "DSI"), runs)
+	})
+	b.Run("incremental", func(b *testing.B) {
+		n := envInt("SNAPBACK_BENCH_INCR", 20000)
+		hostBenchIncr(b, dataset{n, n * 2048}, hostContenders(b, "DSI"), runs)
+	})
+	b.Run("huge", func(b *testing.B) {
+		n := envInt("SNAPBACK_BENCH_HUGE", 0)
+		if n <= 0 {
+			b.Skip("set SNAPBACK_BENCH_HUGE=1000000 for the million-file store / --dir comparison")
+		}
+		hostBenchIncr(b, dataset{n, envInt("SNAPBACK_BENCH_HUGE_SIZE", n*2048)}, hostContenders(b, "SD"), runs)
 	})
 }
 
-func hostBench(b *testing.B, files, size int64) {
-	rounds := int(envInt("SNAPBACK_BENCH_ROUNDS", 2))
+type dataset struct{ files, size int64 }
+
+// hostContender is one backup client. Its full and incr return the command line for a
+// backup of device udid into dir; setup the extra environment.
+type hostContender struct {
+	name, tag  string
+	full, incr func(udid, dir string) []string
+	setup      func(dir string) []string
+}
+
+// hostContenders returns the contenders named by tags (D, S, I), in that order.
+func hostContenders(b *testing.B, tags string) []hostContender {
 	bin := snapbackBinary(b)
-	ideviceb := testenv.RequireTool(b, "idevicebackup2")
+	all := map[byte]hostContender{
+		'D': {name: "snapback --dir", tag: "D",
+			full: func(u, dir string) []string { return []string{bin, "backup", "--udid", u, "--full", "--dir", dir} },
+			incr: func(u, dir string) []string { return []string{bin, "backup", "--udid", u, "--dir", dir} }},
+		'S': {name: "snapback store", tag: "S",
+			full:  func(u, _ string) []string { return []string{bin, "backup", "--udid", u, "--full"} },
+			incr:  func(u, _ string) []string { return []string{bin, "backup", "--udid", u} },
+			setup: func(dir string) []string { return []string{"SNAPBACK_LOCATION=" + dir} }},
+	}
+	if strings.Contains(tags, "I") {
+		ib := testenv.RequireTool(b, "idevicebackup2")
+		all['I'] = hostContender{name: "idevicebackup2", tag: "I",
+			full: func(u, dir string) []string { return []string{ib, "-u", u, "backup", "--full", dir} },
+			incr: func(u, dir string) []string { return []string{ib, "-u", u, "backup", dir} }}
+	}
+	var cs []hostContender
+	for i := range len(tags) {
+		cs = append(cs, all[tags[i]])
+	}
+	return cs
+}
+
+// alternating is the run order: passes over the contenders, every other one reversed
+// (0 1 2 2 1 0 0 1 2 …), runs passes in all.
+func alternating(n, runs int) []int {
+	var order []int
+	for p := range runs {
+		for k := range n {
+			if p%2 == 0 {
+				order = append(order, k)
+			} else {
+				order = append(order, n-1-k)
+			}
+		}
+	}
+	return order
+}
+
+// hostEnv is what every contender of one set shares: the simulators, the filesystem, the
+// store contender's settings and state (off the image).
+type hostEnv struct {
+	fsDir, fsNote string
+	sims          []*simProcess
+	home          string
+}
+
+func newHostEnv(b *testing.B, ds dataset, cs []hostContender) *hostEnv {
+	fsDir, fsNote := benchFilesystem(b, ds, len(cs))
+	e := &hostEnv{fsDir: fsDir, fsNote: fsNote, home: b.TempDir()}
+	for range cs {
+		e.sims = append(e.sims, startSimProcess(b, snapbackBinary(b), ds))
+	}
+	return e
+}
+
+// run runs contender j's command line against its own simulator.
+func (e *hostEnv) run(b *testing.B, c hostContender, j int, dir string, argv []string) run {
+	sim := e.sims[j]
+	env := []string{
+		"USBMUXD_SOCKET_ADDRESS=" + sim.addr,
+		"XDG_CONFIG_HOME=" + filepath.Join(e.home, c.tag, "config"),
+		"XDG_STATE_HOME=" + filepath.Join(e.home, c.tag, "state"),
+		"XDG_DATA_HOME=" + filepath.Join(e.home, c.tag, "data"),
+	}
+	if c.setup != nil {
+		env = append(env, c.setup(dir)...)
+	}
+	r := sim.measure(b, env, argv)
+	syscall.Sync() // the next contender must not pay for this one's writeback
+	// One line per run as it ends, so a long set that is stopped early still leaves figures.
+	kind := "incremental"
+	if slices.Contains(argv, "--full") {
+		kind = "full"
+	}
+	fmt.Printf("# %s %s: wall %.2fs user %.2fs sys %.2fs RSS %.1f MB; sim CPU %.2fs RSS %.1f MB\n", c.tag, kind, r.wall.Seconds(), r.user.Seconds(), r.sys.Seconds(), r.rssMB,
+		r.simCPU.Seconds(), r.simRSSMB)
+	return r
+}
+
+// hostBenchFull measures full backups only: each run writes a fresh folder, removed after.
+func hostBenchFull(b *testing.B, ds dataset, cs []hostContender, runs int) {
 	for i := 0; i < b.N; i++ {
-		fsDir, fsNote := benchFilesystem(b, files, size)
-		sim := startSimProcess(b, bin, files, size)
-		home := b.TempDir() // settings and state of the store contender, off the image
-		env := []string{
-			"USBMUXD_SOCKET_ADDRESS=" + sim.addr,
-			"XDG_CONFIG_HOME=" + filepath.Join(home, "config"),
-			"XDG_STATE_HOME=" + filepath.Join(home, "state"),
-			"XDG_DATA_HOME=" + filepath.Join(home, "data"),
-		}
-		type contender struct {
-			name, tag  string
-			full, incr func(dir string) []string
-			setup      func(dir string) []string // extra environment
-		}
-		cs := []contender{
-			{name: "snapback --dir", tag: "D",
-				full: func(dir string) []string { return []string{bin, "backup", "--udid", sim.udid, "--full", "--dir", dir} },
-				incr: func(dir string) []string { return []string{bin, "backup", "--udid", sim.udid, "--dir", dir} }},
-			{name: "snapback store", tag: "S",
-				full:  func(string) []string { return []string{bin, "backup", "--udid", sim.udid, "--full"} },
-				incr:  func(string) []string { return []string{bin, "backup", "--udid", sim.udid} },
-				setup: func(dir string) []string { return []string{"SNAPBACK_LOCATION=" + dir} }},
-			{name: "idevicebackup2", tag: "I",
-				full: func(dir string) []string { return []string{ideviceb, "-u", sim.udid, "backup", "--full", dir} },
-				incr: func(dir string) []string { return []string{ideviceb, "-u", sim.udid, "backup", dir} }},
-		}
+		e := newHostEnv(b, ds, cs)
 		fulls := make([][]run, len(cs))
-		incrs := make([][]run, len(cs))
-		order := make([]int, 0, 2*len(cs))
-		for j := range cs {
-			order = append(order, j)
+		order := alternating(len(cs), runs)
+		for r, j := range order {
+			c := cs[j]
+			dir := filepath.Join(e.fsDir, fmt.Sprintf("run-%d-%s", r, c.tag))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			fulls[j] = append(fulls[j], e.run(b, c, j, dir, c.full(e.sims[j].udid, dir)))
+			if err := os.RemoveAll(dir); err != nil {
+				b.Fatal(err)
+			}
+			syscall.Sync()
 		}
-		for j := len(cs) - 1; j >= 0; j-- {
-			order = append(order, j)
+		t := newHostTable(ds, e.fsNote, orderString(cs, order, func(c hostContender) string { return c.tag }), runs)
+		for j, c := range cs {
+			t.rows(c.name+" full", fulls[j], true)
 		}
-		for r := 0; r < rounds; r++ {
-			for _, j := range order {
-				c := cs[j]
-				dir := filepath.Join(fsDir, fmt.Sprintf("run-%d-%d", r, j))
-				if err := os.Mkdir(dir, 0o755); err != nil {
-					b.Fatal(err)
+		if k := slices.IndexFunc(cs, func(c hostContender) bool { return c.tag == "I" }); k >= 0 {
+			for j, c := range cs {
+				if j != k {
+					t.ratio("full "+c.tag+"/I", fulls[j], fulls[k], "target <= 0.8")
 				}
-				e := env
-				if c.setup != nil {
-					e = append(slices.Clone(env), c.setup(dir)...)
-				}
-				// A device backs up incrementally only against the backup it made last, so
-				// each contender's incremental directly follows its own full backup; the
-				// simulator changes 1% of its files after every backup (--mutate 1).
-				fulls[j] = append(fulls[j], sim.measure(b, e, c.full(dir)))
-				incrs[j] = append(incrs[j], sim.measure(b, e, c.incr(dir)))
-				if err := os.RemoveAll(dir); err != nil {
-					b.Fatal(err)
-				}
-				syscall.Sync() // the next contender must not pay for this one's writeback
 			}
 		}
-		var sb strings.Builder
-		fmt.Fprintf(&sb, "\nhost benchmark: %d files, %.0f MB; %s; simulator in its own process; order %s repeated %d×; %d runs each\n",
-			files, float64(size)/1e6, fsNote, orderString(cs, order, func(c contender) string { return c.tag }), rounds, 2*rounds)
-		fmt.Fprintf(&sb, "%-34s %-6s %8s %8s %8s %8s %9s %9s %9s\n", "run", "", "wall s", "user s", "sys s", "RSS MB", "user s/GB", "sys s/GB", "sim CPU s")
-		row := func(name string, runs []run, gb float64) {
-			for _, stat := range []string{"min", "median"} {
-				r := summarise(runs, stat)
-				perGB := func(d time.Duration) string {
-					if gb <= 0 {
-						return "-"
-					}
-					return fmt.Sprintf("%.2f", d.Seconds()/gb)
-				}
-				fmt.Fprintf(&sb, "%-34s %-6s %8.2f %8.2f %8.2f %8.1f %9s %9s %9.2f\n", name, stat, r.wall.Seconds(), r.user.Seconds(),
-					r.sys.Seconds(), r.rssMB, perGB(r.user), perGB(r.sys), r.simCPU.Seconds())
-			}
-		}
-		gb := float64(size) / 1e9
-		for j, c := range cs {
-			row(c.name+" full", fulls[j], gb)
-		}
-		for j, c := range cs {
-			row(c.name+" incremental (1%)", incrs[j], 0)
-		}
-		med := func(runs []run) run { return summarise(runs, "median") }
-		cpu := func(r run) float64 { return (r.user + r.sys).Seconds() }
-		d, s, id := med(fulls[0]), med(fulls[1]), med(fulls[2])
-		fmt.Fprintf(&sb, "full, medians: --dir/idevicebackup2 wall %.2f CPU %.2f; store/idevicebackup2 wall %.2f CPU %.2f (target <= 0.8)\n",
-			d.wall.Seconds()/id.wall.Seconds(), cpu(d)/cpu(id), s.wall.Seconds()/id.wall.Seconds(), cpu(s)/cpu(id))
-		di, si := med(incrs[0]), med(incrs[1])
-		fmt.Fprintf(&sb, "incremental, medians: store/--dir wall %.2f (target <= 1.2)\n", si.wall.Seconds()/di.wall.Seconds())
-		// Printed, not b.Log: the testing package cuts benchmark logs after a few lines.
-		fmt.Print(sb.String())
+		t.print()
 	}
 }
+
+// hostBenchIncr makes one full backup per contender, then runs incrementals in alternating
+// order: each contender's simulator changed 1% of its files after each backup, and its
+// last backup is always this contender's, so every later run is incremental.
+func hostBenchIncr(b *testing.B, ds dataset, cs []hostContender, runs int) {
+	for i := 0; i < b.N; i++ {
+		e := newHostEnv(b, ds, cs)
+		fulls := make([][]run, len(cs))
+		incrs := make([][]run, len(cs))
+		dirs := make([]string, len(cs))
+		for j, c := range cs {
+			dirs[j] = filepath.Join(e.fsDir, "backup-"+c.tag)
+			if err := os.Mkdir(dirs[j], 0o755); err != nil {
+				b.Fatal(err)
+			}
+			fulls[j] = append(fulls[j], e.run(b, c, j, dirs[j], c.full(e.sims[j].udid, dirs[j])))
+		}
+		order := alternating(len(cs), runs)
+		for _, j := range order {
+			c := cs[j]
+			incrs[j] = append(incrs[j], e.run(b, c, j, dirs[j], c.incr(e.sims[j].udid, dirs[j])))
+		}
+		t := newHostTable(ds, e.fsNote, "full once each, then incrementals at 1% churn: "+
+			orderString(cs, order, func(c hostContender) string { return c.tag }), runs)
+		for j, c := range cs {
+			t.rows(c.name+" full", fulls[j], true)
+		}
+		for j, c := range cs {
+			t.rows(c.name+" incremental (1%)", incrs[j], false)
+		}
+		s := slices.IndexFunc(cs, func(c hostContender) bool { return c.tag == "S" })
+		d := slices.IndexFunc(cs, func(c hostContender) bool { return c.tag == "D" })
+		if s >= 0 && d >= 0 {
+			t.ratio("incremental S/D", incrs[s], incrs[d], "target <= 1.2")
+		}
+		if k := slices.IndexFunc(cs, func(c hostContender) bool { return c.tag == "I" }); k >= 0 {
+			for j, c := range cs {
+				if j != k {
+					t.ratio("incremental "+c.tag+"/I", incrs[j], incrs[k], "")
+				}
+			}
+		}
+		if s >= 0 {
+			fmt.Fprintf(&t.sb, "store peak RSS, incrementals: max %.1f MB (target < 64 MB)\n",
+				slices.MaxFunc(incrs[s], func(x, y run) int { return cmp.Compare(x.rssMB, y.rssMB) }).rssMB)
+		}
+		t.print()
+	}
+}
+
+// hostTable formats one set's figures.
+type hostTable struct {
+	ds dataset
+	sb strings.Builder
+}
+
+func newHostTable(ds dataset, fsNote, order string, runs int) *hostTable {
+	t := &hostTable{ds: ds}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(&t.sb, "\nhost benchmark: %d files, %.0f MB; %s; each contender against its own simulator process (same seed); order %s; %d runs each; load %s\n",
+		ds.files, float64(ds.size)/1e6, fsNote, order, runs, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Fprintf(&t.sb, "%-34s %-6s %8s %8s %8s %8s %10s %9s %9s %9s %9s\n", "run", "", "wall s", "user s", "sys s", "RSS MB",
+		"user us/f", "user s/GB", "sys s/GB", "sim CPU s", "sim RSS")
+	return t
+}
+
+// rows prints the min and median of runs; perGB adds CPU per GB of the dataset (full
+// backups, which move all of it).
+func (t *hostTable) rows(name string, runs []run, perGB bool) {
+	gb := float64(t.ds.size) / 1e9
+	for _, stat := range []string{"min", "median"} {
+		if len(runs) == 1 && stat == "median" {
+			break
+		}
+		r := summarise(runs, stat)
+		per := func(d time.Duration) string {
+			if !perGB || gb <= 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", d.Seconds()/gb)
+		}
+		fmt.Fprintf(&t.sb, "%-34s %-6s %8.2f %8.2f %8.2f %8.1f %10.2f %9s %9s %9.2f %9.1f\n", name, stat, r.wall.Seconds(), r.user.Seconds(),
+			r.sys.Seconds(), r.rssMB, float64(r.user.Microseconds())/float64(t.ds.files), per(r.user), per(r.sys),
+			r.simCPU.Seconds(), r.simRSSMB)
+	}
+}
+
+// ratio prints a/b for wall time and CPU (user+sys), of the minima and of the medians.
+func (t *hostTable) ratio(name string, a, b []run, target string) {
+	cpu := func(r run) float64 { return (r.user + r.sys).Seconds() }
+	amin, bmin, amed, bmed := summarise(a, "min"), summarise(b, "min"), summarise(a, "median"), summarise(b, "median")
+	fmt.Fprintf(&t.sb, "%-22s wall min %.2f median %.2f; CPU min %.2f median %.2f; user CPU median %.2f", name,
+		amin.wall.Seconds()/bmin.wall.Seconds(), amed.wall.Seconds()/bmed.wall.Seconds(),
+		cpu(amin)/cpu(bmin), cpu(amed)/cpu(bmed), amed.user.Seconds()/bmed.user.Seconds())
+	if target != "" {
+		fmt.Fprintf(&t.sb, " (%s)", target)
+	}
+	t.sb.WriteString("\n")
+}
+
+// print writes the table to stdout: the testing package cuts benchmark logs after a few lines.
+func (t *hostTable) print() { fmt.Print(t.sb.String()) }
 
 func orderString[T any](cs []T, order []int, short func(T) string) string {
 	parts := make([]string, len(order))
@@ -175,17 +332,19 @@ func summarise(runs []run, stat string) run {
 		return time.Duration(pick(func(r run) float64 { return float64(get(r)) }))
 	}
 	return run{
-		wall:   d(func(r run) time.Duration { return r.wall }),
-		user:   d(func(r run) time.Duration { return r.user }),
-		sys:    d(func(r run) time.Duration { return r.sys }),
-		simCPU: d(func(r run) time.Duration { return r.simCPU }),
-		rssMB:  pick(func(r run) float64 { return r.rssMB }),
+		wall:     d(func(r run) time.Duration { return r.wall }),
+		user:     d(func(r run) time.Duration { return r.user }),
+		sys:      d(func(r run) time.Duration { return r.sys }),
+		simCPU:   d(func(r run) time.Duration { return r.simCPU }),
+		rssMB:    pick(func(r run) float64 { return r.rssMB }),
+		simRSSMB: pick(func(r run) float64 { return r.simRSSMB }),
 	}
 }
 
-// benchFilesystem returns a folder on a fresh journaled ext4 loop image big enough for two
-// copies of the dataset plus metadata, or a temporary folder with the reason it is not one.
-func benchFilesystem(b *testing.B, files, size int64) (dir, note string) {
+// benchFilesystem returns a folder on a fresh journaled ext4 loop image big enough for one
+// backup per contender plus the store's staging copy, or a temporary folder with the reason
+// it is not one.
+func benchFilesystem(b *testing.B, ds dataset, contenders int) (dir, note string) {
 	b.Helper()
 	tmp := b.TempDir()
 	if os.Geteuid() != 0 {
@@ -198,9 +357,11 @@ func benchFilesystem(b *testing.B, files, size int64) (dir, note string) {
 	}
 	img := filepath.Join(tmp, "bench.img")
 	mnt := filepath.Join(tmp, "mnt")
-	// Two backups of the data (full + the store's staging or the previous tool's leftovers
-	// before deletion), inodes and journal: 3× the data plus 8 KiB a file, at least 1 GiB.
-	bytes := max(3*size+files*8192, 1<<30)
+	// A backup per contender plus one more copy (the store's staging, or a full run's
+	// leftovers before deletion), inodes and journal: the data plus 8 KiB a file per copy,
+	// at least 1 GiB. The image is sparse: only what is written takes space.
+	n := int64(contenders + 1)
+	bytes := max(n*(ds.size+ds.files*8192), 1<<30)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +373,7 @@ func benchFilesystem(b *testing.B, files, size int64) (dir, note string) {
 		b.Fatal(err)
 	}
 	f.Close()
-	inodes := strconv.FormatInt(max(4*files, 65536), 10)
+	inodes := strconv.FormatInt(max(2*n*ds.files, 65536), 10)
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-O", "has_journal", "-N", inodes, img).CombinedOutput(); err != nil {
 		return tmp, fmt.Sprintf("NOT a loop image (mkfs.ext4: %v: %s)", err, strings.TrimSpace(string(out)))
 	}
@@ -224,7 +385,7 @@ func benchFilesystem(b *testing.B, files, size int64) (dir, note string) {
 			b.Logf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
-	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB)", float64(bytes)/1e9)
+	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB, sparse)", float64(bytes)/1e9)
 }
 
 // simProcess is `snapback simulate` running as its own process.
@@ -235,11 +396,13 @@ type simProcess struct {
 	pid  int
 }
 
-func startSimProcess(b *testing.B, bin string, files, size int64) *simProcess {
+func startSimProcess(b *testing.B, bin string, ds dataset) *simProcess {
 	b.Helper()
-	// iOS 15 asks for no passcode, so no simulated typing delay enters the figures.
-	cmd := exec.Command(bin, "simulate", "--listen", "127.0.0.1:0", "--files", strconv.FormatInt(files, 10),
-		"--size", strconv.FormatInt(size, 10), "--seed", "3", "--ios", "15.8", "--mutate", "1")
+	// iOS 15 asks for no passcode, so no simulated typing delay enters the figures. With
+	// --state the device keeps its own Manifest.db between backups (as a real one does) and
+	// updates only the changed rows.
+	cmd := exec.Command(bin, "simulate", "--listen", "127.0.0.1:0", "--files", strconv.FormatInt(ds.files, 10),
+		"--size", strconv.FormatInt(ds.size, 10), "--seed", "3", "--ios", "15.8", "--mutate", "1", "--state", b.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -284,11 +447,15 @@ func (s *simProcess) cpu(b *testing.B) time.Duration {
 	return time.Duration(ut+st) * time.Second / hz
 }
 
-// measure runs one client against the simulator and adds the simulator's CPU during it.
+// measure runs one client against the simulator and adds the simulator's CPU and peak RSS
+// during it. Writing 5 to clear_refs resets the process's peak RSS (VmHWM) to its current
+// RSS (proc(5)), so the peak read afterwards belongs to this run.
 func (s *simProcess) measure(b *testing.B, env, argv []string) run {
 	b.Helper()
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.pid), []byte("5"), 0)
 	before := s.cpu(b)
 	r := childEnv(b, env, argv[0], argv[1:]...)
 	r.simCPU = s.cpu(b) - before
+	r.simRSSMB = float64(vmHWM(fmt.Sprintf("/proc/%d/status", s.pid))) / 1024
 	return r
 }

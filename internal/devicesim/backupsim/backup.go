@@ -3,6 +3,7 @@ package backupsim
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +94,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		return st, res, err
 	}
 	d.mu.Lock()
-	last := d.lastUUID
+	last, prev := d.lastUUID, d.last
 	d.mu.Unlock()
 	st.full = true
 	if found[0] && !force {
@@ -101,6 +102,9 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 			hs.SnapshotState == backupfmt.SnapshotFinished && last != "" && hs.UUID == last {
 			st.full = false
 		}
+	}
+	if st.full || prev == nil || prev.uuid != last {
+		prev = nil // nothing the device remembers describes the host's backup
 	}
 
 	vers := d.snapshotVersions()
@@ -113,7 +117,8 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if err != nil {
 			return st, backupResult{100, err.Error()}, nil
 		}
-		dbSink := &capWriter{w: dbFile, left: maxHostDB}
+		dbHash := sha256.New()
+		dbSink := &capWriter{w: io.MultiWriter(dbFile, dbHash), left: maxHostDB}
 		found, _, err := s.download(ctx,
 			[]string{udid + "/" + backupfmt.ManifestPlistName, udid + "/" + backupfmt.ManifestDBName},
 			func(i int) io.Writer {
@@ -134,9 +139,16 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 			return st, backupResult{205, describe(205)}, nil
 		}
 		usable := found[1] && cerr == nil && dbSink.err == nil
-		if usable {
+		var dbSum [sha256.Size]byte
+		dbHash.Sum(dbSum[:0])
+		hostM := hostManifest{hm.IsEncrypted, hm.BackupKeyBag, hm.ManifestKey}
+		if usable && prev.matches(d, last, dbSum, hostM) {
+			// The host holds exactly the device's last backup: what changed is known.
+			removals = d.diffFromLast(prev, vers, have)
+		} else if usable {
+			prev = nil // the host's database is not the one the device uploaded
 			var plainDB string
-			if plainDB, usable = d.openHostDB(hostManifest{hm.IsEncrypted, hm.BackupKeyBag, hm.ManifestKey}, dbPath, scratch); usable {
+			if plainDB, usable = d.openHostDB(hostM, dbPath, scratch); usable {
 				removals, err = d.diff(ctx, plainDB, vers, have)
 			}
 		}
@@ -308,9 +320,20 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	// Metadata: Manifest.db (real SQLite), Manifest.plist, Status.plist (not yet finished).
 	st.uuid = newUUID()
 	dbPath := filepath.Join(scratch, backupfmt.ManifestDBName)
-	if err := d.writeManifestDB(ctx, dbPath, vers, hostile); err != nil {
+	d.mu.Lock()
+	own := d.last
+	d.mu.Unlock()
+	if own != nil && own.db != "" && bytes.Equal(own.bag, d.bag) {
+		// The device's own database of its last backup, updated where items changed.
+		err = d.updateManifestDB(ctx, own, dbPath, vers)
+	} else {
+		err = d.writeManifestDB(ctx, dbPath, vers, hostile)
+	}
+	if err != nil {
 		return st, backupResult{100, err.Error()}, nil
 	}
+	st.last = &lastBackup{uuid: st.uuid, vers: vers, bag: d.bag, db: d.keepManifestDB(dbPath)}
+	uploaded := sha256.New()
 	now := d.now()
 	uploadDB, manifestKey := dbPath, []byte(nil)
 	if d.keys != nil {
@@ -334,7 +357,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 			return fmt.Errorf("open generated Manifest.db: %w", err)
 		}
 		defer f.Close()
-		if err := emit("Manifest.db", snap+backupfmt.ManifestDBName, f); err != nil {
+		if err := emit("Manifest.db", snap+backupfmt.ManifestDBName, io.TeeReader(f, uploaded)); err != nil {
 			return err
 		}
 		if err := emit("Manifest.plist", snap+backupfmt.ManifestPlistName, bytes.NewReader(manifest)); err != nil {
@@ -348,6 +371,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	if code != 0 {
 		return st, backupResult{104, "Multiple errors uploading files"}, nil
 	}
+	uploaded.Sum(st.last.dbSum[:0])
 
 	// Move everything from Snapshot to its final place.
 	moves := make(map[string]any, maxMoveBatch)

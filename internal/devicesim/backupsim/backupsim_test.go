@@ -3,6 +3,7 @@ package backupsim
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
 	"os"
 	"path/filepath"
@@ -633,4 +634,54 @@ func TestMutateDeterministic(t *testing.T) {
 	if sa.Added < 25 || sa.Added > 40 || sa.Modified < 15 || sa.Deleted < 15 || sa.Files != 1000+sa.Added-sa.Deleted {
 		t.Errorf("Mutate(10) on 1000 files = %+v", sa)
 	}
+}
+
+// A device that remembers its last backup must still believe the host's Manifest.db over
+// its memory when the host changed it: here the host dropped one file (row and blob), as a
+// host repairing a damaged backup would, and the next incremental must send it again.
+func TestIncrementalAfterHostChangedManifest(t *testing.T) {
+	d := newTestDevice(t, Options{Seed: 8, Files: 200})
+	h := newHost(t)
+	if res := h.session(t, d, nil, backupReq(false)); errorCode(t, res) != 0 {
+		t.Fatal(res)
+	}
+	var lost File
+	for _, f := range d.Files() {
+		if f.Flags == backupfmt.FlagFile && f.Size > 0 {
+			lost = f
+			break
+		}
+	}
+	dir := filepath.Join(h.root, testUDID)
+	db, err := sql.Open("sqlite", filepath.Join(dir, backupfmt.ManifestDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := db.Exec(`DELETE FROM Files WHERE fileID = ?`, lost.FileID); err != nil {
+		t.Fatal(err)
+	} else if n, _ := r.RowsAffected(); n != 1 {
+		t.Fatalf("deleted %d rows of %s", n, lost.FileID)
+	}
+	db.Close()
+	if err := os.Remove(backupfmt.BlobPath(dir, lost.FileID)); err != nil {
+		t.Fatal(err)
+	}
+
+	if res := h.session(t, d, nil, backupReq(false)); errorCode(t, res) != 0 {
+		t.Fatal(res)
+	}
+	if c := d.Counters(); c.LastFull || c.LastFilesUploaded != 1 {
+		t.Errorf("incremental after the host dropped %s: full=%v, %d files uploaded; want an incremental of that one file",
+			lost.RelativePath, c.LastFull, c.LastFilesUploaded)
+	}
+	verifyFolder(t, d, h.root)
+
+	// The host now holds exactly what the device sent: nothing to upload.
+	if res := h.session(t, d, nil, backupReq(false)); errorCode(t, res) != 0 {
+		t.Fatal(res)
+	}
+	if c := d.Counters(); c.LastFull || c.LastFilesUploaded != 0 {
+		t.Errorf("unchanged incremental: full=%v, %d files uploaded; want 0", c.LastFull, c.LastFilesUploaded)
+	}
+	verifyFolder(t, d, h.root)
 }

@@ -114,7 +114,7 @@ func (s *session) changePassword(ctx context.Context, req map[string]any) (code 
 	if d.keys != nil {
 		d.keys.Destroy()
 	}
-	d.bag, d.keys, d.lastUUID = bag, keys, ""
+	d.bag, d.keys, d.lastUUID, d.last = bag, keys, "", nil
 	d.encState, d.kek = encOff, nil
 	if keys != nil {
 		d.encState, d.kek = encOn, keys.KEK()

@@ -53,7 +53,7 @@ func (d *Device) setupCrypto() error {
 	if err != nil {
 		return fmt.Errorf("backupsim: keybag: %w", err)
 	}
-	d.bag, d.keys, d.lastUUID = bag, keys, ""
+	d.bag, d.keys, d.lastUUID, d.last = bag, keys, "", nil
 	return d.saveLocked()
 }
 

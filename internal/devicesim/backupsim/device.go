@@ -192,7 +192,10 @@ type Device struct {
 	base      []uint32
 	baseRound int
 	lastUUID  string
-	counters  Counters
+	// last is the device's record of its last completed backup (in memory only: after a
+	// restart the device diffs against the host's Manifest.db, as it did before it had one).
+	last     *lastBackup
+	counters Counters
 
 	// bag and keys change only with busy and mu held (ChangePassword); backups and restores
 	// read them holding busy, WillEncrypt holding mu.

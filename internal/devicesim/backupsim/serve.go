@@ -287,12 +287,14 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 		d.counters.LastErrorCode = -1
 		d.counters.LastErrorDescription = err.Error()
 		d.mu.Unlock()
+		dropPending(st.last)
 		return err
 	}
 	d.counters.LastErrorCode = res.code
 	d.counters.LastErrorDescription = res.desc
 	if res.code != 0 {
 		d.counters.FailedBackups++
+		dropPending(st.last)
 	} else {
 		d.counters.Backups++
 		if st.full {
@@ -308,6 +310,7 @@ func (s *session) backupRequest(ctx context.Context, req map[string]any) error {
 		d.counters.FileErrors += st.fileErrors
 		d.counters.LastBackupUUID = st.uuid
 		d.lastUUID = st.uuid
+		d.commitLast(st.last)
 	}
 	d.counters.FilesUploaded += st.files
 	d.counters.BytesUploaded += st.bytes
@@ -329,6 +332,7 @@ type backupStats struct {
 	files, bytes, removed int64
 	fileErrors            int64
 	uuid                  string
+	last                  *lastBackup // what the device remembers if the backup completes
 }
 
 func (d *Device) passcodeRequired() bool {
