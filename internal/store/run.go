@@ -158,6 +158,9 @@ type journal struct {
 	Op     string   `json:"op"`   // "commit"
 	Prev   string   `json:"prev"` // ID of the latest backup being moved to snapshots/, "" if none
 	Record Snapshot `json:"record"`
+	// PrevSizes are the previous latest's sizes once Record is the latest, when the commit
+	// computed them from what the run changed; without them recovery measures its folder.
+	PrevSizes *usage `json:"prevSizes,omitempty"`
 }
 
 // Commit verifies the staging backup and makes it the latest; the previous latest becomes a
@@ -187,36 +190,71 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	facts, err := s.verifyBackupExcept(ctx, dir, udid, exceptionIDs(exc))
-	if err != nil {
-		return Snapshot{}, err
-	}
-	exc = keepExcepted(exc, facts.Excepted)
-	s.hook("commit:verified")
-	// Measuring also marks every staged file read-only, before it becomes committed content.
-	u, err := measure(ctx, dir, true)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	// Hash what this run wrote while it is still in the page cache; shared files are
-	// indexed already.
-	r.streamed.mu.Lock()
-	streamed := r.streamed.sums
-	r.streamed.mu.Unlock()
-	if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
-		return Snapshot{}, err
-	}
-	s.hook("commit:indexed")
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
 		return Snapshot{}, err
 	}
 	var prev, last string
+	var prevRec Snapshot
 	if n := len(recs); n > 0 {
 		last = recs[n-1].ID
 		if exists(s.l.latest(udid)) {
-			prev = last
+			prev, prevRec = last, recs[n-1]
 		}
+	}
+	// What this run changed, when the staging folder is a hard-link clone of a recorded
+	// latest backup (delta.go); otherwise every file is verified, measured and indexed.
+	var d *delta
+	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.measureAll && !exists(s.l.snapshot(udid, prev)) {
+		d, err = s.diffTree(ctx, dir, s.l.latest(udid))
+		if errors.Is(err, errNoDelta) {
+			d = nil
+		} else if err != nil {
+			return Snapshot{}, err
+		}
+	}
+	facts, err := s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	exc = keepExcepted(exc, facts.Excepted)
+	s.hook("commit:verified")
+	r.streamed.mu.Lock()
+	streamed := r.streamed.sums
+	r.streamed.mu.Unlock()
+	var u usage
+	var prevSizes *usage
+	if d != nil {
+		// Marks the written files read-only, before they become committed content.
+		var pu usage
+		if u, pu, err = d.apply(ctx, dir, prevRec); err != nil {
+			return Snapshot{}, err
+		}
+		prevSizes = &pu
+		s.hook("commit:measured")
+		err = s.indexWritten(ctx, udid, dir, d, streamed)
+		if errors.Is(err, errNoIndex) {
+			s.log.Warn("content index missing or unreadable; rebuilding it", "udid", udid)
+			_, _, err = s.indexNewFiles(ctx, udid, dir, streamed)
+		}
+		if err != nil {
+			return Snapshot{}, err
+		}
+	} else {
+		// Measuring also marks every staged file read-only, before it becomes committed content.
+		if u, err = measure(ctx, dir, true); err != nil {
+			return Snapshot{}, err
+		}
+		s.hook("commit:measured")
+		// Hash what this run wrote while it is still in the page cache; shared files are
+		// indexed already.
+		if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	s.hook("commit:indexed")
+	if err := s.compactHashesIfStale(ctx, udid, u, dir); err != nil {
+		return Snapshot{}, err
 	}
 	kind := meta.Kind
 	if kind == "" {
@@ -231,7 +269,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
 		Exceptions: exc,
 	}
-	j := journal{Op: "commit", Prev: prev, Record: rec}
+	j := journal{Op: "commit", Prev: prev, Record: rec, PrevSizes: prevSizes}
 	b, _ := json.MarshalIndent(j, "", "  ")
 	if err := atomicfile.WriteFile(s.l.journal(udid), b, 0o644); err != nil {
 		return Snapshot{}, fmt.Errorf("commit %s: %w", udid, err)
@@ -303,7 +341,13 @@ func (s *Store) rollForward(ctx context.Context, udid string, j journal) error {
 	// Committed. The rest is housekeeping that recovery repeats if it is interrupted.
 	if prevDir != "" && exists(prevDir) {
 		// The new latest replaced some of the old one's files, which are now its alone.
-		if err := s.refreshSizes(ctx, udid, j.Prev); err != nil {
+		var err error
+		if j.PrevSizes != nil {
+			err = s.setSizes(udid, j.Prev, *j.PrevSizes)
+		} else {
+			err = s.refreshSizes(ctx, udid, j.Prev)
+		}
+		if err != nil {
 			return err
 		}
 		s.hook("commit:refreshed")
@@ -442,11 +486,6 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []stri
 // refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added
 // or deleted) and rewrites its record.
 func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
-	path := s.l.record(udid, id)
-	rec, err := readRecord(path)
-	if err != nil {
-		return fmt.Errorf("refresh sizes of %s: %w", id, err)
-	}
 	dir := s.l.snapshot(udid, id)
 	if !exists(dir) {
 		dir = s.l.latest(udid)
@@ -454,6 +493,16 @@ func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
 	u, err := measure(ctx, dir, false)
 	if err != nil {
 		return err
+	}
+	return s.setSizes(udid, id, u)
+}
+
+// setSizes writes u into the record of snapshot id if they differ.
+func (s *Store) setSizes(udid, id string, u usage) error {
+	path := s.l.record(udid, id)
+	rec, err := readRecord(path)
+	if err != nil {
+		return fmt.Errorf("refresh sizes of %s: %w", id, err)
 	}
 	if rec.TotalSize == u.Total && rec.UniqueSize == u.Unique && rec.FileCount == u.Files {
 		return nil

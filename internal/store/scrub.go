@@ -144,6 +144,7 @@ func (s *Store) VerifyData(ctx context.Context, udid string) (DataReport, error)
 		}
 		check(r, idx, buf, &rep)
 	}
+	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
 	rep.Complete, rep.Elapsed = true, time.Since(start)
 	return rep, s.markDamaged(udid, rep.Damaged)
 }
@@ -282,6 +283,7 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 			rep.Complete = true
 		}
 	}
+	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
 	st.NextInode, st.Updated = next, s.now().UTC()
 	if b, err := json.Marshal(st); err == nil {
 		if err := atomicfile.WriteFile(s.l.scrubState(udid), b, 0o644); err != nil {

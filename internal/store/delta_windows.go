@@ -1,0 +1,9 @@
+//go:build windows
+
+package store
+
+import "context"
+
+// diffTree: a directory listing carries no file index on Windows, so commits measure the
+// whole folder (errNoDelta).
+func (s *Store) diffTree(context.Context, string, string) (*delta, error) { return nil, errNoDelta }
