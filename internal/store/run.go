@@ -213,6 +213,9 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
+	if d != nil {
+		s.hook("commit:delta")
+	}
 	facts, err := s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
 	if err != nil {
 		return Snapshot{}, err
