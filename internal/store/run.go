@@ -205,7 +205,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	// What this run changed, when the staging folder is a hard-link clone of a recorded
 	// latest backup (delta.go); otherwise every file is verified, measured and indexed.
 	var d *delta
-	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.measureAll && !exists(s.l.snapshot(udid, prev)) {
+	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.fullScan && !exists(s.l.snapshot(udid, prev)) {
 		d, err = s.diffTree(ctx, dir, s.l.latest(udid))
 		if errors.Is(err, errNoDelta) {
 			d = nil
