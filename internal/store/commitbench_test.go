@@ -184,7 +184,7 @@ func benchEnv(name string, def int) int {
 // commitPhases are one run's figures in milliseconds, from the child's hook calls.
 type commitPhases struct {
 	Clone, Write, Verify, Measure, Index, Journal, Refresh, Commit float64
-	RSSMB                                                           float64
+	RSSMB                                                          float64
 }
 
 // commitChild runs one incremental run of the store at dir in a child process.
