@@ -242,21 +242,25 @@ func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, st
 // or more per line. That takes one stat; the scrub, which counts the live files anyway,
 // compacts at the tighter bound of twice the live count. Costs a walk of every snapshot when
 // it fires.
-func (s *Store) compactHashesIfStale(ctx context.Context, udid string, latest usage, staged string) error {
+func (s *Store) compactHashesIfStale(ctx context.Context, udid string, recs []Snapshot, latest usage, staged string) error {
 	fi, err := os.Stat(s.l.hashes(udid))
 	if err != nil {
 		return nil // no index to compact; the next commit or scrub deals with it
 	}
-	all, err := s.List(udid) // snapshots and archives: records only, no folder is read
+	archives, err := s.listArchives(udid) // records only, no folder is read
 	if err != nil {
 		return err
 	}
 	most := int64(latest.Files)
-	for _, sn := range all {
+	for _, sn := range append(archives, recs...) {
 		most += int64(sn.FileCount)
 	}
 	if fi.Size()/hashLineBytes <= 2*most+1024 {
 		return nil
+	}
+	all, err := s.List(udid)
+	if err != nil {
+		return err
 	}
 	return s.compactHashes(ctx, udid, append(snapshotDirs(all), staged))
 }

@@ -206,7 +206,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	// latest backup (delta.go); otherwise every file is verified, measured and indexed.
 	var d *delta
 	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.fullScan && !exists(s.l.snapshot(udid, prev)) {
-		d, err = s.diffTree(ctx, dir, s.l.latest(udid))
+		d, err = s.diffTree(ctx, dir, s.l.latest(udid), prevRec.FileCount)
 		if errors.Is(err, errNoDelta) {
 			d = nil
 		} else if err != nil {
@@ -256,7 +256,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		}
 	}
 	s.hook("commit:indexed")
-	if err := s.compactHashesIfStale(ctx, udid, u, dir); err != nil {
+	if err := s.compactHashesIfStale(ctx, udid, recs, u, dir); err != nil {
 		return Snapshot{}, err
 	}
 	kind := meta.Kind
