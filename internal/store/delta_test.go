@@ -195,3 +195,68 @@ func TestContentIndexTornLineAndCompaction(t *testing.T) {
 		t.Fatalf("after compaction and another commit: %+v, %v", rep, err)
 	}
 }
+
+// A background clone: Ready waits for it, the run then commits as usual, and Abort during
+// the clone stops it and leaves nothing behind.
+func TestCloneInBackground(t *testing.T) {
+	reached, release := make(chan struct{}), make(chan struct{})
+	calls := 0
+	block := false
+	opts := testOptions(&fakeClock{t: epoch, step: time.Hour})
+	opts.hook = func(p string) {
+		if p == "clone" && block {
+			if calls++; calls == 5 {
+				close(reached)
+				<-release
+			}
+		}
+	}
+	s := openStore(t, t.TempDir(), opts)
+	dev := newFakeDevice(testUDID, 30, 400, 3)
+	first := runBackup(t, s, dev)
+	want := hashTree(t, first.Path)
+
+	block = true
+	r, err := s.Begin(context.Background(), testUDID, BeginOptions{CloneInBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if err := r.Ready(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Ready during the clone = %v, want it to wait", err)
+	}
+	cancel()
+	aborted := make(chan error)
+	go func() { aborted <- r.Abort() }()
+	close(release)
+	if err := <-aborted; err != nil {
+		t.Fatal(err)
+	}
+	if exists(r.Root()) {
+		t.Fatal("staging left after Abort during a background clone")
+	}
+	if got := hashTree(t, first.Path); got != want {
+		t.Fatal("latest changed")
+	}
+
+	block = false
+	r, err = s.Begin(context.Background(), testUDID, BeginOptions{CloneInBackground: true})
+	if err != nil {
+		t.Fatalf("Begin after the aborted run: %v", err)
+	}
+	if err := r.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dev.change(10)
+	if err := dev.backup(r.Root(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Commit(context.Background(), CommitMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	checkSizes(t, s, 1)
+	if l := mustList(t, s); len(l) != 2 || hashTree(t, l[1].Path) == want {
+		t.Fatalf("after a run with a background clone: %d snapshots", len(l))
+	}
+}

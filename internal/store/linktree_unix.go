@@ -16,7 +16,7 @@ import (
 // clone is one linkat per file, and linkat into one directory serialises on that directory's
 // inode lock, so parallelism pays only across directories; BenchmarkCommitIncremental prints
 // the clone time for 1, 2 and 4 workers (see the commit message for the figures).
-const cloneWorkers = 3
+const cloneWorkers = 4
 
 // linkTree hard-links the tree src into the new folder dst. It works relative to open
 // directory handles (linkat) and reads directories unsorted, which keeps a 200,000-file clone

@@ -23,6 +23,12 @@ type BeginOptions struct {
 	// Full starts from an empty staging folder (a forced full backup) instead of a clone of
 	// the latest backup.
 	Full bool
+	// CloneInBackground returns once the run is set up and clones the latest backup into
+	// the staging folder on a goroutine of the Run: the caller must not write under Root
+	// before Run.Ready returned nil (engine.Request.RootReady). A device's connection, app
+	// list, encryption check and sync lock take seconds; the clone (one link per file, about
+	// 1.5 s per 100,000 files on ext4) happens meanwhile instead of before them.
+	CloneInBackground bool
 }
 
 // CommitMeta is what the engine knows about a finished run that the folder does not say.
@@ -50,6 +56,34 @@ type Run struct {
 
 	mu   sync.Mutex
 	done bool
+
+	// A clone in the background (BeginOptions.CloneInBackground): cloneDone is closed when
+	// it ended, with cloneErr set; cloneCancel stops it. All nil otherwise.
+	cloneDone   chan struct{}
+	cloneErr    error
+	cloneCancel context.CancelFunc
+}
+
+// Ready waits until the staging folder is ready for the engine to write into: at once
+// unless Begin was asked to clone in the background. The error is the clone's, classified.
+func (r *Run) Ready(ctx context.Context) error {
+	if r.cloneDone == nil {
+		return nil
+	}
+	select {
+	case <-r.cloneDone:
+		return r.cloneErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stopClone stops a background clone and waits for its goroutine.
+func (r *Run) stopClone() {
+	if r.cloneDone != nil {
+		r.cloneCancel()
+		<-r.cloneDone
+	}
 }
 
 // Notes says what Begin found and did on its own (an external backup recorded, a damaged
@@ -136,6 +170,22 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err := os.Mkdir(s.l.staging(udid), 0o755); err != nil {
 		return nil, fmt.Errorf("create staging: %w", err)
 	}
+	r := &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}
+	if latest != nil && !opts.Full && opts.CloneInBackground {
+		// The Run owns the goroutine: Ready waits for it, Commit and Abort stop it. A crash
+		// meanwhile leaves a staging folder, which recovery removes as after any crash.
+		cctx, cancel := context.WithCancel(ctx)
+		r.cloneDone, r.cloneCancel = make(chan struct{}), cancel
+		go func() {
+			defer close(r.cloneDone)
+			if err := s.cloneTree(cctx, s.l.latest(udid), s.l.stagingBackup(udid), method); err != nil {
+				r.cloneErr = s.classify(fmt.Errorf("prepare staging for %s: %w", udid, err), 0)
+				return
+			}
+			s.hook("begin:cloned")
+		}()
+		return r, nil
+	}
 	if latest != nil && !opts.Full {
 		err = s.cloneTree(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method)
 	} else {
@@ -149,7 +199,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
 	}
 	s.hook("begin:cloned")
-	return &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}, nil
+	return r, nil
 }
 
 // journal records a commit in progress. It names the new record in full so that recovery can
@@ -183,6 +233,9 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	defer r.mu.Unlock()
 	if r.done {
 		return Snapshot{}, ErrRunFinished
+	}
+	if err := r.Ready(ctx); err != nil {
+		return Snapshot{}, err
 	}
 	s, udid := r.s, r.udid
 	dir := s.l.stagingBackup(udid)
@@ -296,6 +349,7 @@ func (r *Run) Abort() error {
 		return nil
 	}
 	r.done = true
+	r.stopClone()
 	// Cleanup must run even when the caller's context is already cancelled.
 	err := r.s.recoverDevice(context.Background(), r.udid)
 	return errors.Join(err, r.lock.release())
