@@ -102,7 +102,8 @@ func BenchmarkCommitIncremental(b *testing.B) {
 		}{
 			{"Begin (clone)", func(p commitPhases) float64 { return p.Clone }},
 			{"engine renames (not store)", func(p commitPhases) float64 { return p.Write }},
-			{"verify (+ diff)", func(p commitPhases) float64 { return p.Verify }},
+			{"diff (after: listings)", func(p commitPhases) float64 { return p.Diff }},
+			{"verify", func(p commitPhases) float64 { return p.Verify }},
 			{"measure + read-only", func(p commitPhases) float64 { return p.Measure }},
 			{"content index", func(p commitPhases) float64 { return p.Index }},
 			{"journal, renames, record", func(p commitPhases) float64 { return p.Journal }},
@@ -182,9 +183,9 @@ func benchEnv(name string, def int) int {
 
 // commitPhases are one run's figures in milliseconds, from the child's hook calls.
 type commitPhases struct {
-	Clone, Write, Verify, Measure, Index, Journal, Refresh, Commit float64
-	RSSMB                                                          float64
-	HWM                                                            map[string]int // VmHWM (KiB) when each step ended
+	Clone, Write, Diff, Verify, Measure, Index, Journal, Refresh, Commit float64
+	RSSMB                                                                float64
+	HWM                                                                  map[string]int // VmHWM (KiB) when each step ended
 }
 
 // vmHWM is this process's peak resident set so far, in KiB (Linux /proc).
@@ -268,9 +269,14 @@ func TestCommitBenchChild(t *testing.T) {
 	}
 	t3 := time.Now()
 	hwm["end"] = vmHWM()
+	diffEnd := t2
+	if m, ok := marks["commit:delta"]; ok {
+		diffEnd = m
+	}
 	ms := func(a, b time.Time) float64 { return float64(b.Sub(a).Microseconds()) / 1000 }
 	p := commitPhases{Clone: ms(t0, t1), Write: ms(t1, t2), Commit: ms(t2, t3),
-		Verify:  ms(t2, marks["commit:verified"]),
+		Diff:    ms(t2, diffEnd),
+		Verify:  ms(diffEnd, marks["commit:verified"]),
 		Measure: ms(marks["commit:verified"], marks["commit:measured"]),
 		Index:   ms(marks["commit:measured"], marks["commit:indexed"]),
 		Journal: ms(marks["commit:indexed"], marks["commit:record"]),
