@@ -7,6 +7,7 @@ package notify
 
 import (
 	"fmt"
+	"snapback/internal/humanize"
 	"time"
 )
 
@@ -90,14 +91,14 @@ type Run struct {
 // how long it took and how it travelled, and the size of the backup now stored, each
 // labelled so that one is never read as the other.
 func Done(d Device, r Run) Message {
-	body := fmt.Sprintf("Transferred %s in %s", formatBytes(r.Sent), formatDuration(r.Took))
+	body := fmt.Sprintf("Transferred %s in %s", humanize.Bytes(r.Sent), formatDuration(r.Took))
 	switch r.Via {
 	case USB:
 		body += " over USB"
 	case WiFi:
 		body += " over Wi-Fi"
 	}
-	body += ". Backup size: " + formatBytes(r.Size) + "."
+	body += ". Backup size: " + humanize.Bytes(r.Size) + "."
 	return Message{Kind: Completed, UDID: d.UDID, Title: d.Name + " is backed up", Body: body}
 }
 
@@ -127,7 +128,7 @@ func IsOverdue(d Device, days int) Message {
 // Approval asks permission to delete old snapshots, as retention is set to ask first.
 func Approval(d Device, snapshots int, size int64) Message {
 	return Message{Kind: ApprovalNeeded, UDID: d.UDID, Title: "Allow deleting old snapshots?",
-		Body: fmt.Sprintf("%s of %s take %s. Choose \u201cAllow deleting\u201d in the Snapback menu to free the space.", plural(snapshots, "old snapshot", "old snapshots"), d.Name, formatBytes(size))}
+		Body: fmt.Sprintf("%s of %s take %s. Choose \u201cAllow deleting\u201d in the Snapback menu to free the space.", plural(snapshots, "old snapshot", "old snapshots"), d.Name, humanize.Bytes(size))}
 }
 
 // BrokenSettings reports a settings file that could not be used; the app keeps running on
@@ -192,19 +193,4 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%d min %d s", int(d/time.Minute), int(d%time.Minute/time.Second))
 	}
 	return fmt.Sprintf("%d h %02d min", int(d/time.Hour), int(d%time.Hour/time.Minute))
-}
-
-var units = []string{"B", "KB", "MB", "GB", "TB"}
-
-// formatBytes uses decimal units as Finder and iOS do (the tray uses the same rule).
-func formatBytes(n int64) string {
-	v, u := float64(n), 0
-	for v >= 999.95 && u < len(units)-1 {
-		v /= 1000
-		u++
-	}
-	if v < 10 && v != float64(int64(v)) {
-		return fmt.Sprintf("%.1f %s", v, units[u])
-	}
-	return fmt.Sprintf("%.0f %s", v, units[u])
 }

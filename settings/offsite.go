@@ -68,6 +68,27 @@ func checkRepository(repo string) string {
 func ParseRate(s string) (int, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
+	v, err := scaledNumber(s, t, "an upload rate", rateUnits)
+	if err != nil {
+		return 0, err
+	}
+	if v > 0 && v < 1 {
+		v = 1
+	}
+	return int(v), nil
+}
+
+// rateUnits are ParseRate's units in KiB/s (binary multiples, as restic counts).
+var rateUnits = map[string]float64{
+	"": 1, "k": 1, "kib": 1, "kb": 1,
+	"m": 1 << 10, "mib": 1 << 10, "mb": 1 << 10,
+	"g": 1 << 20, "gib": 1 << 20, "gb": 1 << 20,
+}
+
+// scaledNumber reads t (what s became after trimming): a non-negative number, then
+// optionally one of units' names in any letter case, and returns the number times that
+// unit; an empty t is 0. what names the quantity in the error ("an upload rate", "a size").
+func scaledNumber(s, t, what string, units map[string]float64) (float64, error) {
 	if t == "" {
 		return 0, nil
 	}
@@ -78,21 +99,13 @@ func ParseRate(s string) (int, error) {
 	}
 	v, err := strconv.ParseFloat(num, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not an upload rate", s)
+		return 0, fmt.Errorf("%q is not %s", s, what)
 	}
-	switch unit {
-	case "", "k", "kib", "kb":
-	case "m", "mib", "mb":
-		v *= 1024
-	case "g", "gib", "gb":
-		v *= 1024 * 1024
-	default:
+	m, ok := units[unit]
+	if !ok {
 		return 0, fmt.Errorf("%q has an unknown unit %q", s, unit)
 	}
-	if v > 0 && v < 1 {
-		v = 1
-	}
-	return int(v), nil
+	return v * m, nil
 }
 
 // FormatRate writes KiB/s the way ParseRate reads it.

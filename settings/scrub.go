@@ -29,36 +29,23 @@ type fileScrub struct {
 // ParseBytes reads a size: a number of bytes, or a number with a unit K, KB, KiB, M, MB, MiB,
 // G, GB, GiB, T, TB, TiB (binary multiples, as ParseRate). "" is 0.
 func ParseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	if t == "" {
-		return 0, nil
-	}
-	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := t, ""
-	if i >= 0 {
-		num, unit = t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	switch unit {
-	case "", "b":
-	case "k", "kb", "kib":
-		v *= 1 << 10
-	case "m", "mb", "mib":
-		v *= 1 << 20
-	case "g", "gb", "gib":
-		v *= 1 << 30
-	case "t", "tb", "tib":
-		v *= 1 << 40
-	default:
-		return 0, fmt.Errorf("%q has an unknown unit %q", s, unit)
+	v, err := scaledNumber(s, strings.TrimSpace(s), "a size", sizeUnits)
+	if err != nil {
+		return 0, err
 	}
 	if v >= 1<<62 {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return int64(v), nil
+}
+
+// sizeUnits are ParseBytes's units in bytes (binary multiples, as ParseRate).
+var sizeUnits = map[string]float64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+	"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
 }
 
 // FormatBytes writes a size the way ParseBytes reads it.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"snapback/icons"
+	"snapback/internal/humanize"
 )
 
 // Controller receives the user's intents from the menu. The tray defines it (the consumer owns
@@ -134,9 +135,9 @@ func Build(s State) Menu {
 		if d.PendingDeletion == nil {
 			continue
 		}
-		label := fmt.Sprintf("Allow deleting %s (%s)", plural(d.PendingDeletion.Snapshots, "old snapshot", "old snapshots"), formatBytes(d.PendingDeletion.Size))
+		label := fmt.Sprintf("Allow deleting %s (%s)", plural(d.PendingDeletion.Snapshots, "old snapshot", "old snapshots"), humanize.Bytes(d.PendingDeletion.Size))
 		if len(s.Devices) > 1 {
-			label = fmt.Sprintf("Allow deleting %s of %s (%s)", plural(d.PendingDeletion.Snapshots, "old snapshot", "old snapshots"), d.Name, formatBytes(d.PendingDeletion.Size))
+			label = fmt.Sprintf("Allow deleting %s of %s (%s)", plural(d.PendingDeletion.Snapshots, "old snapshot", "old snapshots"), d.Name, humanize.Bytes(d.PendingDeletion.Size))
 		}
 		m.Items = append(m.Items, Item{Key: "approve/" + d.UDID, Label: label, Action: Action{Verb: VerbApproveDeletion, UDID: d.UDID},
 			Tooltip: "Retention wants to free space; nothing is deleted until you allow it"})
@@ -183,7 +184,7 @@ func deviceMenu(s State, d Device) Item {
 	kids = append(kids, Item{Key: k + "sep/last", Separator: true})
 	if b := d.LastBackup; b != nil {
 		kids = append(kids, Item{Key: k + "last", Label: "Last backup: " + formatDate(s.Now, b.Time), Disabled: true})
-		details := []string{formatBytes(b.Size)}
+		details := []string{humanize.Bytes(b.Size)}
 		if t := b.Transport.String(); t != "" {
 			details = append(details, t)
 		}
@@ -241,10 +242,10 @@ func snapshotsMenu(now time.Time, d Device) Item {
 	if len(d.Snapshots) == 0 {
 		return Item{Key: k, Label: "No snapshots yet", Disabled: true}
 	}
-	it := Item{Key: k, Label: fmt.Sprintf("Snapshots (%d, %s extra)", len(d.Snapshots), formatBytes(d.SnapshotsSize))}
+	it := Item{Key: k, Label: fmt.Sprintf("Snapshots (%d, %s extra)", len(d.Snapshots), humanize.Bytes(d.SnapshotsSize))}
 	for _, sn := range d.Snapshots {
 		sk := k + "/" + sn.ID
-		label := formatDate(now, sn.Time) + " · " + formatBytes(sn.Size)
+		label := formatDate(now, sn.Time) + " · " + humanize.Bytes(sn.Size)
 		archive := Item{Key: sk + "/archive", Label: "Archive", Action: Action{Verb: VerbArchiveSnapshot, UDID: d.UDID, SnapshotID: sn.ID},
 			Tooltip: "Keep this backup for good; archived backups are never deleted automatically"}
 		if sn.Archived {
@@ -262,7 +263,7 @@ func snapshotsMenu(now time.Time, d Device) Item {
 		// a tray has no dialogs.
 		if !sn.Archived && !d.DiskMissing {
 			kids = append(kids, Item{Key: sk + "/delete", Label: "Delete…", Children: []Item{
-				{Key: sk + "/delete/confirm", Label: "Delete This Snapshot (" + formatBytes(sn.Size) + ")",
+				{Key: sk + "/delete/confirm", Label: "Delete This Snapshot (" + humanize.Bytes(sn.Size) + ")",
 					Action: Action{Verb: VerbDeleteSnapshot, UDID: d.UDID, SnapshotID: sn.ID}},
 			}})
 		}
@@ -279,7 +280,7 @@ func deviceLine(now time.Time, d Device) string {
 	case BackingUp:
 		parts := []string{"Backing up…" + percent(d.Progress.Percent)}
 		if d.Progress.Total > 0 {
-			parts = append(parts, formatProgressBytes(d.Progress.Done, d.Progress.Total))
+			parts = append(parts, humanize.BytesOf(d.Progress.Done, d.Progress.Total))
 		}
 		if t := d.Transport.String(); t != "" {
 			parts = append(parts, t)
@@ -443,41 +444,4 @@ func formatDate(now, t time.Time) string {
 func dayNumber(t time.Time) int {
 	y, m, d := t.Date()
 	return int(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
-}
-
-var units = []string{"B", "KB", "MB", "GB", "TB"}
-
-// formatBytes uses decimal units, as Finder and iOS do: 2.9 GB, 120 MB.
-func formatBytes(n int64) string {
-	v, u := scale(n)
-	return number(v) + " " + units[u]
-}
-
-// formatProgressBytes renders done in total's unit: "1.2 of 2.9 GB".
-func formatProgressBytes(done, total int64) string {
-	tv, u := scale(total)
-	dv := float64(done)
-	for range u {
-		dv /= 1000
-	}
-	if tv < 10 {
-		return fmt.Sprintf("%.1f of %.1f %s", dv, tv, units[u])
-	}
-	return fmt.Sprintf("%.0f of %.0f %s", dv, tv, units[u])
-}
-
-func scale(n int64) (float64, int) {
-	v, u := float64(n), 0
-	for v >= 999.95 && u < len(units)-1 {
-		v /= 1000
-		u++
-	}
-	return v, u
-}
-
-func number(v float64) string {
-	if v < 10 && v != float64(int64(v)) {
-		return fmt.Sprintf("%.1f", v)
-	}
-	return fmt.Sprintf("%.0f", v)
 }

@@ -105,8 +105,8 @@ func (s *Stores) LastBackup(ctx context.Context, cfg *settings.Settings, udid st
 	if err != nil {
 		return cached.t // disk missing: what we knew, and ask again next time
 	}
-	status, statErr := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
-	if ok && statErr == nil && cached.status != nil && os.SameFile(status, cached.status) &&
+	status := statusOf(st, udid)
+	if ok && status != nil && cached.status != nil && os.SameFile(status, cached.status) &&
 		status.ModTime().Equal(cached.status.ModTime()) && status.Size() == cached.status.Size() {
 		return cached.t
 	}
@@ -114,19 +114,7 @@ func (s *Stores) LastBackup(ctx context.Context, cfg *settings.Settings, udid st
 	if b := ReadBackups(st, udid); b.Latest != nil {
 		t = b.Latest.Time
 	}
-	if statErr != nil {
-		status = nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last == nil {
-		s.last = map[string]lastCommit{}
-	}
-	if cur, ok := s.last[udid]; ok && cur.t.After(t) {
-		t = cur.t
-	}
-	s.last[udid] = lastCommit{t: t, status: status}
-	return t
+	return s.remember(udid, lastCommit{t: t, status: status})
 }
 
 // lastCommit is what LastBackup knows of a device's latest commit.
@@ -137,16 +125,31 @@ type lastCommit struct {
 
 // committed records a commit for LastBackup.
 func (s *Stores) committed(st *store.Store, udid string, snap store.Snapshot) {
-	status, err := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
-	if err != nil {
-		status = nil
-	}
+	s.remember(udid, lastCommit{t: snap.Time, status: statusOf(st, udid)})
+}
+
+// remember records c as udid's latest commit, unless a later one is recorded already (a
+// commit while LastBackup read the records); it returns the time kept.
+func (s *Stores) remember(udid string, c lastCommit) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == nil {
 		s.last = map[string]lastCommit{}
 	}
-	s.last[udid] = lastCommit{t: snap.Time, status: status}
+	if cur, ok := s.last[udid]; ok && cur.t.After(c.t) {
+		c.t = cur.t
+	}
+	s.last[udid] = c
+	return c.t
+}
+
+// statusOf is the Status.plist of udid's latest backup, nil when there is none.
+func statusOf(st *store.Store, udid string) os.FileInfo {
+	fi, err := os.Stat(filepath.Join(st.LatestDir(udid), backupfmt.StatusPlistName))
+	if err != nil {
+		return nil
+	}
+	return fi
 }
 
 // Run implements jobs.Runner.

@@ -1,16 +1,14 @@
 package cli
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/notify/push"
 	"snapback/settings"
@@ -18,59 +16,50 @@ import (
 
 // newAlertsCmd is `snapback alerts`: store an alert URL in the keychain, send a test alert.
 func newAlertsCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "alerts",
-		Short: "Push alerts (ntfy, e-mail, Telegram, webhooks...): store a URL, send a test",
-	}
-	cmd.AddCommand(newAlertsTestCmd(d), newAlertsSetCmd(d))
-	return cmd
+	return group("alerts", "Push alerts (ntfy, e-mail, Telegram, webhooks...): store a URL, send a test", "",
+		newAlertsTestCmd(d), newAlertsSetCmd(d))
 }
 
 func newAlertsTestCmd(d deps) *cobra.Command {
-	return &cobra.Command{
-		Use:   "test",
-		Short: "Send a test message through every configured alert channel",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, s, err := settingsFile()
+	return command("test", "Send a test message through every configured alert channel", func(cmd *cobra.Command) error {
+		_, s, err := settingsFile()
+		if err != nil {
+			return err
+		}
+		// Every distinct url of the file: the global list and each device's own.
+		var refs []string
+		for _, list := range append([][]settings.Alert{s.Global.Alerts}, deviceAlerts(s)...) {
+			for _, a := range list {
+				if !slices.Contains(refs, a.URL) {
+					refs = append(refs, a.URL)
+				}
+			}
+		}
+		out := cmd.OutOrStdout()
+		if len(refs) == 0 {
+			return errors.New("no alert channels configured; fix: add an alerts: entry to the settings file (snapback config init writes an example)")
+		}
+		secrets := d.secrets
+		failed := 0
+		for _, ref := range refs {
+			label := settings.Redact(ref)
+			u, err := settings.ResolveURL(cmd.Context(), ref, secrets)
+			if err == nil {
+				err = push.Test(cmd.Context(), nil, []push.Channel{{Label: label, URL: u}},
+					"Snapback test alert", "This is a test from Snapback. Alerts about your iPhone and iPad backups arrive here.")[0]
+			}
 			if err != nil {
-				return err
+				failed++
+				fmt.Fprintf(out, "FAILED %s: %v\n", label, err)
+				continue
 			}
-			// Every distinct url of the file: the global list and each device's own.
-			var refs []string
-			for _, list := range append([][]settings.Alert{s.Global.Alerts}, deviceAlerts(s)...) {
-				for _, a := range list {
-					if !slices.Contains(refs, a.URL) {
-						refs = append(refs, a.URL)
-					}
-				}
-			}
-			out := cmd.OutOrStdout()
-			if len(refs) == 0 {
-				return errors.New("no alert channels configured; fix: add an alerts: entry to the settings file (snapback config init writes an example)")
-			}
-			secrets := d.secrets
-			failed := 0
-			for _, ref := range refs {
-				label := settings.Redact(ref)
-				u, err := settings.ResolveURL(cmd.Context(), ref, secrets)
-				if err == nil {
-					err = push.Test(cmd.Context(), nil, []push.Channel{{Label: label, URL: u}},
-						"Snapback test alert", "This is a test from Snapback. Alerts about your iPhone and iPad backups arrive here.")[0]
-				}
-				if err != nil {
-					failed++
-					fmt.Fprintf(out, "FAILED %s: %v\n", label, err)
-					continue
-				}
-				fmt.Fprintf(out, "sent   %s\n", label)
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d alert channels failed", failed, len(refs))
-			}
-			return nil
-		},
-	}
+			fmt.Fprintf(out, "sent   %s\n", label)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d alert channels failed", failed, len(refs))
+		}
+		return nil
+	})
 }
 
 // alertURLProblems checks the literal alert URLs against the notification library (a known
@@ -110,13 +99,13 @@ func newAlertsSetCmd(d deps) *cobra.Command {
 	return &cobra.Command{
 		Use:   "set NAME",
 		Short: "Store an alert or ping URL that holds a secret in the OS keychain (then write url: keyring:NAME)",
-		Long: "Reads the URL without echo from the terminal, or one line from stdin, and stores it in the OS\n" +
-			"keychain under NAME. The settings file then refers to it as keyring:NAME, so the token or\n" +
-			"password never appears in the file, a log, the process list or the status page.",
+		Long: `Reads the URL without echo from the terminal, or one line from stdin, and stores it in the OS
+keychain under NAME. The settings file then refers to it as keyring:NAME, so the token or
+password never appears in the file, a log, the process list or the status page.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			u, err := readURL(cmd.InOrStdin(), cmd.ErrOrStderr(), name)
+			u, err := readURL(cmd.Context(), cmd.InOrStdin(), cmd.ErrOrStderr(), name)
 			if err != nil {
 				return err
 			}
@@ -129,24 +118,13 @@ func newAlertsSetCmd(d deps) *cobra.Command {
 	}
 }
 
-func readURL(in io.Reader, prompt io.Writer, name string) (string, error) {
-	var line string
-	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(prompt, "URL for %s (not shown): ", name)
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", fmt.Errorf("read URL: %w", err)
-		}
-		line = string(b)
-	} else {
-		l, err := bufio.NewReader(in).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("read URL from stdin: %w", err)
-		}
-		line = l
+// readURL reads an alert URL that holds a secret, like a password (see readSecret).
+func readURL(ctx context.Context, in io.Reader, prompt io.Writer, name string) (string, error) {
+	b, err := readSecret(ctx, in, prompt, fmt.Sprintf("URL for %s (not shown): ", name), "URL")
+	if err != nil {
+		return "", err
 	}
-	line = strings.TrimSpace(line)
+	line := strings.TrimSpace(string(b))
 	if !strings.Contains(line, "://") {
 		return "", errors.New("that is not a service URL (such as ntfy://ntfy.sh/topic or smtp://user:pass@host:587/?to=you@example.org); nothing stored")
 	}

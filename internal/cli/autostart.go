@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"snapback/internal/atomicfile"
 )
 
 // autostart turns "start Snapback's tray at login" on and off for the current user, the way
@@ -77,4 +81,40 @@ func executable() (string, error) {
 		exe = resolved
 	}
 	return filepath.Abs(exe)
+}
+
+// loginFile is a per-user file whose presence (and content) makes the tray start at login:
+// the LaunchAgent plist on macOS, the XDG autostart entry elsewhere. Both are written
+// atomically, so a crash never leaves a half-written entry that the session would run.
+type loginFile string
+
+// write replaces the file with content, creating its folder; it returns the file's path.
+func (f loginFile) write(content string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(string(f)), 0o755); err != nil {
+		return "", fmt.Errorf("autostart: %w", err)
+	}
+	if err := atomicfile.WriteFile(string(f), []byte(content), 0o644); err != nil {
+		return "", fmt.Errorf("autostart: %w", err)
+	}
+	return string(f), nil
+}
+
+// remove deletes the file; one that is already gone is fine.
+func (f loginFile) remove() (string, error) {
+	if err := os.Remove(string(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("autostart: %w", err)
+	}
+	return "removed " + string(f), nil
+}
+
+// read returns the file's content, or ok false when there is none.
+func (f loginFile) read() (data []byte, ok bool, err error) {
+	data, err = os.ReadFile(string(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("autostart: %w", err)
+	}
+	return data, true, nil
 }

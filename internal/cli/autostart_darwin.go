@@ -3,14 +3,10 @@ package cli
 import (
 	"bytes"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"snapback/internal/atomicfile"
 )
 
 // launchAgentLabel is also the app bundle's CFBundleIdentifier (packaging/macos/Info.plist).
@@ -18,14 +14,14 @@ const launchAgentLabel = "org.snapback.Snapback"
 
 // launchAgent implements autostart with a per-user LaunchAgent. launchd reads it at the next
 // login; it is not bootstrapped now, because RunAtLoad would start a second tray at once.
-type launchAgent struct{ path string }
+type launchAgent struct{ path loginFile }
 
 func newAutostart() (autostart, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return nil, fmt.Errorf("autostart: %w", err)
 	}
-	return launchAgent{path: filepath.Join(home, "Library", "LaunchAgents", launchAgentLabel+".plist")}, nil
+	return launchAgent{path: loginFile(filepath.Join(home, "Library", "LaunchAgents", launchAgentLabel+".plist"))}, nil
 }
 
 func (l launchAgent) Enable(exe string) (string, error) {
@@ -56,29 +52,18 @@ func (l launchAgent) Enable(exe string) (string, error) {
 </dict>
 </plist>
 `
-	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	if err := atomicfile.WriteFile(l.path, []byte(plist), 0o644); err != nil {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	return l.path, nil
+	return l.path.write(plist)
 }
 
-func (l launchAgent) Disable() (string, error) {
-	if err := os.Remove(l.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	return "removed " + l.path, nil
-}
+func (l launchAgent) Disable() (string, error) { return l.path.remove() }
 
 func (l launchAgent) Status() (bool, string, error) {
-	data, err := os.ReadFile(l.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, "no " + l.path, nil
-	}
+	data, ok, err := l.path.read()
 	if err != nil {
-		return false, "", fmt.Errorf("autostart: %w", err)
+		return false, "", err
 	}
-	return strings.Contains(string(data), "<string>"+launchAgentLabel+"</string>"), l.path, nil
+	if !ok {
+		return false, "no " + string(l.path), nil
+	}
+	return strings.Contains(string(data), "<string>"+launchAgentLabel+"</string>"), string(l.path), nil
 }

@@ -5,14 +5,10 @@ package cli
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"snapback/internal/atomicfile"
 )
 
 // autostartFile is the entry's name; the .deb installs the system-wide one under the same name
@@ -47,7 +43,9 @@ func newAutostart() (autostart, error) {
 	return a, nil
 }
 
-func (a *xdgAutostart) userPath() string { return filepath.Join(a.userDir, autostartFile) }
+func (a *xdgAutostart) userPath() loginFile {
+	return loginFile(filepath.Join(a.userDir, autostartFile))
+}
 
 // systemEntry returns the first system-wide entry that exists, if any.
 func (a *xdgAutostart) systemEntry() string {
@@ -79,40 +77,24 @@ func (a *xdgAutostart) Disable() (string, error) {
 		// A system-wide entry can only be switched off per user by shadowing it with Hidden=true.
 		return a.write("[Desktop Entry]\nType=Application\nName=Snapback\nExec=snapback tray\nHidden=true\n")
 	}
-	err := os.Remove(a.userPath())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	return "removed " + a.userPath(), nil
+	return a.userPath().remove()
 }
 
 func (a *xdgAutostart) Status() (bool, string, error) {
-	data, err := os.ReadFile(a.userPath())
-	switch {
-	case err == nil:
-		return entryEnabled(data), a.userPath(), nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return false, "", fmt.Errorf("autostart: %w", err)
+	if data, ok, err := a.userPath().read(); err != nil || ok {
+		return ok && entryEnabled(data), string(a.userPath()), err
 	}
 	if sys := a.systemEntry(); sys != "" {
-		data, err := os.ReadFile(sys)
+		data, _, err := loginFile(sys).read()
 		if err != nil {
-			return false, "", fmt.Errorf("autostart: %w", err)
+			return false, "", err
 		}
 		return entryEnabled(data), "system-wide " + sys, nil
 	}
 	return false, "no entry in " + a.userDir, nil
 }
 
-func (a *xdgAutostart) write(entry string) (string, error) {
-	if err := os.MkdirAll(a.userDir, 0o755); err != nil {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	if err := atomicfile.WriteFile(a.userPath(), []byte(entry), 0o644); err != nil {
-		return "", fmt.Errorf("autostart: %w", err)
-	}
-	return a.userPath(), nil
-}
+func (a *xdgAutostart) write(entry string) (string, error) { return a.userPath().write(entry) }
 
 // entryEnabled applies the spec's rules: Hidden=true removes the entry, and GNOME's
 // X-GNOME-Autostart-enabled=false switches it off.

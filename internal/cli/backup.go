@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,18 +34,18 @@ func newBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "Back up a device now",
-		Long: "Back up a connected iPhone or iPad now. Without --dir the backup goes into the device's\n" +
-			"snapshot store (its location from the settings, or --location): the previous backup becomes\n" +
-			"a snapshot, the new one is committed only once complete and verified, and retention runs,\n" +
-			"with the device's settings (encryption, snapshots) applied as the scheduled backups do.\n" +
-			"With --dir it writes a plain Apple backup folder DIR/<UDID>/ in place (Finder, iTunes and\n" +
-			"idevicebackup2 read it), incremental when DIR already holds the device's previous backup;\n" +
-			"DIR must not be a snapshot store location.\n" +
-			"On iOS 16.1 and later, enter the passcode on the device when it asks. A backup made here\n" +
-			"counts as the device's backup of the day for the schedule.",
+		Long: `Back up a connected iPhone or iPad now. Without --dir the backup goes into the device's
+snapshot store (its location from the settings, or --location): the previous backup becomes
+a snapshot, the new one is committed only once complete and verified, and retention runs,
+with the device's settings (encryption, snapshots) applied as the scheduled backups do.
+With --dir it writes a plain Apple backup folder DIR/<UDID>/ in place (Finder, iTunes and
+idevicebackup2 read it), incremental when DIR already holds the device's previous backup;
+DIR must not be a snapshot store location.
+On iOS 16.1 and later, enter the passcode on the device when it asks. A backup made here
+counts as the device's backup of the day for the schedule.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			f.secrets = settings.NewKeyring(0)
 			return runBackup(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())

@@ -2,9 +2,6 @@ package cli
 
 import (
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -18,8 +15,8 @@ func newDaemonCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the backup scheduler without a tray icon (servers, NAS)",
-		Long: "Runs the daily schedule headless: watches devices and the settings file, backs up each device once a\n" +
-			"day inside its window and logs what happens. One daemon per user (a lock in the runtime folder).",
+		Long: `Runs the daily schedule headless: watches devices and the settings file, backs up each device once a
+day inside its window and logs what happens. One daemon per user (a lock in the runtime folder).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
@@ -27,7 +24,7 @@ func newDaemonCmd() *cobra.Command {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			return app.New(app.Config{Logger: log, Secrets: settings.NewKeyring(0)}).Run(ctx)
 		},

@@ -6,9 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,17 +33,17 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Watch Snapback back up a simulated iPhone (no device needed)",
-		Long: "Starts a simulated iPhone behind a private usbmuxd socket and runs Snapback's real engine\n" +
-			"against it in a throwaway home folder: the device appears, asks for its passcode, is backed up\n" +
-			"by itself, changes, is backed up again by hand, and the two backups are listed as snapshots.\n" +
-			"With a graphical session the tray icon shows it too and Snapback keeps running until you quit.",
+		Long: `Starts a simulated iPhone behind a private usbmuxd socket and runs Snapback's real engine
+against it in a throwaway home folder: the device appears, asks for its passcode, is backed up
+by itself, changes, is backed up again by hand, and the two backups are listed as snapshots.
+With a graphical session the tray icon shows it too and Snapback keeps running until you quit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			total, err := parseSize(size)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			tray := forceTray || (hasGraphicalSession() && !noTUI)
 			return runDemo(ctx, cmd.OutOrStdout(), demoOptions{home: keep, files: files, size: total, passcode: passcode, tray: tray})

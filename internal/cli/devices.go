@@ -28,10 +28,10 @@ func newDevicesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "devices",
 		Short: "List connected iPhones and iPads",
-		Long: "List the devices usbmuxd sees (USB and Wi-Fi; a device on both is shown once, on USB)\n" +
-			"and, unless wifi_discovery is mux or off, the Wi-Fi devices Snapback finds itself over mDNS,\n" +
-			"with their name, model, iOS version, battery and how each was found (usb, wifi via mux,\n" +
-			"wifi direct). Paired devices that are not reachable are listed with the reason.",
+		Long: `List the devices usbmuxd sees (USB and Wi-Fi; a device on both is shown once, on USB)
+and, unless wifi_discovery is mux or off, the Wi-Fi devices Snapback finds itself over mDNS,
+with their name, model, iOS version, battery and how each was found (usb, wifi via mux,
+wifi direct). Paired devices that are not reachable are listed with the reason.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)

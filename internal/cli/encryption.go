@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/internal/device"
 	"snapback/internal/engine"
@@ -25,24 +23,19 @@ import (
 // only through mobilebackup2 ChangePassword. Passwords come from the keychain or the
 // terminal (stdin when it is not one), never from arguments, the environment or files.
 func newEncryptionCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "encryption",
-		Short: "Show or change a device's backup encryption",
-		Long: `Backup encryption is a setting of the device: once on, every backup of it is encrypted
+	return group("encryption", "Show or change a device's backup encryption",
+		`Backup encryption is a setting of the device: once on, every backup of it is encrypted
 with its backup password, whichever computer makes it. Encrypted backups also hold the
 saved passwords, Health and Wi-Fi settings.
 
 Passwords are taken from the keychain (see "snapback password set") or read from the
 terminal without echo; from a pipe, one password per line (change-password: the old one
 first, then the new one). iOS 13 and later ask for the device passcode on the device.`,
-	}
-	cmd.AddCommand(
 		encryptionSubcmd(d, "status", "Show whether the device encrypts its backups", runEncryptionStatus),
 		encryptionSubcmd(d, "on", "Turn backup encryption on (password from the keychain, else asked twice)", runEncryptionOn),
 		encryptionSubcmd(d, "off", "Turn backup encryption off (needs the current password)", runEncryptionOff),
 		encryptionSubcmd(d, "change-password", "Change the backup password (needs the current one)", runEncryptionChange),
 	)
-	return cmd
 }
 
 // encryptionCmd is what every subcommand gets: the flags, the streams and the context.
@@ -65,7 +58,7 @@ func encryptionSubcmd(d deps, use, short string, run func(encryptionCmd) error) 
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
 			in := cmd.InOrStdin()
-			if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+			if _, ok := terminalFd(in); !ok {
 				// One reader for all passwords of the command: each reader below would
 				// otherwise buffer ahead and swallow the next line.
 				in = bufio.NewReaderSize(in, maxPasswordLen)
@@ -99,7 +92,7 @@ func runEncryptionStatus(c encryptionCmd) error {
 func runEncryptionOn(c encryptionCmd) error {
 	pw, fromKeychain, err := c.storedOr(true, func() ([]byte, error) {
 		fmt.Fprintln(c.err, "Choose the backup password (it is needed to restore; keep it safe).")
-		s, err := readPassword(c.in, c.err, c.udid)
+		s, err := readPassword(c.ctx, c.in, c.err, c.udid)
 		return []byte(s), err
 	})
 	if err != nil {
@@ -138,7 +131,7 @@ func runEncryptionChange(c encryptionCmd) error {
 		return err
 	}
 	fmt.Fprintln(c.err, "Choose the new backup password.")
-	s, err := readPassword(c.in, c.err, c.udid)
+	s, err := readPassword(c.ctx, c.in, c.err, c.udid)
 	if err != nil {
 		return err
 	}

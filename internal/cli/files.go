@@ -1,29 +1,21 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"snapback/internal/backupcrypto"
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse"
 	"snapback/internal/failure"
-	"snapback/internal/store"
 	"snapback/settings"
 )
 
@@ -50,7 +42,7 @@ func (s *backupSource) register(cmd *cobra.Command) {
 
 // resolve returns the backup folder to read and the UDID whose keychain password may open
 // it ("" when unknown).
-func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid string, err error) {
+func (s *backupSource) resolve(ctx context.Context) (dir, udid string, err error) {
 	if s.dir != "" {
 		if s.snapshot != "" || s.location != "" {
 			return "", "", failure.Newf(failure.Usage, "--snapshot and --location go with --udid, not --dir").
@@ -62,40 +54,31 @@ func (s *backupSource) resolve(ctx context.Context, warn io.Writer) (dir, udid s
 		}
 		return dir, udidOfFolder(dir), nil
 	}
-	loc := s.location
-	if loc == "" {
-		ds, err := deviceSettings(s.udid)
-		if err != nil {
-			return "", "", err
-		}
-		loc = ds.Location
-	}
-	st, err := store.Open(ctx, loc, store.Options{})
-	if st == nil {
-		return "", "", err
-	}
+	// The one settings-aware lookup every command uses (app.Stores.ForDevice through
+	// storeFlags.open): --location, else the device's location in the settings; a failed
+	// start-up recovery is an error here as everywhere, and --udid matches in any letter case.
+	st, udid, err := (&storeFlags{udid: s.udid, dir: s.location}).open(ctx, false)
 	if err != nil {
-		// Only recovery of an unfinished run failed; committed backups are still readable.
-		fmt.Fprintf(warn, "warning: %v\n", err)
+		return "", "", err
 	}
 	if s.snapshot == "" {
 		// Waits out another process's commit (the latest folder is renamed for a moment),
 		// then says busy rather than "no backup".
-		dir, err := st.LatestForReading(ctx, s.udid, 10*time.Second)
+		dir, err := st.LatestForReading(ctx, udid, 10*time.Second)
 		if failure.ClassOf(err) == failure.NoBackup {
-			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", s.udid, st.Location()).
+			return "", "", failure.Newf(failure.NoBackup, "no backup of %s at %s", udid, st.Location()).
 				WithFix("check --udid (snapback snapshots lists the devices with backups) and --location")
 		}
 		if err != nil {
 			return "", "", err
 		}
-		return dir, s.udid, nil
+		return dir, udid, nil
 	}
-	snap, err := st.Get(s.udid, s.snapshot)
+	snap, err := st.Get(udid, s.snapshot)
 	if err != nil {
 		return "", "", err
 	}
-	return snap.Path, s.udid, nil
+	return snap.Path, udid, nil
 }
 
 // udidOfFolder is the device a backup folder belongs to, from its name: <UDID> for a latest
@@ -119,7 +102,7 @@ func udidOfFolder(dir string) string {
 // or when the stored one no longer opens it. The key is derived once per run and kept in
 // memory only.
 func (s *backupSource) open(ctx context.Context, cmd *cobra.Command) (*browse.Backup, error) {
-	dir, udid, err := s.resolve(ctx, cmd.ErrOrStderr())
+	dir, udid, err := s.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -159,130 +142,69 @@ func openBackup(ctx context.Context, dir string, password func() ([]byte, error)
 	return b, err
 }
 
-// maxPasswordLen bounds a password line read from a pipe.
-const maxPasswordLen = 4096
-
-// terminalPassword returns the password source of an encrypted backup: the terminal without
-// echo when in is one, else one line of in. Passwords never come from arguments, environment
-// or files, which other processes and shell histories can see. Cancelling ctx (Ctrl-C) stops
-// the prompt and restores the terminal.
-func terminalPassword(ctx context.Context, in io.Reader, prompt io.Writer, dir string) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		type result struct {
-			pw  []byte
-			err error
+// browseCmd completes c as one of the commands that read a backup (files, extract, photos):
+// the backupSource flags pick the backup, which is opened (with the keychain's password)
+// for use; Ctrl-C cancels it, so the decrypted Manifest.db is removed, not left behind. The
+// backup is closed afterwards, and a failed close is the error when use succeeded.
+func browseCmd(d deps, c *cobra.Command, use func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error) *cobra.Command {
+	src := backupSource{secrets: d.secrets}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, stop := signalContext(cmd)
+		defer stop()
+		b, err := src.open(ctx, cmd)
+		if err != nil {
+			return err
 		}
-		done := make(chan result, 1)
-		if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			fd := int(f.Fd())
-			state, err := term.GetState(fd)
-			if err != nil {
-				return nil, fmt.Errorf("terminal: %w", err)
-			}
-			fmt.Fprintf(prompt, "Backup password for %s: ", dir)
-			go func() {
-				pw, err := term.ReadPassword(fd)
-				done <- result{pw, err}
-			}()
-			select {
-			case r := <-done:
-				fmt.Fprintln(prompt)
-				return r.pw, r.err
-			case <-ctx.Done():
-				term.Restore(fd, state)
-				fmt.Fprintln(prompt)
-				return nil, ctx.Err()
-			}
+		err = use(ctx, cmd, b, args)
+		if cerr := b.Close(); err == nil {
+			err = cerr
 		}
-		go func() {
-			line, err := bufio.NewReaderSize(in, maxPasswordLen).ReadSlice('\n')
-			switch {
-			case errors.Is(err, bufio.ErrBufferFull):
-				err = errors.New("password: line too long")
-			case errors.Is(err, io.EOF) && len(line) > 0:
-				err = nil // a last line without newline
-			case errors.Is(err, io.EOF):
-				err = errors.New("password: stdin is empty; type it on a terminal or pipe it in")
-			}
-			if err != nil {
-				done <- result{nil, err}
-				return
-			}
-			line = bytes.TrimRight(line, "\r\n")
-			pw := bytes.Clone(line)
-			clear(line)
-			done <- result{pw, nil}
-		}()
-		select {
-		case r := <-done:
-			return r.pw, r.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		return err
 	}
-}
-
-// signalContext cancels on Ctrl-C or SIGTERM so that extraction stops cleanly and the
-// decrypted Manifest.db is removed instead of left in the temp folder.
-func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	src.register(c)
+	return c
 }
 
 func newFilesCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
 	var domain string
-	cmd := &cobra.Command{
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "files (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] [PATTERN]",
 		Short: "List the files of a backup (plain or encrypted)",
-		Long: "List the files of a backup with their domain, path, size and modification date.\n" +
-			"PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a glob in\n" +
-			"which * stays inside one folder and ** spans folders (\"Media/DCIM/**\", \"*.jpg\").\n" +
-			"An encrypted backup asks for its password on the terminal (or reads one line of stdin).",
+		Long: `List the files of a backup with their domain, path, size and modification date.
+PATTERN without * ? [ is a case-insensitive substring of the path; otherwise a glob in
+which * stays inside one folder and ** spans folders ("Media/DCIM/**", "*.jpg").
+An encrypted backup asks for its password on the terminal (or reads one line of stdin).`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			f := browse.Filter{Domain: domain}
-			if len(args) == 1 {
-				f.Pattern = args[0]
-			}
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
-			n := 0
-			err = b.List(ctx, f, func(r backupfmt.Record) error {
-				n++
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
-				return nil
-			})
-			if ferr := tw.Flush(); err == nil {
-				err = ferr
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
-			return b.Close()
-		},
-	}
-	src.register(cmd)
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error {
+		f := browse.Filter{Domain: domain}
+		if len(args) == 1 {
+			f.Pattern = args[0]
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "DOMAIN\tPATH\tSIZE\tMODIFIED")
+		n := 0
+		err := b.List(ctx, f, func(r backupfmt.Record) error {
+			n++
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safeText(r.Domain), displayPath(r), displaySize(r), time.Unix(r.File.LastModified, 0).Format("2006-01-02 15:04:05"))
+			return nil
+		})
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d entries\n", n)
+		return nil
+	})
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain (e.g. HomeDomain, CameraRollDomain, AppDomain-<bundle id>)")
 	return cmd
 }
 
 func newExtractCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
-	var domain, to string
-	var overwrite bool
-	cmd := &cobra.Command{
+	var domain string
+	var out exportTarget
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "extract (--dir DIR | --udid UDID [--snapshot ID]) [--domain D] PATTERN --to OUT",
 		Short: "Copy files out of a backup (plain or encrypted) as real files",
 		Long: "Copy the regular files that PATTERN selects (see `snapback files`) to OUT/<domain>/<path>,\n" +
@@ -290,57 +212,49 @@ func newExtractCmd(d deps) *cobra.Command {
 			"everything. Paths in the backup that would leave OUT are refused and reported. The\n" +
 			"backup itself is only read.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, to, browse.ExtractOptions{Overwrite: overwrite})
-			return reportExtract(cmd, b, st, to, err)
-		},
-	}
-	src.register(cmd)
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, args []string) error {
+		st, err := b.Extract(ctx, browse.Filter{Domain: domain, Pattern: args[0]}, out.to, out.options())
+		return out.report(cmd, st, err)
+	})
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
-	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
-	cmd.MarkFlagRequired("to")
+	out.register(cmd)
 	return cmd
 }
 
 func newPhotosCmd(d deps) *cobra.Command {
-	src := backupSource{secrets: d.secrets}
-	var to string
-	var overwrite bool
-	cmd := &cobra.Command{
+	var out exportTarget
+	cmd := browseCmd(d, &cobra.Command{
 		Use:   "photos (--dir DIR | --udid UDID [--snapshot ID]) --to OUT",
 		Short: "Export the Camera Roll (photos and videos) of a backup to a folder",
-		Long: "Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders\n" +
-			"(OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.",
+		Long: `Copy the Camera Roll (CameraRollDomain Media/DCIM/**) to OUT, keeping the DCIM folders
+(OUT/100APPLE/IMG_0001.HEIC) and modification times, decrypted when the backup is encrypted.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			b, err := src.open(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			st, err := b.ExportCameraRoll(ctx, to, browse.ExtractOptions{Overwrite: overwrite})
-			return reportExtract(cmd, b, st, to, err)
-		},
-	}
-	src.register(cmd)
-	cmd.Flags().StringVar(&to, "to", "", "output folder (created if missing; not inside the backup)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the output folder")
-	cmd.MarkFlagRequired("to")
+	}, func(ctx context.Context, cmd *cobra.Command, b *browse.Backup, _ []string) error {
+		st, err := b.ExportCameraRoll(ctx, out.to, out.options())
+		return out.report(cmd, st, err)
+	})
+	out.register(cmd)
 	return cmd
 }
 
-// reportExtract prints the outcome: refused rows as warnings, then a one-line summary.
-func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats, to string, err error) error {
+// exportTarget is where extract and photos copy files to: --to and --overwrite.
+type exportTarget struct {
+	to        string
+	overwrite bool
+}
+
+func (e *exportTarget) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&e.to, "to", "", "output folder (created if missing; not inside the backup)")
+	cmd.Flags().BoolVar(&e.overwrite, "overwrite", false, "replace files that already exist in the output folder")
+	cmd.MarkFlagRequired("to")
+}
+
+func (e *exportTarget) options() browse.ExtractOptions {
+	return browse.ExtractOptions{Overwrite: e.overwrite}
+}
+
+// report prints the outcome: refused rows as warnings, then a one-line summary.
+func (e *exportTarget) report(cmd *cobra.Command, st browse.ExtractStats, err error) error {
 	for _, r := range st.Refused {
 		fmt.Fprintf(cmd.ErrOrStderr(), "refused unsafe path %s\n", r)
 	}
@@ -351,10 +265,7 @@ func reportExtract(cmd *cobra.Command, b *browse.Backup, st browse.ExtractStats,
 	if st.Files == 1 {
 		files = "file"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), to)
-	if cerr := b.Close(); err == nil {
-		err = cerr
-	}
+	fmt.Fprintf(cmd.OutOrStdout(), "extracted %d %s (%s) to %s\n", st.Files, files, humanBytes(st.Bytes), e.to)
 	return err
 }
 

@@ -18,6 +18,7 @@ import (
 	"snapback/internal/backupfmt"
 	"snapback/internal/browse/browsetest"
 	"snapback/internal/failure"
+	"snapback/internal/store"
 	"snapback/settings"
 	"snapback/settings/settingstest"
 )
@@ -256,5 +257,51 @@ func TestBrowseUsesKeychainPassword(t *testing.T) {
 	}
 	if strings.Contains(all.String(), pw) {
 		t.Error("the password appears in the output")
+	}
+}
+
+// TestBrowseStoreRecoveryFails: files, extract and photos open the store the way every other
+// command does (app.Stores), so a start-up recovery that fails is an error there too (exit
+// code of its class, the cause named) instead of a warning followed by a listing of a store
+// whose state nobody checked.
+func TestBrowseStoreRecoveryFails(t *testing.T) {
+	cfgTestEnv(t)
+	keys := deps{secrets: &settingstest.Secrets{}}
+	loc := t.TempDir()
+	filesFixture(t, loc, "")
+	// The store adopts the plain folder as the device's latest backup; Begin records the
+	// location's volume, so Open recovers the device from then on.
+	st, err := store.Open(t.Context(), loc, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := st.Begin(t.Context(), filesTestUDID, store.BeginOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Abort()
+	if out, _, err := filesRun(t, keys, "", "files", "--udid", strings.ToLower(filesTestUDID), "--location", loc, "sms"); err != nil || !strings.Contains(out, "Library/SMS/sms.db") {
+		t.Fatalf("files --udid <lower case> from a healthy store: %v\n%s", err, out)
+	}
+	// Damage from outside: a journal that recovery cannot read.
+	journal := filepath.Join(st.Location(), store.VersionsDirName, filesTestUDID, "journal.json")
+	if err := os.WriteFile(journal, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"files", "--udid", filesTestUDID, "--location", loc, "sms"},
+		{"extract", "--udid", filesTestUDID, "--location", loc, "sms", "--to", filepath.Join(t.TempDir(), "x")},
+		{"photos", "--udid", filesTestUDID, "--location", loc, "--to", filepath.Join(t.TempDir(), "p")},
+	} {
+		out, _, err := filesRun(t, keys, "", args...)
+		if err == nil || !strings.Contains(err.Error(), "journal") {
+			t.Errorf("%s with a store whose recovery fails: err %v, want the recovery's error\n%s", args[0], err, out)
+		}
+		if want := readmeExitCodes(t)[failure.LocalIO]; failure.ClassOf(err) != failure.LocalIO || exitCode(err) != want {
+			t.Errorf("%s: class %s, exit %d; want %s, exit %d as the README documents", args[0], failure.ClassOf(err), exitCode(err), failure.LocalIO, want)
+		}
+		if strings.Contains(out, "sms.db") {
+			t.Errorf("%s listed from a store whose recovery failed:\n%s", args[0], out)
+		}
 	}
 }

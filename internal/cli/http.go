@@ -12,17 +12,13 @@ import (
 
 // newHTTPCmd is `snapback http`: the status page's token.
 func newHTTPCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "http",
-		Short: "The status page (settings key http.listen)",
-	}
 	var asURL bool
 	token := &cobra.Command{
 		Use:   "token",
 		Short: "Print the status page's token (created on first use)",
-		Long: "Prints the token that the status page's buttons, and every request when http.listen is not a\n" +
-			"loopback address, require. With --url, prints the page's address with the token: opening it\n" +
-			"once stores the token in the browser.",
+		Long: `Prints the token that the status page's buttons, and every request when http.listen is not a
+loopback address, require. With --url, prints the page's address with the token: opening it
+once stores the token in the browser.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := app.HTTPTokenPath()
@@ -53,6 +49,5 @@ func newHTTPCmd() *cobra.Command {
 		},
 	}
 	token.Flags().BoolVar(&asURL, "url", false, "print the page's address with the token")
-	cmd.AddCommand(token)
-	return cmd
+	return group("http", "The status page (settings key http.listen)", "", token)
 }

@@ -13,12 +13,7 @@ import (
 // is what lets a backup refuse an unplugged disk's empty mount point; forgetting one is the
 // deliberate way to start backing up to a new disk mounted in the same place.
 func newLocationCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "location",
-		Short: "List or forget the backup destinations this computer has used",
-		Args:  cobra.NoArgs,
-	}
-	cmd.AddCommand(&cobra.Command{
+	return group("location", "List or forget the backup destinations this computer has used", "", &cobra.Command{
 		Use:   "list",
 		Short: "List known backup destinations and the filesystem recorded for each",
 		Args:  cobra.NoArgs,
@@ -32,14 +27,13 @@ func newLocationCmd() *cobra.Command {
 			}
 			return nil
 		},
-	})
-	cmd.AddCommand(&cobra.Command{
+	}, &cobra.Command{
 		Use:   "forget DIR",
 		Short: "Forget DIR's recorded disk, so the next backup starts afresh on whatever disk is mounted there",
-		Long: "A backup location remembers the disk (filesystem) it was first used on, and a backup\n" +
-			"refuses to run when that disk is not mounted. After replacing the backup disk with a new\n" +
-			"one mounted in the same place, forget the location: the next backup initialises it on the\n" +
-			"new disk. Backups on the old disk are not touched.",
+		Long: `A backup location remembers the disk (filesystem) it was first used on, and a backup
+refuses to run when that disk is not mounted. After replacing the backup disk with a new
+one mounted in the same place, forget the location: the next backup initialises it on the
+new disk. Backups on the old disk are not touched.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			found, err := store.ForgetLocation(store.Options{}, args[0])
@@ -54,5 +48,4 @@ func newLocationCmd() *cobra.Command {
 			return nil
 		},
 	})
-	return cmd
 }

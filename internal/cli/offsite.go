@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"snapback/internal/offsite"
+	"snapback/internal/store"
 	"snapback/settings"
 )
 
@@ -22,17 +24,13 @@ import (
 // folder, SFTP, REST, S3, rclone...), driven through restic's command line. The repository
 // comes from the settings (offsite.repository, or --repo); its password from the keychain.
 func newOffsiteCmd(d deps) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "offsite",
-		Short: "Off-site copies of the backups in a restic repository",
-		Long: "Copies the latest backup of each device into a restic repository (offsite.repository in the\n" +
-			"settings), one restic snapshot per backup, tagged with the device's UDID, name and snapshot ID.\n" +
-			"restic must be installed (restic " + offsite.MinVersionText + " or newer). The repository password lives in the\n" +
+	return group("offsite", "Off-site copies of the backups in a restic repository",
+		"Copies the latest backup of each device into a restic repository (offsite.repository in the\n"+
+			"settings), one restic snapshot per backup, tagged with the device's UDID, name and snapshot ID.\n"+
+			"restic must be installed (restic "+offsite.MinVersionText+" or newer). The repository password lives in the\n"+
 			"OS keychain and reaches restic through a pipe, never an argument, environment variable or file.",
-	}
-	cmd.AddCommand(newOffsiteInitCmd(d), newOffsiteStatusCmd(d), newOffsitePushCmd(d), newOffsiteListCmd(d),
+		newOffsiteInitCmd(d), newOffsiteStatusCmd(d), newOffsitePushCmd(d), newOffsiteListCmd(d),
 		newOffsiteRestoreCmd(d), newOffsiteCheckCmd(d))
-	return cmd
 }
 
 // offsiteFlags pick the device (whose settings name the repository) and may override the
@@ -48,6 +46,11 @@ type offsiteFlags struct {
 func (f *offsiteFlags) register(cmd *cobra.Command, udidHelp string) {
 	cmd.Flags().StringVar(&f.udid, "udid", "", udidHelp)
 	cmd.Flags().StringVar(&f.repo, "repo", "", "restic repository (default: offsite.repository from the settings)")
+}
+
+// store opens the store of --udid and --location the way every command does (storeFlags).
+func (f *offsiteFlags) store(ctx context.Context, needDevice bool) (*store.Store, string, error) {
+	return (&storeFlags{udid: f.udid, dir: f.dir}).open(ctx, needDevice)
 }
 
 // restic returns the Restic for the flags and the device's effective settings.
@@ -72,9 +75,9 @@ func newOffsiteInitCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the restic repository and store its password in the keychain",
-		Long: "Creates the repository named by offsite.repository (or --repo), encrypted with a password that is\n" +
-			"read from the terminal (or one line of stdin), or generated with --generate and shown once.\n" +
-			"With --existing it only checks and stores the password of a repository that exists already.",
+		Long: `Creates the repository named by offsite.repository (or --repo), encrypted with a password that is
+read from the terminal (or one line of stdin), or generated with --generate and shown once.
+With --existing it only checks and stores the password of a repository that exists already.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -92,7 +95,7 @@ func newOffsiteInitCmd(d deps) *cobra.Command {
 					return err
 				}
 				pw = base64.RawURLEncoding.EncodeToString(b)
-			} else if pw, err = readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), "restic repository "+r.Repository); err != nil {
+			} else if pw, err = readPassword(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), "restic repository "+r.Repository); err != nil {
 				return err
 			}
 			if existing {
@@ -130,44 +133,38 @@ func newOffsiteInitCmd(d deps) *cobra.Command {
 func newOffsitePushCmd(d deps) *cobra.Command {
 	f := offsiteFlags{secrets: d.secrets}
 	var snapshot string
-	cmd := &cobra.Command{
-		Use:   "push",
-		Short: "Copy a device's latest backup (or --snapshot) into the repository now",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			sf := storeFlags{udid: f.udid, dir: f.dir}
-			st, udid, err := sf.open(ctx, true)
-			if err != nil {
-				return err
-			}
-			f.udid = udid
-			r, ds, err := f.restic()
-			if err != nil {
-				return err
-			}
-			progress := newPushProgress(cmd.ErrOrStderr())
-			res, err := offsite.Push(ctx, r, st, udid, offsite.PushOptions{SnapshotID: snapshot,
-				Keep: offsite.KeepFrom(ds.Offsite.Keep), Events: progress.event})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if res.AlreadyThere {
-				fmt.Fprintf(out, "%s is already in %s as restic snapshot %s; nothing uploaded\n",
-					res.Snapshot.SnapbackID, r.Repository, res.Snapshot.ShortID)
-				return nil
-			}
-			s := res.Summary
-			fmt.Fprintf(out, "copied %s of %s to %s as restic snapshot %s: %d files (%d new, %d changed, %d unchanged), %s read, %s added to the repository in %.1f s\n",
-				res.Snapshot.SnapbackID, udid, r.Repository, res.Snapshot.ShortID, s.TotalFilesProcessed, s.FilesNew,
-				s.FilesChanged, s.FilesUnmodified, humanBytes(s.TotalBytesProcessed), humanBytes(s.DataAdded), s.TotalDuration)
-			if len(res.Forgotten) > 0 {
-				fmt.Fprintf(out, "removed %d older off-site snapshots (offsite.keep)\n", len(res.Forgotten))
-			}
+	cmd := command("push", "Copy a device's latest backup (or --snapshot) into the repository now", func(cmd *cobra.Command) error {
+		ctx := cmd.Context()
+		st, udid, err := f.store(ctx, true)
+		if err != nil {
+			return err
+		}
+		f.udid = udid
+		r, ds, err := f.restic()
+		if err != nil {
+			return err
+		}
+		progress := newPushProgress(cmd.ErrOrStderr())
+		res, err := offsite.Push(ctx, r, st, udid, offsite.PushOptions{SnapshotID: snapshot,
+			Keep: offsite.KeepFrom(ds.Offsite.Keep), Events: progress.event})
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if res.AlreadyThere {
+			fmt.Fprintf(out, "%s is already in %s as restic snapshot %s; nothing uploaded\n",
+				res.Snapshot.SnapbackID, r.Repository, res.Snapshot.ShortID)
 			return nil
-		},
-	}
+		}
+		s := res.Summary
+		fmt.Fprintf(out, "copied %s of %s to %s as restic snapshot %s: %d files (%d new, %d changed, %d unchanged), %s read, %s added to the repository in %.1f s\n",
+			res.Snapshot.SnapbackID, udid, r.Repository, res.Snapshot.ShortID, s.TotalFilesProcessed, s.FilesNew,
+			s.FilesChanged, s.FilesUnmodified, humanBytes(s.TotalBytesProcessed), humanBytes(s.DataAdded), s.TotalDuration)
+		if len(res.Forgotten) > 0 {
+			fmt.Fprintf(out, "removed %d older off-site snapshots (offsite.keep)\n", len(res.Forgotten))
+		}
+		return nil
+	})
 	f.register(cmd, "device UDID (default: the only device at the location)")
 	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
 	cmd.Flags().StringVar(&snapshot, "snapshot", "", "Snapback snapshot ID to copy (default: the latest backup)")
@@ -198,47 +195,42 @@ func (p *pushProgress) event(ev offsite.Event) {
 func newOffsiteListCmd(d deps) *cobra.Command {
 	f := offsiteFlags{secrets: d.secrets}
 	var asJSON, all bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the off-site snapshots (of --udid, or of every device)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, _, err := f.restic()
-			if err != nil {
-				return err
+	cmd := command("list", "List the off-site snapshots (of --udid, or of every device)", func(cmd *cobra.Command) error {
+		r, _, err := f.restic()
+		if err != nil {
+			return err
+		}
+		snaps, err := r.Snapshots(cmd.Context(), f.udid)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			type row struct {
+				ID         string    `json:"id"`
+				Time       time.Time `json:"time"`
+				UDID       string    `json:"udid"`
+				Device     string    `json:"device"`
+				SnapbackID string    `json:"snapshot"`
+				Host       string    `json:"host"`
 			}
-			snaps, err := r.Snapshots(cmd.Context(), f.udid)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				type row struct {
-					ID         string    `json:"id"`
-					Time       time.Time `json:"time"`
-					UDID       string    `json:"udid"`
-					Device     string    `json:"device"`
-					SnapbackID string    `json:"snapshot"`
-					Host       string    `json:"host"`
-				}
-				rows := []row{}
-				for _, s := range snaps {
-					rows = append(rows, row{s.ID, s.Time, s.UDID, s.DeviceName, s.SnapbackID, s.Hostname})
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RESTIC ID\tTIME\tDEVICE\tUDID\tSNAPSHOT")
+			rows := []row{}
 			for _, s := range snaps {
-				if s.UDID == "" && !all {
-					continue // not made by Snapback
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ShortID, s.Time.Local().Format("2006-01-02 15:04"), s.DeviceName, s.UDID, s.SnapbackID)
+				rows = append(rows, row{s.ID, s.Time, s.UDID, s.DeviceName, s.SnapbackID, s.Hostname})
 			}
-			return tw.Flush()
-		},
-	}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(rows)
+		}
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RESTIC ID\tTIME\tDEVICE\tUDID\tSNAPSHOT")
+		for _, s := range snaps {
+			if s.UDID == "" && !all {
+				continue // not made by Snapback
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ShortID, s.Time.Local().Format("2006-01-02 15:04"), s.DeviceName, s.UDID, s.SnapbackID)
+		}
+		return tw.Flush()
+	})
 	f.register(cmd, "only this device's snapshots")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&all, "all", false, "also list snapshots Snapback did not make")
@@ -247,63 +239,57 @@ func newOffsiteListCmd(d deps) *cobra.Command {
 
 func newOffsiteStatusCmd(d deps) *cobra.Command {
 	f := offsiteFlags{secrets: d.secrets}
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Say whether each device's latest backup is in the off-site repository",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			sf := storeFlags{udid: f.udid, dir: f.dir}
-			st, _, err := sf.open(ctx, false)
+	cmd := command("status", "Say whether each device's latest backup is in the off-site repository", func(cmd *cobra.Command) error {
+		ctx := cmd.Context()
+		st, _, err := f.store(ctx, false)
+		if err != nil {
+			return err
+		}
+		udids := []string{f.udid}
+		if f.udid == "" {
+			if udids, err = st.Devices(); err != nil {
+				return err
+			}
+		}
+		out := cmd.OutOrStdout()
+		for _, udid := range udids {
+			f.udid = udid
+			r, ds, err := f.restic()
 			if err != nil {
 				return err
 			}
-			udids := []string{f.udid}
-			if f.udid == "" {
-				if udids, err = st.Devices(); err != nil {
-					return err
+			fmt.Fprintf(out, "%s: repository %s, schedule %s", udid, r.Repository, ds.Offsite.Schedule)
+			if ds.Offsite.LimitUploadKiB > 0 {
+				fmt.Fprintf(out, ", upload limit %s", settings.FormatRate(ds.Offsite.LimitUploadKiB))
+			}
+			fmt.Fprintln(out)
+			snaps, err := r.Snapshots(ctx, udid)
+			if err != nil {
+				return err
+			}
+			latest, lerr := st.Get(udid, "latest")
+			switch {
+			case len(snaps) == 0:
+				fmt.Fprintln(out, "  no off-site copy yet (snapback offsite push)")
+			default:
+				last := snaps[len(snaps)-1]
+				fmt.Fprintf(out, "  %d off-site snapshots; newest %s (backup %s, %s)\n", len(snaps), last.ShortID,
+					last.SnapbackID, last.Time.Local().Format("2006-01-02 15:04"))
+			}
+			if lerr == nil {
+				have := false
+				for _, s := range snaps {
+					have = have || s.SnapbackID == latest.ID
+				}
+				if have {
+					fmt.Fprintf(out, "  up to date: the latest backup %s is off-site\n", latest.ID)
+				} else {
+					fmt.Fprintf(out, "  behind: the latest backup %s is not off-site yet\n", latest.ID)
 				}
 			}
-			out := cmd.OutOrStdout()
-			for _, udid := range udids {
-				f.udid = udid
-				r, ds, err := f.restic()
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "%s: repository %s, schedule %s", udid, r.Repository, ds.Offsite.Schedule)
-				if ds.Offsite.LimitUploadKiB > 0 {
-					fmt.Fprintf(out, ", upload limit %s", settings.FormatRate(ds.Offsite.LimitUploadKiB))
-				}
-				fmt.Fprintln(out)
-				snaps, err := r.Snapshots(ctx, udid)
-				if err != nil {
-					return err
-				}
-				latest, lerr := st.Get(udid, "latest")
-				switch {
-				case len(snaps) == 0:
-					fmt.Fprintln(out, "  no off-site copy yet (snapback offsite push)")
-				default:
-					last := snaps[len(snaps)-1]
-					fmt.Fprintf(out, "  %d off-site snapshots; newest %s (backup %s, %s)\n", len(snaps), last.ShortID,
-						last.SnapbackID, last.Time.Local().Format("2006-01-02 15:04"))
-				}
-				if lerr == nil {
-					have := false
-					for _, s := range snaps {
-						have = have || s.SnapbackID == latest.ID
-					}
-					if have {
-						fmt.Fprintf(out, "  up to date: the latest backup %s is off-site\n", latest.ID)
-					} else {
-						fmt.Fprintf(out, "  behind: the latest backup %s is not off-site yet\n", latest.ID)
-					}
-				}
-			}
-			return nil
-		},
-	}
+		}
+		return nil
+	})
 	f.register(cmd, "device UDID (default: every device at the location)")
 	cmd.Flags().StringVar(&f.dir, "location", "", "the store location (default: the device's location in the settings)")
 	return cmd
@@ -347,24 +333,19 @@ func newOffsiteRestoreCmd(d deps) *cobra.Command {
 func newOffsiteCheckCmd(d deps) *cobra.Command {
 	f := offsiteFlags{secrets: d.secrets}
 	var subset string
-	cmd := &cobra.Command{
-		Use:   "check",
-		Short: "Check the repository's consistency (restic check)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, _, err := f.restic()
-			if err != nil {
-				return err
-			}
-			out, err := r.Check(cmd.Context(), offsite.CheckOptions{ReadDataSubset: subset})
-			fmt.Fprint(cmd.OutOrStdout(), out)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is consistent\n", r.Repository)
-			return nil
-		},
-	}
+	cmd := command("check", "Check the repository's consistency (restic check)", func(cmd *cobra.Command) error {
+		r, _, err := f.restic()
+		if err != nil {
+			return err
+		}
+		out, err := r.Check(cmd.Context(), offsite.CheckOptions{ReadDataSubset: subset})
+		fmt.Fprint(cmd.OutOrStdout(), out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s is consistent\n", r.Repository)
+		return nil
+	})
 	f.register(cmd, "device whose offsite settings name the repository")
 	cmd.Flags().StringVar(&subset, "read-data-subset", "", `also read and verify this part of the data ("10%", "1/5", "100%")`)
 	return cmd

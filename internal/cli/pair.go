@@ -77,24 +77,19 @@ left as it is.`,
 
 func newUnpairCmd() *cobra.Command {
 	var udid string
-	cmd := &cobra.Command{
-		Use:   "unpair",
-		Short: "Make the device forget this computer and delete the pair record",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			e, err := findEntry(ctx, udid)
-			if err != nil {
-				return err
-			}
-			if err := device.Unpair(ctx, e); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "unpaired %s\n", e.UDID)
-			return nil
-		},
-	}
+	cmd := command("unpair", "Make the device forget this computer and delete the pair record", func(cmd *cobra.Command) error {
+		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		defer cancel()
+		e, err := findEntry(ctx, udid)
+		if err != nil {
+			return err
+		}
+		if err := device.Unpair(ctx, e); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "unpaired %s\n", e.UDID)
+		return nil
+	})
 	cmd.Flags().StringVar(&udid, "udid", "", "device to unpair (default: the only connected device)")
 	return cmd
 }

@@ -17,10 +17,10 @@ func newPruneCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete old snapshots as the retention policy says",
-		Long: "Apply the device's retention policy from the settings: by default, when all snapshots\n" +
-			"together hold more than half the size of the latest backup, the oldest ones older than\n" +
-			"30 days are deleted. The latest backup, archives and pinned snapshots are never deleted.\n" +
-			"When the policy asks before deleting, prune only shows what it would delete unless --yes.",
+		Long: `Apply the device's retention policy from the settings: by default, when all snapshots
+together hold more than half the size of the latest backup, the oldest ones older than
+30 days are deleted. The latest backup, archives and pinned snapshots are never deleted.
+When the policy asks before deleting, prune only shows what it would delete unless --yes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, udid, err := f.open(cmd.Context(), true)

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -38,15 +36,15 @@ func newRestoreCmd(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Restore a device from its latest backup or any snapshot",
-		Long: "Restore a connected iPhone or iPad from a backup: by default the latest backup in the\n" +
-			"snapshot store, or --snapshot ID (see snapback snapshots), or a plain backup folder --dir.\n" +
-			"Restoring replaces the device's content. Like iTunes, the current latest backup is first\n" +
-			"archived (kept pinned as <UDID>-YYYYMMDD-HHMMSS) so nothing is lost. The backup being\n" +
-			"restored is only read, never changed. The password of an encrypted backup is read from\n" +
-			"the terminal without echo, or from the OS keychain with --password-from-keychain.",
+		Long: `Restore a connected iPhone or iPad from a backup: by default the latest backup in the
+snapshot store, or --snapshot ID (see snapback snapshots), or a plain backup folder --dir.
+Restoring replaces the device's content. Like iTunes, the current latest backup is first
+archived (kept pinned as <UDID>-YYYYMMDD-HHMMSS) so nothing is lost. The backup being
+restored is only read, never changed. The password of an encrypted backup is read from
+the terminal without echo, or from the OS keychain with --password-from-keychain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd)
 			defer stop()
 			return runRestore(ctx, f, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

@@ -4,9 +4,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"snapback/internal/failure"
 	"snapback/settings"
@@ -22,6 +25,34 @@ type deps struct {
 
 func newRootCmd(version string) *cobra.Command {
 	return newRoot(version, deps{secrets: settings.NewKeyring(0)})
+}
+
+// signalContext is the context of a command that must stop cleanly on Ctrl-C or SIGTERM: a
+// backup or restore ends its session with the device, the daemon and the simulator shut
+// down, extraction removes the decrypted Manifest.db instead of leaving it in the temp
+// folder.
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// group is a command that only holds subcommands (`snapback config`, `password`, ...); run
+// bare, it shows its help.
+func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// command builds a command that takes no arguments, as most of snapback's do: run gets the
+// command for its context, streams and flags. Commands with help text or arguments build
+// their cobra.Command themselves.
+func command(use, short string, run func(cmd *cobra.Command) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd) }}
 }
 
 // newRoot builds the command tree on d.

@@ -98,9 +98,9 @@ func newSnapshotsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "List backup snapshots and archives with their sizes",
-		Long: "List the snapshots of each device: date, kind, total size, the bytes only that snapshot\n" +
-			"holds (hard links shared with other snapshots are not counted twice), and pins.\n" +
-			"Subcommands delete, archive, export, verify, pin and unpin act on one snapshot.",
+		Long: `List the snapshots of each device: date, kind, total size, the bytes only that snapshot
+holds (hard links shared with other snapshots are not counted twice), and pins.
+Subcommands delete, archive, export, verify, pin and unpin act on one snapshot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, udid, err := f.open(cmd.Context(), false)

@@ -29,9 +29,9 @@ func newTrayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tray",
 		Short: "Show Snapback in the menu bar or system tray",
-		Long: "Shows Snapback's icon and menu in the menu bar (macOS), notification area (Windows) or\n" +
-			"system tray (Linux: needs a StatusNotifierItem host, e.g. KDE, or GNOME's AppIndicator\n" +
-			"extension). --preview shows a scripted demo state with no engine behind it.",
+		Long: `Shows Snapback's icon and menu in the menu bar (macOS), notification area (Windows) or
+system tray (Linux: needs a StatusNotifierItem host, e.g. KDE, or GNOME's AppIndicator
+extension). --preview shows a scripted demo state with no engine behind it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := trayBackend(trayEngine)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"snapback/internal/wait"
 	"time"
 )
 
@@ -226,16 +227,7 @@ func (l *SyncLock) Unlock(ctx context.Context) error {
 
 // SleepWait returns a wait function for LockSync that waits d (or until ctx ends).
 func SleepWait(d time.Duration) func(context.Context) error {
-	return func(ctx context.Context) error {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return func(ctx context.Context) error { return wait.Sleep(ctx, d) }
 }
 
 // IsNotFound reports whether err is AFC's "object not found".

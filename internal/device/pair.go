@@ -2,20 +2,15 @@ package device
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"strings"
-	"sync"
 	"time"
 
 	"snapback/internal/failure"
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
@@ -89,17 +84,17 @@ func Pair(ctx context.Context, e Entry, opt PairOptions) error {
 	if name == "" {
 		name = e.UDID
 	}
-	id, err := newHostIdentity(pubPEM)
+	rec, err := newPairRecord(pubPEM)
 	if err != nil {
 		return failure.New(failure.Unknown, fmt.Errorf("generate pairing certificates: %w", err))
 	}
-	hostID := newHostID()
+	rec.HostID, rec.SystemBUID = lockdown.NewUUID(), buid
 	req := map[string]any{
 		"Request":         "Pair",
 		"ProtocolVersion": "2",
 		"PairRecord": map[string]any{
-			"DeviceCertificate": id.deviceCert, "HostCertificate": id.hostCert, "RootCertificate": id.rootCert,
-			"HostID": hostID, "SystemBUID": buid,
+			"DeviceCertificate": rec.DeviceCertificate, "HostCertificate": rec.HostCertificate, "RootCertificate": rec.RootCertificate,
+			"HostID": rec.HostID, "SystemBUID": rec.SystemBUID,
 		},
 		"PairingOptions": map[string]any{"ExtendedPairingErrors": true},
 	}
@@ -127,11 +122,7 @@ func Pair(ctx context.Context, e Entry, opt PairOptions) error {
 			if m, ok := resp["WiFiMACAddress"].(string); ok && m != "" {
 				wifiMAC = m
 			}
-			rec := pairRecordFile{
-				DeviceCertificate: id.deviceCert, HostCertificate: id.hostCert, HostPrivateKey: id.hostKey,
-				RootCertificate: id.rootCert, RootPrivateKey: id.rootKey, HostID: hostID, SystemBUID: buid,
-				EscrowBag: bag, WiFiMACAddress: wifiMAC,
-			}
+			rec.EscrowBag, rec.WiFiMACAddress = bag, wifiMAC
 			return savePairRecord(ctx, e, rec)
 		case errors.As(err, &le):
 			lastCode = le.Code
@@ -191,24 +182,10 @@ func valueString(ctx context.Context, s *Session, key string) (string, error) {
 	return str, nil
 }
 
-// pairRecordFile is the record saved through usbmuxd (protocol.md §4.1): certificates and
-// keys as plist data, which is what go-ios and libimobiledevice read back.
-type pairRecordFile struct {
-	DeviceCertificate []byte
-	HostCertificate   []byte
-	HostPrivateKey    []byte
-	RootCertificate   []byte
-	RootPrivateKey    []byte
-	HostID            string
-	SystemBUID        string
-	EscrowBag         []byte
-	WiFiMACAddress    string
-}
-
 // savePairRecord stores rec under the device's UDID through usbmuxd (SavePairRecord with the
 // DeviceID, so usbmuxd announces Paired to its listeners).
-func savePairRecord(ctx context.Context, e Entry, rec pairRecordFile) error {
-	data, err := plistio.Marshal(rec, plistio.XML)
+func savePairRecord(ctx context.Context, e Entry, rec lockdown.PairRecord) error {
+	data, err := rec.Marshal()
 	if err != nil {
 		return failure.New(failure.Unknown, err)
 	}
@@ -281,18 +258,13 @@ func Validate(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// hostIdentity is a freshly generated root CA, host certificate and device certificate.
-type hostIdentity struct {
-	rootCert, rootKey, hostCert, hostKey, deviceCert []byte // PEM
-}
-
-// newHostIdentity generates what a Pair request carries, the way libimobiledevice's
-// pair_record_generate_keys_and_certs does (RSA 2048, v3 certificates, 10 years), with
-// SHA-256 signatures. devicePubPEM is lockdown's DevicePublicKey (PEM "RSA PUBLIC KEY").
-func newHostIdentity(devicePubPEM []byte) (*hostIdentity, error) {
+// newPairRecord generates the keys and certificates a Pair request carries (see
+// lockdown.IssuePairRecord). devicePubPEM is lockdown's DevicePublicKey (PEM "RSA PUBLIC
+// KEY", or PKIX).
+func newPairRecord(devicePubPEM []byte) (lockdown.PairRecord, error) {
 	blk, _ := pem.Decode(devicePubPEM)
 	if blk == nil {
-		return nil, errors.New("DevicePublicKey is not PEM")
+		return lockdown.PairRecord{}, errors.New("DevicePublicKey is not PEM")
 	}
 	var devPub *rsa.PublicKey
 	if k, err := x509.ParsePKCS1PublicKey(blk.Bytes); err == nil {
@@ -300,72 +272,15 @@ func newHostIdentity(devicePubPEM []byte) (*hostIdentity, error) {
 	} else if k, err2 := x509.ParsePKIXPublicKey(blk.Bytes); err2 == nil {
 		rk, ok := k.(*rsa.PublicKey)
 		if !ok {
-			return nil, errors.New("DevicePublicKey is not an RSA key")
+			return lockdown.PairRecord{}, errors.New("DevicePublicKey is not an RSA key")
 		}
 		devPub = rk
 	} else {
-		return nil, fmt.Errorf("DevicePublicKey: %w", err)
+		return lockdown.PairRecord{}, fmt.Errorf("DevicePublicKey: %w", err)
 	}
-	var keys [2]*rsa.PrivateKey
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i := range keys {
-		wg.Go(func() { keys[i], errs[i] = rsa.GenerateKey(rand.Reader, 2048) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, err
-	}
-	rootKey, hostKey := keys[0], keys[1]
-	notBefore := time.Now().Add(-time.Hour)
-	notAfter := notBefore.AddDate(10, 0, 0)
-	ski := func(pub *rsa.PublicKey) []byte {
-		h := sha1.Sum(x509.MarshalPKCS1PublicKey(pub))
-		return h[:]
-	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(0), Subject: pkix.Name{CommonName: "Snapback root"},
-		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, SubjectKeyId: ski(&rootKey.PublicKey),
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	keys, err := lockdown.GenerateKeys(2)
 	if err != nil {
-		return nil, err
+		return lockdown.PairRecord{}, err
 	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		return nil, err
-	}
-	leaf := func(serial int64, pub *rsa.PublicKey) ([]byte, error) {
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), NotBefore: notBefore, NotAfter: notAfter, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, SubjectKeyId: ski(pub),
-		}
-		return x509.CreateCertificate(rand.Reader, tmpl, root, pub, rootKey)
-	}
-	hostDER, err := leaf(1, &hostKey.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	devDER, err := leaf(2, devPub)
-	if err != nil {
-		return nil, err
-	}
-	pemOf := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
-	return &hostIdentity{
-		rootCert: pemOf("CERTIFICATE", rootDER), rootKey: pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rootKey)),
-		hostCert: pemOf("CERTIFICATE", hostDER), hostKey: pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(hostKey)),
-		deviceCert: pemOf("CERTIFICATE", devDER),
-	}, nil
-}
-
-// newHostID returns an upper-case UUID, the form lockdown HostIDs take.
-func newHostID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("device: crypto/rand failed: %v", err))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
+	return lockdown.IssuePairRecord(keys[0], keys[1], devPub)
 }

@@ -228,6 +228,15 @@ func afcStatus(code uint64) (uint64, []byte, []byte) {
 	return afcOpStatus, binary.LittleEndian.AppendUint64(nil, code), nil
 }
 
+// fileHandle is the open file that the header payload hp names in its first 8 bytes, or nil
+// when hp is shorter than the n bytes its operation needs or names no open file.
+func (s *afcSession) fileHandle(hp []byte, n int) *afcHandle {
+	if len(hp) < n {
+		return nil
+	}
+	return s.handles[binary.LittleEndian.Uint64(hp)]
+}
+
 func (s *afcSession) handle(ctx context.Context, op uint64, hp, data []byte) (uint64, []byte, []byte) {
 	fs := s.fs
 	switch op {
@@ -237,29 +246,20 @@ func (s *afcSession) handle(ctx context.Context, op uint64, hp, data []byte) (ui
 		}
 		return s.open(binary.LittleEndian.Uint64(hp), cleanAFCPath(cString(hp[8:])))
 	case afcOpFileClose:
-		if len(hp) < 8 {
-			return afcStatus(afcInvalidArg)
-		}
-		h := s.handles[binary.LittleEndian.Uint64(hp)]
+		h := s.fileHandle(hp, 8)
 		if h == nil {
 			return afcStatus(afcInvalidArg)
 		}
 		s.close(h)
 		return afcStatus(afcSuccess)
 	case afcOpFileLock:
-		if len(hp) < 16 {
-			return afcStatus(afcInvalidArg)
-		}
-		h := s.handles[binary.LittleEndian.Uint64(hp)]
+		h := s.fileHandle(hp, 16)
 		if h == nil {
 			return afcStatus(afcInvalidArg)
 		}
 		return afcStatus(s.lock(ctx, h, binary.LittleEndian.Uint64(hp[8:])))
 	case afcOpFileRead:
-		if len(hp) < 16 {
-			return afcStatus(afcInvalidArg)
-		}
-		h := s.handles[binary.LittleEndian.Uint64(hp)]
+		h := s.fileHandle(hp, 16)
 		if h == nil || !h.read {
 			return afcStatus(afcInvalidArg)
 		}
@@ -275,10 +275,7 @@ func (s *afcSession) handle(ctx context.Context, op uint64, hp, data []byte) (ui
 		fs.mu.Unlock()
 		return afcOpData, nil, out
 	case afcOpFileWrite:
-		if len(hp) < 8 {
-			return afcStatus(afcInvalidArg)
-		}
-		h := s.handles[binary.LittleEndian.Uint64(hp)]
+		h := s.fileHandle(hp, 8)
 		if h == nil || !h.write {
 			return afcStatus(afcInvalidArg)
 		}

@@ -45,25 +45,30 @@ func (d *Device) apps() []map[string]any {
 // serveInstProxy runs com.apple.mobile.installation_proxy: Browse only, the command
 // idevicebackup2 and go-ios use for the user app list.
 func (d *Device) serveInstProxy(ctx context.Context, rw io.ReadWriter) error {
+	return servePlists(ctx, rw, "installation_proxy", plistio.XML, func(req map[string]any) []map[string]any {
+		if cmd, _ := req["Command"].(string); cmd != "Browse" {
+			return []map[string]any{{"Error": "UnknownCommand", "Status": "Complete"}}
+		}
+		opts, _ := req["ClientOptions"].(map[string]any)
+		return browsePages(d.apps(), opts)
+	})
+}
+
+// servePlists runs a request/reply service of plists (installation_proxy, springboardservices):
+// each request read is answered with answer's replies, until the host closes the connection or
+// ctx ends.
+func servePlists(ctx context.Context, rw io.ReadWriter, name string, format plistio.Format, answer func(req map[string]any) []map[string]any) error {
 	for ctx.Err() == nil {
 		var req map[string]any
 		if err := plistio.ReadPlist(rw, appServiceMaxFrame, &req); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("installation_proxy: %w", err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		cmd, _ := req["Command"].(string)
-		if cmd != "Browse" {
-			if err := plistio.WritePlist(rw, map[string]any{"Error": "UnknownCommand", "Status": "Complete"}, plistio.XML); err != nil {
-				return err
-			}
-			continue
-		}
-		opts, _ := req["ClientOptions"].(map[string]any)
-		for _, page := range browsePages(d.apps(), opts) {
-			if err := plistio.WritePlist(rw, page, plistio.XML); err != nil {
-				return fmt.Errorf("installation_proxy: %w", err)
+		for _, reply := range answer(req) {
+			if err := plistio.WritePlist(rw, reply, format); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
 	}
@@ -112,14 +117,7 @@ func browsePages(all []map[string]any, opts map[string]any) []map[string]any {
 // serveSpringBoard runs com.apple.springboardservices: getIconPNGData, which hosts use for
 // Info.plist's PlaceholderIcon. Other commands get an empty reply.
 func (d *Device) serveSpringBoard(ctx context.Context, rw io.ReadWriter) error {
-	for ctx.Err() == nil {
-		var req map[string]any
-		if err := plistio.ReadPlist(rw, appServiceMaxFrame, &req); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("springboardservices: %w", err)
-		}
+	return servePlists(ctx, rw, "springboardservices", plistio.Binary, func(req map[string]any) []map[string]any {
 		resp := map[string]any{}
 		if cmd, _ := req["command"].(string); cmd == "getIconPNGData" {
 			id, _ := req["bundleId"].(string)
@@ -129,11 +127,8 @@ func (d *Device) serveSpringBoard(ctx context.Context, rw io.ReadWriter) error {
 				}
 			}
 		}
-		if err := plistio.WritePlist(rw, resp, plistio.Binary); err != nil {
-			return fmt.Errorf("springboardservices: %w", err)
-		}
-	}
-	return ctx.Err()
+		return []map[string]any{resp}
+	})
 }
 
 // appIcon is a small solid PNG whose colour follows the bundle ID, so icons are stable.

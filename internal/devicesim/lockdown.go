@@ -12,6 +12,7 @@ import (
 	"net"
 	"time"
 
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
@@ -320,7 +321,7 @@ func (lc *lockdownConn) handle(name string, req map[string]any) map[string]any {
 		if _, ok := d.trustedHost(host); !ok {
 			return lockdownError(req, name, "InvalidHostID")
 		}
-		lc.session, lc.host = newUUID(), host
+		lc.session, lc.host = lockdown.NewUUID(), host
 		return map[string]any{"Request": name, "SessionID": lc.session, "EnableSessionSSL": true}
 	case "StopSession":
 		if lc.session == "" {

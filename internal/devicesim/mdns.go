@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"snapback/internal/lockdown"
 	"strings"
 
 	"github.com/hashicorp/mdns"
@@ -81,7 +82,7 @@ func (s *Sim) announceLocked(d *Device) error {
 	// TXT keys as real adverts carry them; their values validate against nothing a host
 	// holds (pymobiledevice3 PR #1971), so they are opaque here too.
 	sum := sha256.Sum256([]byte("mdns-txt:" + d.UDID()))
-	txt := []string{"identifier=" + newUUID(), "authTag=" + base64.StdEncoding.EncodeToString(sum[:16])}
+	txt := []string{"identifier=" + lockdown.NewUUID(), "authTag=" + base64.StdEncoding.EncodeToString(sum[:16])}
 	zone, err := mdns.NewMDNSService(MDNSInstanceName(mac), MDNSService, "local.", host, LockdownPort,
 		[]net.IP{dn.ip}, txt)
 	if err != nil {

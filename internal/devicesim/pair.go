@@ -2,46 +2,22 @@ package devicesim
 
 import (
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
-// PairRecord is the host-side pairing record usbmuxd serves for a device (protocol.md §4.1).
-// Certificates and keys are PEM held as plist *data*, which is what go-ios and
-// libimobiledevice decode.
-type PairRecord struct {
-	DeviceCertificate []byte
-	HostCertificate   []byte
-	HostPrivateKey    []byte
-	RootCertificate   []byte
-	RootPrivateKey    []byte
-	HostID            string
-	SystemBUID        string
-	EscrowBag         []byte
-	WiFiMACAddress    string
-}
-
-// Marshal returns the record as an XML plist, the form usbmuxd puts in PairRecordData.
-func (r PairRecord) Marshal() ([]byte, error) {
-	b, err := plistio.Marshal(r, plistio.XML)
-	if err != nil {
-		return nil, fmt.Errorf("encode pair record: %w", err)
-	}
-	return b, nil
-}
+// PairRecord is the host-side pairing record usbmuxd serves for a device: the host's own
+// definition, so that the simulator cannot drift from what internal/device writes.
+type PairRecord = lockdown.PairRecord
 
 // pairing is the device side of a pairing: the record plus the device's own private key,
 // which never leaves the device.
@@ -50,91 +26,23 @@ type pairing struct {
 	DevicePrivateKey []byte
 }
 
-// newPairing creates a fresh root CA, host and device certificate for one device, the way
-// a host does when it pairs (RSA 2048; SHA-256 signatures, where libimobiledevice uses SHA-1).
+// newPairing creates a fresh root CA, host and device certificate for one device with the
+// host's own code (lockdown.IssuePairRecord), so a simulated pairing is the one Snapback
+// makes when it pairs a real device.
 func newPairing(systemBUID, wifiMAC string) (*pairing, error) {
-	// Key generation dominates AddDevice; the three keys are independent.
-	var keys [3]*rsa.PrivateKey
-	var errs [3]error
-	var wg sync.WaitGroup
-	for i := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			keys[i], errs[i] = rsa.GenerateKey(rand.Reader, 2048)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return nil, fmt.Errorf("generate keys: %w", err)
-	}
-	rootKey, hostKey, devKey := keys[0], keys[1], keys[2]
-	notBefore := time.Now().Add(-time.Hour)
-	notAfter := notBefore.AddDate(10, 0, 0)
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(0),
-		Subject:               pkix.Name{CommonName: "Snapback simulated root"},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("create root certificate: %w", err)
-	}
-	rootCert, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse root certificate: %w", err)
-	}
-	leaf := func(serial int64, cn string, pub *rsa.PublicKey) ([]byte, error) {
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(serial),
-			Subject:               pkix.Name{CommonName: cn},
-			NotBefore:             notBefore,
-			NotAfter:              notAfter,
-			BasicConstraintsValid: true,
-			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, rootCert, pub, rootKey)
-		if err != nil {
-			return nil, fmt.Errorf("create %s certificate: %w", cn, err)
-		}
-		return pemBlock("CERTIFICATE", der), nil
-	}
-	hostPEM, err := leaf(1, "Snapback simulated host", &hostKey.PublicKey)
+	keys, err := lockdown.GenerateKeys(3)
 	if err != nil {
 		return nil, err
 	}
-	devPEM, err := leaf(2, "Snapback simulated device", &devKey.PublicKey)
+	devKey := keys[2]
+	rec, err := lockdown.IssuePairRecord(keys[0], keys[1], &devKey.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	escrow := make([]byte, 64)
-	if _, err := rand.Read(escrow); err != nil {
-		return nil, fmt.Errorf("generate escrow bag: %w", err)
-	}
-	return &pairing{
-		Record: PairRecord{
-			DeviceCertificate: devPEM,
-			HostCertificate:   hostPEM,
-			// PKCS#1 ("RSA PRIVATE KEY") is what libimobiledevice writes and reads back.
-			HostPrivateKey:  pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(hostKey)),
-			RootCertificate: pemBlock("CERTIFICATE", rootDER),
-			RootPrivateKey:  pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rootKey)),
-			HostID:          newUUID(),
-			SystemBUID:      systemBUID,
-			EscrowBag:       escrow,
-			WiFiMACAddress:  wifiMAC,
-		},
-		DevicePrivateKey: pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(devKey)),
-	}, nil
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	rec.EscrowBag = make([]byte, 64)
+	rand.Read(rec.EscrowBag) // never fails (crypto/rand panics instead)
+	rec.HostID, rec.SystemBUID, rec.WiFiMACAddress = lockdown.NewUUID(), systemBUID, wifiMAC
+	return &pairing{Record: rec, DevicePrivateKey: lockdown.PrivateKeyPEM(devKey)}, nil
 }
 
 // tlsCertificate is the certificate the device presents as TLS server.
@@ -156,7 +64,7 @@ func (p *pairing) devicePublicKeyPEM() []byte {
 	if err != nil {
 		return nil
 	}
-	return pemBlock("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.PublicKey))
+	return lockdown.PEM("RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&k.PublicKey))
 }
 
 // loadOrCreatePairing reads <dir>/pairing.plist or creates and saves a new pairing, so
@@ -197,16 +105,4 @@ func loadOrCreatePairing(dir, systemBUID, wifiMAC string) (*pairing, error) {
 		}
 	}
 	return p, nil
-}
-
-// newUUID returns a random RFC 4122 version-4 UUID in upper case, the form iOS and
-// libimobiledevice use for HostID, SystemBUID and SessionID.
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("devicesim: crypto/rand failed: %v", err))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/lockdown"
 	"snapback/internal/plistio"
 )
 
@@ -156,7 +157,7 @@ func checkLoopback(addr string) error {
 // loadState reads the SystemBUID and the usbmuxd pair store from StateDir.
 func (s *Sim) loadState() error {
 	if s.opts.StateDir == "" {
-		s.buid = newUUID()
+		s.buid = lockdown.NewUUID()
 		return nil
 	}
 	s.recordDir = filepath.Join(s.opts.StateDir, "pairrecords")
@@ -175,7 +176,7 @@ func (s *Sim) loadState() error {
 		return fmt.Errorf("devicesim: %w", err)
 	}
 	if cfg.SystemBUID == "" {
-		cfg.SystemBUID = newUUID()
+		cfg.SystemBUID = lockdown.NewUUID()
 		b, err := plistio.Marshal(cfg, plistio.XML)
 		if err != nil {
 			return fmt.Errorf("devicesim: encode system config: %w", err)
@@ -274,23 +275,35 @@ func (s *Sim) acceptLoop(l net.Listener) {
 			}
 			return
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
+		if !s.serve(c, &s.muxConns, func() { s.serveMux(c) }) {
 			return
 		}
-		s.conns[c] = &connInfo{}
-		s.muxConns++
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			defer c.Close()
-			s.serveMux(c)
-		}()
 	}
+}
+
+// serve tracks c (so that Close and a detach can cut it) and runs handle on a goroutine
+// that Close waits for, then closes c. count, when not nil, is incremented under the same
+// lock. When the simulator is closing, c is closed at once and serve returns false.
+func (s *Sim) serve(c net.Conn, count *int64, handle func()) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return false
+	}
+	s.conns[c] = &connInfo{}
+	if count != nil {
+		*count++
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.untrack(c)
+		defer c.Close()
+		handle()
+	}()
+	return true
 }
 
 func (s *Sim) untrack(c net.Conn) {
@@ -521,21 +534,6 @@ func attachedMessage(e *entry) map[string]any {
 	return map[string]any{"MessageType": "Attached", "DeviceID": e.id, "Properties": props}
 }
 
-// dashUDID turns a 24-hex-digit serial (00008110001A2B3C4D5E6F60) into the UDID form
-// lockdown reports (00008110-001A2B3C4D5E6F60); other strings are returned unchanged.
-func dashUDID(s string) string {
-	if len(s) != 24 {
-		return s
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return s
-		}
-	}
-	return s[:8] + "-" + s[8:]
-}
-
 func stripDash(s string) string {
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
@@ -715,7 +713,7 @@ func (s *Sim) readPairRecord(req muxRequest) map[string]any {
 	if !ok {
 		// A host that knows the device by its dashless USB serial (SerialUDID) asks for the
 		// record under that spelling; usbmuxd keys records by the device's UDID.
-		rec, ok = s.records[dashUDID(req.PairRecordID)]
+		rec, ok = s.records[lockdown.CanonicalUDID(req.PairRecordID)]
 	}
 	s.mu.Unlock()
 	if !ok {

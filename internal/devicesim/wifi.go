@@ -136,19 +136,7 @@ func (s *Sim) acceptDirect(l net.Listener, d *Device, entryID int, pick func(net
 			}
 			return
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return
-		}
-		s.conns[c] = &connInfo{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			defer c.Close()
+		served := s.serve(c, nil, func() {
 			handler := pick(c)
 			if handler == nil {
 				return
@@ -160,6 +148,9 @@ func (s *Sim) acceptDirect(l net.Listener, d *Device, entryID int, pick func(net
 			defer cancel()
 			d.counters.directConnects.Add(1)
 			handler(ctx, c)
-		}()
+		})
+		if !served {
+			return
+		}
 	}
 }

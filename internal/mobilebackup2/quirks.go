@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"snapback/internal/failure"
+	"snapback/internal/wait"
 )
 
 // Real-device behaviours the host copes with (real-devices.md); the simulator models each
@@ -77,13 +78,5 @@ func busyResult(code int64, desc string) bool {
 	return DeviceResultError(code, desc).Class == failure.DeviceBusy
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }

@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/diskspace"
 	"snapback/internal/plistio"
 )
 
@@ -40,12 +41,12 @@ type spacePolicy struct {
 }
 
 func (s *server) freeSpace() error {
-	n, err := freeBytes(s.res.root)
+	n, err := diskspace.Free(s.res.root)
 	if err != nil {
 		return s.dl.SendStatus(-1, errText(err), uint64(0))
 	}
-	s.space.lastReported = int64(min(n, 1<<62))
-	return s.dl.SendStatus(0, "", n)
+	s.space.lastReported = min(n, 1<<62)
+	return s.dl.SendStatus(0, "", uint64(n))
 }
 
 // inflated reports whether a purge request for amount bytes comes from an inflated estimate
@@ -64,8 +65,8 @@ func (p spacePolicy) inflated(amount, free int64) bool {
 func (s *server) purgeDiskSpace(msg devicelink.Message) error {
 	s.stats.PurgeRequests++
 	amount, _ := plistio.Int(msg.Arg(1))
-	free, err := freeBytes(s.res.root)
-	if err == nil && s.space.inflated(amount, int64(min(free, 1<<62))) {
+	free, err := diskspace.Free(s.res.root)
+	if err == nil && s.space.inflated(amount, min(free, 1<<62)) {
 		s.stats.PurgeGranted++
 		return s.dl.SendStatus(0, "", uint64(max(amount, 0)))
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"snapback/internal/humanize"
 	"time"
 )
 
@@ -29,7 +30,7 @@ type pageData struct {
 }
 
 var funcs = template.FuncMap{
-	"bytes": FormatBytes,
+	"bytes": humanize.Bytes,
 	"ago": func(now, t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -99,20 +100,6 @@ var errorTmpl = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Snapback</title></head>
 <body style="font:16px/1.4 system-ui,sans-serif;margin:1em"><p>{{.}}</p><p><a href="/">Back to the status page</a></p></body></html>
 `))
-
-// FormatBytes uses decimal units as Finder and iOS do (like the tray and notifications).
-func FormatBytes(n int64) string {
-	units := []string{"B", "KB", "MB", "GB", "TB"}
-	v, u := float64(n), 0
-	for v >= 999.95 && u < len(units)-1 {
-		v /= 1000
-		u++
-	}
-	if v < 10 && v != float64(int64(v)) {
-		return fmt.Sprintf("%.1f %s", v, units[u])
-	}
-	return fmt.Sprintf("%.0f %s", v, units[u])
-}
 
 // FormatAgo writes a span coarsely: "40 s", "12 min", "5 h", "3 days".
 func FormatAgo(d time.Duration) string {

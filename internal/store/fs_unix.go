@@ -41,12 +41,3 @@ func fsIdentity(dir string) (FSIdentity, error) {
 	platformIdentity(dir, &st, &id)
 	return id, nil
 }
-
-// freeBytes is the space available to this (unprivileged) user below dir.
-func freeBytes(dir string) (int64, error) {
-	var sf unix.Statfs_t
-	if err := unix.Statfs(dir, &sf); err != nil {
-		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
-	}
-	return int64(uint64(sf.Bavail) * uint64(sf.Bsize)), nil
-}

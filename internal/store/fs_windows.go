@@ -32,16 +32,3 @@ func fsIdentity(dir string) (FSIdentity, error) {
 	}
 	return FSIdentity{UUID: fmt.Sprintf("%08x", serial), Mount: root}, nil
 }
-
-// freeBytes is the space available to this user below dir.
-func freeBytes(dir string) (int64, error) {
-	p, err := windows.UTF16PtrFromString(dir)
-	if err != nil {
-		return 0, err
-	}
-	var avail, total, free uint64
-	if err := windows.GetDiskFreeSpaceEx(p, &avail, &total, &free); err != nil {
-		return 0, &os.PathError{Op: "GetDiskFreeSpaceEx", Path: dir, Err: err}
-	}
-	return int64(avail), nil
-}

@@ -3,9 +3,6 @@ package store
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"os"
 	"time"
 )
 
@@ -19,15 +16,7 @@ type lockInfo struct {
 }
 
 func readLock(path string) (lockInfo, error) {
-	var l lockInfo
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return l, err
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
-		return l, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return l, nil
+	return readJSON[lockInfo](path, "lock")
 }
 
 func randomHex(n int) string {

@@ -80,15 +80,21 @@ func writeRecord(path string, s Snapshot) error {
 }
 
 func readRecord(path string) (Snapshot, error) {
-	var s Snapshot
+	return readJSON[Snapshot](path, "snapshot record")
+}
+
+// readJSON decodes the JSON file at path (what names it in a decoding error). A read error
+// is returned as it is, so that callers can tell a missing file (fs.ErrNotExist).
+func readJSON[T any](path, what string) (T, error) {
+	var v T
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return s, err
+		return v, err
 	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("snapshot record %s: %w", path, err)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // readRecords returns the records in dir, oldest first. Temp files of interrupted atomic

@@ -112,6 +112,25 @@ func check(r *blobRef, idx *hashIndex, buf []byte, rep *DataReport) {
 	}
 }
 
+// storedFiles returns udid's snapshots and archives, the content hashes recorded at commit
+// and every stored file once: what VerifyData and Scrub compare. Without snapshots it reads
+// nothing else.
+func (s *Store) storedFiles(ctx context.Context, udid string) ([]Snapshot, *hashIndex, []*blobRef, error) {
+	all, err := s.List(udid)
+	if err != nil || len(all) == 0 {
+		return all, nil, nil, err
+	}
+	idx, err := readHashes(s.l.hashes(udid))
+	if err != nil {
+		return all, nil, nil, err
+	}
+	refs, err := collect(ctx, all)
+	if err != nil {
+		return all, nil, nil, s.classify(err, 0)
+	}
+	return all, idx, refs, nil
+}
+
 // VerifyData re-reads every file of udid's snapshots and archives (each shared file once)
 // and compares it with the hash recorded at commit. Damaged files are named with every
 // snapshot that holds them, and those snapshots' records are marked (Snapshot.Damaged) when
@@ -120,20 +139,12 @@ func check(r *blobRef, idx *hashIndex, buf []byte, rep *DataReport) {
 func (s *Store) VerifyData(ctx context.Context, udid string) (DataReport, error) {
 	start := time.Now()
 	var rep DataReport
-	all, err := s.List(udid)
+	all, idx, refs, err := s.storedFiles(ctx, udid)
 	if err != nil {
 		return rep, err
 	}
 	if len(all) == 0 {
 		return rep, &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups of %s at %s", udid, s.l.root)}
-	}
-	idx, err := readHashes(s.l.hashes(udid))
-	if err != nil {
-		return rep, err
-	}
-	refs, err := collect(ctx, all)
-	if err != nil {
-		return rep, s.classify(err, 0)
 	}
 	buf := make([]byte, 1<<20)
 	for i, r := range refs {
@@ -227,17 +238,9 @@ func (l layout) scrubState(udid string) string { return filepath.Join(l.device(u
 func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (DataReport, error) {
 	start := time.Now()
 	var rep DataReport
-	all, err := s.List(udid)
+	all, idx, refs, err := s.storedFiles(ctx, udid)
 	if err != nil || len(all) == 0 {
 		return rep, err
-	}
-	idx, err := readHashes(s.l.hashes(udid))
-	if err != nil {
-		return rep, err
-	}
-	refs, err := collect(ctx, all)
-	if err != nil {
-		return rep, s.classify(err, 0)
 	}
 	var total int64
 	for _, r := range refs {

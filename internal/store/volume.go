@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"snapback/internal/atomicfile"
+	"snapback/internal/diskspace"
 )
 
 // Volume is the identity of a destination, kept in Snapback.Versions/volume.json and in the
@@ -217,16 +218,16 @@ func (s *Store) refuseUnmounted() error {
 }
 
 func readVolume(path string) (Volume, error) {
-	var v Volume
-	b, err := os.ReadFile(path)
+	v, err := readJSON[Volume](path, "volume marker")
 	if err != nil {
 		return v, err
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return v, fmt.Errorf("%s: %w", path, err)
 	}
 	if v.ID == "" {
 		return v, fmt.Errorf("%s: no volume id", path)
 	}
 	return v, nil
 }
+
+// freeBytes is the space available to this (unprivileged) user below dir, measured as the
+// protocol measures it for the device (diskspace.Free).
+func freeBytes(dir string) (int64, error) { return diskspace.Free(dir) }

@@ -30,6 +30,24 @@ type lanes struct {
 	queues map[string]chan job
 }
 
+// init sets the lanes up, with the defaults of Options for zero values: no logging, the
+// DefaultBackoff schedule, 30 s per attempt, 32 queued jobs per lane.
+func (l *lanes) init(log *slog.Logger, backoff []time.Duration, timeout time.Duration, size int) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if backoff == nil {
+		backoff = DefaultBackoff
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if size <= 0 {
+		size = 32
+	}
+	l.log, l.backoff, l.timeout, l.size = log, backoff, timeout, size
+}
+
 // open starts accepting submissions; lanes run until ctx ends.
 func (l *lanes) open(ctx context.Context) {
 	l.mu.Lock()

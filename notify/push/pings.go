@@ -55,18 +55,10 @@ type PingOptions struct {
 
 // NewPinger returns a Pinger; nothing is fetched until Run runs.
 func NewPinger(o PingOptions) *Pinger {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Backoff == nil {
-		o.Backoff = DefaultBackoff
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
-	}
-	return &Pinger{resolve: o.Resolve, log: o.Logger,
-		client: &http.Client{Timeout: o.Timeout},
-		lanes:  lanes{backoff: o.Backoff, timeout: o.Timeout, size: 32, log: o.Logger}}
+	p := &Pinger{resolve: o.Resolve}
+	p.lanes.init(o.Logger, o.Backoff, o.Timeout, 0)
+	p.log, p.client = p.lanes.log, &http.Client{Timeout: p.lanes.timeout}
+	return p
 }
 
 // Run fetches until ctx ends, then waits for its goroutines.

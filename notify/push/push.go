@@ -75,23 +75,10 @@ func New(o Options) *Dispatcher {
 	if o.Send == nil {
 		o.Send = Shoutrrr
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Backoff == nil {
-		o.Backoff = DefaultBackoff
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 32
-	}
-	return &Dispatcher{
-		resolve: o.Resolve, send: o.Send, log: o.Logger,
-		inbox: make(chan notify.Message, 64),
-		lanes: lanes{backoff: o.Backoff, timeout: o.Timeout, size: o.QueueSize, log: o.Logger},
-	}
+	d := &Dispatcher{resolve: o.Resolve, send: o.Send, inbox: make(chan notify.Message, 64)}
+	d.lanes.init(o.Logger, o.Backoff, o.Timeout, o.QueueSize)
+	d.log = d.lanes.log
+	return d
 }
 
 // Run delivers until ctx ends, then waits for its goroutines.
