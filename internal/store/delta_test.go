@@ -260,3 +260,23 @@ func TestCloneInBackground(t *testing.T) {
 		t.Fatalf("after a run with a background clone: %d snapshots", len(l))
 	}
 }
+
+// The app scrubs after every backup with Every = 24 h; a scrub within that reads nothing at
+// all, not even the content index (which costs O(files) time and memory): here an index it
+// could not parse would fail it if it did.
+func TestSkippedScrubReadsNothing(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: time.Minute}))
+	dev := newFakeDevice(testUDID, 20, 300, 2)
+	runBackup(t, s, dev)
+	ctx := context.Background()
+	budget := ScrubBudget{MaxBytes: 1 << 20, Every: 24 * time.Hour}
+	if _, err := s.Scrub(ctx, testUDID, budget); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.l.hashes(testUDID), []byte("not an index\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := s.Scrub(ctx, testUDID, budget); err != nil || rep.Files != 0 {
+		t.Fatalf("scrub within Every: %+v, %v; want nothing read", rep, err)
+	}
+}
