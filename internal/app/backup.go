@@ -195,7 +195,11 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
 		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
-		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.Ready})
+		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.Ready,
+		// run.Root() is the store's staging folder: it is committed only after the whole run
+		// succeeded and was verified, and discarded otherwise, so new files may be written
+		// under their final names; they are created read-only, as committed files must be.
+		Staging: true, FileMode: 0o444})
 	out.Device, out.Started, out.Finished = res.Device, res.Started, res.Finished
 	out.Bytes, out.Files, out.Full = res.Backup.BytesReceived, res.Backup.FilesReceived, res.Backup.FullBackup
 	if err != nil {

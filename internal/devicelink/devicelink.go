@@ -287,7 +287,8 @@ type FileResult struct {
 // text. If a zero length appears where a block was expected, ErrStreamEnd is returned with
 // the bytes so far: libimobiledevice treats that as the end of the whole upload.
 // An error writing to w does not stop the stream: the remaining blocks are drained so the
-// connection stays in sync, and the write error is returned after the file ends.
+// connection stays in sync, and the write error is returned after the file ends. A w that
+// is a BlockReader reads the DATA itself and keeps its own write errors.
 func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 	var res FileResult
 	var werr error
@@ -309,6 +310,14 @@ func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 		body := int64(n - 1)
 		switch code {
 		case CodeFileData:
+			if bw, ok := w.(BlockReader); ok {
+				m, err := bw.ReadBlock(c.r, body)
+				res.Bytes += m
+				if err != nil {
+					return res, fmt.Errorf("file stream: read data: %w", noEOF(err))
+				}
+				continue
+			}
 			// The tracking writer never fails the copy: after the destination's first error it
 			// discards, so exactly this block is consumed and the stream stays in sync.
 			tw := trackingWriter{w: w, err: werr}
@@ -350,6 +359,15 @@ func (c *Conn) ReadFileBody(w io.Writer) (FileResult, error) {
 			return res, fmt.Errorf("file stream: unknown block code 0x%02x (stream out of sync)", code)
 		}
 	}
+}
+
+// BlockReader is a ReadFileBody destination that takes each DATA block from the connection
+// itself, into its own buffer: no intermediate copy, and it can gather many blocks into one
+// large write. ReadBlock must consume exactly n bytes of r (discarding them after a failure
+// of its own, which it keeps to itself, so the stream stays in sync) and return only r's
+// error.
+type BlockReader interface {
+	ReadBlock(r io.Reader, n int64) (int64, error)
 }
 
 // trackingWriter remembers the destination's own error and then discards. It always reports

@@ -61,6 +61,11 @@ type Request struct {
 	LockRetry    time.Duration
 	// SyncEachFile fsyncs each uploaded file (see mobilebackup2.BackupOptions).
 	SyncEachFile bool
+	// Staging says Root is the snapshot store's staging folder, discarded unless the run
+	// commits: new files are written straight to their final names, created with FileMode
+	// (see mobilebackup2.BackupOptions.DirectWrites and FileMode). Off for --dir.
+	Staging  bool
+	FileMode fs.FileMode
 	// PasscodeCancelWindow: a passcode sheet dismissed sooner than this before a 208 counts
 	// as cancelled on the device (not retried). 0 means
 	// mobilebackup2.DefaultPasscodeCancelWindow; < 0 turns the distinction off.
@@ -198,6 +203,8 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		ForceFullBackup:      req.Full,
 		Events:               em,
 		SyncEachFile:         req.SyncEachFile,
+		DirectWrites:         req.Staging,
+		FileMode:             req.FileMode,
 		DeviceUsed:           info.DataUsed,
 		PasscodeCancelWindow: cancelWindow(req.PasscodeCancelWindow),
 		BusyRetries:          busyRetries(req.BusyRetries),

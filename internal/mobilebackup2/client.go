@@ -8,8 +8,10 @@
 // Safety rules, in order of importance:
 //   - every device-supplied path is validated before any filesystem call (ValidatePath) and
 //     no symlink is followed on the way;
-//   - an existing file is never opened for writing: uploads and copies go to a new temp file
-//     renamed into place, so files hard-linked into earlier snapshots never change;
+//   - an existing file is never opened for writing: uploads and copies create new files
+//     (O_EXCL), a temp file renamed into place or, where a partial file under its final
+//     name is harmless (Snapshot/, a store's staging folder), the final name after an
+//     unlink, so files hard-linked into earlier snapshots never change;
 //   - memory stays bounded whatever the file sizes and counts (streams, bounded frames).
 package mobilebackup2
 
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -148,6 +151,19 @@ type BackupOptions struct {
 	// flushes the whole filesystem once at the end instead (syncfs), which is far cheaper for
 	// tens of thousands of files and gives the same guarantee at the commit point.
 	SyncEachFile bool
+	// DirectWrites says Root is a folder that is thrown away unless the whole run succeeds
+	// and is verified (the snapshot store's staging folder): an upload whose final name does
+	// not exist yet is then created under that name (O_EXCL) rather than as a temp file
+	// renamed into place, one directory operation per file fewer. A crash can then leave a
+	// partial file under a final name, which is harmless only because nothing reads such a
+	// folder before its commit. Never set it for a folder the user keeps as a backup (--dir):
+	// there temp + rename keeps every name either old or complete. Existing names (hard links
+	// to committed files, in staging) always go through a temp file and a rename.
+	DirectWrites bool
+	// FileMode is the permission uploaded and copied files are created with (0 = 0644). The
+	// store passes 0444 so its commit need not chmod every new file read-only; the writing
+	// descriptor stays writable, and renames and removals need only the folder's permission.
+	FileMode fs.FileMode
 	// DeviceUsed and DeviceCapacity are the device's used data and total capacity in bytes
 	// (lockdown com.apple.disk_usage; 0 = unknown). They bound what a backup can write, so
 	// an absurd free-space demand can be told from a real shortage (space.go).
@@ -207,14 +223,16 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		return res, errors.New("backup: no root directory")
 	}
 	s = &server{hash: c.contentHash.newHash, hashed: c.contentHash.hashed,
-		dl:    c.dl,
-		res:   newResolver(opt.Root, opt.UDID),
-		ev:    ev,
-		buf:   make([]byte, devicelink.BlockSize),
-		sync:  opt.SyncEachFile || !haveSyncFS,
-		stats: &res,
-		tmpID: int64(os.Getpid()),
-		space: spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
+		dl:     c.dl,
+		res:    newResolver(opt.Root, opt.UDID),
+		ev:     ev,
+		buf:    make([]byte, devicelink.BlockSize),
+		sync:   opt.SyncEachFile || !haveSyncFS,
+		stats:  &res,
+		tmpID:  int64(os.Getpid()),
+		direct: opt.DirectWrites,
+		perm:   uint32(opt.FileMode.Perm()),
+		space:  spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
 	if err := s.removeLeftoverSnapshot(); err != nil {
 		return res, failure.New(failure.DeviceStopped, err)

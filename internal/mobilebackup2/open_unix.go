@@ -3,6 +3,7 @@
 package mobilebackup2
 
 import (
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -13,11 +14,12 @@ func openNoFollow(p string) (*os.File, error) {
 	return os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }
 
-// createExcl creates a new file (O_EXCL: never an existing one) for writing. It uses the raw
-// open(2) and os.NewFile because os.OpenFile also tries to register a regular file with the
-// network poller (a failing epoll_ctl plus fcntl calls), which adds up over 10⁵ files.
-func createExcl(name string) (*os.File, error) {
-	fd, err := syscall.Open(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o644)
+// createExcl creates a new file (O_EXCL: never an existing one, never through a symlink) for
+// writing, with permissions perm. It uses the raw open(2) and os.NewFile because
+// os.OpenFile also tries to register a regular file with the network poller. (Linux does
+// not come here: dirops_linux.go creates files relative to directory descriptors.)
+func createExcl(name string, perm fs.FileMode) (*os.File, error) {
+	fd, err := syscall.Open(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, uint32(perm.Perm()))
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}

@@ -21,37 +21,51 @@ const MaxPathLen = 4096
 //
 // filepath.Join(root, "../x") silently escapes root, so nothing may be joined before this.
 func ValidatePath(p, udid string) ([]string, error) {
+	if err := checkPath(p, udid); err != nil {
+		return nil, err
+	}
+	return strings.Split(p, "/"), nil
+}
+
+// checkPath is ValidatePath without building the components (no allocation: it runs twice
+// per uploaded file).
+func checkPath(p, udid string) error {
 	switch {
 	case p == "":
-		return nil, fmt.Errorf("%w: empty", ErrBadPath)
+		return fmt.Errorf("%w: empty", ErrBadPath)
 	case len(p) > MaxPathLen:
-		return nil, fmt.Errorf("%w: %d bytes long", ErrBadPath, len(p))
+		return fmt.Errorf("%w: %d bytes long", ErrBadPath, len(p))
 	case strings.ContainsRune(p, 0):
-		return nil, fmt.Errorf("%w %q: contains NUL", ErrBadPath, p)
+		return fmt.Errorf("%w %q: contains NUL", ErrBadPath, p)
 	case strings.ContainsRune(p, '\\'):
-		return nil, fmt.Errorf("%w %q: contains a backslash", ErrBadPath, p)
+		return fmt.Errorf("%w %q: contains a backslash", ErrBadPath, p)
 	case p[0] == '/':
-		return nil, fmt.Errorf("%w %q: absolute", ErrBadPath, p)
+		return fmt.Errorf("%w %q: absolute", ErrBadPath, p)
 	case udid == "":
-		return nil, fmt.Errorf("%w %q: no target identifier to check against", ErrBadPath, p)
+		return fmt.Errorf("%w %q: no target identifier to check against", ErrBadPath, p)
 	}
-	parts := strings.Split(p, "/")
-	for _, c := range parts {
+	first := ""
+	for rest, more := p, true; more; {
+		var c string
+		c, rest, more = strings.Cut(rest, "/")
+		if first == "" {
+			first = c
+		}
 		switch c {
 		case "":
-			return nil, fmt.Errorf("%w %q: empty component", ErrBadPath, p)
+			return fmt.Errorf("%w %q: empty component", ErrBadPath, p)
 		case ".", "..":
-			return nil, fmt.Errorf("%w %q: %q component", ErrBadPath, p, c)
+			return fmt.Errorf("%w %q: %q component", ErrBadPath, p, c)
 		}
 		// A Windows volume name ("C:") would make filepath.Join absolute there.
 		if filepath.VolumeName(c) != "" {
-			return nil, fmt.Errorf("%w %q: volume name", ErrBadPath, p)
+			return fmt.Errorf("%w %q: volume name", ErrBadPath, p)
 		}
 	}
-	if parts[0] != udid {
-		return nil, fmt.Errorf("%w %q: outside %s/", ErrBadPath, p, udid)
+	if first != udid {
+		return fmt.Errorf("%w %q: outside %s/", ErrBadPath, p, udid)
 	}
-	return parts, nil
+	return nil
 }
 
 // resolver maps validated device paths to host paths under root, refusing symlinks.

@@ -7,8 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -23,6 +23,21 @@ type server struct {
 	hashed func(fi fs.FileInfo, sum []byte) // receives each landed file's sum
 	dl     *devicelink.Conn
 	res    resolver
+	// tree holds the backup folder's directories open for the per-file work (uploads, moves,
+	// removals, directory creation): see dirtree.go. serve creates it from res if unset.
+	tree *dirTree
+	// direct lets an upload whose final name does not exist yet be created under that name
+	// instead of a temp file plus a rename (BackupOptions.DirectWrites).
+	direct bool
+	// perm is the permission of created files (BackupOptions.FileMode; 0 = 0644).
+	perm uint32
+	// fw is the one writer every upload streams through (no allocation per file), wbuf its
+	// write buffer.
+	fw   errWriter
+	wbuf []byte
+	// pendingBytes and pendingFiles are upload progress not yet emitted (see addProgress).
+	pendingBytes, pendingFiles int64
+
 	ev     *Emitter
 	buf    []byte // the one 32 KiB buffer every stream reuses
 	sync   bool   // fsync each uploaded file
@@ -46,6 +61,10 @@ type server struct {
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
 // it returns. Every request gets a reply, so the device never waits on the host.
 func (s *server) serve() (map[string]any, error) {
+	if s.tree == nil {
+		s.tree = newDirTree(s.res.root, s.res.udid)
+	}
+	defer s.tree.close()
 	for {
 		msg, err := s.dl.ReadMessage()
 		if err != nil {
@@ -63,10 +82,12 @@ func (s *server) serve() (map[string]any, error) {
 
 // handle dispatches one message. done reports the end of the operation.
 func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any, err error) {
-	// Verified directories are trusted for one message only (an upload batch of many files
-	// in the same folders), so a directory swapped for a symlink by some local process is
-	// caught at the next message at the latest, as narrow as the walk's own race window.
+	// The path resolver (downloads, folder listings, Status.plist) trusts verified folders
+	// for one message only, so a folder swapped for a symlink by some local process is
+	// caught at the next message at the latest. The per-file work goes through s.tree's
+	// descriptors instead, which never follow such a swap at all.
 	s.res.forget()
+	s.tree.trim()
 	s.progress(msg)
 	if s.readOnly {
 		if refused, err := s.refuseWrite(msg); refused {
@@ -198,18 +219,73 @@ func (s *server) sendFile(p string) (n int64, ferr, err error) {
 	return n, nil, s.dl.WriteBlock(devicelink.CodeSuccess, nil)
 }
 
-// errWriter remembers the destination's error so it can be told from a stream error.
+// errWriter writes an upload to its file (none: discard) and its hash, and remembers the
+// file's error so it can be told from a stream error. As a devicelink.BlockReader it takes
+// the device's blocks (32 KiB at most) straight from the connection into buf and writes
+// them out once buf is full or the file ends: one write(2) per file up to len(buf) instead
+// of one per block.
 type errWriter struct {
-	w   io.Writer
+	f   uploadFile
+	h   hash.Hash
+	buf []byte // pending bytes; cap is the write size
 	err error
 }
 
 func (e *errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
-	if err != nil {
-		e.err = err
+	if e.f == nil || e.err != nil {
+		return len(p), e.err
 	}
-	return n, err
+	if e.h != nil {
+		e.h.Write(p)
+	}
+	total := len(p)
+	for len(p) > 0 {
+		if len(e.buf) == cap(e.buf) {
+			if e.flush(); e.err != nil {
+				return 0, e.err
+			}
+		}
+		n := copy(e.buf[len(e.buf):cap(e.buf)], p)
+		e.buf = e.buf[:len(e.buf)+n]
+		p = p[n:]
+	}
+	return total, nil
+}
+
+func (e *errWriter) ReadBlock(r io.Reader, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		if e.f == nil || e.err != nil {
+			m, err := io.CopyN(io.Discard, r, n-done)
+			return done + m, err
+		}
+		if len(e.buf) == cap(e.buf) {
+			e.flush()
+			continue
+		}
+		free := e.buf[len(e.buf):cap(e.buf)]
+		if int64(len(free)) > n-done {
+			free = free[:n-done]
+		}
+		m, err := io.ReadFull(r, free)
+		if e.h != nil {
+			e.h.Write(free[:m])
+		}
+		e.buf = e.buf[:len(e.buf)+m]
+		done += int64(m)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// flush writes the pending bytes; a failure is kept in err.
+func (e *errWriter) flush() {
+	if len(e.buf) > 0 && e.f != nil && e.err == nil {
+		_, e.err = e.f.Write(e.buf)
+	}
+	e.buf = e.buf[:0]
 }
 
 // readErrTracker separates file read errors from connection write errors.
@@ -234,6 +310,7 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 		s.ev.update(EventProgress, func(e *Event) { e.BytesExpected = total })
 	}
 	s.ev.SetPhase(PhaseTransferring)
+	defer s.flushProgress() // also when the stream breaks: the failure event carries the totals
 	var lastErr error
 	for {
 		devName, err := s.dl.ReadName() // device-side name: reported for files the device cannot read
@@ -263,80 +340,112 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 			s.noteHostErr(ferr)
 		}
 	}
+	s.flushProgress()
 	if lastErr != nil {
 		return s.dl.SendStatus(errCode(lastErr), errText(lastErr), nil)
 	}
 	return s.dl.SendStatus(0, "", nil)
 }
 
-// receiveFile reads one file body into a new temp file next to its destination and renames
-// it into place on SUCCESS. ferr is a local failure (reported in the status reply, the stream
-// stays in sync); err is a stream failure.
+// uploadWriteSize is the largest write(2) of an upload: files up to this size are written
+// with one call, larger ones in calls of this size. Not larger: the kernel's copy into the
+// page cache reads the buffer back, and one that still sits in the CPU's L2 cache makes
+// that copy markedly cheaper (1 MiB cost ~15% more system time than 128 KiB for 500 MB of
+// 100 KB files on a journaled ext4, measured side by side).
+const uploadWriteSize = 128 << 10
+
+// Upload progress is emitted once per progressFiles files or progressBytes bytes and at the
+// end of every upload batch, not per file: each event wakes the consumer's goroutine, which
+// for 10⁵ small files cost more CPU (futex wake-ups and scheduler spinning) than writing
+// them. The figures are totals, so nothing is lost by emitting fewer.
+const (
+	progressFiles = 256
+	progressBytes = 8 << 20
+)
+
+func (s *server) addProgress(bytes int64, landed bool) {
+	s.pendingBytes += bytes
+	if landed {
+		s.pendingFiles++
+	}
+	if s.pendingFiles >= progressFiles || s.pendingBytes >= progressBytes {
+		s.flushProgress()
+	}
+}
+
+func (s *server) flushProgress() {
+	if s.pendingBytes == 0 && s.pendingFiles == 0 {
+		return
+	}
+	b, n := s.pendingBytes, s.pendingFiles
+	s.pendingBytes, s.pendingFiles = 0, 0
+	s.ev.update(EventProgress, func(e *Event) {
+		e.BytesDone += b
+		e.FilesDone += n
+	})
+}
+
+// receiveFile reads one file body into a new file and, unless it was created under its
+// final name, renames it into place on SUCCESS. ferr is a local failure (reported in the
+// status reply, the stream stays in sync); err is a stream failure.
+//
+// Every step is relative to the parent directory's descriptor (dirTree): one openat, the
+// writes, a close and at most one renameat per file, and no stat.
 func (s *server) receiveFile(name string) (ferr, err error) {
-	dst, ferr := s.res.resolveTarget(name)
-	// Files inside <UDID>/Snapshot/ are transient: the device moves them into place later and
-	// the folder is removed before every run, so they are created under their own name (a new
-	// inode, O_EXCL) instead of a temp file plus a rename; one directory operation per file
-	// fewer. Everything else lands through a temp file and an atomic rename.
-	direct := strings.HasPrefix(name, s.res.udid+"/Snapshot/")
-	var tmp *os.File
+	d, base, ferr := s.tree.parentOf(name, false)
+	var f uploadFile
+	created := "" // the name f has in d
+	final := false
 	if ferr == nil {
-		if direct {
-			tmp, ferr = createFresh(dst)
-		} else {
-			tmp, ferr = s.createTemp(filepath.Dir(dst))
-		}
+		f, created, final, ferr = s.createUpload(d, base, name)
 	}
-	fw := &errWriter{w: io.Discard}
-	var h hash.Hash
-	if tmp != nil {
-		fw.w = tmp
-		if s.hash != nil {
-			h = s.hash()
-			fw.w = io.MultiWriter(tmp, h)
-		}
+	if s.wbuf == nil {
+		s.wbuf = make([]byte, 0, uploadWriteSize)
 	}
-	res, err := s.dl.ReadFileBody(fw)
+	s.fw = errWriter{f: f, buf: s.wbuf[:0]}
+	if f != nil && s.hash != nil {
+		s.fw.h = s.hash()
+	}
+	res, err := s.dl.ReadFileBody(&s.fw)
 	s.stats.BytesReceived += res.Bytes
-	if fw.err != nil && err == fw.err {
+	if err == nil && res.Code == devicelink.CodeSuccess {
+		s.fw.flush()
+	}
+	if s.fw.err != nil && (err == nil || err == s.fw.err) {
 		// A local write failure (disk full…): devicelink drained the file, the stream is in
 		// sync, the device hears about it in the status reply.
-		ferr, err = fw.err, nil
+		ferr, err = s.fw.err, nil
 	}
-	// One event per file: bytes, and the file count if it lands.
 	landed := false
-	defer func() {
-		s.ev.update(EventProgress, func(e *Event) {
-			e.BytesDone += res.Bytes
-			if landed {
-				e.FilesDone++
-			}
-		})
-	}()
-	if tmp == nil {
+	defer func() { s.addProgress(res.Bytes, landed) }()
+	if f == nil {
 		return ferr, err
 	}
+	h := s.fw.h
+	s.fw = errWriter{}
 	if err == nil && res.Code == devicelink.CodeErrorRemote {
 		s.noteUnreadable(name, res.Err)
 	}
 	if err != nil || ferr != nil || res.Code != devicelink.CodeSuccess {
 		// Stream broke, the write failed, or the device gave up on this file
 		// (ERROR_REMOTE): keep nothing.
-		tmp.Close()
-		os.Remove(tmp.Name())
+		f.Close()
+		_ = unlinkAt(d, created)
 		return ferr, err
 	}
 	var fi fs.FileInfo
 	if h != nil {
-		fi, _ = tmp.Stat() // before the close and rename; the inode, size and mtime stay
+		fi, _ = f.Stat() // before the close and rename; the inode, size and mtime stay
 	}
-	if direct {
-		ferr = s.closeFresh(tmp)
-	} else {
-		ferr = s.commitTemp(tmp, dst)
-	}
-	if ferr != nil {
+	if ferr = s.closeUpload(f, d, created); ferr != nil {
 		return ferr, nil
+	}
+	if !final {
+		// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
+		if ferr = renameAt(d, created, d, base); ferr != nil {
+			_ = unlinkAt(d, created)
+			return s.tree.pathErr("rename", name, ferr), nil
+		}
 	}
 	if fi != nil && s.hashed != nil {
 		s.hashed(fi, h.Sum(nil))
@@ -346,63 +455,90 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	return nil, nil
 }
 
-// createTemp creates a new, empty file in dir with O_EXCL: never an existing file, so a
-// file hard-linked into an earlier snapshot can never be opened for writing. Names come from
-// a per-run counter (cheaper than os.CreateTemp's random names plus a chmod).
-func (s *server) createTemp(dir string) (*os.File, error) {
+// createUpload creates the file an upload to device path name (base in directory d) is
+// written to: created is its name in d, final says it is already base.
+//
+//   - Inside <UDID>/Snapshot/ files are transient: the device moves them into place later and
+//     the folder is removed before every run, so each is created under its own name; an
+//     existing name is unlinked first, which never changes the inode behind it (an earlier
+//     snapshot's hard link keeps its bytes), and a symlink there is removed, not followed.
+//   - With direct (a snapshot store's staging folder, BackupOptions.DirectWrites) a file
+//     whose name does not exist yet is created under it with O_EXCL. A name that exists (in
+//     staging: a hard link to a committed file) goes through a temp file like everything
+//     else, so a file the device then fails to send keeps its previous version.
+//   - Everything else lands through a temp file and an atomic rename, so an interrupted run
+//     never leaves a partial file under a final name in a folder that must stay a backup.
+func (s *server) createUpload(d dirHandle, base, name string) (f uploadFile, created string, final bool, err error) {
+	perm := s.filePerm()
+	if strings.HasPrefix(name, s.res.udid) && strings.HasPrefix(name[len(s.res.udid):], "/Snapshot/") {
+		f, err = createAt(d, base, perm)
+		if errors.Is(err, fs.ErrExist) {
+			if err = unlinkAt(d, base); err == nil {
+				f, err = createAt(d, base, perm)
+			}
+		}
+		if err != nil {
+			return nil, "", false, s.tree.pathErr("create", name, err)
+		}
+		return f, base, true, nil
+	}
+	if s.direct {
+		f, err = createAt(d, base, perm)
+		if err == nil {
+			return f, base, true, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, "", false, s.tree.pathErr("create", name, err)
+		}
+	}
+	f, created, err = s.createTemp(d)
+	if err != nil {
+		return nil, "", false, s.tree.pathErr("create", name, err)
+	}
+	return f, created, false, nil
+}
+
+func (s *server) filePerm() uint32 {
+	if s.perm == 0 {
+		return 0o644
+	}
+	return s.perm
+}
+
+// createTemp creates a new, empty file in d with O_EXCL: never an existing file, so a file
+// hard-linked into an earlier snapshot can never be opened for writing. Names come from a
+// per-run counter (cheaper than os.CreateTemp's random names plus a chmod).
+func (s *server) createTemp(d dirHandle) (uploadFile, string, error) {
+	var buf [64]byte
 	for range 1000 {
 		s.tmpSeq++
-		name := filepath.Join(dir, fmt.Sprintf(".snapback-upload-%d-%d", s.tmpID, s.tmpSeq))
-		f, err := createExcl(name)
+		b := append(buf[:0], ".snapback-upload-"...)
+		b = strconv.AppendInt(b, s.tmpID, 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, s.tmpSeq, 10)
+		name := string(b)
+		f, err := createAt(d, name, s.filePerm())
 		if errors.Is(err, fs.ErrExist) {
 			continue // left by an interrupted run with the same id: skip it
 		}
-		return f, err
+		return f, name, err
 	}
-	return nil, &os.PathError{Op: "create", Path: dir, Err: fs.ErrExist}
+	return nil, "", fs.ErrExist
 }
 
-// createFresh creates dst as a new file. An existing name is unlinked first, which never
-// changes the inode behind it (an earlier snapshot's hard link keeps its bytes); a symlink
-// there is removed, not followed (O_EXCL does not follow links).
-func createFresh(dst string) (*os.File, error) {
-	f, err := createExcl(dst)
-	if errors.Is(err, fs.ErrExist) {
-		if rerr := os.Remove(dst); rerr != nil {
-			return nil, rerr
-		}
-		f, err = createExcl(dst)
-	}
-	return f, err
-}
-
-// closeFresh finishes a file made by createFresh. On failure it is removed.
-func (s *server) closeFresh(f *os.File) (err error) {
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+// closeUpload syncs (if asked) and closes f, created as name in d. On failure it is removed.
+func (s *server) closeUpload(f uploadFile, d dirHandle, name string) error {
+	var err error
 	if s.sync {
-		if err := f.Sync(); err != nil {
-			return err
-		}
+		err = f.Sync()
 	}
-	return f.Close()
-}
-
-// commitTemp closes tmp and renames it over dst. On failure tmp is removed.
-func (s *server) commitTemp(tmp *os.File, dst string) error {
-	if err := s.closeFresh(tmp); err != nil {
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
-	if err := rename(tmp.Name(), dst); err != nil {
-		os.Remove(tmp.Name())
-		return err
+	if err != nil {
+		_ = unlinkAt(d, name)
 	}
-	return nil
+	return err
 }
 
 // --- simple requests ---
@@ -441,11 +577,21 @@ func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 
 func (s *server) createDirectory(msg devicelink.Message) error {
 	p, _ := msg.Arg(1).(string)
-	if _, err := s.res.mkdirAll(p); err != nil {
+	if err := s.mkdirAll(p); err != nil {
 		s.noteHostErr(err)
 		return s.dl.SendStatus(errCode(err), errText(err), nil)
 	}
 	return s.dl.SendStatus(0, "", nil)
+}
+
+// mkdirAll creates device directory p and its missing parents (mode 0755), refusing
+// symlinks on the way. An existing directory is success.
+func (s *server) mkdirAll(p string) error {
+	if err := checkPath(p, s.res.udid); err != nil {
+		return err
+	}
+	_, err := s.tree.dir(p, true)
+	return err
 }
 
 func (s *server) moveItems(msg devicelink.Message) error {
@@ -467,26 +613,46 @@ func (s *server) moveItems(msg devicelink.Message) error {
 }
 
 // move renames src over dst, deleting dst first (recursively for a directory). Renaming
-// never writes into a file, so hard links held by snapshots keep their bytes.
+// never writes into a file, so hard links held by snapshots keep their bytes, and renameat
+// acts on a symlink itself, never on what it points to, so neither name needs an lstat: a
+// file move costs one renameat. Only when the rename is refused because dst is a directory
+// is dst looked at, removed, and the rename tried again.
 func (s *server) move(src, dst string) error {
-	hs, err := s.res.resolve(src)
-	if err != nil {
+	if err := checkPath(src, s.res.udid); err != nil {
 		return err
 	}
-	hd, err := s.res.resolveTarget(dst)
-	if err != nil {
+	if err := checkPath(dst, s.res.udid); err != nil {
 		return err
 	}
-	if hs == hd {
+	if src == dst {
 		return nil
 	}
-	// A directory at dst is replaced as a whole; RemoveAll does not follow a symlink either.
-	if fi, err := os.Lstat(hd); err == nil && fi.IsDir() {
-		if err := os.RemoveAll(hd); err != nil {
-			return err
+	// Descriptors of a directory being renamed or replaced would keep naming it under its
+	// new name (or none): drop them first.
+	s.tree.forgetIfOpen(src)
+	s.tree.forgetIfOpen(dst)
+	sd, sn, err := s.tree.parentOf(src, false)
+	if err != nil {
+		return err
+	}
+	dd, dn, err := s.tree.parentOf(dst, false)
+	if err != nil {
+		return err
+	}
+	err = renameAt(sd, sn, dd, dn)
+	if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		// A directory at dst is replaced as a whole; removeAllAt follows no symlink either.
+		if m, merr := modeAt(dd, dn); merr == nil && m.IsDir() {
+			if err := removeAllAt(dd, dn); err != nil {
+				return s.tree.pathErr("remove", dst, err)
+			}
+			err = renameAt(sd, sn, dd, dn)
 		}
 	}
-	return rename(hs, hd)
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: s.tree.host(src), New: s.tree.host(dst), Err: err}
+	}
+	return nil
 }
 
 func (s *server) removeItems(msg devicelink.Message) error {
@@ -494,11 +660,7 @@ func (s *server) removeItems(msg devicelink.Message) error {
 	var last error
 	for _, item := range list {
 		p, _ := item.(string)
-		hp, err := s.res.resolve(p)
-		if err == nil {
-			s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
-			err = os.RemoveAll(hp)
-		}
+		err := s.remove(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			last = err
 		}
@@ -507,6 +669,24 @@ func (s *server) removeItems(msg devicelink.Message) error {
 		return s.dl.SendStatus(errCode(last), errText(last), nil)
 	}
 	return s.dl.SendStatus(0, "", nil)
+}
+
+// remove deletes device path p: a file with one unlinkat, a directory with everything in
+// it. A symlink is removed itself, never followed.
+func (s *server) remove(p string) error {
+	if err := checkPath(p, s.res.udid); err != nil {
+		return err
+	}
+	s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
+	s.tree.forgetIfOpen(p)
+	d, n, err := s.tree.parentOf(p, false)
+	if err != nil {
+		return err
+	}
+	if err := removeAllAt(d, n); err != nil {
+		return s.tree.pathErr("remove", p, err)
+	}
+	return nil
 }
 
 func (s *server) copyItem(msg devicelink.Message) error {
@@ -521,58 +701,76 @@ func (s *server) copyItem(msg devicelink.Message) error {
 // copy copies a regular file, or the regular files directly inside a directory (like
 // libimobiledevice), always into new files.
 func (s *server) copy(src, dst string) error {
-	hs, err := s.res.resolve(src)
+	if err := checkPath(dst, s.res.udid); err != nil {
+		return err
+	}
+	sd, sn, err := s.tree.parentOf(src, false)
 	if err != nil {
 		return err
 	}
-	hd, err := s.res.resolve(dst)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(hs)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().IsRegular() {
-		return s.copyFile(hs, hd)
-	}
-	if !fi.IsDir() {
+	m, err := modeAt(sd, sn)
+	switch {
+	case err != nil:
+		return s.tree.pathErr("lstat", src, err)
+	case m&fs.ModeSymlink != 0:
+		return s.tree.pathErr("copy", src, errSymlink)
+	case m == 0: // a regular file
+		s.tree.forgetIfOpen(dst)
+		dd, dn, err := s.tree.parentOf(dst, false)
+		if err != nil {
+			return err
+		}
+		return s.copyFile(sd, sn, dd, dn, dst)
+	case !m.IsDir():
 		return &os.PathError{Op: "copy", Path: src, Err: syscall.EINVAL}
 	}
-	if _, err := s.res.mkdirAll(dst); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(hs)
+	from, err := s.tree.dir(src, false)
 	if err != nil {
 		return err
+	}
+	to, err := s.tree.dir(dst, true)
+	if err != nil {
+		return err
+	}
+	entries, err := readDirAt(sd, sn)
+	if err != nil {
+		return s.tree.pathErr("open", src, err)
 	}
 	for _, de := range entries {
 		if !de.Type().IsRegular() {
 			continue
 		}
-		if err := s.copyFile(filepath.Join(hs, de.Name()), filepath.Join(hd, de.Name())); err != nil {
+		if err := s.copyFile(from, de.Name(), to, de.Name(), dst+"/"+de.Name()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *server) copyFile(hs, hd string) error {
-	in, err := openNoFollow(hs)
+// copyFile copies file sn in sd to a new temp file in dd renamed to dn (device path dst).
+func (s *server) copyFile(sd dirHandle, sn string, dd dirHandle, dn, dst string) error {
+	in, err := openReadAt(sd, sn)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := s.createTemp(filepath.Dir(hd))
+	tmp, name, err := s.createTemp(dd)
 	if err != nil {
-		return err
+		return s.tree.pathErr("create", dst, err)
 	}
-	if _, err := io.CopyBuffer(struct{ io.Writer }{tmp}, struct{ io.Reader }{in}, s.buf); err != nil {
+	if _, err := io.CopyBuffer(tmp, struct{ io.Reader }{in}, s.buf); err != nil {
 		tmp.Close()
-		os.Remove(tmp.Name())
+		_ = unlinkAt(dd, name)
 		return err
 	}
-	return s.commitTemp(tmp, hd)
+	if err := s.closeUpload(tmp, dd, name); err != nil {
+		return err
+	}
+	if err := renameAt(dd, name, dd, dn); err != nil {
+		_ = unlinkAt(dd, name)
+		return s.tree.pathErr("rename", dst, err)
+	}
+	return nil
 }
 
 // --- errors as the device expects them ---
