@@ -157,7 +157,9 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		return out, err
 	}
 	out.Location = st.Location()
-	run, err := st.Begin(ctx, udid, store.BeginOptions{Full: req.Full})
+	// engine.Backup waits for the staging clone before it writes (Request.RootReady), so
+	// the clone runs while the device connects; an Engine of a test might not.
+	run, err := st.Begin(ctx, udid, store.BeginOptions{Full: req.Full, CloneInBackground: b.Engine == nil})
 	if err != nil {
 		return out, storeFailure(err)
 	}
@@ -193,7 +195,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
 		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
-		ContentHash: hashNew, ContentHashed: hashed,
+		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.Ready,
 		// run.Root() is the store's staging folder: it is committed only after the whole run
 		// succeeded and was verified, and discarded otherwise, so new files may be written
 		// under their final names; they are created read-only, as committed files must be.

@@ -34,6 +34,10 @@ type Request struct {
 	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both).
 	ContentHash   func() hash.Hash
 	ContentHashed func(fi fs.FileInfo, sum []byte)
+	// RootReady, if set, is called (and must return nil) before the first write under Root:
+	// the store clones the latest backup into its staging Root while the device connects,
+	// lists its apps and grants the sync lock (store.BeginOptions.CloneInBackground).
+	RootReady func(context.Context) error
 	// UDID of the device; "" picks the only connected device.
 	UDID string
 	// Devices finds and connects the device (nil = usbmuxd alone); a Host adds built-in
@@ -174,6 +178,12 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, err
 	}
 	readAFCFiles(ctx, l.afc, log, &extras)
+	if req.RootReady != nil {
+		// Nothing above wrote under Root (MkdirAll of the existing Root only looks).
+		if err := req.RootReady(ctx); err != nil {
+			return res, err
+		}
+	}
 	if err := writeInfo(req.Root, info, extras, now()); err != nil {
 		return res, err
 	}

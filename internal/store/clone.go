@@ -167,9 +167,9 @@ func copyFile(src, dst string) (err error) {
 
 // usage is the result of measuring a backup folder.
 type usage struct {
-	Files  int
-	Total  int64 // every inode once
-	Unique int64 // inodes whose every link is inside the folder
+	Files  int   `json:"files"`
+	Total  int64 `json:"total"`  // every inode once
+	Unique int64 `json:"unique"` // inodes whose every link is inside the folder
 }
 
 // measure walks dir once and counts sizes by inode, so hard links shared with other

@@ -30,7 +30,9 @@
 //
 // Run.Commit verifies the staging backup, writes journal.json naming every step, then moves
 // the old latest to snapshots/<id>/, the staging backup to <UDID>/, and writes the new snapshot
-// record last: the record is the commit point. Every step is idempotent, so Recover (run by
+// record last: the record is the commit point. After a hard-link clone, verifying, measuring
+// and indexing cost what the run changed, not the backup's size (delta.go): the changes are
+// found from the two folders' directory listings, and sizes follow from the previous record. Every step is idempotent, so Recover (run by
 // Open and Begin) finishes a journal that a crash interrupted; a run that never reached the
 // journal is simply discarded.
 //

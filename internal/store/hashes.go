@@ -62,6 +62,7 @@ type hashEntry struct {
 type hashIndex struct {
 	byInode map[uint64]hashEntry
 	byPath  map[pathKey]xxh3.Uint128
+	lines   int // entries read, stale ones included: the file needs compacting when this far exceeds the live files
 }
 
 func (l layout) hashes(udid string) string { return filepath.Join(l.device(udid), hashesFile) }
@@ -134,6 +135,7 @@ func readHashes(path string) (*hashIndex, error) {
 			continue
 		}
 		h.add(blobKey{ino, size, mtime}, fields[4], xxh3.Uint128{Hi: beUint64(b[:8]), Lo: beUint64(b[8:])})
+		h.lines++
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read content index: %w", err)
@@ -159,12 +161,106 @@ func (h *hashIndex) write(path string) error {
 		bw := bufio.NewWriterSize(w, 256<<10)
 		fmt.Fprintln(bw, hashesHeader)
 		for _, k := range keys {
-			e := h.byInode[k]
-			b := e.sum.Bytes()
-			fmt.Fprintf(bw, "%d %d %d %x %s\n", e.key.ino, e.key.size, e.key.mtime, b[:], e.rel)
+			writeHashLine(bw, h.byInode[k])
 		}
 		return bw.Flush()
 	})
+}
+
+func writeHashLine(w io.Writer, e hashEntry) {
+	b := e.sum.Bytes()
+	fmt.Fprintf(w, "%d %d %d %x %s\n", e.key.ino, e.key.size, e.key.mtime, b[:], e.rel)
+}
+
+// errNoIndex says the content index is missing or not in a format this version writes: the
+// commit then rebuilds it from the whole backup.
+var errNoIndex = errors.New("content index missing or unreadable")
+
+// appendHashes adds entries to the end of the content index and fsyncs it: a commit's index
+// update costs what the run wrote, not a read and rewrite of the whole index. A later line
+// for the same inode wins when the index is read. A crash can tear only the last line, which
+// readHashes skips; the next append starts on a fresh line so that it loses nothing more.
+func appendHashes(path string, entries []hashEntry) (err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return errNoIndex
+	}
+	if err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("content index: %w", cerr)
+		}
+	}()
+	head := make([]byte, len(hashesHeader)+1)
+	if _, err := f.ReadAt(head, 0); err != nil || string(head) != hashesHeader+"\n" {
+		return errNoIndex
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 64<<10)
+	var last [1]byte
+	if _, err := f.ReadAt(last[:], fi.Size()-1); err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	if last[0] != '\n' {
+		bw.WriteByte('\n') // end the torn line a crash left
+	}
+	for _, e := range entries {
+		writeHashLine(bw, e)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("content index: %w", err)
+	}
+	return nil
+}
+
+// hashLineBytes bounds an index line from below ("ino size mtime 32-hex xx/40-hex-fileID"
+// is over 100 bytes): size/hashLineBytes over-estimates the lines in the file.
+const hashLineBytes = 100
+
+// compactHashes rewrites the content index with only the entries of files that dirs still
+// hold, atomically. Entries go stale when snapshots are deleted; appends never drop them, so
+// the scrub (which counts live files anyway) and the commit (by a cheap size bound) call this
+// when stale entries dominate. The caller holds the device lock, so no commit appends
+// meanwhile.
+func (s *Store) compactHashes(ctx context.Context, udid string, dirs []string) error {
+	path := s.l.hashes(udid)
+	idx, err := readHashes(path)
+	if err != nil {
+		return err
+	}
+	live := newHashIndex()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			k, ok := keyOf(fi)
+			if !ok {
+				return nil
+			}
+			if e, ok := idx.byInode[k.ino]; ok && e.key == k {
+				live.add(e.key, e.rel, e.sum)
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("compact content index: %w", err)
+		}
+	}
+	s.log.Info("content index compacted", "udid", udid, "entries", idx.lines, "live", len(live.byInode))
+	return live.write(path)
 }
 
 // hashFile hashes a committed file without following a symlink in its place.

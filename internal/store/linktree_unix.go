@@ -7,15 +7,90 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
+// cloneWorkers is how many prefix folders ("00/" … "ff/") are linked at once. A hard-link
+// clone is one linkat per file, and linkat into one directory serialises on that directory's
+// inode lock, so parallelism pays only across directories. BenchmarkCommitIncremental prints
+// the clone time by worker count; on the 2-core test machine (shared, load 6-10) a
+// 100,000-file clone took 5.4/4.3/4.0/3.3 s with 1/2/3/4 workers in one run and
+// 3.3/3.2/3.6/3.9 s in another, 20,000 files 0.43-0.48/0.29-0.40/0.26-0.37/0.29-0.40 s:
+// two workers were never slower than one, more sometimes were. cp -al: 5.5-5.8 s.
+const cloneWorkers = 2
+
 // linkTree hard-links the tree src into the new folder dst. It works relative to open
 // directory handles (linkat) and reads directories unsorted, which keeps a 200,000-file clone
-// close to `cp -al`: no per-file path resolution from the root, no sorting. A file that cannot
-// be linked (link limit reached) is copied instead.
+// close to `cp -al`: no per-file path resolution from the root, no sorting. The top-level
+// folders are linked by cloneWorkers goroutines at once. A file that cannot be linked (link
+// limit reached) is copied instead.
 func (s *Store) linkTree(ctx context.Context, src, dst string) error {
+	workers := cloneWorkers
+	if s.opts.fullScan {
+		workers = 1
+	}
+	return s.linkTreeWorkers(ctx, src, dst, workers)
+}
+
+func (s *Store) linkTreeWorkers(ctx context.Context, src, dst string, workers int) error {
+	var hookMu sync.Mutex
+	hook := func() {
+		if s.opts.hook != nil { // crash tests count hook calls: one at a time
+			hookMu.Lock()
+			defer hookMu.Unlock()
+			s.hook("clone")
+		}
+	}
+	if workers <= 1 {
+		return linkDir(ctx, src, dst, hook, nil)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type job struct{ src, dst string }
+	jobs := make(chan job)
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if first == nil {
+			first = err
+			cancel()
+		}
+	}
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				if err := linkDir(ctx, j.src, j.dst, hook, nil); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	err := linkDir(ctx, src, dst, hook, func(src, dst string) bool {
+		select {
+		case jobs <- job{src, dst}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// linkDir links the folder src into the new folder dst. With spawn set, subfolders are handed
+// to it (it returns false when the clone is being abandoned) instead of linked here.
+func linkDir(ctx context.Context, src, dst string, hook func(), spawn func(src, dst string) bool) error {
 	if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("clone: %w", err)
 	}
@@ -38,7 +113,12 @@ func (s *Store) linkTree(ctx context.Context, src, dst string) error {
 		name := e.Name()
 		switch t := e.Type(); {
 		case t.IsDir():
-			if err := s.linkTree(ctx, filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
+			s, d := filepath.Join(src, name), filepath.Join(dst, name)
+			if spawn != nil {
+				if !spawn(s, d) {
+					return ctx.Err()
+				}
+			} else if err := linkDir(ctx, s, d, hook, nil); err != nil {
 				return err
 			}
 			continue
@@ -59,7 +139,7 @@ func (s *Store) linkTree(ctx context.Context, src, dst string) error {
 				return err
 			}
 		}
-		s.hook("clone")
+		hook()
 		if err := unix.Linkat(sfd, name, dfd, name, 0); err != nil {
 			if err := copyFile(filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
 				return err

@@ -23,6 +23,12 @@ type BeginOptions struct {
 	// Full starts from an empty staging folder (a forced full backup) instead of a clone of
 	// the latest backup.
 	Full bool
+	// CloneInBackground returns once the run is set up and clones the latest backup into
+	// the staging folder on a goroutine of the Run: the caller must not write under Root
+	// before Run.Ready returned nil (engine.Request.RootReady). A device's connection, app
+	// list, encryption check and sync lock take seconds; the clone (one link per file, about
+	// 1.5 s per 100,000 files on ext4) happens meanwhile instead of before them.
+	CloneInBackground bool
 }
 
 // CommitMeta is what the engine knows about a finished run that the folder does not say.
@@ -50,6 +56,34 @@ type Run struct {
 
 	mu   sync.Mutex
 	done bool
+
+	// A clone in the background (BeginOptions.CloneInBackground): cloneDone is closed when
+	// it ended, with cloneErr set; cloneCancel stops it. All nil otherwise.
+	cloneDone   chan struct{}
+	cloneErr    error
+	cloneCancel context.CancelFunc
+}
+
+// Ready waits until the staging folder is ready for the engine to write into: at once
+// unless Begin was asked to clone in the background. The error is the clone's, classified.
+func (r *Run) Ready(ctx context.Context) error {
+	if r.cloneDone == nil {
+		return nil
+	}
+	select {
+	case <-r.cloneDone:
+		return r.cloneErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stopClone stops a background clone and waits for its goroutine.
+func (r *Run) stopClone() {
+	if r.cloneDone != nil {
+		r.cloneCancel()
+		<-r.cloneDone
+	}
 }
 
 // Notes says what Begin found and did on its own (an external backup recorded, a damaged
@@ -136,6 +170,22 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err := os.Mkdir(s.l.staging(udid), 0o755); err != nil {
 		return nil, fmt.Errorf("create staging: %w", err)
 	}
+	r := &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}
+	if latest != nil && !opts.Full && opts.CloneInBackground {
+		// The Run owns the goroutine: Ready waits for it, Commit and Abort stop it. A crash
+		// meanwhile leaves a staging folder, which recovery removes as after any crash.
+		cctx, cancel := context.WithCancel(ctx)
+		r.cloneDone, r.cloneCancel = make(chan struct{}), cancel
+		go func() {
+			defer close(r.cloneDone)
+			if err := s.cloneTree(cctx, s.l.latest(udid), s.l.stagingBackup(udid), method); err != nil {
+				r.cloneErr = s.classify(fmt.Errorf("prepare staging for %s: %w", udid, err), 0)
+				return
+			}
+			s.hook("begin:cloned")
+		}()
+		return r, nil
+	}
 	if latest != nil && !opts.Full {
 		err = s.cloneTree(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method)
 	} else {
@@ -149,7 +199,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
 	}
 	s.hook("begin:cloned")
-	return &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}, nil
+	return r, nil
 }
 
 // journal records a commit in progress. It names the new record in full so that recovery can
@@ -158,6 +208,9 @@ type journal struct {
 	Op     string   `json:"op"`   // "commit"
 	Prev   string   `json:"prev"` // ID of the latest backup being moved to snapshots/, "" if none
 	Record Snapshot `json:"record"`
+	// PrevSizes are the previous latest's sizes once Record is the latest, when the commit
+	// computed them from what the run changed; without them recovery measures its folder.
+	PrevSizes *usage `json:"prevSizes,omitempty"`
 }
 
 // Commit verifies the staging backup and makes it the latest; the previous latest becomes a
@@ -181,42 +234,83 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	if r.done {
 		return Snapshot{}, ErrRunFinished
 	}
+	if err := r.Ready(ctx); err != nil {
+		return Snapshot{}, err
+	}
 	s, udid := r.s, r.udid
 	dir := s.l.stagingBackup(udid)
 	exc, err := s.carriedExceptions(udid, meta.Exceptions)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	facts, err := s.verifyBackupExcept(ctx, dir, udid, exceptionIDs(exc))
-	if err != nil {
-		return Snapshot{}, err
-	}
-	exc = keepExcepted(exc, facts.Excepted)
-	s.hook("commit:verified")
-	// Measuring also marks every staged file read-only, before it becomes committed content.
-	u, err := measure(ctx, dir, true)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	// Hash what this run wrote while it is still in the page cache; shared files are
-	// indexed already.
-	r.streamed.mu.Lock()
-	streamed := r.streamed.sums
-	r.streamed.mu.Unlock()
-	if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
-		return Snapshot{}, err
-	}
-	s.hook("commit:indexed")
 	recs, err := readRecords(s.l.snapshots(udid))
 	if err != nil {
 		return Snapshot{}, err
 	}
 	var prev, last string
+	var prevRec Snapshot
 	if n := len(recs); n > 0 {
 		last = recs[n-1].ID
 		if exists(s.l.latest(udid)) {
-			prev = last
+			prev, prevRec = last, recs[n-1]
 		}
+	}
+	// What this run changed, when the staging folder is a hard-link clone of a recorded
+	// latest backup (delta.go); otherwise every file is verified, measured and indexed.
+	var d *delta
+	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.fullScan && !exists(s.l.snapshot(udid, prev)) {
+		d, err = s.diffTree(ctx, dir, s.l.latest(udid), prevRec.FileCount)
+		if errors.Is(err, errNoDelta) {
+			d = nil
+		} else if err != nil {
+			return Snapshot{}, err
+		}
+	}
+	if d != nil {
+		s.hook("commit:delta")
+	}
+	facts, err := s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	exc = keepExcepted(exc, facts.Excepted)
+	s.hook("commit:verified")
+	r.streamed.mu.Lock()
+	streamed := r.streamed.sums
+	r.streamed.mu.Unlock()
+	var u usage
+	var prevSizes *usage
+	if d != nil {
+		// Marks the written files read-only, before they become committed content.
+		var pu usage
+		if u, pu, err = d.apply(ctx, dir, prevRec); err != nil {
+			return Snapshot{}, err
+		}
+		prevSizes = &pu
+		s.hook("commit:measured")
+		err = s.indexWritten(ctx, udid, dir, d, streamed)
+		if errors.Is(err, errNoIndex) {
+			s.log.Warn("content index missing or unreadable; rebuilding it", "udid", udid)
+			_, _, err = s.indexNewFiles(ctx, udid, dir, streamed)
+		}
+		if err != nil {
+			return Snapshot{}, err
+		}
+	} else {
+		// Measuring also marks every staged file read-only, before it becomes committed content.
+		if u, err = measure(ctx, dir, true); err != nil {
+			return Snapshot{}, err
+		}
+		s.hook("commit:measured")
+		// Hash what this run wrote while it is still in the page cache; shared files are
+		// indexed already.
+		if _, _, err := s.indexNewFiles(ctx, udid, dir, streamed); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	s.hook("commit:indexed")
+	if err := s.compactHashesIfStale(ctx, udid, recs, u, dir); err != nil {
+		return Snapshot{}, err
 	}
 	kind := meta.Kind
 	if kind == "" {
@@ -231,7 +325,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		Encrypted: facts.Encrypted, FileCount: u.Files, TotalSize: u.Total, UniqueSize: u.Unique,
 		Exceptions: exc,
 	}
-	j := journal{Op: "commit", Prev: prev, Record: rec}
+	j := journal{Op: "commit", Prev: prev, Record: rec, PrevSizes: prevSizes}
 	b, _ := json.MarshalIndent(j, "", "  ")
 	if err := atomicfile.WriteFile(s.l.journal(udid), b, 0o644); err != nil {
 		return Snapshot{}, fmt.Errorf("commit %s: %w", udid, err)
@@ -255,6 +349,7 @@ func (r *Run) Abort() error {
 		return nil
 	}
 	r.done = true
+	r.stopClone()
 	// Cleanup must run even when the caller's context is already cancelled.
 	err := r.s.recoverDevice(context.Background(), r.udid)
 	return errors.Join(err, r.lock.release())
@@ -303,7 +398,13 @@ func (s *Store) rollForward(ctx context.Context, udid string, j journal) error {
 	// Committed. The rest is housekeeping that recovery repeats if it is interrupted.
 	if prevDir != "" && exists(prevDir) {
 		// The new latest replaced some of the old one's files, which are now its alone.
-		if err := s.refreshSizes(ctx, udid, j.Prev); err != nil {
+		var err error
+		if j.PrevSizes != nil {
+			err = s.setSizes(udid, j.Prev, *j.PrevSizes)
+		} else {
+			err = s.refreshSizes(ctx, udid, j.Prev)
+		}
+		if err != nil {
 			return err
 		}
 		s.hook("commit:refreshed")
@@ -442,11 +543,6 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []stri
 // refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added
 // or deleted) and rewrites its record.
 func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
-	path := s.l.record(udid, id)
-	rec, err := readRecord(path)
-	if err != nil {
-		return fmt.Errorf("refresh sizes of %s: %w", id, err)
-	}
 	dir := s.l.snapshot(udid, id)
 	if !exists(dir) {
 		dir = s.l.latest(udid)
@@ -454,6 +550,16 @@ func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
 	u, err := measure(ctx, dir, false)
 	if err != nil {
 		return err
+	}
+	return s.setSizes(udid, id, u)
+}
+
+// setSizes writes u into the record of snapshot id if they differ.
+func (s *Store) setSizes(udid, id string, u usage) error {
+	path := s.l.record(udid, id)
+	rec, err := readRecord(path)
+	if err != nil {
+		return fmt.Errorf("refresh sizes of %s: %w", id, err)
 	}
 	if rec.TotalSize == u.Total && rec.UniqueSize == u.Unique && rec.FileCount == u.Files {
 		return nil

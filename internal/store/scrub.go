@@ -155,6 +155,7 @@ func (s *Store) VerifyData(ctx context.Context, udid string) (DataReport, error)
 		}
 		check(r, idx, buf, &rep)
 	}
+	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
 	rep.Complete, rep.Elapsed = true, time.Since(start)
 	return rep, s.markDamaged(udid, rep.Damaged)
 }
@@ -237,6 +238,17 @@ func (l layout) scrubState(udid string) string { return filepath.Join(l.device(u
 func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (DataReport, error) {
 	start := time.Now()
 	var rep DataReport
+	// A scrub that ran less than budget.Every ago reads nothing, and decides so first: the
+	// app calls Scrub after every backup, and listing every snapshot's files and loading the
+	// whole index (O(files) time and memory) only to skip would cost every incremental
+	// backup more than its commit (issue #16).
+	var st scrubState
+	if b, err := os.ReadFile(s.l.scrubState(udid)); err == nil {
+		json.Unmarshal(b, &st)
+	}
+	if budget.Every > 0 && !st.Updated.IsZero() && s.now().Sub(st.Updated) < budget.Every {
+		return rep, nil
+	}
 	all, idx, refs, err := s.storedFiles(ctx, udid)
 	if err != nil || len(all) == 0 {
 		return rep, err
@@ -259,13 +271,6 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 		// the slice still moves on (the loop always reads the first file of a slice).
 		limit = 1
 	}
-	var st scrubState
-	if b, err := os.ReadFile(s.l.scrubState(udid)); err == nil {
-		json.Unmarshal(b, &st)
-	}
-	if budget.Every > 0 && !st.Updated.IsZero() && s.now().Sub(st.Updated) < budget.Every {
-		return rep, nil
-	}
 	first := sort.Search(len(refs), func(i int) bool { return refs[i].key.ino >= st.NextInode })
 	buf := make([]byte, 1<<20)
 	next := st.NextInode
@@ -285,6 +290,7 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 			rep.Complete = true
 		}
 	}
+	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
 	st.NextInode, st.Updated = next, s.now().UTC()
 	if b, err := json.Marshal(st); err == nil {
 		if err := atomicfile.WriteFile(s.l.scrubState(udid), b, 0o644); err != nil {

@@ -47,6 +47,10 @@ type Options struct {
 	// hook is called at named points of every long or critical operation; tests use it to
 	// inject crashes.
 	hook func(point string)
+	// fullScan runs as before issue #16: the clone links one folder at a time and every
+	// commit verifies, measures and indexes the whole staging folder. BenchmarkCommitIncremental
+	// compares both ways.
+	fullScan bool
 }
 
 func (o Options) mountTargets() map[string]bool {

@@ -37,6 +37,12 @@ func (s *Store) verifyBackup(ctx context.Context, dir, udid string) (backupFacts
 // except: files the device could not read (see Exception). facts.Excepted lists the ones
 // that were indeed missing or short.
 func (s *Store) verifyBackupExcept(ctx context.Context, dir, udid string, except map[string]bool) (backupFacts, error) {
+	return s.verifyBackupDelta(ctx, dir, udid, except, nil)
+}
+
+// verifyBackupDelta is verifyBackupExcept for a staging folder whose changes against the
+// latest backup d describes (nil: check every blob): see verifyRowsDelta.
+func (s *Store) verifyBackupDelta(ctx context.Context, dir, udid string, except map[string]bool, d *delta) (backupFacts, error) {
 	var facts backupFacts
 	var problems []string
 	add := func(format string, args ...any) {
@@ -75,6 +81,10 @@ func (s *Store) verifyBackupExcept(ctx context.Context, dir, udid string, except
 	if facts.Encrypted {
 		if fi, err := os.Stat(dbPath); err != nil || fi.Size() == 0 {
 			add("Manifest.db missing or empty")
+		}
+	} else if d != nil {
+		if err := s.verifyRowsDelta(ctx, dir, dbPath, &facts, add, except, d); err != nil {
+			return facts, err
 		}
 	} else if err := s.verifyRows(ctx, dir, dbPath, &facts, add, except); err != nil {
 		return facts, err

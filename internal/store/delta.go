@@ -1,0 +1,293 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/zeebo/xxh3"
+
+	"snapback/internal/backupfmt"
+)
+
+// Issue #16: a commit's work scales with what the run changed, not with the backup.
+//
+// The staging folder starts as a hard-link clone of the latest backup, and the engine only
+// ever adds files by writing a new file and renaming it over the name. So a staged file that
+// still has latest's inode number under the same name is latest's file: verified at the
+// previous commit, read-only, indexed. diffTree finds the rest from the two trees' directory
+// listings (getdents gives each entry's inode number: no stat per file), and the commit
+// verifies, marks read-only, measures and indexes only those.
+//
+// Sizes follow from the previous latest's record. Every inode appears once per backup folder
+// (nothing inside one backup is hard-linked to another name), so, with W the files this run
+// wrote and R the files of the previous latest that staging no longer has (removed, or
+// replaced by a new file of the same name):
+//
+//	new latest:    FileCount = prev.FileCount − |R| + |W|
+//	               TotalSize = prev.TotalSize − size(R) + size(W)
+//	               UniqueSize = size of W with one link (every other file is shared with prev)
+//	previous one:  FileCount and TotalSize unchanged (its folder is)
+//	               UniqueSize = size of R with one link (all its other files are in the new latest)
+//
+// Older snapshots keep their sizes: the new latest shares nothing with them that the
+// previous latest did not. TestIncrementalSizesMatchMeasure checks this against measure().
+//
+// measure() stays the way for everything else: a full or first backup, a copy or reflink
+// clone (reflinks give every file a new inode, so inode numbers say nothing), a store
+// without a previous record, adopting a folder, and deletions (retention re-measures the
+// deleted snapshot's neighbours in full).
+
+// errNoDelta says this system cannot list directories with inode numbers.
+var errNoDelta = errors.New("directory listings without inode numbers")
+
+// blobStat is a written file as stat'ed once at commit.
+type blobStat struct {
+	rel   string // slash-separated, relative to the backup folder
+	ino   uint64
+	size  int64
+	mtime int64 // Unix nanoseconds
+	nlink uint64
+	perm  uint32
+}
+
+// delta is what a run changed in its staging folder against the latest backup.
+type delta struct {
+	written       []blobStat // files new in staging (a new inode under a new or existing name)
+	removedFiles  int        // files of latest that staging no longer has (removed or replaced)
+	removedBytes  int64
+	removedUnique int64    // of those, the bytes no other folder links: the previous latest's own now
+	present       []uint64 // idKey of every blob in staging, sorted
+}
+
+// idKey is the first 64 bits of a fileID. fileIDs are SHA-1 sums, so two distinct ones share
+// it with probability 2^-64 per pair: a set of these keys stands for the set of a million
+// blob names in 8 MB instead of a map of strings (~100 MB).
+func idKey(id string) uint64 {
+	var v uint64
+	for i := 0; i < 16 && i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		}
+		v = v<<4 | uint64(c&15)
+	}
+	return v
+}
+
+func (d *delta) has(fileID string) bool {
+	_, ok := slices.BinarySearch(d.present, idKey(fileID))
+	return ok
+}
+
+// blobFileID returns the fileID of a written file if it is a blob (xx/<fileID>).
+func blobFileID(rel string) (string, bool) {
+	dir, name, ok := strings.Cut(rel, "/")
+	if !ok || len(dir) != 2 || !backupfmt.ValidFileID(name) || name[:2] != dir {
+		return "", false
+	}
+	return name, true
+}
+
+// verifyRowsDelta is verifyRows for a staging folder whose changes d describes: every file
+// row's blob must be present (from the listings: no stat), and blobs this run wrote must have
+// their row's size (one primary-key lookup each). Unchanged blobs had their size checked at
+// the commit that wrote them and are read-only hard links since. The row pass reads fileID
+// and flags only (Manifest.db EachID): decoding every row's MBFile was most of the old
+// verify's time.
+func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool, d *delta) error {
+	db, err := backupfmt.OpenManifestDB(dbPath)
+	if err != nil {
+		add("Manifest.db: %v", err)
+		return nil
+	}
+	defer db.Close()
+	bad := 0
+	// checkExcepted is the old, stat-based check for the few files the device could not read.
+	checkExcepted := func(id string) (bool, error) {
+		r, err := db.Get(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		fi, err := os.Lstat(backupfmt.BlobPath(dir, id))
+		if errors.Is(err, fs.ErrNotExist) || err == nil && (!fi.Mode().IsRegular() || fi.Size() != r.File.Size) {
+			facts.Excepted = append(facts.Excepted, id)
+			return true, nil
+		}
+		return false, err
+	}
+	err = db.EachID(ctx, func(id string, flags int64) error {
+		facts.Rows++
+		if facts.Rows%4096 == 0 {
+			s.hook("verify")
+		}
+		if flags != backupfmt.FlagFile {
+			return nil
+		}
+		if !backupfmt.ValidFileID(id) {
+			bad++
+			add("a file row has an invalid fileID %q", id)
+			return nil
+		}
+		if except[id] {
+			if ok, err := checkExcepted(id); ok || err != nil {
+				return err
+			}
+		}
+		if !d.has(id) {
+			if bad++; bad <= maxProblems {
+				if r, err := db.Get(ctx, id); err == nil {
+					add("blob %s (%s-%s) is missing", id, r.Domain, r.RelativePath)
+					return nil
+				}
+			}
+			add("blob %s is missing", id)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		add("Manifest.db: %v", err)
+	}
+	for i, w := range d.written {
+		id, ok := blobFileID(w.rel)
+		if !ok || except[id] {
+			continue
+		}
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r, err := db.Get(ctx, id)
+		switch {
+		case errors.Is(err, backupfmt.ErrNotFound):
+			continue // a blob without a row: left over, harmless (as before)
+		case err != nil:
+			add("Manifest.db: %v", err)
+			continue
+		}
+		if r.Flags == backupfmt.FlagFile && r.File.Size != w.size {
+			bad++
+			add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", id, r.Domain, r.RelativePath, w.size, r.File.Size)
+		}
+	}
+	if bad > maxProblems {
+		add("%d blobs are missing or wrong in total", bad)
+	}
+	return nil
+}
+
+// apply marks the written files read-only (committed content is immutable) and returns the
+// sizes of the new latest and of the previous latest (see the comment at the top).
+func (d *delta) apply(ctx context.Context, dir string, prev Snapshot) (latest, previous usage, err error) {
+	latest = usage{Files: prev.FileCount - d.removedFiles + len(d.written), Total: prev.TotalSize - d.removedBytes}
+	for i, w := range d.written {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return usage{}, usage{}, err
+			}
+		}
+		if w.perm&0o222 != 0 {
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(w.rel)), fs.FileMode(w.perm&^0o222)); err != nil {
+				return usage{}, usage{}, fmt.Errorf("mark %s read-only: %w", w.rel, err)
+			}
+		}
+		latest.Total += w.size
+		if w.nlink <= 1 {
+			latest.Unique += w.size
+		}
+	}
+	previous = usage{Files: prev.FileCount, Total: prev.TotalSize, Unique: d.removedUnique}
+	return latest, previous, nil
+}
+
+// indexWritten hashes the written files (or takes the sum the engine computed while they
+// streamed in) and appends them to the content index.
+func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, streamed map[blobKey]xxh3.Uint128) error {
+	buf := make([]byte, 1<<20)
+	entries := make([]hashEntry, 0, len(d.written))
+	for i, w := range d.written {
+		if i%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		k := blobKey{ino: w.ino, size: w.size, mtime: w.mtime}
+		sum, ok := streamed[k]
+		if !ok {
+			var err error
+			if sum, _, err = hashFile(filepath.Join(dir, filepath.FromSlash(w.rel)), buf); err != nil {
+				return fmt.Errorf("index content of %s: %w", w.rel, err)
+			}
+		}
+		entries = append(entries, hashEntry{key: k, sum: sum, rel: w.rel})
+	}
+	return appendHashes(s.l.hashes(udid), entries)
+}
+
+// compactHashesIfStale compacts the content index at commit when it has grown beyond twice
+// the most entries the store could hold live: the sum of every snapshot's file count (an
+// over-count, shared files count once per snapshot) plus the new latest's, at hashLineBytes
+// or more per line. That takes one stat; the scrub, which counts the live files anyway,
+// compacts at the tighter bound of twice the live count. Costs a walk of every snapshot when
+// it fires.
+func (s *Store) compactHashesIfStale(ctx context.Context, udid string, recs []Snapshot, latest usage, staged string) error {
+	fi, err := os.Stat(s.l.hashes(udid))
+	if err != nil {
+		return nil // no index to compact; the next commit or scrub deals with it
+	}
+	archives, err := s.listArchives(udid) // records only, no folder is read
+	if err != nil {
+		return err
+	}
+	most := int64(latest.Files)
+	for _, sn := range append(archives, recs...) {
+		most += int64(sn.FileCount)
+	}
+	if fi.Size()/hashLineBytes <= 2*most+1024 {
+		return nil
+	}
+	all, err := s.List(udid)
+	if err != nil {
+		return err
+	}
+	return s.compactHashes(ctx, udid, append(snapshotDirs(all), staged))
+}
+
+func snapshotDirs(list []Snapshot) []string {
+	dirs := make([]string, 0, len(list)+1)
+	for _, sn := range list {
+		dirs = append(dirs, sn.Path)
+	}
+	return dirs
+}
+
+// compactHashesAfterRead compacts the index when a full read of it (scrub, verify --data)
+// found more than twice as many entries as live files. It takes the device lock and skips
+// (it is an optimisation) when a backup holds it.
+func (s *Store) compactHashesAfterRead(ctx context.Context, udid string, entries, live int) {
+	if entries <= 2*live+1024 {
+		return
+	}
+	err := s.withLockRaw(udid, func() error {
+		all, err := s.List(udid)
+		if err != nil {
+			return err
+		}
+		return s.compactHashes(ctx, udid, snapshotDirs(all))
+	})
+	if err != nil {
+		s.log.Info("content index not compacted", "udid", udid, "err", err)
+	}
+}

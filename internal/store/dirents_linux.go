@@ -1,0 +1,67 @@
+//go:build linux
+
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// listDir lists the open directory fd with each entry's inode number and type straight from
+// getdents64 (d_ino, d_type): no stat per entry. Comparing a staging folder with the latest
+// backup this way reads 256 directories instead of stat'ing every file; os.File.ReadDir
+// reads the same records but drops d_ino. path is for error messages only.
+func listDir(fd int, path string) ([]dirent, error) {
+	buf := make([]byte, 64<<10)
+	var out []dirent
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", path, err)
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		b := buf[:n]
+		for len(b) > 0 {
+			// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+			const nameOff = 19
+			if len(b) < nameOff {
+				return nil, fmt.Errorf("list %s: truncated directory record", path)
+			}
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < nameOff || reclen > len(b) {
+				return nil, fmt.Errorf("list %s: bad directory record length %d", path, reclen)
+			}
+			name := b[nameOff:reclen]
+			for i, c := range name {
+				if c == 0 {
+					name = name[:i]
+					break
+				}
+			}
+			if s := string(name); s != "." && s != ".." {
+				out = append(out, dirent{name: s, ino: binary.NativeEndian.Uint64(b[0:8]), typ: direntType(b[18])})
+			}
+			b = b[reclen:]
+		}
+	}
+}
+
+func direntType(t uint8) entryType {
+	switch t {
+	case unix.DT_DIR:
+		return typeDir
+	case unix.DT_REG:
+		return typeFile
+	case unix.DT_UNKNOWN:
+		return typeUnknown
+	}
+	return typeOther
+}
