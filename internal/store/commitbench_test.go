@@ -41,6 +41,9 @@ func BenchmarkCommitIncremental(b *testing.B) {
 	}
 	benchMeanSize = kb << 10
 	perStore := int64(files) * (int64(kb)<<10 + 4096) * 13 / 10
+	if full {
+		perStore *= 3 // latest, staging and the pending copy of every file
+	}
 	root, note := testenv.JournaledExt4(b, int64(len(modes))*perStore+(1<<30), int64(len(modes)*files*2))
 	ctx := context.Background()
 	for range b.N {
