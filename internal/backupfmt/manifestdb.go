@@ -228,12 +228,7 @@ func (m *ManifestDB) EachID(ctx context.Context, fn func(fileID string, flags in
 // backup's verify reads every row). A row whose archive does not decode ends the walk with
 // the error Each would give.
 func (m *ManifestDB) EachSize(ctx context.Context, fn func(fileID string, flags, size int64) error) error {
-	rows, err := m.db.QueryContext(ctx, `SELECT fileID, flags, file FROM Files`)
-	if err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return m.eachRow(ctx, `SELECT fileID, flags, file FROM Files`, func(rows *sql.Rows) error {
 		var id sql.NullString
 		var flags sql.NullInt64
 		var blob sql.RawBytes // valid until the next row: read at once, never kept
@@ -251,14 +246,8 @@ func (m *ManifestDB) EachSize(ctx context.Context, fn func(fileID string, flags,
 				size = f.Size
 			}
 		}
-		if err := fn(id.String, flags.Int64, size); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	return nil
+		return fn(id.String, flags.Int64, size)
+	})
 }
 
 // EachTolerant is Each for readers that must survive damage: a row that does not decode
