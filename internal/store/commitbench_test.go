@@ -44,7 +44,11 @@ func BenchmarkCommitIncremental(b *testing.B) {
 	if full {
 		perStore *= 3 // latest, staging and the pending copy of every file
 	}
-	root, note := testenv.JournaledExt4(b, int64(len(modes))*perStore+(1<<30), int64(len(modes)*files*2))
+	inodes := int64(len(modes) * files * 2)
+	if full {
+		inodes *= 2
+	}
+	root, note := testenv.JournaledExt4(b, int64(len(modes))*perStore+(1<<30), inodes)
 	ctx := context.Background()
 	for range b.N {
 		dev := newBenchDevice(files)
