@@ -100,7 +100,11 @@ func (h *hashIndex) lookup(k blobKey, rel string) (xxh3.Uint128, lookupResult) {
 	return xxh3.Uint128{}, unknown
 }
 
-func readHashes(path string) (*hashIndex, error) {
+func readHashes(path string) (*hashIndex, error) { return readHashLines(path, true) }
+
+// readHashLines reads an index file, or with header false one of the scrub's bucket files
+// (the same lines without the header line).
+func readHashLines(path string, header bool) (*hashIndex, error) {
 	h := newHashIndex()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -112,7 +116,7 @@ func readHashes(path string) (*hashIndex, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	first := true
+	first := header
 	for sc.Scan() {
 		line := sc.Text()
 		if first {
