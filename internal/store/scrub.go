@@ -116,7 +116,7 @@ func (s *Store) VerifyData(ctx context.Context, udid string) (DataReport, error)
 	defer bi.close()
 	buf := make([]byte, 1<<20)
 	live := 0
-	err = walkStored(ctx, folders, "", func(r *blobRef) (bool, error) {
+	err = walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
 		if live++; live%64 == 0 {
 			if err := ctx.Err(); err != nil {
 				return true, err
@@ -199,12 +199,14 @@ type ScrubBudget struct {
 // scrubState is where the last scrub stopped, per device: the next one goes on from there,
 // so that a bounded daily slice re-reads the whole store every few weeks.
 type scrubState struct {
-	// Next is the path (inside a backup folder) of the next file to read. Before issue #16
-	// the position was an inode number (nextInode); such a state starts over at the first
+	// Next is the path (inside a backup folder) of the next file to read, and NextInode its
+	// inode (a name has one file per version in different snapshots). Before issue #16 the
+	// position was an inode number alone; such a state (no Next) starts over at the first
 	// path once.
-	Next    string    `json:"next"`
-	Cycle   int       `json:"cycle"` // completed passes over the store
-	Updated time.Time `json:"updated"`
+	Next      string    `json:"next"`
+	NextInode uint64    `json:"nextInode"`
+	Cycle     int       `json:"cycle"` // completed passes over the store
+	Updated   time.Time `json:"updated"`
 }
 
 func (l layout) scrubState(udid string) string { return filepath.Join(l.device(udid), "scrub.json") }
@@ -238,7 +240,7 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 	var total int64
 	live := 0
 	if budget.MaxPercent > 0 {
-		err := walkStored(ctx, folders, "", func(r *blobRef) (bool, error) {
+		err := walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
 			total += r.key.size
 			live++
 			return false, nil
@@ -266,27 +268,30 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 		limit = 1
 	}
 	buf := make([]byte, 1<<20)
-	start0 := st.Next
-	next := start0
+	at, atIno := st.Next, st.NextInode
+	if at == "" {
+		atIno = 0
+	}
+	next, nextIno := at, atIno
 	stopped := false
 	// From where the last slice stopped to the end, then from the start up to there.
 	read := func(r *blobRef) (bool, error) {
 		if ctx.Err() != nil || rep.Bytes >= limit || (rep.Bytes > 0 && rep.Bytes+r.key.size > limit) {
 			// The slice is full (a file larger than the whole budget is read alone).
-			next, stopped = r.rel, true
+			next, nextIno, stopped = r.rel, r.key.ino, true
 			return true, nil
 		}
 		return false, checkRef(r, bi, buf, &rep)
 	}
-	err = walkStored(ctx, folders, start0, read)
+	err = walkStored(ctx, folders, at, atIno, read)
 	if err == nil && !stopped {
-		next = ""
+		next, nextIno = "", 0
 		st.Cycle++
 		rep.Complete = true
-		if start0 != "" {
-			err = walkStored(ctx, folders, "", func(r *blobRef) (bool, error) {
-				if !pathBefore(r.rel, start0) {
-					next = start0 // back where this slice began: everything was read once
+		if at != "" {
+			err = walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
+				if !refBefore(r.rel, r.key.ino, at, atIno) {
+					next, nextIno = at, atIno // back where this slice began: all read once
 					return true, nil
 				}
 				return read(r)
@@ -297,7 +302,7 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 		return rep, s.classify(err, 0)
 	}
 	s.compactHashesAfterRead(ctx, udid, bi.entries, live)
-	st.Next, st.Updated = next, s.now().UTC()
+	st.Next, st.NextInode, st.Updated = next, nextIno, s.now().UTC()
 	if b, err := json.Marshal(st); err == nil {
 		if err := atomicfile.WriteFile(s.l.scrubState(udid), b, 0o644); err != nil {
 			s.log.Warn("scrub position not saved; the next scrub repeats this slice", "udid", udid, "err", err)

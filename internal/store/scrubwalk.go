@@ -36,9 +36,11 @@ type storedFolder struct {
 }
 
 // walkStored calls fn for every stored file of folders once per distinct file (inode), in
-// path order, starting at the file named from ("" = the first). fn returns stop to end the
-// walk early. A symlink in a backup is reported for each folder that has it (key zero).
-func walkStored(ctx context.Context, folders []storedFolder, from string, fn func(r *blobRef) (stop bool, err error)) error {
+// path order and, under one name (its versions in different snapshots), in inode order,
+// starting at the file named from with inode fromIno or above ("" = the first). fn returns
+// stop to end the walk early. A symlink in a backup is reported for each folder that has it
+// (key zero).
+func walkStored(ctx context.Context, folders []storedFolder, from string, fromIno uint64, fn func(r *blobRef) (stop bool, err error)) error {
 	var cursor []string
 	if from != "" {
 		cursor = strings.Split(from, "/")
@@ -47,7 +49,7 @@ func walkStored(ctx context.Context, folders []storedFolder, from string, fn fun
 	for i, f := range folders {
 		dirs[i] = f.dir
 	}
-	_, err := walkStoredDir(ctx, folders, dirs, "", cursor, fn)
+	_, err := walkStoredDir(ctx, folders, dirs, "", cursor, fromIno, fn)
 	return err
 }
 
@@ -59,7 +61,7 @@ type nameRef struct {
 
 // walkStoredDir walks the directory rel of every folder i with dirs[i] != "" (its path there).
 // cursor, when non-nil, is the rest of the start path below rel: entries before it are skipped.
-func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, rel string, cursor []string, fn func(r *blobRef) (bool, error)) (bool, error) {
+func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, rel string, cursor []string, fromIno uint64, fn func(r *blobRef) (bool, error)) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return true, err
 	}
@@ -139,6 +141,9 @@ func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, r
 		}
 		sort.SliceStable(refs, func(i, j int) bool { return refs[i].ref.key.ino < refs[j].ref.key.ino })
 		for _, r := range refs {
+			if onCursor && len(cursor) == 1 && r.ref.key.ino < fromIno {
+				continue // read by the previous slice
+			}
 			for _, f := range r.folders {
 				r.ref.inIDs = append(r.ref.inIDs, folders[f].id)
 			}
@@ -152,12 +157,21 @@ func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, r
 			if onCursor && len(cursor) > 1 {
 				c = cursor[1:]
 			}
-			if stop, err := walkStoredDir(ctx, folders, sub, erel, c, fn); stop || err != nil {
+			if stop, err := walkStoredDir(ctx, folders, sub, erel, c, fromIno, fn); stop || err != nil {
 				return true, err
 			}
 		}
 	}
 	return false, nil
+}
+
+// refBefore says whether the file rel with inode ino comes before (at, atIno) in
+// walkStored's order.
+func refBefore(rel string, ino uint64, at string, atIno uint64) bool {
+	if rel == at {
+		return ino < atIno
+	}
+	return pathBefore(rel, at)
 }
 
 // pathBefore says whether a comes before b in walkStored's order (path components compared
