@@ -53,6 +53,21 @@ func walkStored(ctx context.Context, folders []storedFolder, from string, fromIn
 	return err
 }
 
+// walkEnt is a directory entry as listWalkDir gives it: ino is 0 where the listing has none.
+type walkEnt struct {
+	name string
+	ino  uint64
+	kind walkKind
+}
+
+type walkKind uint8
+
+const (
+	walkUnknown walkKind = iota // lstat says
+	walkFile
+	walkDir
+)
+
 // nameRef is one distinct file under one name, with the folders that hold it.
 type nameRef struct {
 	ref     *blobRef
@@ -67,14 +82,14 @@ func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, r
 	}
 	type occ struct {
 		folder int
-		d      fs.DirEntry
+		e      walkEnt
 	}
 	byName := map[string][]occ{}
 	for i, dir := range dirs {
 		if dir == "" {
 			continue
 		}
-		ents, err := os.ReadDir(dir)
+		ents, err := listWalkDir(dir)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && rel == "" {
 				continue // a folder deleted meanwhile
@@ -82,10 +97,10 @@ func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, r
 			return true, fmt.Errorf("list files of %s: %w", folders[i].id, err)
 		}
 		for _, e := range ents {
-			if cursor != nil && e.Name() < cursor[0] {
+			if cursor != nil && e.name < cursor[0] {
 				continue
 			}
-			byName[e.Name()] = append(byName[e.Name()], occ{i, e})
+			byName[e.name] = append(byName[e.name], occ{i, e})
 		}
 	}
 	names := make([]string, 0, len(byName))
@@ -101,27 +116,35 @@ func walkStoredDir(ctx context.Context, folders []storedFolder, dirs []string, r
 		// Files under this name, one per distinct inode, in inode order.
 		var refs []*nameRef
 		var sub []string
+	occs:
 		for _, o := range occs {
 			p := filepath.Join(dirs[o.folder], name)
-			switch t := o.d.Type(); {
-			case t.IsDir():
+			if o.e.kind == walkFile && o.e.ino != 0 {
+				for _, r := range refs {
+					if r.ref.key.ino == o.e.ino && r.ref.key != (blobKey{}) {
+						r.folders = append(r.folders, o.folder) // another link: no stat
+						continue occs
+					}
+				}
+			}
+			var fi fs.FileInfo
+			if o.e.kind != walkDir {
+				var err error
+				if fi, err = os.Lstat(p); err != nil {
+					return true, fmt.Errorf("list files of %s: %w", folders[o.folder].id, err)
+				}
+			}
+			switch {
+			case o.e.kind == walkDir || fi.IsDir():
 				if sub == nil {
 					sub = make([]string, len(dirs))
 				}
 				sub[o.folder] = p
-			case t&fs.ModeSymlink != 0:
-				if onCursor && len(cursor) > 1 {
-					continue
-				}
+			case onCursor && len(cursor) > 1:
+				// A file where the cursor names a folder: before the cursor.
+			case fi.Mode()&fs.ModeSymlink != 0:
 				refs = append(refs, &nameRef{ref: &blobRef{path: p, rel: erel}, folders: []int{o.folder}})
-			case t.IsRegular():
-				if onCursor && len(cursor) > 1 {
-					continue
-				}
-				fi, err := o.d.Info()
-				if err != nil {
-					return true, fmt.Errorf("list files of %s: %w", folders[o.folder].id, err)
-				}
+			case fi.Mode().IsRegular():
 				k, ok := keyOf(fi)
 				if !ok {
 					continue
