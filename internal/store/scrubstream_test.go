@@ -102,6 +102,23 @@ func TestScrubStreamsAcrossBuckets(t *testing.T) {
 	}
 	leftovers()
 
+	// A symlink in place of a blob is reported, not followed.
+	oldest := list[0].Path
+	blobs, _ := os.ReadDir(filepath.Join(oldest, prefixes[1]))
+	link := prefixes[1] + "/" + blobs[0].Name()
+	os.Chmod(filepath.Join(oldest, prefixes[1]), 0o755)
+	if err := os.Remove(filepath.Join(oldest, link)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(oldest, link)); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ = s.VerifyData(ctx, testUDID)
+	if i := slices.IndexFunc(rep.Damaged, func(d DamagedFile) bool { return d.Path == link }); i < 0 ||
+		!strings.Contains(rep.Damaged[i].Reason, "symlink") || !slices.Equal(rep.Damaged[i].Snapshots, []string{list[0].ID}) {
+		t.Errorf("a symlink in %s: damage %+v", list[0].ID, rep.Damaged)
+	}
+
 	// The index's header is still checked.
 	hp := s.l.hashes(testUDID)
 	b, _ := os.ReadFile(hp)
