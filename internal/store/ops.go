@@ -215,7 +215,11 @@ func (s *Store) deleteLocked(ctx context.Context, udid, id string) (map[string]b
 		if ctx.Err() != nil {
 			break // the full re-measure at the end says so
 		}
-		g, err := inheritedBytes(ctx, s.snapshotDir(udid, nb), dir)
+		nbDir := s.snapshotDir(udid, nb)
+		if nbDir == s.l.latest(udid) && (len(recs) == 0 || nb != recs[len(recs)-1].ID) {
+			continue // a record without its folder: the re-measure at the end as before
+		}
+		g, err := inheritedBytes(ctx, nbDir, dir)
 		if err != nil {
 			if !errors.Is(err, errNoDelta) {
 				s.log.Warn("deletion: re-measuring a neighbour in full", "udid", udid, "snapshot", nb, "err", err)
