@@ -198,24 +198,13 @@ func (m *ManifestDB) Count(ctx context.Context) (int, error) {
 // Each calls fn for every row in storage (rowid) order, streaming: only one row is in memory
 // at a time. It stops at the first error from fn and returns it unwrapped.
 func (m *ManifestDB) Each(ctx context.Context, fn func(Record) error) error {
-	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files`)
-	if err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return m.eachRow(ctx, selectRecords, func(rows *sql.Rows) error {
 		r, err := scanRecord(rows)
 		if err != nil {
 			return err
 		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	return nil
+		return fn(r)
+	})
 }
 
 // EachID calls fn with the fileID and flags of every row in storage (rowid) order, without
@@ -224,43 +213,42 @@ func (m *ManifestDB) Each(ctx context.Context, fn func(Record) error) error {
 // ordered by fileID (0.9 s: every row is then a random lookup from the primary-key index).
 // A NULL fileID reads as "". It stops at the first error from fn and returns it unwrapped.
 func (m *ManifestDB) EachID(ctx context.Context, fn func(fileID string, flags int64) error) error {
-	rows, err := m.db.QueryContext(ctx, `SELECT fileID, flags FROM Files`)
-	if err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return m.eachRow(ctx, `SELECT fileID, flags FROM Files`, func(rows *sql.Rows) error {
 		var id sql.NullString
 		var flags sql.NullInt64
 		if err := rows.Scan(&id, &flags); err != nil {
 			return fmt.Errorf("read Manifest.db row: %w", err)
 		}
-		if err := fn(id.String, flags.Int64); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read Manifest.db: %w", err)
-	}
-	return nil
+		return fn(id.String, flags.Int64)
+	})
 }
 
 // EachTolerant is Each for readers that must survive damage: a row that does not decode
 // (a truncated or garbled file blob, a NULL fileID) is passed to bad with its error and
 // skipped, and the walk goes on. Errors of the database itself still end it.
 func (m *ManifestDB) EachTolerant(ctx context.Context, fn func(Record) error, bad func(fileID string, err error)) error {
-	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files`)
+	return m.eachRow(ctx, selectRecords, func(rows *sql.Rows) error {
+		r, err := scanRecord(rows)
+		if err != nil {
+			bad(r.FileID, err)
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+const selectRecords = `SELECT fileID, domain, relativePath, flags, file FROM Files`
+
+// eachRow runs query and calls row for each result row, streaming; an error from row ends
+// the walk and is returned unwrapped.
+func (m *ManifestDB) eachRow(ctx context.Context, query string, row func(*sql.Rows) error) error {
+	rows, err := m.db.QueryContext(ctx, query)
 	if err != nil {
 		return fmt.Errorf("read Manifest.db: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r, err := scanRecord(rows)
-		if err != nil {
-			bad(r.FileID, err)
-			continue
-		}
-		if err := fn(r); err != nil {
+		if err := row(rows); err != nil {
 			return err
 		}
 	}

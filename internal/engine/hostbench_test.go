@@ -346,46 +346,10 @@ func summarise(runs []run, stat string) run {
 // it is not one.
 func benchFilesystem(b *testing.B, ds dataset, contenders int) (dir, note string) {
 	b.Helper()
-	tmp := b.TempDir()
-	if os.Geteuid() != 0 {
-		return tmp, "NOT a loop image (needs root): the temporary folder's filesystem"
-	}
-	for _, tool := range []string{"mkfs.ext4", "mount", "umount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return tmp, "NOT a loop image (" + tool + " missing): the temporary folder's filesystem"
-		}
-	}
-	img := filepath.Join(tmp, "bench.img")
-	mnt := filepath.Join(tmp, "mnt")
 	// A backup per contender plus one more copy (the store's staging, or a full run's
-	// leftovers before deletion), inodes and journal: the data plus 8 KiB a file per copy,
-	// at least 1 GiB. The image is sparse: only what is written takes space.
+	// leftovers before deletion), inodes and journal: the data plus 8 KiB a file per copy.
 	n := int64(contenders + 1)
-	bytes := max(n*(ds.size+ds.files*8192), 1<<30)
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	f, err := os.Create(img)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Truncate(bytes); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
-	inodes := strconv.FormatInt(max(2*n*ds.files, 65536), 10)
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-O", "has_journal", "-N", inodes, img).CombinedOutput(); err != nil {
-		return tmp, fmt.Sprintf("NOT a loop image (mkfs.ext4: %v: %s)", err, strings.TrimSpace(string(out)))
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		return tmp, fmt.Sprintf("NOT a loop image (mount: %v: %s)", err, strings.TrimSpace(string(out)))
-	}
-	b.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			b.Logf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB, sparse)", float64(bytes)/1e9)
+	return testenv.JournaledExt4(b, n*(ds.size+ds.files*8192), 2*n*ds.files)
 }
 
 // simProcess is `snapback simulate` running as its own process.

@@ -55,5 +55,5 @@ func JournaledExt4(tb testing.TB, bytes, inodes int64) (dir, note string) {
 			tb.Logf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
-	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB)", float64(bytes)/1e9)
+	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB, sparse)", float64(bytes)/1e9)
 }

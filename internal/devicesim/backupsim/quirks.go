@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"snapback/internal/devicelink"
+	"snapback/internal/wait"
 )
 
 // Quirks are what real devices do to a backup that a kind simulator would not
@@ -97,19 +98,12 @@ func (d *Device) quirksFor(n int64) Quirks {
 	return d.opts.Quirks
 }
 
-// sleepCtx waits d or until ctx ends.
+// sleepCtx waits d or until ctx ends; an end of ctx is the link's end for the device.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return linkErr(ctx.Err())
-	}
+	return linkErr(wait.Sleep(ctx, d))
 }
 
 // remoteFailure is a blob the device cannot read: after `after` bytes it sends an error
