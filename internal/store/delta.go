@@ -40,8 +40,8 @@ import (
 //
 // measure() stays the way for everything else: a full or first backup, a copy or reflink
 // clone (reflinks give every file a new inode, so inode numbers say nothing), a store
-// without a previous record, adopting a folder, and deletions (retention re-measures the
-// deleted snapshot's neighbours in full).
+// without a previous record and adopting a folder. Deletions add to the neighbours' UniqueSize
+// what they inherit (inheritedBytes, see deleteLocked) and re-measure in full only on Windows.
 
 // errNoDelta says this system cannot list directories with inode numbers.
 var errNoDelta = errors.New("directory listings without inode numbers")

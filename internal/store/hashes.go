@@ -100,7 +100,11 @@ func (h *hashIndex) lookup(k blobKey, rel string) (xxh3.Uint128, lookupResult) {
 	return xxh3.Uint128{}, unknown
 }
 
-func readHashes(path string) (*hashIndex, error) {
+func readHashes(path string) (*hashIndex, error) { return readHashLines(path, true) }
+
+// readHashLines reads an index file, or with header false one of the scrub's bucket files
+// (the same lines without the header line).
+func readHashLines(path string, header bool) (*hashIndex, error) {
 	h := newHashIndex()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -112,7 +116,7 @@ func readHashes(path string) (*hashIndex, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	first := true
+	first := header
 	for sc.Scan() {
 		line := sc.Text()
 		if first {
@@ -230,37 +234,51 @@ const hashLineBytes = 100
 // the scrub (which counts live files anyway) and the commit (by a cheap size bound) call this
 // when stale entries dominate. The caller holds the device lock, so no commit appends
 // meanwhile.
+//
+// It streams (issue #16): the folders are walked one directory at a time and each file is
+// looked up in one bucket of the split index (see walkStored, splitHashes), so memory does
+// not grow with the number of files. The entries come out in path order.
 func (s *Store) compactHashes(ctx context.Context, udid string, dirs []string) error {
 	path := s.l.hashes(udid)
-	idx, err := readHashes(path)
+	bi, err := splitHashes(path, s.l.device(udid), func(msg string, args ...any) {
+		s.log.Warn(msg, append([]any{"udid", udid}, args...)...)
+	})
 	if err != nil {
 		return err
 	}
-	live := newHashIndex()
-	for _, dir := range dirs {
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return err
+	defer bi.close()
+	folders := make([]storedFolder, len(dirs))
+	for i, d := range dirs {
+		folders[i] = storedFolder{id: d, dir: d}
+	}
+	live := 0
+	err = atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 256<<10)
+		fmt.Fprintln(bw, hashesHeader)
+		err := walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
+			if r.key == (blobKey{}) {
+				return false, nil // a symlink: never indexed
 			}
-			fi, err := d.Info()
+			idx, err := bi.index(r.rel)
 			if err != nil {
-				return err
+				return true, err
 			}
-			k, ok := keyOf(fi)
-			if !ok {
-				return nil
+			if e, ok := idx.byInode[r.key.ino]; ok && e.key == r.key {
+				writeHashLine(bw, e)
+				live++
 			}
-			if e, ok := idx.byInode[k.ino]; ok && e.key == k {
-				live.add(e.key, e.rel, e.sum)
-			}
-			return ctx.Err()
+			return false, nil
 		})
 		if err != nil {
-			return fmt.Errorf("compact content index: %w", err)
+			return err
 		}
+		return bw.Flush()
+	})
+	if err != nil {
+		return fmt.Errorf("compact content index: %w", err)
 	}
-	s.log.Info("content index compacted", "udid", udid, "entries", idx.lines, "live", len(live.byInode))
-	return live.write(path)
+	s.log.Info("content index compacted", "udid", udid, "entries", bi.entries, "live", live)
+	return nil
 }
 
 // hashFile hashes a committed file without following a symlink in its place.

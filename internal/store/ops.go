@@ -118,12 +118,13 @@ func (s *Store) withLockRaw(udid string, fn func() error) error {
 }
 
 // Delete removes a snapshot or an unpinned archive: first its record (forget, atomic), then
-// its folder (prune), then it re-measures the neighbours that inherit its shared files. It
+// its folder (prune), then it adds to the neighbours' UniqueSize the files they inherit
+// from it (see deleteLocked; a full re-measure where that cannot be listed). It
 // is idempotent: deleting what is already gone succeeds. The latest backup and pinned
 // snapshots and archives are refused with ErrProtected (unpin first).
 func (s *Store) Delete(ctx context.Context, udid, id string) error {
 	return s.withLock(udid, func() error {
-		neighbours, err := s.deleteLocked(udid, id)
+		neighbours, err := s.deleteLocked(ctx, udid, id)
 		if err != nil {
 			return err
 		}
@@ -135,16 +136,23 @@ func (s *Store) Delete(ctx context.Context, udid, id string) error {
 func (s *Store) refreshAll(ctx context.Context, udid string, ids map[string]bool) error {
 	var errs []error
 	for id := range ids {
-		if exists(s.l.record(udid, id)) {
+		if exists(s.recordPath(udid, id)) {
+			s.hook("delete:measure")
 			errs = append(errs, s.refreshSizes(ctx, udid, id))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// deleteLocked forgets and removes one snapshot or archive and returns the snapshots whose
-// sizes changed because they shared files with it.
-func (s *Store) deleteLocked(udid, id string) (map[string]bool, error) {
+// deleteLocked forgets and removes one snapshot or archive. Its neighbours in time are the
+// only snapshots that can share files with it alone (a file lives in a contiguous run of
+// snapshots, each a clone of the one before), so their UniqueSize grows by the files they
+// held together with it only: inheritedBytes counts those before the folder goes, at the cost
+// of the files the two share, and the records are updated after it has gone. Issue #16: a
+// deletion no longer re-measures its neighbours in full (an inode map of every file). It
+// returns the neighbours that still need a full re-measure: where the folders cannot be
+// compared by listing (Windows) or the comparison failed.
+func (s *Store) deleteLocked(ctx context.Context, udid, id string) (map[string]bool, error) {
 	isArchive := strings.HasPrefix(id, udid+"-") && archiveRe.MatchString(id)
 	if !isArchive && !validID(id) {
 		return nil, fmt.Errorf("delete %q: not a snapshot ID: %w", id, ErrNotFound)
@@ -165,28 +173,60 @@ func (s *Store) deleteLocked(udid, id string) (map[string]bool, error) {
 	case rec.Pinned:
 		return nil, fmt.Errorf("%s is pinned; unpin it first: %w", id, ErrProtected)
 	}
+	// Who can inherit files from it: its neighbours among the snapshots, and every archive
+	// (an archive shares files with the run of snapshots around its source); an archive's
+	// files can be inherited by any snapshot or other archive.
 	neighbours := map[string]bool{}
-	if !isArchive {
-		recs, err := readRecords(s.l.snapshots(udid))
+	recs, err := readRecords(s.l.snapshots(udid))
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range recs {
+		if isArchive {
+			neighbours[r.ID] = true
+			continue
+		}
+		if r.ID != id {
+			continue
+		}
+		if i == len(recs)-1 {
+			// The newest record is the last complete backup, even if its folder is
+			// not where the latest should be.
+			return nil, fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
+		}
+		if i > 0 {
+			neighbours[recs[i-1].ID] = true
+		}
+		if i+1 < len(recs) {
+			neighbours[recs[i+1].ID] = true
+		}
+	}
+	archives, err := s.listArchives(udid)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range archives {
+		if a.ID != id && exists(s.l.archiveRecord(udid, a.ID)) {
+			neighbours[a.ID] = true
+		}
+	}
+	gains := map[string]int64{}
+	for nb := range neighbours {
+		if ctx.Err() != nil {
+			break // the full re-measure at the end says so
+		}
+		nbDir := s.snapshotDir(udid, nb)
+		if nbDir == s.l.latest(udid) && (len(recs) == 0 || nb != recs[len(recs)-1].ID) {
+			continue // a record without its folder: the re-measure at the end as before
+		}
+		g, err := inheritedBytes(ctx, nbDir, dir)
 		if err != nil {
-			return nil, err
+			if !errors.Is(err, errNoDelta) {
+				s.log.Warn("deletion: re-measuring a neighbour in full", "udid", udid, "snapshot", nb, "err", err)
+			}
+			continue
 		}
-		for i, r := range recs {
-			if r.ID != id {
-				continue
-			}
-			if i == len(recs)-1 {
-				// The newest record is the last complete backup, even if its folder is
-				// not where the latest should be.
-				return nil, fmt.Errorf("%s is the latest backup: %w", id, ErrProtected)
-			}
-			if i > 0 {
-				neighbours[recs[i-1].ID] = true
-			}
-			if i+1 < len(recs) {
-				neighbours[recs[i+1].ID] = true
-			}
-		}
+		gains[nb] = g
 	}
 	if err := os.Remove(recPath); err != nil {
 		return nil, fmt.Errorf("forget %s: %w", id, err)
@@ -199,7 +239,48 @@ func (s *Store) deleteLocked(udid, id string) (map[string]bool, error) {
 		return nil, fmt.Errorf("remove %s (its record is gone; the next recovery finishes): %w", dir, err)
 	}
 	s.log.Info("deleted snapshot", "udid", udid, "snapshot", id)
+	for nb, g := range gains {
+		if err := s.addUniqueSize(udid, nb, g); err != nil {
+			// The deletion is done; the full re-measure at the end tries once more.
+			s.log.Warn("deletion: neighbour's sizes not updated", "udid", udid, "snapshot", nb, "err", err)
+			continue
+		}
+		delete(neighbours, nb)
+	}
 	return neighbours, nil
+}
+
+// recordPath is the record of snapshot or archive id.
+func (s *Store) recordPath(udid, id string) string {
+	if strings.HasPrefix(id, udid+"-") {
+		return s.l.archiveRecord(udid, id)
+	}
+	return s.l.record(udid, id)
+}
+
+// snapshotDir is the folder of recorded snapshot or archive id: its own, or latest for the
+// newest snapshot.
+func (s *Store) snapshotDir(udid, id string) string {
+	if strings.HasPrefix(id, udid+"-") {
+		return s.l.archive(id)
+	}
+	if dir := s.l.snapshot(udid, id); exists(dir) {
+		return dir
+	}
+	return s.l.latest(udid)
+}
+
+// addUniqueSize adds n bytes to the UniqueSize of snapshot id's record.
+func (s *Store) addUniqueSize(udid, id string, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	rec, err := readRecord(s.recordPath(udid, id))
+	if err != nil {
+		return fmt.Errorf("update sizes of %s: %w", id, err)
+	}
+	u := usage{Files: rec.FileCount, Total: rec.TotalSize, Unique: rec.UniqueSize + n}
+	return s.setSizes(udid, id, u)
 }
 
 // setPinned rewrites a record's Pinned flag.
@@ -466,12 +547,13 @@ func (s *Store) Prune(ctx context.Context, udid string, policy Policy, opts Prun
 		if opts.Approve {
 			todo = append(append([]Verdict(nil), d.Delete...), d.Pending...)
 		}
-		// Neighbours are re-measured once at the end, not after every deletion.
+		// Neighbours that need a full re-measure get it once at the end, not after every
+		// deletion.
 		refresh := map[string]bool{}
 		var err error
 		for _, v := range todo {
 			var nb map[string]bool
-			if nb, err = s.deleteLocked(udid, v.ID); err != nil {
+			if nb, err = s.deleteLocked(ctx, udid, v.ID); err != nil {
 				break
 			}
 			deleted = append(deleted, v.ID)

@@ -543,11 +543,7 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []stri
 // refreshSizes re-measures a snapshot (whose sharing changed because a neighbour was added
 // or deleted) and rewrites its record.
 func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
-	dir := s.l.snapshot(udid, id)
-	if !exists(dir) {
-		dir = s.l.latest(udid)
-	}
-	u, err := measure(ctx, dir, false)
+	u, err := measure(ctx, s.snapshotDir(udid, id), false)
 	if err != nil {
 		return err
 	}
@@ -556,7 +552,7 @@ func (s *Store) refreshSizes(ctx context.Context, udid, id string) error {
 
 // setSizes writes u into the record of snapshot id if they differ.
 func (s *Store) setSizes(udid, id string, u usage) error {
-	path := s.l.record(udid, id)
+	path := s.recordPath(udid, id)
 	rec, err := readRecord(path)
 	if err != nil {
 		return fmt.Errorf("refresh sizes of %s: %w", id, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,49 +40,6 @@ type blobRef struct {
 	inIDs []string
 }
 
-// collect walks the folders of sns and groups their regular files by inode.
-func collect(ctx context.Context, sns []Snapshot) ([]*blobRef, error) {
-	byKey := map[blobKey]*blobRef{}
-	var out []*blobRef
-	for _, sn := range sns {
-		err := filepath.WalkDir(sn.Path, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				rel, _ := filepath.Rel(sn.Path, path)
-				out = append(out, &blobRef{path: path, rel: filepath.ToSlash(rel), inIDs: []string{sn.ID}})
-				return nil
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			k, ok := keyOf(fi)
-			if !ok {
-				return nil
-			}
-			if r := byKey[k]; r != nil {
-				r.inIDs = append(r.inIDs, sn.ID)
-				return nil
-			}
-			rel, _ := filepath.Rel(sn.Path, path)
-			r := &blobRef{key: k, path: path, rel: filepath.ToSlash(rel), inIDs: []string{sn.ID}}
-			byKey[k] = r
-			out = append(out, r)
-			return ctx.Err()
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list files of %s: %w", sn.ID, err)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].key.ino < out[j].key.ino })
-	return out, nil
-}
-
 // check reads one file and compares it with the index.
 func check(r *blobRef, idx *hashIndex, buf []byte, rep *DataReport) {
 	if r.key == (blobKey{}) {
@@ -112,23 +68,34 @@ func check(r *blobRef, idx *hashIndex, buf []byte, rep *DataReport) {
 	}
 }
 
-// storedFiles returns udid's snapshots and archives, the content hashes recorded at commit
-// and every stored file once: what VerifyData and Scrub compare. Without snapshots it reads
-// nothing else.
-func (s *Store) storedFiles(ctx context.Context, udid string) ([]Snapshot, *hashIndex, []*blobRef, error) {
+// storedIndex returns udid's snapshots and archives as folders to walk and the content index
+// split for streaming (the caller closes it). Without snapshots it reads nothing else.
+func (s *Store) storedIndex(udid string) ([]Snapshot, []storedFolder, *bucketedIndex, error) {
 	all, err := s.List(udid)
 	if err != nil || len(all) == 0 {
 		return all, nil, nil, err
 	}
-	idx, err := readHashes(s.l.hashes(udid))
+	bi, err := splitHashes(s.l.hashes(udid), s.l.device(udid), func(msg string, args ...any) {
+		s.log.Warn(msg, append([]any{"udid", udid}, args...)...)
+	})
 	if err != nil {
 		return all, nil, nil, err
 	}
-	refs, err := collect(ctx, all)
-	if err != nil {
-		return all, nil, nil, s.classify(err, 0)
+	folders := make([]storedFolder, len(all))
+	for i, sn := range all {
+		folders[i] = storedFolder{id: sn.ID, dir: sn.Path}
 	}
-	return all, idx, refs, nil
+	return all, folders, bi, nil
+}
+
+// checkRef checks one file against the part of the index that can know it.
+func checkRef(r *blobRef, bi *bucketedIndex, buf []byte, rep *DataReport) error {
+	idx, err := bi.index(r.rel)
+	if err != nil {
+		return err
+	}
+	check(r, idx, buf, rep)
+	return nil
 }
 
 // VerifyData re-reads every file of udid's snapshots and archives (each shared file once)
@@ -139,23 +106,31 @@ func (s *Store) storedFiles(ctx context.Context, udid string) ([]Snapshot, *hash
 func (s *Store) VerifyData(ctx context.Context, udid string) (DataReport, error) {
 	start := time.Now()
 	var rep DataReport
-	all, idx, refs, err := s.storedFiles(ctx, udid)
+	all, folders, bi, err := s.storedIndex(udid)
 	if err != nil {
 		return rep, err
 	}
 	if len(all) == 0 {
 		return rep, &failure.Error{Class: failure.NoBackup, Detail: fmt.Sprintf("no backups of %s at %s", udid, s.l.root)}
 	}
+	defer bi.close()
 	buf := make([]byte, 1<<20)
-	for i, r := range refs {
-		if i%64 == 0 {
+	live := 0
+	err = walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
+		if live++; live%64 == 0 {
 			if err := ctx.Err(); err != nil {
-				return rep, err
+				return true, err
 			}
 		}
-		check(r, idx, buf, &rep)
+		return false, checkRef(r, bi, buf, &rep)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		return rep, s.classify(err, 0)
 	}
-	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
+	s.compactHashesAfterRead(ctx, udid, bi.entries, live)
 	rep.Complete, rep.Elapsed = true, time.Since(start)
 	return rep, s.markDamaged(udid, rep.Damaged)
 }
@@ -224,6 +199,11 @@ type ScrubBudget struct {
 // scrubState is where the last scrub stopped, per device: the next one goes on from there,
 // so that a bounded daily slice re-reads the whole store every few weeks.
 type scrubState struct {
+	// Next is the path (inside a backup folder) of the next file to read, and NextInode its
+	// inode (a name has one file per version in different snapshots). Before issue #16 the
+	// position was an inode number alone; such a state (no Next) starts over at the first
+	// path once.
+	Next      string    `json:"next"`
 	NextInode uint64    `json:"nextInode"`
 	Cycle     int       `json:"cycle"` // completed passes over the store
 	Updated   time.Time `json:"updated"`
@@ -249,13 +229,29 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 	if budget.Every > 0 && !st.Updated.IsZero() && s.now().Sub(st.Updated) < budget.Every {
 		return rep, nil
 	}
-	all, idx, refs, err := s.storedFiles(ctx, udid)
+	all, folders, bi, err := s.storedIndex(udid)
 	if err != nil || len(all) == 0 {
 		return rep, err
 	}
+	defer bi.close()
+	// The store's distinct bytes, for a percentage budget: one pass that stats every file
+	// and reads none. The count of live files it gives decides compaction; without it, the
+	// records' file counts (an over-count) do.
 	var total int64
-	for _, r := range refs {
-		total += r.key.size
+	live := 0
+	if budget.MaxPercent > 0 {
+		err := walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
+			total += r.key.size
+			live++
+			return false, nil
+		})
+		if err != nil {
+			return rep, s.classify(err, 0)
+		}
+	} else {
+		for _, sn := range all {
+			live += sn.FileCount
+		}
 	}
 	limit := budget.MaxBytes
 	if budget.MaxPercent > 0 {
@@ -271,27 +267,42 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 		// the slice still moves on (the loop always reads the first file of a slice).
 		limit = 1
 	}
-	first := sort.Search(len(refs), func(i int) bool { return refs[i].key.ino >= st.NextInode })
 	buf := make([]byte, 1<<20)
-	next := st.NextInode
-	for n := 0; n < len(refs) && rep.Bytes < limit; n++ {
-		if err := ctx.Err(); err != nil {
-			break
+	at, atIno := st.Next, st.NextInode
+	if at == "" {
+		atIno = 0
+	}
+	next, nextIno := at, atIno
+	stopped := false
+	// From where the last slice stopped to the end, then from the start up to there.
+	read := func(r *blobRef) (bool, error) {
+		if ctx.Err() != nil || rep.Bytes >= limit || (rep.Bytes > 0 && rep.Bytes+r.key.size > limit) {
+			// The slice is full (a file larger than the whole budget is read alone).
+			next, nextIno, stopped = r.rel, r.key.ino, true
+			return true, nil
 		}
-		i := (first + n) % len(refs)
-		if rep.Bytes > 0 && rep.Bytes+refs[i].key.size > limit {
-			break // the slice is full; a file larger than the whole budget is read alone
-		}
-		check(refs[i], idx, buf, &rep)
-		next = refs[i].key.ino + 1
-		if i == len(refs)-1 {
-			next = 0
-			st.Cycle++
-			rep.Complete = true
+		return false, checkRef(r, bi, buf, &rep)
+	}
+	err = walkStored(ctx, folders, at, atIno, read)
+	if err == nil && !stopped {
+		next, nextIno = "", 0
+		st.Cycle++
+		rep.Complete = true
+		if at != "" {
+			err = walkStored(ctx, folders, "", 0, func(r *blobRef) (bool, error) {
+				if !refBefore(r.rel, r.key.ino, at, atIno) {
+					next, nextIno = at, atIno // back where this slice began: all read once
+					return true, nil
+				}
+				return read(r)
+			})
 		}
 	}
-	s.compactHashesAfterRead(ctx, udid, idx.lines, len(refs))
-	st.NextInode, st.Updated = next, s.now().UTC()
+	if err != nil && ctx.Err() == nil {
+		return rep, s.classify(err, 0)
+	}
+	s.compactHashesAfterRead(ctx, udid, bi.entries, live)
+	st.Next, st.NextInode, st.Updated = next, nextIno, s.now().UTC()
 	if b, err := json.Marshal(st); err == nil {
 		if err := atomicfile.WriteFile(s.l.scrubState(udid), b, 0o644); err != nil {
 			s.log.Warn("scrub position not saved; the next scrub repeats this slice", "udid", udid, "err", err)
