@@ -157,8 +157,9 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		return out, err
 	}
 	out.Location = st.Location()
-	// engine.Backup waits for the staging clone before it writes (Request.RootReady), so
-	// the clone runs while the device connects; an Engine of a test might not.
+	// engine.Backup waits for the staging clone before it touches the folder
+	// (Request.RootReady, at the device's first folder message), so the clone runs while
+	// the device connects and prepares its snapshot; an Engine of a test might not.
 	run, err := st.Begin(ctx, udid, store.BeginOptions{Full: req.Full, CloneInBackground: b.Engine == nil})
 	if err != nil {
 		return out, storeFailure(err)

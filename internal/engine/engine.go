@@ -34,9 +34,12 @@ type Request struct {
 	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both).
 	ContentHash   func() hash.Hash
 	ContentHashed func(fi fs.FileInfo, sum []byte)
-	// RootReady, if set, is called (and must return nil) before the first write under Root:
-	// the store clones the latest backup into its staging Root while the device connects,
-	// lists its apps and grants the sync lock (store.BeginOptions.CloneInBackground).
+	// RootReady, if set, is called (and must return nil) before the first read or write
+	// under Root/<UDID>: the store clones the latest backup into its staging Root while the
+	// device connects, lists its apps, grants the sync lock and, after the Backup request,
+	// prepares its snapshot (store.BeginOptions.CloneInBackground). It is called at the
+	// device's first message that touches the folder (mobilebackup2.BackupOptions.Ready),
+	// at most once, and not at all if the run ends before that.
 	RootReady func(context.Context) error
 	// UDID of the device; "" picks the only connected device.
 	UDID string
@@ -178,14 +181,26 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		return res, err
 	}
 	readAFCFiles(ctx, l.afc, log, &extras)
-	if req.RootReady != nil {
-		// Nothing above wrote under Root (MkdirAll of the existing Root only looks).
-		if err := req.RootReady(ctx); err != nil {
+	// Nothing above wrote under Root (MkdirAll of the existing Root only looks). Without
+	// RootReady, Info.plist is written now, before the Backup request, as always. With it,
+	// Info.plist and everything mobilebackup2 does in the folder wait until the device's
+	// first message that touches the folder (BackupOptions.Ready): the store's clone then
+	// runs while the device snapshots and scans, not before it is even asked.
+	var ready func(context.Context) error
+	if req.RootReady == nil {
+		if err := writeInfo(req.Root, info, extras, now()); err != nil {
 			return res, err
 		}
-	}
-	if err := writeInfo(req.Root, info, extras, now()); err != nil {
-		return res, err
+	} else {
+		ready = func(ctx context.Context) error {
+			if err := req.RootReady(ctx); err != nil {
+				return err
+			}
+			if err := writeInfo(req.Root, info, extras, now()); err != nil {
+				return failure.FromOS(fmt.Errorf("write Info.plist: %w", err))
+			}
+			return nil
+		}
 	}
 
 	if entry.Transport == device.WiFi {
@@ -210,6 +225,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		BusyRetries:          busyRetries(req.BusyRetries),
 		BusyWait:             busyWait(req.BusyWait),
 		DeviceCapacity:       info.DiskCapacity,
+		Ready:                ready,
 	})
 	if len(res.Backup.Unreadable) > 0 && err == nil {
 		describeUnreadable(ctx, res.Dir, res.Backup.Unreadable)

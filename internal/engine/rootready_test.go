@@ -6,21 +6,26 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 )
 
 // TestRootReadyBeforeFirstWrite: with the store cloning the latest backup in the background,
 // the engine asks RootReady before it writes anything under Root, so the clone is complete
 // and untouched when the engine starts: at that moment staging's Info.plist is still the
-// latest backup's file (same inode), and the run commits a complete backup.
+// latest backup's file (same inode), and the run commits a complete backup. And it asks as
+// late as that allows, so the clone hides behind the device's preparation: only after the
+// Backup request, once the device's silent scan (ScanDelay) is over.
 func TestRootReadyBeforeFirstWrite(t *testing.T) {
-	r := newRig(t, backupsim.Options{Seed: 5, Files: 60}, devicesim.DeviceConfig{})
+	const scan = 300 * time.Millisecond
+	r := newRig(t, backupsim.Options{Seed: 5, Files: 60, Quirks: backupsim.Quirks{ScanDelay: scan}}, devicesim.DeviceConfig{})
 	st, err := store.Open(context.Background(), t.TempDir(), store.Options{Known: "-"})
 	if err != nil {
 		t.Fatal(err)
@@ -40,9 +45,22 @@ func TestRootReadyBeforeFirstWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		called := 0
+		var requestedAt atomic.Int64 // when the engine was about to send the Backup request (Unix ns)
 		_, err = Backup(ctx, Request{UDID: r.udid, Root: run.Root(), LockRetry: 10 * time.Millisecond,
+			Events: func(e mobilebackup2.Event) {
+				if e.Kind == mobilebackup2.EventPhase && e.Phase == mobilebackup2.PhasePreparing {
+					requestedAt.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			},
 			RootReady: func(ctx context.Context) error {
 				called++
+				// The device answers nothing for ScanDelay after it got the request, so a
+				// RootReady asked at its first folder message comes at least that late.
+				if at := requestedAt.Load(); at == 0 {
+					t.Errorf("round %d: RootReady asked before the Backup request", round)
+				} else if d := time.Since(time.Unix(0, at)); d < scan {
+					t.Errorf("round %d: RootReady asked %v after the Backup request, before the device's %v scan ended", round, d, scan)
+				}
 				if err := run.Ready(ctx); err != nil {
 					return err
 				}

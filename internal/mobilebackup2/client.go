@@ -175,6 +175,17 @@ type BackupOptions struct {
 	// busy with a run whose host vanished) is asked again, BusyWait apart.
 	BusyRetries int
 	BusyWait    time.Duration
+	// Ready, if set, is called once, right before the host first touches the backup folder:
+	// before it answers the first device message that reads or writes there (every message
+	// but GetFreeDiskSpace, which only asks the filesystem, and the final result), and
+	// before it removes a leftover Snapshot folder. Until then Backup leaves the folder
+	// alone, so the store can still be cloning the latest backup into it while the device
+	// prepares after the Backup request: real devices stay silent for seconds to tens of
+	// seconds there while they snapshot and scan ("It can take some time to start",
+	// libimobiledevice #1193, the device log meanwhile "looking for things to backup"; backupsim
+	// Quirks.ScanDelay). An error ends the backup with that error (the device is left
+	// waiting for its reply; the caller then closes the connection).
+	Ready func(context.Context) error
 }
 
 // Result describes a successful run (or what was known when it failed).
@@ -234,8 +245,12 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		perm:   uint32(opt.FileMode.Perm()),
 		space:  spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
-	if err := s.removeLeftoverSnapshot(); err != nil {
-		return res, failure.New(failure.DeviceStopped, err)
+	if opt.Ready == nil {
+		if err := s.removeLeftoverSnapshot(); err != nil {
+			return res, failure.New(failure.DeviceStopped, err)
+		}
+	} else {
+		s.ready = func() error { return opt.Ready(ctx) }
 	}
 	req := map[string]any{
 		"MessageName":      "Backup",
@@ -275,6 +290,9 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 			return res, e
 		}
 		return res, deviceResult(res.ErrorCode, res.Description, ev, opt.PasscodeCancelWindow)
+	}
+	if err := s.waitReady(); err != nil { // a device that reports success without a message
+		return res, err
 	}
 	if err := syncFS(opt.Root); err != nil {
 		return res, failure.New(failure.LocalIO, fmt.Errorf("flush backup to disk: %w", err))
@@ -343,6 +361,25 @@ func (s *server) markInterrupted() {
 		return
 	}
 	_ = rename(p, p+".interrupted")
+}
+
+// waitReady calls BackupOptions.Ready once and then removes a leftover Snapshot folder (which
+// Backup leaves alone before Ready). Without Ready it does nothing: Backup already did both.
+func (s *server) waitReady() error {
+	if s.ready == nil {
+		return nil
+	}
+	if s.readyDone {
+		return s.readyErr
+	}
+	s.readyDone = true
+	if s.readyErr = s.ready(); s.readyErr != nil {
+		return s.readyErr
+	}
+	if err := s.removeLeftoverSnapshot(); err != nil {
+		s.readyErr = failure.New(failure.DeviceStopped, err)
+	}
+	return s.readyErr
 }
 
 // removeLeftoverSnapshot deletes <UDID>/Snapshot from an interrupted run: the device refuses

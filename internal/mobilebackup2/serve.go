@@ -56,6 +56,11 @@ type server struct {
 	devName string // device-side name of the file being received
 	// space decides the answers to free-space requests (see space.go).
 	space spacePolicy
+	// ready is BackupOptions.Ready bound to the run's context (nil = the folder is ready);
+	// waitReady calls it once, readyDone and readyErr remember that call.
+	ready     func() error
+	readyDone bool
+	readyErr  error
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -89,6 +94,15 @@ func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any
 	s.res.forget()
 	s.tree.trim()
 	s.progress(msg)
+	switch msg.Name() {
+	case devicelink.GetFreeDiskSpace, devicelink.ProcessMessage, devicelink.Disconnect:
+		// These never touch the backup folder: answered while it may still be prepared.
+	default:
+		// Every other message, known or not, may read or write the folder.
+		if err := s.waitReady(); err != nil {
+			return true, nil, err
+		}
+	}
 	if s.readOnly {
 		if refused, err := s.refuseWrite(msg); refused {
 			return false, nil, err
