@@ -233,11 +233,32 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if w := b.afterCommitOffsite(ctx, st, udid, req.Name, snap.ID, eff.Offsite, log, req.Offsite); w != "" {
 		out.Warnings = append(out.Warnings, w)
 	}
-	out.Damaged = b.scrub(ctx, st, udid, log)
+	if onlyThisRun(st, udid, snap, run) {
+		// The store holds nothing but what this run just wrote and hashed (from the bytes as
+		// they streamed in, or read back by the commit moments ago). A scrub now would read
+		// those files back from the page cache, not from the disk, so it could not find a bad
+		// sector or a flaky USB bridge: it would prove nothing, yet cost up to its whole
+		// budget (1 GB) of reading and hashing right after the longest backup the device
+		// has (issue #16). The daily scrub starts after the next backup, when its reads
+		// reach the disk; scrub.json is untouched, so its schedule is otherwise unchanged.
+		log.Debug("first backup: scrub deferred to the next backup", "udid", udid)
+	} else {
+		out.Damaged = b.scrub(ctx, st, udid, log)
+	}
 	if out.Damaged > 0 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", out.Damaged))
 	}
 	return out, nil
+}
+
+// onlyThisRun says whether snap, just committed by run, is all the store holds of udid: a
+// first backup that adopted nothing.
+func onlyThisRun(st *store.Store, udid string, snap store.Snapshot, run *store.Run) bool {
+	if snap.Kind != store.KindFull || len(run.Notes()) > 0 {
+		return false
+	}
+	list, err := st.List(udid)
+	return err == nil && len(list) == 1 && list[0].ID == snap.ID
 }
 
 // DefaultScrub re-reads at most 1 GB or 5% of a store a day, whichever is less, so a whole

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -168,5 +169,36 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 		if slices.Contains(d.Snapshots, third.Snapshot) {
 			t.Fatalf("the new latest backup %s still holds the damaged %s", third.Snapshot, d.Path)
 		}
+	}
+}
+
+// The first backup of a device is not scrubbed right away (its files were hashed as they
+// were written; reading them back now would only read the page cache); the next backup's
+// scrub runs as scheduled and reads the store.
+func TestFirstBackupDefersScrub(t *testing.T) {
+	_, udid := startDevice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	loc := filepath.Join(t.TempDir(), "loc")
+	os.Mkdir(loc, 0o755)
+	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
+		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100, Every: 24 * time.Hour}}
+	first, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	state := filepath.Join(loc, store.VersionsDirName, udid, "scrub.json")
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the first backup %s was scrubbed right away (scrub state: %v)", first.Snapshot, err)
+	}
+	if _, err := b.Run(ctx, BackupRequest{UDID: udid}); err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("the second backup was not followed by a scrub: %v", err)
 	}
 }

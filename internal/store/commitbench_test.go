@@ -26,7 +26,8 @@ import (
 // index of every file) and after, alternating, SNAPBACK_BENCH_RUNS incremental runs each
 // (default 3), on a journaled ext4 loop image when root can mount one. Every run is a child
 // process (Begin, the engine's renames, Commit) so its peak RSS is the store's alone.
-// SNAPBACK_BENCH_MODES=after skips the old way (a 1,000,000-file device). Then it times the
+// SNAPBACK_BENCH_MODES=after skips the old way (a 1,000,000-file device). SNAPBACK_BENCH_FULL=1
+// makes every run a forced full backup (Begin Full, the device sends every file) instead. Then it times the
 // hard-link clone of the latest backup with 1-4 workers against cp -al. Run with
 // -benchtime 1x.
 func BenchmarkCommitIncremental(b *testing.B) {
@@ -34,12 +35,20 @@ func BenchmarkCommitIncremental(b *testing.B) {
 	kb := benchEnv("SNAPBACK_BENCH_KB", 2)
 	runs := benchEnv("SNAPBACK_BENCH_RUNS", 3)
 	modes := []string{"before", "after"}
+	full := os.Getenv("SNAPBACK_BENCH_FULL") != ""
 	if m := os.Getenv("SNAPBACK_BENCH_MODES"); m != "" {
 		modes = strings.Split(m, ",")
 	}
 	benchMeanSize = kb << 10
 	perStore := int64(files) * (int64(kb)<<10 + 4096) * 13 / 10
-	root, note := testenv.JournaledExt4(b, int64(len(modes))*perStore+(1<<30), int64(len(modes)*files*2))
+	if full {
+		perStore *= 3 // latest, staging and the pending copy of every file
+	}
+	inodes := int64(len(modes) * files * 2)
+	if full {
+		inodes *= 2
+	}
+	root, note := testenv.JournaledExt4(b, int64(len(modes))*perStore+(1<<30), inodes)
 	ctx := context.Background()
 	for range b.N {
 		dev := newBenchDevice(files)
@@ -72,7 +81,14 @@ func BenchmarkCommitIncremental(b *testing.B) {
 
 		results := map[string][]commitPhases{}
 		for run := 0; run < runs; run++ {
-			dev.churn(1)
+			if full {
+				// A forced full backup: the device sends everything again.
+				for i := range dev.ver {
+					dev.dirty[i] = true
+				}
+			} else {
+				dev.churn(1)
+			}
 			order := slices.Clone(modes)
 			if run%2 == 1 {
 				slices.Reverse(order)
@@ -89,8 +105,12 @@ func BenchmarkCommitIncremental(b *testing.B) {
 			}
 		}
 
-		fmt.Printf("\nstore incremental commit: %d files of %d KiB mean, 1%% churn, %d runs per mode, %s (setup %s)\n",
-			files, kb, runs, note, setup.Round(time.Second))
+		what := "incremental commit: 1% churn"
+		if full {
+			what = "FULL commit (Begin Full, every file sent again)"
+		}
+		fmt.Printf("\nstore %s: %d files of %d KiB mean, %d runs per mode, %s (setup %s)\n",
+			what, files, kb, runs, note, setup.Round(time.Second))
 		fmt.Printf("%-28s", "median (min) ms")
 		for _, m := range modes {
 			fmt.Printf(" %24s", m)
@@ -129,6 +149,9 @@ func BenchmarkCommitIncremental(b *testing.B) {
 			b.ReportMetric(p.Clone+p.Commit, last+"-store-ms")
 		}
 
+		if full {
+			continue // a full run clones nothing
+		}
 		// The clone alone, by worker count, alternating up and down, best of two; cp -al
 		// for reference.
 		s := stores[last]
@@ -254,7 +277,7 @@ func TestCommitBenchChild(t *testing.T) {
 	}
 	hwm["open"] = vmHWM()
 	t0 := time.Now()
-	r, err := s.Begin(ctx, testUDID, BeginOptions{})
+	r, err := s.Begin(ctx, testUDID, BeginOptions{Full: os.Getenv("SNAPBACK_BENCH_FULL") != ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +294,9 @@ func TestCommitBenchChild(t *testing.T) {
 	hwm["end"] = vmHWM()
 	diffEnd := t2
 	if m, ok := marks["commit:delta"]; ok {
+		diffEnd = m
+	}
+	if m, ok := marks["commit:fresh"]; ok {
 		diffEnd = m
 	}
 	ms := func(a, b time.Time) float64 { return float64(b.Sub(a).Microseconds()) / 1000 }

@@ -185,6 +185,18 @@ var errNoIndex = errors.New("content index missing or unreadable")
 // for the same inode wins when the index is read. A crash can tear only the last line, which
 // readHashes skips; the next append starts on a fresh line so that it loses nothing more.
 func appendHashes(path string, entries []hashEntry) (err error) {
+	return appendHashesFrom(path, func(emit func(hashEntry)) error {
+		for _, e := range entries {
+			emit(e)
+		}
+		return nil
+	})
+}
+
+// appendHashesFrom is appendHashes for entries that gen produces one at a time (hashing
+// files as it goes), so that they are never all in memory. If gen fails, what it emitted
+// stays appended: entries of files that never get committed, which compaction drops.
+func appendHashesFrom(path string, gen func(emit func(hashEntry)) error) (err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return errNoIndex
@@ -213,8 +225,8 @@ func appendHashes(path string, entries []hashEntry) (err error) {
 	if last[0] != '\n' {
 		bw.WriteByte('\n') // end the torn line a crash left
 	}
-	for _, e := range entries {
-		writeHashLine(bw, e)
+	if err := gen(func(e hashEntry) { writeHashLine(bw, e) }); err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("content index: %w", err)

@@ -266,10 +266,30 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	if d != nil {
+	// A full or first backup: staging started empty, so every file in it was written by this
+	// run. One listing pass stats each file once (fullcommit.go) instead of a stat in verify,
+	// another in measure and a third walk for the content index.
+	fresh := false
+	if d == nil && r.full && !s.opts.fullScan {
+		d, err = s.diffTree(ctx, dir, "", prevRec.FileCount)
+		if errors.Is(err, errNoDelta) {
+			d = nil
+		} else if err != nil {
+			return Snapshot{}, err
+		}
+		fresh = d != nil
+	}
+	if fresh {
+		s.hook("commit:fresh")
+	} else if d != nil {
 		s.hook("commit:delta")
 	}
-	facts, err := s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
+	var facts backupFacts
+	if fresh {
+		facts, err = s.verifyBackupFresh(ctx, dir, udid, exceptionIDs(exc), d)
+	} else {
+		facts, err = s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
+	}
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -280,7 +300,15 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	r.streamed.mu.Unlock()
 	var u usage
 	var prevSizes *usage
-	if d != nil {
+	if fresh {
+		if u, prevSizes, err = d.applyFresh(ctx, dir, prev, prevRec); err != nil {
+			return Snapshot{}, err
+		}
+		s.hook("commit:measured")
+		if err := s.indexFresh(ctx, udid, dir, d, streamed); err != nil {
+			return Snapshot{}, err
+		}
+	} else if d != nil {
 		// Marks the written files read-only, before they become committed content.
 		var pu usage
 		if u, pu, err = d.apply(ctx, dir, prevRec); err != nil {

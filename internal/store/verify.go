@@ -43,6 +43,17 @@ func (s *Store) verifyBackupExcept(ctx context.Context, dir, udid string, except
 // verifyBackupDelta is verifyBackupExcept for a staging folder whose changes against the
 // latest backup d describes (nil: check every blob): see verifyRowsDelta.
 func (s *Store) verifyBackupDelta(ctx context.Context, dir, udid string, except map[string]bool, d *delta) (backupFacts, error) {
+	return s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
+		if d != nil {
+			return s.verifyRowsDelta(ctx, dir, dbPath, facts, add, except, d)
+		}
+		return s.verifyRows(ctx, dir, dbPath, facts, add, except)
+	})
+}
+
+// verifyBackupWith checks the folder's metadata and, for an unencrypted backup, calls rows
+// to check Manifest.db's file rows against the blobs.
+func (s *Store) verifyBackupWith(ctx context.Context, dir, udid string, rows func(dbPath string, facts *backupFacts, add func(string, ...any)) error) (backupFacts, error) {
 	var facts backupFacts
 	var problems []string
 	add := func(format string, args ...any) {
@@ -82,11 +93,7 @@ func (s *Store) verifyBackupDelta(ctx context.Context, dir, udid string, except 
 		if fi, err := os.Stat(dbPath); err != nil || fi.Size() == 0 {
 			add("Manifest.db missing or empty")
 		}
-	} else if d != nil {
-		if err := s.verifyRowsDelta(ctx, dir, dbPath, &facts, add, except, d); err != nil {
-			return facts, err
-		}
-	} else if err := s.verifyRows(ctx, dir, dbPath, &facts, add, except); err != nil {
+	} else if err := rows(dbPath, &facts, add); err != nil {
 		return facts, err
 	}
 	if len(problems) > 0 {

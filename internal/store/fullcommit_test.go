@@ -1,0 +1,185 @@
+//go:build linux
+
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"snapback/internal/backupfmt"
+)
+
+// freshOptions are testOptions that count the commits that took the full-backup path
+// (fullcommit.go).
+func freshOptions(clock *fakeClock, fresh *int) Options {
+	opts := testOptions(clock)
+	opts.hook = func(p string) {
+		if p == "commit:fresh" {
+			*fresh++
+		}
+	}
+	return opts
+}
+
+func runFullBackup(t *testing.T, s *Store, dev *fakeDevice) Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	r, err := s.Begin(ctx, dev.udid, BeginOptions{Full: true})
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if err := dev.backup(r.Root(), nil); err != nil {
+		r.Abort()
+		t.Fatalf("engine: %v", err)
+	}
+	snap, err := r.Commit(ctx, CommitMeta{})
+	if err != nil {
+		r.Abort()
+		t.Fatalf("Commit: %v", err)
+	}
+	return snap
+}
+
+// A full backup's commit takes sizes from its one listing pass; every record (the new
+// latest, the previous latest whose sizes the journal carries, older ones) must be what
+// measuring the folders says, and the content index must cover every committed file.
+func TestFullCommitSizesMatchMeasure(t *testing.T) {
+	fresh := 0
+	s := openStore(t, t.TempDir(), freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh))
+	dev := newFakeDevice(testUDID, 80, 700, 17)
+	runBackup(t, s, dev) // the first backup: full
+	checkSizes(t, s, 0)
+	dev.change(10)
+	runBackup(t, s, dev) // incremental
+	checkSizes(t, s, 1)
+	dev.change(10)
+	runFullBackup(t, s, dev) // forced full over an existing store
+	checkSizes(t, s, 2)
+	dev.change(10)
+	runBackup(t, s, dev) // incremental after it
+	checkSizes(t, s, 3)
+	if fresh != 2 {
+		t.Fatalf("%d of 2 full commits took the full-backup path", fresh)
+	}
+	list := mustList(t, s)
+	if full := list[2]; full.UniqueSize == 0 || full.Kind != KindFull {
+		t.Errorf("forced full backup: kind %s unique %d", full.Kind, full.UniqueSize)
+	}
+	rep, err := s.VerifyData(context.Background(), testUDID)
+	if err != nil || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+		t.Fatalf("VerifyData: %+v, %v", rep, err)
+	}
+	// With the sums the engine computed while streaming, the index holds those sums (a wrong
+	// one would show as damage): the commit must not have read the files again.
+}
+
+// The full-backup verify must still refuse a missing blob, a short one and one whose row
+// says another size; the old stat-based checks found these, the listing pass must too.
+func TestFullVerifyRefuses(t *testing.T) {
+	blobOf := func(n string) string { return backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", n)) }
+	cases := map[string]func(t *testing.T, dir string){
+		"blob missing": func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, blobOf("Library/f000003"))); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"blob short": func(t *testing.T, dir string) {
+			if err := writeRenamed(filepath.Join(dir, blobOf("Library/f000004")), []byte("short")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"blob truncated in place": func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, blobOf("Library/f000005")), 3); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"blob replaced by a folder": func(t *testing.T, dir string) {
+			p := filepath.Join(dir, blobOf("Library/f000006"))
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, breakIt := range cases {
+		for _, first := range []bool{true, false} {
+			label := name + "/forced"
+			if first {
+				label = name + "/first"
+			}
+			t.Run(label, func(t *testing.T) {
+				fresh := 0
+				s := openStore(t, t.TempDir(), freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh))
+				dev := newFakeDevice(testUDID, 40, 500, 5)
+				if !first {
+					runBackup(t, s, dev)
+					fresh = 0
+				}
+				r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: !first})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Abort()
+				if err := dev.backup(r.Root(), nil); err != nil {
+					t.Fatal(err)
+				}
+				breakIt(t, r.Dir())
+				_, err = r.Commit(context.Background(), CommitMeta{})
+				var ve *VerifyError
+				if !errors.As(err, &ve) {
+					t.Fatalf("Commit err = %v, want a VerifyError", err)
+				}
+				if fresh != 1 {
+					t.Fatalf("the commit did not take the full-backup path")
+				}
+				t.Log(ve)
+			})
+		}
+	}
+}
+
+// A file the device could not read (an exception) may be missing or short in a full backup:
+// the commit records it instead of refusing.
+func TestFullCommitExceptions(t *testing.T) {
+	fresh := 0
+	s := openStore(t, t.TempDir(), freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh))
+	dev := newFakeDevice(testUDID, 40, 500, 5)
+	r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Abort()
+	if err := dev.backup(r.Root(), nil); err != nil {
+		t.Fatal(err)
+	}
+	missing := backupfmt.FileID("HomeDomain", "Library/f000007")
+	short := backupfmt.FileID("HomeDomain", "Library/f000008")
+	fine := backupfmt.FileID("HomeDomain", "Library/f000009")
+	if err := os.Remove(backupfmt.BlobPath(r.Dir(), missing)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRenamed(backupfmt.BlobPath(r.Dir(), short), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := r.Commit(context.Background(), CommitMeta{Exceptions: []Exception{{FileID: missing}, {FileID: short}, {FileID: fine}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh != 1 {
+		t.Fatalf("the commit did not take the full-backup path")
+	}
+	got := map[string]bool{}
+	for _, e := range snap.Exceptions {
+		got[e.FileID] = true
+	}
+	if !got[missing] || !got[short] || got[fine] || len(got) != 2 {
+		t.Fatalf("exceptions recorded: %+v; want the missing and the short one only", snap.Exceptions)
+	}
+	checkSizes(t, s, 0)
+}
