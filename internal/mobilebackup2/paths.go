@@ -110,11 +110,6 @@ func (r resolver) remember(dir string) {
 // Components after the first missing one cannot exist, so the walk stops there.
 func (r resolver) resolve(p string) (string, error) { return r.walk(p, true) }
 
-// resolveTarget is resolve for a path that is only ever replaced by rename(2) or removed:
-// its last component is not examined, since rename and unlink act on a symlink itself and
-// never follow it. This saves one Lstat per uploaded file.
-func (r resolver) resolveTarget(p string) (string, error) { return r.walk(p, false) }
-
 func (r resolver) walk(p string, checkLast bool) (string, error) {
 	parts, err := ValidatePath(p, r.udid)
 	if err != nil {
