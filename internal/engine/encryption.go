@@ -65,18 +65,11 @@ func EncryptionStatus(ctx context.Context, devs *device.Host, udid string) (on b
 // device is already in the asked state; every other error is a *failure.Error
 // (errors.Is with failure.WrongPassword for 207, ErrDeviceLocked for 208).
 func SetEncryption(ctx context.Context, req EncryptionRequest) (err error) {
-	now := req.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := req.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if req.Old == nil && req.New == nil {
 		return mobilebackup2.ErrNoPasswordGiven
 	}
-	em := mobilebackup2.NewEmitter(req.Events, now)
+	o := startOp(req.Now, req.Log, req.Events)
+	now, log, em := o.now, o.log, o.em
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer func() {

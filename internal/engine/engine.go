@@ -110,32 +110,12 @@ var observed = []string{
 // Root/<UDID> may then hold a partial backup: callers that need atomicity (the store) give
 // a staging root and commit only on success.
 func Backup(ctx context.Context, req Request) (res Result, err error) {
-	now := req.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := req.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	em := mobilebackup2.NewEmitter(req.Events, now)
+	o := startOp(req.Now, req.Log, req.Events)
+	now, log, em := o.now, o.log, o.em
 	res.Started = now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	// protocolEnded is set once mobilebackup2 has emitted the final event itself.
-	protocolEnded := false
-	defer func() {
-		res.Finished = now()
-		if err == nil {
-			return
-		}
-		e := classify(ctx, err)
-		err = e
-		if !protocolEnded {
-			em.Failed(e)
-		}
-	}()
+	defer o.end(ctx, &err, &res.Finished)
 	em.Begin()
 
 	if req.Root == "" {
@@ -211,7 +191,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		stop := watchWiFi(ctx, entry, every, func(err error) { cancel(linkLostOverWiFi(err)) })
 		defer stop()
 	}
-	protocolEnded = true
+	o.protocolEnded = true
 	res.Backup, err = l.client.Backup(ctx, mobilebackup2.BackupOptions{
 		Root:                 req.Root,
 		UDID:                 res.UDID,
@@ -313,4 +293,39 @@ func writeInfo(root string, info device.Info, x infoExtras, now time.Time) error
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, "Info.plist"), b, 0o644)
+}
+
+// op is what Backup and Restore share around a run: the clock, the log and the event
+// emitter, and one place where a failure is classified and reported.
+type op struct {
+	now func() time.Time
+	log *slog.Logger
+	em  *mobilebackup2.Emitter
+	// protocolEnded is set once mobilebackup2 has emitted the final event itself.
+	protocolEnded bool
+}
+
+// startOp fills in the defaults: the system clock, a log that discards.
+func startOp(now func() time.Time, log *slog.Logger, events func(mobilebackup2.Event)) *op {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &op{now: now, log: log, em: mobilebackup2.NewEmitter(events, now)}
+}
+
+// end stamps the finish time and, on failure, classifies *err once (replacing it) and emits
+// EventFailed unless mobilebackup2 already ended the run with its own event.
+func (o *op) end(ctx context.Context, err *error, finished *time.Time) {
+	*finished = o.now()
+	if *err == nil {
+		return
+	}
+	e := classify(ctx, *err)
+	*err = e
+	if !o.protocolEnded {
+		o.em.Failed(e)
+	}
 }

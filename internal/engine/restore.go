@@ -56,31 +56,12 @@ type RestoreResult struct {
 // a *failure.Error and the last event is EventFailed. The source folder is never
 // written (mobilebackup2 serves it read-only).
 func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err error) {
-	now := req.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := req.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	em := mobilebackup2.NewEmitter(req.Events, now)
+	o := startOp(req.Now, req.Log, req.Events)
+	now, log, em := o.now, o.log, o.em
 	res.Started, res.Source = now(), req.SourceDir
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	protocolEnded := false
-	defer func() {
-		res.Finished = now()
-		if err == nil {
-			return
-		}
-		e := classify(ctx, err)
-		err = e
-		if !protocolEnded {
-			em.Failed(e)
-		}
-	}()
+	defer o.end(ctx, &err, &res.Finished)
 	em.Begin()
 	if req.SourceDir == "" {
 		return res, errors.New("no backup folder to restore given")
@@ -110,7 +91,7 @@ func Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err er
 		}
 	}
 
-	protocolEnded = true
+	o.protocolEnded = true
 	res.Restore, err = l.client.Restore(ctx, mobilebackup2.RestoreOptions{
 		Source:                 req.SourceDir,
 		SourceUDID:             req.SourceUDID,
