@@ -215,8 +215,17 @@ func (d *delta) apply(ctx context.Context, dir string, prev Snapshot) (latest, p
 // indexWritten hashes the written files (or takes the sum the engine computed while they
 // streamed in) and appends them to the content index.
 func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, streamed map[blobKey]xxh3.Uint128) error {
-	buf := make([]byte, 1<<20)
 	entries := make([]hashEntry, 0, len(d.written))
+	if err := d.hashWritten(ctx, dir, streamed, func(e hashEntry) { entries = append(entries, e) }); err != nil {
+		return err
+	}
+	return appendHashes(s.l.hashes(udid), entries)
+}
+
+// hashWritten passes emit the index entry of every file written this run: the sum the engine
+// computed while it streamed in, else the file's hash read from dir.
+func (d *delta) hashWritten(ctx context.Context, dir string, streamed map[blobKey]xxh3.Uint128, emit func(hashEntry)) error {
+	buf := make([]byte, 1<<20)
 	for i, w := range d.written {
 		if i%64 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -231,9 +240,9 @@ func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, st
 				return fmt.Errorf("index content of %s: %w", w.rel, err)
 			}
 		}
-		entries = append(entries, hashEntry{key: k, sum: sum, rel: w.rel})
+		emit(hashEntry{key: k, sum: sum, rel: w.rel})
 	}
-	return appendHashes(s.l.hashes(udid), entries)
+	return nil
 }
 
 // compactHashesIfStale compacts the content index at commit when it has grown beyond twice

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 
 	"github.com/zeebo/xxh3"
@@ -145,26 +144,7 @@ func (d *delta) applyFresh(ctx context.Context, dir, prev string, prevRec Snapsh
 // indexFresh adds every written file to the content index in one streaming pass, creating
 // the index when there is none (a first backup) or it is unreadable.
 func (s *Store) indexFresh(ctx context.Context, udid, dir string, d *delta, streamed map[blobKey]xxh3.Uint128) error {
-	buf := make([]byte, 1<<20)
-	gen := func(emit func(hashEntry)) error {
-		for i, w := range d.written {
-			if i%64 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			k := blobKey{ino: w.ino, size: w.size, mtime: w.mtime}
-			sum, ok := streamed[k]
-			if !ok {
-				var err error
-				if sum, _, err = hashFile(filepath.Join(dir, filepath.FromSlash(w.rel)), buf); err != nil {
-					return fmt.Errorf("index content of %s: %w", w.rel, err)
-				}
-			}
-			emit(hashEntry{key: k, sum: sum, rel: w.rel})
-		}
-		return nil
-	}
+	gen := func(emit func(hashEntry)) error { return d.hashWritten(ctx, dir, streamed, emit) }
 	path := s.l.hashes(udid)
 	err := appendHashesFrom(path, gen)
 	if !errors.Is(err, errNoIndex) {
