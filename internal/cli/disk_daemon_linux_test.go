@@ -105,12 +105,17 @@ func TestDaemonBackupDiskUnplugged(t *testing.T) {
 	if !strings.Contains(d.LastError, "not connected") {
 		t.Errorf("last error %q does not say the disk is not connected", d.LastError)
 	}
+	// The notification follows the status on the app's own event goroutine: wait for it.
 	var noDisk []notify.Message
-	for _, msg := range rec.Messages() {
-		if msg.Kind == notify.DiskMissing {
-			noDisk = append(noDisk, msg)
+	testenv.Eventually(10*time.Second, func() bool {
+		noDisk = noDisk[:0]
+		for _, msg := range rec.Messages() {
+			if msg.Kind == notify.DiskMissing {
+				noDisk = append(noDisk, msg)
+			}
 		}
-	}
+		return len(noDisk) > 0
+	})
 	if len(noDisk) != 1 || noDisk[0].UDID != id.UDID || !strings.Contains(noDisk[0].Body, disk.mnt) {
 		t.Fatalf("disk-missing notifications %+v; want one naming %s (all: %+v)", noDisk, disk.mnt, rec.Messages())
 	}
