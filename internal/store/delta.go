@@ -125,16 +125,7 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 		return false, err
 	}
 	err = db.EachID(ctx, func(id string, flags int64) error {
-		facts.Rows++
-		if facts.Rows%4096 == 0 {
-			s.hook("verify")
-		}
-		if flags != backupfmt.FlagFile {
-			return nil
-		}
-		if !backupfmt.ValidFileID(id) {
-			bad++
-			add("a file row has an invalid fileID %q", id)
+		if !s.fileRow(facts, id, flags, nil, &bad, add) {
 			return nil
 		}
 		if except[id] {

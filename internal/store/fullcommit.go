@@ -79,16 +79,7 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 		return id
 	}
 	err = db.EachSize(ctx, func(id string, flags, size int64) error {
-		facts.Rows++
-		if facts.Rows%4096 == 0 {
-			s.hook("verify")
-		}
-		if flags != backupfmt.FlagFile {
-			return nil
-		}
-		if !backupfmt.ValidFileID(id) {
-			bad++
-			add("a file row has an invalid fileID %q", id)
+		if !s.fileRow(facts, id, flags, nil, &bad, add) {
 			return nil
 		}
 		i, found := slices.BinarySearchFunc(sizes, idKey(id), func(e keySize, k uint64) int { return cmp.Compare(e.key, k) })

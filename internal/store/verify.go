@@ -111,16 +111,8 @@ func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backu
 	defer db.Close()
 	bad := 0
 	err = db.Each(ctx, func(r backupfmt.Record) error {
-		facts.Rows++
-		if facts.Rows%4096 == 0 {
-			s.hook("verify")
-		}
-		if r.Flags != backupfmt.FlagFile {
-			return nil
-		}
-		if !backupfmt.ValidFileID(r.FileID) {
-			bad++
-			add("row %s-%s has an invalid fileID %q", r.Domain, r.RelativePath, r.FileID)
+		row := func() string { return fmt.Sprintf("row %s-%s", r.Domain, r.RelativePath) }
+		if !s.fileRow(facts, r.FileID, r.Flags, row, &bad, add) {
 			return nil
 		}
 		fi, err := os.Stat(backupfmt.BlobPath(dir, r.FileID))
@@ -150,4 +142,27 @@ func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backu
 		add("%d blobs are missing or wrong in total", bad)
 	}
 	return nil
+}
+
+// fileRow counts a Manifest.db row for the verification passes and says whether it is a file
+// row whose blob must be checked. A file row with an invalid fileID is reported (row names
+// it; nil says "a file row") and not checked further.
+func (s *Store) fileRow(facts *backupFacts, id string, flags int64, row func() string, bad *int, add func(string, ...any)) bool {
+	facts.Rows++
+	if facts.Rows%4096 == 0 {
+		s.hook("verify")
+	}
+	if flags != backupfmt.FlagFile {
+		return false
+	}
+	if !backupfmt.ValidFileID(id) {
+		*bad++
+		name := "a file row"
+		if row != nil {
+			name = row()
+		}
+		add("%s has an invalid fileID %q", name, id)
+		return false
+	}
+	return true
 }
