@@ -157,9 +157,10 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		return out, err
 	}
 	out.Location = st.Location()
-	// engine.Backup waits for the staging clone before it touches the folder
-	// (Request.RootReady, at the device's first folder message), so the clone runs while
-	// the device connects and prepares its snapshot; an Engine of a test might not.
+	// engine.Backup waits for the staging clone's top-level files before it touches the
+	// folder (Request.RootReady, at the device's first folder message) and for each prefix
+	// folder before it touches that (Request.EntryReady), so the clone runs while the device
+	// connects, prepares its snapshot and uploads; an Engine of a test might not wait.
 	run, err := st.Begin(ctx, udid, store.BeginOptions{Full: req.Full, CloneInBackground: b.Engine == nil})
 	if err != nil {
 		return out, storeFailure(err)
@@ -196,7 +197,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
 		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
-		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.Ready,
+		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.RootReady, EntryReady: run.EntryReady,
 		// run.Root() is the store's staging folder: it is committed only after the whole run
 		// succeeded and was verified, and discarded otherwise, so new files may be written
 		// under their final names; they are created read-only, as committed files must be.

@@ -41,6 +41,11 @@ type Request struct {
 	// device's first message that touches the folder (mobilebackup2.BackupOptions.Ready),
 	// at most once, and not at all if the run ends before that.
 	RootReady func(context.Context) error
+	// EntryReady, if set, is called before anything under one top-level entry of
+	// Root/<UDID> is read, written, moved or removed, with that entry's name ("" for the
+	// whole folder), after RootReady (mobilebackup2.BackupOptions.EntryReady): the store
+	// goes on cloning the prefix folders while the device diffs and uploads.
+	EntryReady func(ctx context.Context, name string) error
 	// UDID of the device; "" picks the only connected device.
 	UDID string
 	// Devices finds and connects the device (nil = usbmuxd alone); a Host adds built-in
@@ -206,6 +211,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		BusyWait:             busyWait(req.BusyWait),
 		DeviceCapacity:       info.DiskCapacity,
 		Ready:                ready,
+		EntryReady:           req.EntryReady,
 	})
 	if len(res.Backup.Unreadable) > 0 && err == nil {
 		describeUnreadable(ctx, res.Dir, res.Backup.Unreadable)

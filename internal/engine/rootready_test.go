@@ -4,13 +4,16 @@ package engine
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"snapback/internal/backupfmt"
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/mobilebackup2"
@@ -94,5 +97,125 @@ func TestRootReadyBeforeFirstWrite(t *testing.T) {
 	rep, err := st.VerifyData(ctx, r.udid)
 	if err != nil || rep.Unindexed != 0 || rep.Files == 0 {
 		t.Fatalf("verify --data: %+v, %v", rep, err)
+	}
+}
+
+// TestEntryReadyCommitsDeviceState: with the store's clone gated per prefix folder
+// (Request.EntryReady), the device's moves and removals at the end of a run land in folders
+// the clone has finished, so the committed backup is exactly what the device's Manifest.db
+// says: every row's blob present (Commit verifies that) and no blob of a file the device
+// deleted brought back by a clone that linked its folder after the removal. The engine asks
+// per folder, never for the whole folder, and the run commits through the real simulator
+// with 20% churn (a third of it deletions).
+func TestEntryReadyCommitsDeviceState(t *testing.T) {
+	r := newRig(t, backupsim.Options{Seed: 9, Files: 900}, devicesim.DeviceConfig{})
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{Known: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for round := 0; round < 3; round++ {
+		before := blobInodes(t, st.LatestDir(r.udid))
+		run, err := st.Begin(ctx, r.udid, store.BeginOptions{CloneInBackground: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		asked := map[string]bool{}
+		_, err = Backup(ctx, Request{UDID: r.udid, Root: run.Root(), LockRetry: 10 * time.Millisecond,
+			RootReady: run.RootReady,
+			EntryReady: func(ctx context.Context, name string) error {
+				mu.Lock()
+				asked[name] = true
+				mu.Unlock()
+				return run.EntryReady(ctx, name)
+			}})
+		if err != nil {
+			run.Abort()
+			t.Fatal(err)
+		}
+		if _, err := run.Commit(ctx, store.CommitMeta{}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if round > 0 && (asked[""] || !asked["Snapshot"]) {
+			t.Errorf("round %d: EntryReady asked for %v; want Snapshot and prefix folders one by one, never the whole folder", round, asked)
+		}
+		// Every prefix folder the device changed (a blob added, replaced or removed) was
+		// asked for before it was touched.
+		after := blobInodes(t, st.LatestDir(r.udid))
+		for id, ino := range after {
+			if before[id] != ino && !asked[id[:2]] {
+				t.Errorf("round %d: blob %s written without EntryReady(%q)", round, id, id[:2])
+			}
+		}
+		for id := range before {
+			if _, ok := after[id]; !ok && !asked[id[:2]] {
+				t.Errorf("round %d: blob %s removed without EntryReady(%q)", round, id, id[:2])
+			}
+		}
+		blobsMatchRows(t, st.LatestDir(r.udid))
+		r.agent.Mutate(20)
+	}
+}
+
+// blobInodes maps every blob under backup folder dir (none if it is missing) to its inode.
+func blobInodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	m := map[string]uint64{}
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if os.IsNotExist(err) && p == dir {
+			return filepath.SkipAll
+		}
+		if err != nil || e.IsDir() || filepath.Dir(filepath.Dir(p)) != dir {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		m[e.Name()] = fi.Sys().(*syscall.Stat_t).Ino
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// blobsMatchRows fails unless the blobs under dir are exactly the file rows of its
+// Manifest.db.
+func blobsMatchRows(t *testing.T, dir string) {
+	t.Helper()
+	db, err := backupfmt.OpenManifestDB(filepath.Join(dir, backupfmt.ManifestDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows := map[string]bool{}
+	if err := db.EachID(context.Background(), func(id string, flags int64) error {
+		if flags == backupfmt.FlagFile {
+			rows[id] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	blobs := 0
+	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || filepath.Dir(filepath.Dir(p)) != dir {
+			return err
+		}
+		blobs++
+		if !rows[e.Name()] {
+			t.Errorf("blob %s has no row in Manifest.db (a deleted file brought back?)", e.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blobs != len(rows) {
+		t.Errorf("%d blobs for %d file rows", blobs, len(rows))
 	}
 }

@@ -186,6 +186,13 @@ type BackupOptions struct {
 	// Quirks.ScanDelay). An error ends the backup with that error (the device is left
 	// waiting for its reply; the caller then closes the connection).
 	Ready func(context.Context) error
+	// EntryReady, if set, is called before the host reads, writes, moves or removes anything
+	// under a top-level entry of the <UDID> folder, with that entry's name ("3f",
+	// "Manifest.db", "Snapshot"; "" for the <UDID> folder as a whole), after Ready. Creating
+	// a top-level folder does not wait: a folder that exists is success either way. So the
+	// store can go on cloning the prefix folders while the device uploads into Snapshot/,
+	// which it moves into them only at the end. An error ends the backup as Ready's does.
+	EntryReady func(ctx context.Context, name string) error
 }
 
 // Result describes a successful run (or what was known when it failed).
@@ -251,6 +258,9 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		}
 	} else {
 		s.ready = func() error { return opt.Ready(ctx) }
+	}
+	if opt.EntryReady != nil {
+		s.entry = func(name string) error { return opt.EntryReady(ctx, name) }
 	}
 	req := map[string]any{
 		"MessageName":      "Backup",
@@ -387,6 +397,9 @@ func (s *server) waitReady() error {
 func (s *server) removeLeftoverSnapshot() error {
 	p, err := s.res.resolve(s.res.udid + "/Snapshot")
 	if err != nil {
+		return err
+	}
+	if err := s.settle(s.res.udid + "/Snapshot"); err != nil {
 		return err
 	}
 	s.res.forget()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,5 +126,152 @@ func TestBackupReadyFailure(t *testing.T) {
 	}
 	if _, err := os.Stat(leftover); err != nil {
 		t.Errorf("folder touched after Ready failed: %v", err)
+	}
+}
+
+// TestBackupEntryReady: the host waits for EntryReady of a top-level entry before it
+// touches anything under it, and only then. The test's EntryReady does what the store's
+// background clone does: it links the entry's committed files into place on demand. A host
+// that moved, removed, listed or read in a prefix folder before asking would find it empty
+// or have its move undone; one that asked for a folder the device only creates would make
+// the device wait for the clone of folders it never uses.
+func TestBackupEntryReady(t *testing.T) {
+	root, committed := t.TempDir(), t.TempDir()
+	u := testUDID
+	// The latest backup the clone copies from: four prefix folders with a file each.
+	for _, p := range []string{"ab", "cd", "ef", "gh"} {
+		if err := os.MkdirAll(filepath.Join(committed, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(committed, p, p+"old"), []byte("old "+p), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var asked []string
+	entryReady := func(ctx context.Context, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.Contains(asked, name) {
+			return nil
+		}
+		// After the backup (below) a folder the host touched without asking is caught here.
+		asked = append(asked, name)
+		if _, err := os.Stat(filepath.Join(committed, name)); err != nil {
+			return nil // Snapshot, Status.plist: not a folder of the latest backup
+		}
+		dir := filepath.Join(root, u, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// The folder must still hold nothing the device put there: nothing touched it yet.
+		if es, _ := os.ReadDir(dir); len(es) != 0 {
+			return fmt.Errorf("%s touched before EntryReady: holds %d entries", name, len(es))
+		}
+		return os.Link(filepath.Join(committed, name, name+"old"), filepath.Join(dir, name+"old"))
+	}
+	var afterMkdir []string
+	c, d := pair(t)
+	wait := d.run(func(d *fakeDevice) error {
+		if _, err := d.expectBackup(); err != nil {
+			return err
+		}
+		for _, dir := range []string{u + "/Snapshot", u + "/Snapshot/ab", u + "/ab", u + "/cd"} {
+			if code, _, err := d.simple(devicelink.CreateDirectory, dir); err != nil || code != 0 {
+				return fmt.Errorf("mkdir %s: %v %v", dir, code, err)
+			}
+		}
+		mu.Lock()
+		afterMkdir = slices.Clone(asked)
+		mu.Unlock()
+		if code, err := d.upload(upFile{name: u + "/Snapshot/ab/abnew", data: []byte("new")},
+			upFile{name: u + "/Snapshot/Status.plist", data: statusPlist(d.t, "finished")}); err != nil || code != 0 {
+			return fmt.Errorf("upload %v %v", code, err)
+		}
+		moves := map[string]any{u + "/Snapshot/ab/abnew": u + "/ab/abnew", u + "/Snapshot/Status.plist": u + "/Status.plist"}
+		if code, _, err := d.simple(devicelink.MoveItems, moves, map[string]any{}, 90.0); err != nil || code != 0 {
+			return fmt.Errorf("move %v %v", code, err)
+		}
+		if code, _, err := d.simple(devicelink.RemoveItems, []any{u + "/cd/cdold"}, map[string]any{}, 92.0); err != nil || code != 0 {
+			return fmt.Errorf("remove %v %v", code, err)
+		}
+		code, list, err := d.simple(devicelink.ContentsOfDirectory, u+"/ef")
+		if err != nil || code != 0 {
+			return fmt.Errorf("list %v %v", code, err)
+		}
+		if m, _ := list.(map[string]any); m["efold"] == nil {
+			return fmt.Errorf("listing of ef = %v, want efold in it", list)
+		}
+		got, code, err := d.download(u + "/gh/ghold")
+		if err != nil || code != 0 || string(got[u+"/gh/ghold"]) != "old gh" {
+			return fmt.Errorf("download %q %v %v", got, code, err)
+		}
+		if code, _, err := d.simple(devicelink.RemoveItems, []any{u + "/Snapshot"}, map[string]any{}, 95.0); err != nil || code != 0 {
+			return fmt.Errorf("remove %v %v", code, err)
+		}
+		return d.finish(0, "")
+	})
+	_, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: u,
+		Ready:      func(ctx context.Context) error { return os.MkdirAll(filepath.Join(root, u), 0o755) },
+		EntryReady: entryReady})
+	if werr := wait(); werr != nil {
+		t.Fatalf("device: %v", werr)
+	}
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	// The clone's workers finish the folders nobody asked for, as Commit waits for them.
+	for _, p := range []string{"ab", "cd", "ef", "gh"} {
+		if err := entryReady(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the folder created inside Snapshot asked: creating a top-level folder never waits.
+	if !slices.Equal(afterMkdir, []string{"Snapshot"}) {
+		t.Errorf("EntryReady by the CreateDirectory messages: %q, want only Snapshot", afterMkdir)
+	}
+	for p, want := range map[string]bool{"ab/abold": true, "ab/abnew": true, "cd/cdold": false, "ef/efold": true, "gh/ghold": true} {
+		if _, err := os.Stat(filepath.Join(root, u, p)); (err == nil) != want {
+			t.Errorf("%s exists = %v, want %v", p, err == nil, want)
+		}
+	}
+}
+
+// TestBackupEntryReadyFailure: an EntryReady that fails (the clone of that folder failed)
+// ends the backup with its error once the message that needed the folder is answered.
+func TestBackupEntryReadyFailure(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	cloneFailed := failure.New(failure.NoSpace, errors.New("clone: no space left on device"))
+	c, d := pair(t)
+	wait := d.run(func(d *fakeDevice) error {
+		if _, err := d.expectBackup(); err != nil {
+			return err
+		}
+		if code, _, err := d.simple(devicelink.CreateDirectory, u+"/ab"); err != nil || code != 0 {
+			return fmt.Errorf("mkdir %v %v", code, err)
+		}
+		code, _, err := d.simple(devicelink.RemoveItems, []any{u + "/ab/gone"}, map[string]any{}, 92.0)
+		if err != nil || code == 0 {
+			return fmt.Errorf("remove answered %v %v, want an error code", code, err)
+		}
+		go drain(d.conn)
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Backup(ctx, BackupOptions{Root: root, UDID: u,
+		Ready: func(ctx context.Context) error { return os.MkdirAll(filepath.Join(root, u), 0o755) },
+		EntryReady: func(ctx context.Context, name string) error {
+			if name == "ab" {
+				return cloneFailed
+			}
+			return nil
+		}})
+	if werr := wait(); werr != nil {
+		t.Fatalf("device: %v", werr)
+	}
+	if !errors.Is(err, failure.NoSpace) {
+		t.Fatalf("Backup = %v, want the clone's NoSpace", err)
 	}
 }

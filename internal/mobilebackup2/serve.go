@@ -61,6 +61,25 @@ type server struct {
 	ready     func() error
 	readyDone bool
 	readyErr  error
+	// entry is BackupOptions.EntryReady bound to the run's context (nil = always ready);
+	// entryErr is its first failure, which ends the run once the message is answered.
+	entry    func(name string) error
+	entryErr error
+}
+
+// settle waits until the top-level entry of the <UDID> folder that validated device path p
+// lies in may be used (BackupOptions.EntryReady). Its error ends the run.
+func (s *server) settle(p string) error {
+	if s.entry == nil {
+		return nil
+	}
+	rest, _ := strings.CutPrefix(p, s.res.udid)
+	rest = strings.TrimPrefix(rest, "/")
+	top, _, _ := strings.Cut(rest, "/")
+	if s.entryErr == nil {
+		s.entryErr = s.entry(top)
+	}
+	return s.entryErr
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
@@ -87,6 +106,12 @@ func (s *server) serve() (map[string]any, error) {
 
 // handle dispatches one message. done reports the end of the operation.
 func (s *server) handle(msg devicelink.Message) (done bool, final map[string]any, err error) {
+	defer func() {
+		// The folder could not be prepared (settle): the device had its reply, the run ends.
+		if err == nil && s.entryErr != nil {
+			done, final, err = true, nil, s.entryErr
+		}
+	}()
 	// The path resolver (downloads, folder listings, Status.plist) trusts verified folders
 	// for one message only, so a folder swapped for a symlink by some local process is
 	// caught at the next message at the latest. The per-file work goes through s.tree's
@@ -209,6 +234,9 @@ func (s *server) sendFile(p string) (n int64, ferr, err error) {
 	hp, ferr := s.res.resolve(p)
 	if ferr != nil {
 		return 0, ferr, nil
+	}
+	if err := s.settle(p); err != nil {
+		return 0, nil, err
 	}
 	f, ferr := openNoFollow(hp)
 	if ferr != nil {
@@ -407,6 +435,11 @@ func (s *server) flushProgress() {
 // writes, a close and at most one renameat per file, and no stat.
 func (s *server) receiveFile(name string) (ferr, err error) {
 	d, base, ferr := s.tree.parentOf(name, false)
+	if ferr == nil {
+		if err := s.settle(name); err != nil {
+			return nil, err
+		}
+	}
 	var f uploadFile
 	created := "" // the name f has in d
 	final := false
@@ -563,6 +596,9 @@ func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 	if err != nil {
 		return s.dl.SendStatus(errCode(err), errText(err), map[string]any{})
 	}
+	if err := s.settle(p); err != nil {
+		return err
+	}
 	out := map[string]any{}
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -604,6 +640,11 @@ func (s *server) mkdirAll(p string) error {
 	if err := checkPath(p, s.res.udid); err != nil {
 		return err
 	}
+	if strings.Count(p, "/") > 1 { // inside a top-level folder, which must be cloned first
+		if err := s.settle(p); err != nil {
+			return err
+		}
+	}
 	_, err := s.tree.dir(p, true)
 	return err
 }
@@ -640,6 +681,12 @@ func (s *server) move(src, dst string) error {
 	}
 	if src == dst {
 		return nil
+	}
+	if err := s.settle(src); err != nil {
+		return err
+	}
+	if err := s.settle(dst); err != nil {
+		return err
 	}
 	// Descriptors of a directory being renamed or replaced would keep naming it under its
 	// new name (or none): drop them first.
@@ -691,6 +738,9 @@ func (s *server) remove(p string) error {
 	if err := checkPath(p, s.res.udid); err != nil {
 		return err
 	}
+	if err := s.settle(p); err != nil {
+		return err
+	}
 	s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
 	s.tree.forgetIfOpen(p)
 	d, n, err := s.tree.parentOf(p, false)
@@ -720,6 +770,12 @@ func (s *server) copy(src, dst string) error {
 	}
 	sd, sn, err := s.tree.parentOf(src, false)
 	if err != nil {
+		return err
+	}
+	if err := s.settle(src); err != nil {
+		return err
+	}
+	if err := s.settle(dst); err != nil {
 		return err
 	}
 	m, err := modeAt(sd, sn)

@@ -10,6 +10,15 @@ import (
 	"path/filepath"
 )
 
+// cloneWorkers is how many prefix folders ("00/" … "ff/") are linked at once. A hard-link
+// clone is one linkat per file, and linkat into one directory serialises on that directory's
+// inode lock, so parallelism pays only across directories. BenchmarkCommitIncremental prints
+// the clone time by worker count; on the 2-core test machine (shared, load 6-10) a
+// 100,000-file clone took 5.4/4.3/4.0/3.3 s with 1/2/3/4 workers in one run and
+// 3.3/3.2/3.6/3.9 s in another, 20,000 files 0.43-0.48/0.29-0.40/0.26-0.37/0.29-0.40 s:
+// two workers were never slower than one, more sometimes were. cp -al: 5.5-5.8 s.
+const cloneWorkers = 2
+
 // CloneMethod is how a backup folder is duplicated on a destination.
 type CloneMethod string
 
@@ -76,10 +85,21 @@ func (s *Store) cloneTree(ctx context.Context, src, dst string, m CloneMethod) e
 	if m == CloneHardlink {
 		return s.linkTree(ctx, src, dst)
 	}
-	return s.walkClone(ctx, src, dst, m)
+	return walkClone(ctx, src, dst, m, func() { s.hook("clone") })
 }
 
-func (s *Store) walkClone(ctx context.Context, src, dst string, m CloneMethod) error {
+// cloneDir clones the folder src, one top-level folder of a backup, into dst with method m;
+// hook is called before each file.
+func cloneDir(ctx context.Context, src, dst string, m CloneMethod, hook func()) error {
+	if m == CloneHardlink {
+		return linkSubtree(ctx, src, dst, hook)
+	}
+	return walkClone(ctx, src, dst, m, hook)
+}
+
+// walkClone clones the tree src into dst (made if missing) with method m through the portable
+// walk; hook is called before each file.
+func walkClone(ctx context.Context, src, dst string, m CloneMethod, hook func()) error {
 	n := 0
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -110,7 +130,7 @@ func (s *Store) walkClone(ctx context.Context, src, dst string, m CloneMethod) e
 				return err
 			}
 		}
-		s.hook("clone")
+		hook()
 		return cloneFile(path, target, m)
 	})
 }

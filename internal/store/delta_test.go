@@ -7,9 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,5 +282,95 @@ func TestSkippedScrubReadsNothing(t *testing.T) {
 	}
 	if rep, err := s.Scrub(ctx, testUDID, budget); err != nil || rep.Files != 0 {
 		t.Fatalf("scrub within Every: %+v, %v; want nothing read", rep, err)
+	}
+}
+
+// TestEntryReadyDuringClone: while the background clone runs, EntryReady of a prefix folder
+// returns only once that folder is a complete clone of the latest backup's (the same names
+// and inodes), whether a worker or the caller linked it, for callers asking in any order
+// and at once; RootReady once the top-level files are in place; a name the latest backup
+// does not have is ready at once. A run that goes on from there commits as usual.
+func TestEntryReadyDuringClone(t *testing.T) {
+	s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: time.Hour}))
+	dev := newFakeDevice(testUDID, 2000, 64, 7)
+	first := runBackup(t, s, dev)
+	latest := first.Path
+	prefixes, err := os.ReadDir(latest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range prefixes {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) < 200 {
+		t.Fatalf("only %d prefix folders", len(names))
+	}
+	listing := func(dir string) map[string]uint64 {
+		m := map[string]uint64{}
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		for _, e := range es {
+			fi, err := e.Info()
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			ino, _, _ := inodeOf(fi)
+			m[e.Name()] = ino
+		}
+		return m
+	}
+	for round := range 3 {
+		r, err := s.Begin(context.Background(), testUDID, BeginOptions{CloneInBackground: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := r.RootReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{backupfmt.ManifestDBName, backupfmt.StatusPlistName, backupfmt.InfoPlistName} {
+			a, b := listing(latest)[f], listing(r.Dir())[f]
+			if a == 0 || a != b {
+				t.Fatalf("round %d: after RootReady %s is inode %d in staging, %d in latest", round, f, b, a)
+			}
+		}
+		if err := r.EntryReady(ctx, "no-such-folder"); err != nil {
+			t.Fatal(err)
+		}
+		order := slices.Clone(names)
+		rand.New(rand.NewPCG(uint64(round), 2)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var wg sync.WaitGroup
+		for half := range 2 {
+			wg.Go(func() {
+				for i := half; i < len(order); i += 2 {
+					name := order[i]
+					if err := r.EntryReady(ctx, name); err != nil {
+						t.Error(err)
+						return
+					}
+					if want, got := listing(filepath.Join(latest, name)), listing(filepath.Join(r.Dir(), name)); !maps.Equal(want, got) {
+						t.Errorf("round %d: %s after EntryReady: %d of %d entries", round, name, len(got), len(want))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		dev.change(20)
+		if err := dev.backup(r.Root(), nil); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := r.Commit(ctx, CommitMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		latest = snap.Path
+		checkSizes(t, s, round+1)
 	}
 }

@@ -12,15 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cloneWorkers is how many prefix folders ("00/" … "ff/") are linked at once. A hard-link
-// clone is one linkat per file, and linkat into one directory serialises on that directory's
-// inode lock, so parallelism pays only across directories. BenchmarkCommitIncremental prints
-// the clone time by worker count; on the 2-core test machine (shared, load 6-10) a
-// 100,000-file clone took 5.4/4.3/4.0/3.3 s with 1/2/3/4 workers in one run and
-// 3.3/3.2/3.6/3.9 s in another, 20,000 files 0.43-0.48/0.29-0.40/0.26-0.37/0.29-0.40 s:
-// two workers were never slower than one, more sometimes were. cp -al: 5.5-5.8 s.
-const cloneWorkers = 2
-
 // linkTree hard-links the tree src into the new folder dst. It works relative to open
 // directory handles (linkat) and reads directories unsorted, which keeps a 200,000-file clone
 // close to `cp -al`: no per-file path resolution from the root, no sorting. The top-level
@@ -86,6 +77,12 @@ func (s *Store) linkTreeWorkers(ctx context.Context, src, dst string, workers in
 		return first
 	}
 	return err
+}
+
+// linkSubtree hard-links the folder src into dst (made if missing), relative to open
+// directory handles as linkTree does.
+func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
+	return linkDir(ctx, src, dst, hook, nil)
 }
 
 // linkDir links the folder src into the new folder dst. With spawn set, subfolders are handed

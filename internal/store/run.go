@@ -24,10 +24,13 @@ type BeginOptions struct {
 	// the latest backup.
 	Full bool
 	// CloneInBackground returns once the run is set up and clones the latest backup into
-	// the staging folder on a goroutine of the Run: the caller must not write under Root
-	// before Run.Ready returned nil (engine.Request.RootReady). A device's connection, app
-	// list, encryption check and sync lock take seconds; the clone (one link per file, about
-	// 1.5 s per 100,000 files on ext4) happens meanwhile instead of before them.
+	// the staging folder on goroutines of the Run: the caller must not touch the folder's
+	// top-level files before Run.RootReady returned nil, nor anything under a top-level
+	// folder before Run.EntryReady of its name did (engine.Request.RootReady, EntryReady).
+	// A device's connection, app list, encryption check and sync lock take seconds, and the
+	// device uploads into its own Snapshot/ folder before it moves files into the prefix
+	// folders: the clone (one link per file, about 1.5 s of kernel time per 100,000 files on
+	// ext4) happens meanwhile instead of before them (bgclone.go).
 	CloneInBackground bool
 }
 
@@ -57,32 +60,51 @@ type Run struct {
 	mu   sync.Mutex
 	done bool
 
-	// A clone in the background (BeginOptions.CloneInBackground): cloneDone is closed when
-	// it ended, with cloneErr set; cloneCancel stops it. All nil otherwise.
-	cloneDone   chan struct{}
-	cloneErr    error
-	cloneCancel context.CancelFunc
+	// clone is the clone in the background (BeginOptions.CloneInBackground), nil otherwise.
+	clone *bgClone
 }
 
-// Ready waits until the staging folder is ready for the engine to write into: at once
-// unless Begin was asked to clone in the background. The error is the clone's, classified.
+// Ready waits until the whole staging folder is cloned: at once unless Begin was asked to
+// clone in the background. The error is the clone's, classified.
 func (r *Run) Ready(ctx context.Context) error {
-	if r.cloneDone == nil {
+	if r.clone == nil {
 		return nil
 	}
-	select {
-	case <-r.cloneDone:
-		return r.cloneErr
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return r.cloneErr(r.clone.wait(ctx))
 }
 
-// stopClone stops a background clone and waits for its goroutine.
+// RootReady waits until the staging backup folder's top-level files (Manifest.db,
+// Status.plist …) are cloned: at once unless Begin was asked to clone in the background.
+func (r *Run) RootReady(ctx context.Context) error {
+	if r.clone == nil {
+		return nil
+	}
+	return r.cloneErr(r.clone.rootReady(ctx))
+}
+
+// EntryReady waits until the top-level entry name of the staging backup folder (a prefix
+// folder such as "3f", a file such as "Manifest.db") may be read or written: at once unless
+// Begin was asked to clone in the background, and then only as long as it takes to clone
+// that entry, not the whole folder (see bgClone). name "" waits for the whole folder.
+func (r *Run) EntryReady(ctx context.Context, name string) error {
+	if r.clone == nil {
+		return nil
+	}
+	return r.cloneErr(r.clone.entryReady(ctx, name))
+}
+
+// cloneErr classifies a failure of the background clone; a cancelled wait is returned as is.
+func (r *Run) cloneErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return r.s.classify(fmt.Errorf("prepare staging for %s: %w", r.udid, err), 0)
+}
+
+// stopClone stops a background clone and waits for its goroutines.
 func (r *Run) stopClone() {
-	if r.cloneDone != nil {
-		r.cloneCancel()
-		<-r.cloneDone
+	if r.clone != nil {
+		r.clone.stop()
 	}
 }
 
@@ -172,18 +194,14 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	}
 	r := &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}
 	if latest != nil && !opts.Full && opts.CloneInBackground {
-		// The Run owns the goroutine: Ready waits for it, Commit and Abort stop it. A crash
-		// meanwhile leaves a staging folder, which recovery removes as after any crash.
-		cctx, cancel := context.WithCancel(ctx)
-		r.cloneDone, r.cloneCancel = make(chan struct{}), cancel
-		go func() {
-			defer close(r.cloneDone)
-			if err := s.cloneTree(cctx, s.l.latest(udid), s.l.stagingBackup(udid), method); err != nil {
-				r.cloneErr = s.classify(fmt.Errorf("prepare staging for %s: %w", udid, err), 0)
-				return
-			}
-			s.hook("begin:cloned")
-		}()
+		// The Run owns the clone's goroutines: Ready and EntryReady wait for it, Commit and
+		// Abort stop it. A crash meanwhile leaves a staging folder, which recovery removes as
+		// after any crash.
+		workers := cloneWorkers
+		if s.opts.fullScan {
+			workers = 1
+		}
+		r.clone = s.startClone(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method, workers)
 		return r, nil
 	}
 	if latest != nil && !opts.Full {
