@@ -29,8 +29,6 @@ type bgClone struct {
 	ctx      context.Context // cancelled by stop
 	cancel   context.CancelFunc
 
-	hookMu sync.Mutex // crash tests count hook calls: one at a time
-
 	root  chan struct{} // closed once the top-level files are cloned and units listed
 	units map[string]*cloneUnit
 	order []*cloneUnit
@@ -136,13 +134,7 @@ func (c *bgClone) run(u *cloneUnit) {
 	close(u.done)
 }
 
-func (c *bgClone) hook() {
-	if c.s.opts.hook != nil {
-		c.hookMu.Lock()
-		defer c.hookMu.Unlock()
-		c.s.hook("clone")
-	}
-}
+func (c *bgClone) hook() { c.s.hook("clone") }
 
 // fail records err as the clone's failure (the first one wins) and stops the workers. It
 // returns the recorded failure.

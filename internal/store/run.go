@@ -276,19 +276,20 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	// What this run changed, when the staging folder is a hard-link clone of a recorded
 	// latest backup (delta.go); otherwise every file is verified, measured and indexed.
 	var d *delta
+	var facts backupFacts
+	verified := false
 	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.fullScan && !exists(s.l.snapshot(udid, prev)) {
-		d, err = s.diffTree(ctx, dir, s.l.latest(udid), prevRec.FileCount)
-		if errors.Is(err, errNoDelta) {
-			d = nil
-		} else if err != nil {
+		s.hook("commit:delta")
+		if d, facts, err = s.diffVerify(ctx, dir, s.l.latest(udid), udid, exceptionIDs(exc), prevRec.FileCount); err != nil {
 			return Snapshot{}, err
 		}
+		verified = true
 	}
 	// A full or first backup: staging started empty, so every file in it was written by this
 	// run. One listing pass stats each file once (fullcommit.go) instead of a stat in verify,
 	// another in measure and a third walk for the content index.
 	fresh := false
-	if d == nil && r.full && !s.opts.fullScan {
+	if !verified && r.full && !s.opts.fullScan {
 		d, err = s.diffTree(ctx, dir, "", prevRec.FileCount)
 		if errors.Is(err, errNoDelta) {
 			d = nil
@@ -297,16 +298,13 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		}
 		fresh = d != nil
 	}
-	if fresh {
+	switch {
+	case verified:
+	case fresh:
 		s.hook("commit:fresh")
-	} else if d != nil {
-		s.hook("commit:delta")
-	}
-	var facts backupFacts
-	if fresh {
 		facts, err = s.verifyBackupFresh(ctx, dir, udid, exceptionIDs(exc), d)
-	} else {
-		facts, err = s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), d)
+	default:
+		facts, err = s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), nil)
 	}
 	if err != nil {
 		return Snapshot{}, err

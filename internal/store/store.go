@@ -51,6 +51,9 @@ type Options struct {
 	// commit verifies, measures and indexes the whole staging folder. BenchmarkCommitIncremental
 	// compares both ways.
 	fullScan bool
+	// serialVerify makes every incremental commit compare the listings before it reads the
+	// rows, as backups above maxConcurrentVerify files do (tests cover both ways).
+	serialVerify bool
 }
 
 func (o Options) mountTargets() map[string]bool {
@@ -81,6 +84,10 @@ type Store struct {
 	volMu      sync.Mutex
 	seenVolume string     // ID of the volume marker this Store has seen; expected from then on
 	seenFS     FSIdentity // its filesystem then
+
+	// hookMu makes test hook calls one at a time: the clone's workers, the listings and the
+	// row pass call it from several goroutines, and crash tests count the calls.
+	hookMu sync.Mutex
 }
 
 // Open opens the store at the destination folder dir (see ResolveLocation) and recovers every
@@ -196,6 +203,8 @@ func (s *Store) Recover(ctx context.Context) error {
 
 func (s *Store) hook(point string) {
 	if s.opts.hook != nil {
+		s.hookMu.Lock()
+		defer s.hookMu.Unlock()
 		s.opts.hook(point)
 	}
 }

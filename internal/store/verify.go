@@ -45,7 +45,7 @@ func (s *Store) verifyBackupExcept(ctx context.Context, dir, udid string, except
 func (s *Store) verifyBackupDelta(ctx context.Context, dir, udid string, except map[string]bool, d *delta) (backupFacts, error) {
 	return s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
 		if d != nil {
-			return s.verifyRowsDelta(ctx, dir, dbPath, facts, add, except, d)
+			return s.verifyRowsDelta(ctx, dir, dbPath, facts, add, except, d, nil)
 		}
 		return s.verifyRows(ctx, dir, dbPath, facts, add, except)
 	})
