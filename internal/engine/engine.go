@@ -37,7 +37,8 @@ type Request struct {
 	// RootReady, if set, is called (and must return nil) before the first read or write
 	// under Root/<UDID>: the store clones the latest backup into its staging Root while the
 	// device connects, lists its apps, grants the sync lock and, after the Backup request,
-	// prepares its snapshot (store.BeginOptions.CloneInBackground). It is called at the
+	// prepares its snapshot (store.BeginOptions.CloneInBackground); RootReady waits for the
+	// folder's top-level files, EntryReady for each prefix folder. It is called at the
 	// device's first message that touches the folder (mobilebackup2.BackupOptions.Ready),
 	// at most once, and not at all if the run ends before that.
 	RootReady func(context.Context) error
