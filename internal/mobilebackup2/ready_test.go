@@ -139,7 +139,7 @@ func TestBackupEntryReady(t *testing.T) {
 	root, committed := t.TempDir(), t.TempDir()
 	u := testUDID
 	// The latest backup the clone copies from: four prefix folders with a file each.
-	for _, p := range []string{"ab", "cd", "ef", "gh"} {
+	for _, p := range []string{"ab", "cd", "ef", "gh", "ij"} {
 		if err := os.MkdirAll(filepath.Join(committed, p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -206,6 +206,11 @@ func TestBackupEntryReady(t *testing.T) {
 		if err != nil || code != 0 || string(got[u+"/gh/ghold"]) != "old gh" {
 			return fmt.Errorf("download %q %v %v", got, code, err)
 		}
+		// Straight into a prefix folder the device never created, which the clone has not
+		// reached either: the host must ask before it opens the folder.
+		if code, err := d.upload(upFile{name: u + "/ij/ijnew", data: []byte("new")}); err != nil || code != 0 {
+			return fmt.Errorf("upload into ij %v %v", code, err)
+		}
 		if code, _, err := d.simple(devicelink.RemoveItems, []any{u + "/Snapshot"}, map[string]any{}, 95.0); err != nil || code != 0 {
 			return fmt.Errorf("remove %v %v", code, err)
 		}
@@ -221,7 +226,7 @@ func TestBackupEntryReady(t *testing.T) {
 		t.Fatalf("Backup: %v", err)
 	}
 	// The clone's workers finish the folders nobody asked for, as Commit waits for them.
-	for _, p := range []string{"ab", "cd", "ef", "gh"} {
+	for _, p := range []string{"ab", "cd", "ef", "gh", "ij"} {
 		if err := entryReady(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +235,8 @@ func TestBackupEntryReady(t *testing.T) {
 	if !slices.Equal(afterMkdir, []string{"Snapshot"}) {
 		t.Errorf("EntryReady by the CreateDirectory messages: %q, want only Snapshot", afterMkdir)
 	}
-	for p, want := range map[string]bool{"ab/abold": true, "ab/abnew": true, "cd/cdold": false, "ef/efold": true, "gh/ghold": true} {
+	for p, want := range map[string]bool{"ab/abold": true, "ab/abnew": true, "cd/cdold": false, "ef/efold": true, "gh/ghold": true,
+		"ij/ijold": true, "ij/ijnew": true} {
 		if _, err := os.Stat(filepath.Join(root, u, p)); (err == nil) != want {
 			t.Errorf("%s exists = %v, want %v", p, err == nil, want)
 		}

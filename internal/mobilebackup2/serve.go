@@ -67,8 +67,10 @@ type server struct {
 	entryErr error
 }
 
-// settle waits until the top-level entry of the <UDID> folder that validated device path p
-// lies in may be used (BackupOptions.EntryReady). Its error ends the run.
+// settle waits until the top-level entry of the <UDID> folder that device path p lies in may
+// be used (BackupOptions.EntryReady). Its error ends the run. p may not be validated yet: a
+// hostile path at worst names an entry that is not a folder of the latest backup (ready at
+// once) or has it cloned a little earlier.
 func (s *server) settle(p string) error {
 	if s.entry == nil {
 		return nil
@@ -434,12 +436,12 @@ func (s *server) flushProgress() {
 // Every step is relative to the parent directory's descriptor (dirTree): one openat, the
 // writes, a close and at most one renameat per file, and no stat.
 func (s *server) receiveFile(name string) (ferr, err error) {
-	d, base, ferr := s.tree.parentOf(name, false)
-	if ferr == nil {
-		if err := s.settle(name); err != nil {
-			return nil, err
-		}
+	// Before the parent is opened: a prefix folder the clone has not reached yet may not
+	// exist, and a device may upload into it without creating it first.
+	if err := s.settle(name); err != nil {
+		return nil, err
 	}
+	d, base, ferr := s.tree.parentOf(name, false)
 	var f uploadFile
 	created := "" // the name f has in d
 	final := false
@@ -768,14 +770,14 @@ func (s *server) copy(src, dst string) error {
 	if err := checkPath(dst, s.res.udid); err != nil {
 		return err
 	}
-	sd, sn, err := s.tree.parentOf(src, false)
-	if err != nil {
-		return err
-	}
 	if err := s.settle(src); err != nil {
 		return err
 	}
 	if err := s.settle(dst); err != nil {
+		return err
+	}
+	sd, sn, err := s.tree.parentOf(src, false)
+	if err != nil {
 		return err
 	}
 	m, err := modeAt(sd, sn)
