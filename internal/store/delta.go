@@ -226,11 +226,17 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 		}
 		return nil
 	})
-	if err != nil {
-		if ctx.Err() != nil {
+	// A failed row pass is a problem of the backup, unless the commit was cancelled.
+	rowsFailed := func(err error) error {
+		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
+		} else if err != nil {
+			add("Manifest.db: %v", err)
 		}
-		add("Manifest.db: %v", err)
+		return nil
+	}
+	if err := rowsFailed(err); err != nil {
+		return err
 	}
 	if d == nil {
 		if d, err = pending(); err != nil {
@@ -244,11 +250,8 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 				}
 				return nil
 			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				add("Manifest.db: %v", err)
+			if err := rowsFailed(err); err != nil {
+				return err
 			}
 		}
 	}
