@@ -129,3 +129,48 @@ func TestScrubStreamsAcrossBuckets(t *testing.T) {
 	}
 	leftovers()
 }
+
+// A percentage budget is taken from the snapshot records, not from a walk that stats every
+// stored file: each day's slice is at most that share of the store's distinct bytes (what
+// verify --data reads), and the slices still go round the whole store in about as many days
+// as the percentage says. 100% is the whole store at once.
+func TestScrubPercentFromRecords(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{t: epoch, step: 25 * time.Hour}
+	s := openStore(t, t.TempDir(), testOptions(clock))
+	dev := newFakeDevice(testUDID, 400, 900, 17)
+	runBackup(t, s, dev)
+	for range 4 {
+		dev.change(15)
+		runBackup(t, s, dev)
+	}
+	full, err := s.VerifyData(ctx, testUDID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read int64
+	days := 0
+	for complete := false; !complete; days++ {
+		// 10 days at least; a slice also ends before a file that does not fit (each
+		// snapshot's Manifest.db is a tenth of the budget here), and the estimate errs low.
+		if days > 14 {
+			t.Fatalf("10%% a day has not gone round the store in %d days (%d of %d bytes)", days, read, full.Bytes)
+		}
+		rep, err := s.Scrub(ctx, testUDID, ScrubBudget{MaxPercent: 10, Every: 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Bytes > full.Bytes/10 && rep.Files > 1 {
+			t.Fatalf("day %d read %d bytes, over 10%% of the store's %d", days, rep.Bytes, full.Bytes)
+		}
+		read += rep.Bytes
+		complete = rep.Complete
+	}
+	if read < full.Bytes {
+		t.Errorf("a cycle read %d of the store's %d bytes", read, full.Bytes)
+	}
+	rep, err := s.Scrub(ctx, testUDID, ScrubBudget{MaxPercent: 100})
+	if err != nil || rep.Bytes != full.Bytes || !rep.Complete {
+		t.Fatalf("100%%: %+v, %v; want all %d bytes", rep, err, full.Bytes)
+	}
+}
