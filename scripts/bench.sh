@@ -3,14 +3,14 @@
 #
 # The standard sets are sized to finish in a few minutes. BenchmarkHost (internal/engine)
 # compares `snapback backup --dir` (D), the snapshot store (S) and idevicebackup2 (I), each
-# against its own `snapback simulate` process, on a journaled ext4 loop image when run as
-# root. The reference figures of issue #16 take about half an hour on 2 cores:
+# against its own `snapback simulate` process, on a journaled ext4 loop image (1 GB journal,
+# as on any disk of 128 GB or more) when run as root. The reference figures of issue #16 take about half an hour on 2 cores:
 #
 #   SNAPBACK_BENCH_FILES=20000 SNAPBACK_BENCH_SIZE=2GB SNAPBACK_BENCH_MANY=200000 SNAPBACK_BENCH_INCR=100000 \
 #     go test -run '^$' -bench 'Host/(full|incremental)' -benchtime 1x -timeout 3h ./internal/engine/
 #
-# and the million-file store / --dir comparison (about 36 minutes on main under load, ~10 GB on the loop image;
-# the store needed 1.6 GB of RAM for the full backup there):
+# and the million-file store / --dir comparison (about 9 minutes on a quiet 2-core machine, 36 under load;
+# ~32 GB sparse loop image; the store's full backup of a million files peaks at 500-543 MB of RAM):
 #
 #   SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
 #
