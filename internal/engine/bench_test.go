@@ -90,7 +90,11 @@ func snapbackBinary(b *testing.B) string {
 }
 
 type run struct {
-	wall      time.Duration
+	wall time.Duration
+	// durable is wall plus the sync(2) right after the run (BenchmarkHost): the time until
+	// the backup is on disk. Snapback ends a backup with syncfs, idevicebackup2 with
+	// nothing, so wall alone charges only Snapback for writing back what it received.
+	durable   time.Duration
 	user, sys time.Duration
 	rssMB     float64
 	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
