@@ -80,12 +80,29 @@ func probeClone(dir string) (CloneMethod, error) {
 
 // cloneTree makes dst a copy of the backup folder src with method m. Directories are always
 // created fresh (the engine adds files to them); files are shared where m allows. A file
-// that cannot be linked (NTFS stops at 1,024 links per file) is copied instead.
+// that cannot be linked (NTFS stops at 1,024 links per file) is copied instead. It is the
+// background clone (bgclone.go) waited for at once: the top-level folders are cloned by
+// cloneWorkers goroutines.
 func (s *Store) cloneTree(ctx context.Context, src, dst string, m CloneMethod) error {
-	if m == CloneHardlink {
-		return s.linkTree(ctx, src, dst)
+	return s.cloneTreeWorkers(ctx, src, dst, m, s.cloneWorkers())
+}
+
+func (s *Store) cloneTreeWorkers(ctx context.Context, src, dst string, m CloneMethod, workers int) error {
+	c := s.startClone(ctx, src, dst, m, workers)
+	err := c.wait(ctx)
+	if err != nil {
+		c.stop()
 	}
-	return walkClone(ctx, src, dst, m, func() { s.hook("clone") })
+	return err
+}
+
+// cloneWorkers is how many top-level folders a clone works on at once: one in the way of
+// before issue #16 (Options.fullScan).
+func (s *Store) cloneWorkers() int {
+	if s.opts.fullScan {
+		return 1
+	}
+	return cloneWorkers
 }
 
 // cloneDir clones the folder src, one top-level folder of a backup, into dst with method m;

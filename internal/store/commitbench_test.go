@@ -172,7 +172,7 @@ func BenchmarkCommitIncremental(b *testing.B) {
 					}
 				} else {
 					n, _ := strconv.Atoi(w)
-					if err := s.linkTreeWorkers(ctx, latest, dst, n); err != nil {
+					if err := s.cloneTreeWorkers(ctx, latest, dst, CloneHardlink, n); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -56,7 +56,7 @@ func (s *Store) OpenView(ctx context.Context, udid, id, purpose string) (*View, 
 		if err := os.MkdirAll(root, 0o700); err != nil {
 			return fmt.Errorf("view: %w", err)
 		}
-		if err := s.linkTree(ctx, sn.Path, filepath.Join(root, udid)); err != nil {
+		if err := s.cloneTree(ctx, sn.Path, filepath.Join(root, udid), CloneHardlink); err != nil {
 			os.RemoveAll(root)
 			return fmt.Errorf("view of %s: %w", sn.ID, err)
 		}

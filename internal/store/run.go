@@ -197,11 +197,7 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		// The Run owns the clone's goroutines: Ready and EntryReady wait for it, Commit and
 		// Abort stop it. A crash meanwhile leaves a staging folder, which recovery removes as
 		// after any crash.
-		workers := cloneWorkers
-		if s.opts.fullScan {
-			workers = 1
-		}
-		r.clone = s.startClone(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method, workers)
+		r.clone = s.startClone(ctx, s.l.latest(udid), s.l.stagingBackup(udid), method, s.cloneWorkers())
 		return r, nil
 	}
 	if latest != nil && !opts.Full {
