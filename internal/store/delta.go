@@ -226,16 +226,7 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 		}
 		return nil
 	})
-	// A failed row pass is a problem of the backup, unless the commit was cancelled.
-	rowsFailed := func(err error) error {
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
-		} else if err != nil {
-			add("Manifest.db: %v", err)
-		}
-		return nil
-	}
-	if err := rowsFailed(err); err != nil {
+	if err := rowPassFailed(ctx, err, add); err != nil {
 		return err
 	}
 	if d == nil {
@@ -250,7 +241,7 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 				}
 				return nil
 			})
-			if err := rowsFailed(err); err != nil {
+			if err := rowPassFailed(ctx, err, add); err != nil {
 				return err
 			}
 		}

@@ -99,11 +99,8 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 		}
 		return nil
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		add("Manifest.db: %v", err)
+	if err := rowPassFailed(ctx, err, add); err != nil {
+		return err
 	}
 	if bad > maxProblems {
 		add("%d blobs are missing or wrong in total", bad)

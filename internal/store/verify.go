@@ -132,15 +132,25 @@ func (s *Store) verifyRows(ctx context.Context, dir, dbPath string, facts *backu
 		}
 		return nil
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		add("Manifest.db: %v", err)
+	if err := rowPassFailed(ctx, err, add); err != nil {
+		return err
 	}
 	if bad > maxProblems {
 		add("%d blobs are missing or wrong in total", bad)
 	}
+	return nil
+}
+
+// rowPassFailed reports a Manifest.db row pass that ended with err as a problem of the
+// backup (add) and returns nil, unless the commit was cancelled: then it returns ctx's error.
+func rowPassFailed(ctx context.Context, err error, add func(string, ...any)) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	add("Manifest.db: %v", err)
 	return nil
 }
 
