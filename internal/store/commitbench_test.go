@@ -205,6 +205,9 @@ func benchEnv(name string, def int) int {
 }
 
 // commitPhases are one run's figures in milliseconds, from the child's hook calls.
+// commitPhases are one run's steps in ms. On the incremental path the Manifest.db row pass
+// runs while the listings are compared (diffVerify): Diff is the listings, Verify what the
+// row pass needed beyond them.
 type commitPhases struct {
 	Clone, Write, Diff, Verify, Measure, Index, Journal, Refresh, Commit float64
 	RSSMB                                                                float64

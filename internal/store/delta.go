@@ -120,8 +120,16 @@ const maxConcurrentVerify = 300_000
 // work left once the device is done, so both cores are free for it. d is nil when the
 // listings have no inode numbers (errNoDelta); the backup was then verified in full.
 func (s *Store) diffVerify(ctx context.Context, dir, latest, udid string, except map[string]bool, files int) (*delta, backupFacts, error) {
-	if files > maxConcurrentVerify || s.opts.serialVerify {
+	// "commit:delta" marks the delta known (crash tests, BenchmarkCommitIncremental's phases).
+	list := func() (*delta, error) {
 		d, err := s.diffTree(ctx, dir, latest, files)
+		if err == nil {
+			s.hook("commit:delta")
+		}
+		return d, err
+	}
+	if files > maxConcurrentVerify || s.opts.serialVerify {
+		d, err := list()
 		if errors.Is(err, errNoDelta) {
 			d = nil
 		} else if err != nil {
@@ -136,7 +144,7 @@ func (s *Store) diffVerify(ctx context.Context, dir, latest, udid string, except
 	}
 	ch := make(chan listed, 1)
 	go func() { // owned here: every path below receives from ch before returning
-		d, err := s.diffTree(ctx, dir, latest, files)
+		d, err := list()
 		ch <- listed{d, err}
 	}()
 	var got *listed

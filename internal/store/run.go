@@ -275,7 +275,6 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	var facts backupFacts
 	verified := false
 	if prev != "" && !r.full && r.method == CloneHardlink && !s.opts.fullScan && !exists(s.l.snapshot(udid, prev)) {
-		s.hook("commit:delta")
 		if d, facts, err = s.diffVerify(ctx, dir, s.l.latest(udid), udid, exceptionIDs(exc), prevRec.FileCount); err != nil {
 			return Snapshot{}, err
 		}
