@@ -64,16 +64,7 @@ func BenchmarkCommitIncremental(b *testing.B) {
 			if err := dev.writePending(pending); err != nil {
 				b.Fatal(err)
 			}
-			r, err := s.Begin(ctx, dev.udid, BeginOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := applyPending(pending, r.Dir()); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := r.Commit(ctx, CommitMeta{}); err != nil {
-				b.Fatal(err)
-			}
+			commitPending(b, s, dev.udid, pending)
 		}
 		clear(dev.dirty)
 		clear(dev.removed)
@@ -363,6 +354,22 @@ func (d *benchDevice) writePending(dir string) error {
 		}
 	}
 	return nil
+}
+
+// commitPending runs one backup of udid into s whose device sends what pending holds.
+func commitPending(tb testing.TB, s *Store, udid, pending string) {
+	tb.Helper()
+	ctx := context.Background()
+	r, err := s.Begin(ctx, udid, BeginOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := applyPending(pending, r.Dir()); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := r.Commit(ctx, CommitMeta{}); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func applyPending(pending, staging string) error {

@@ -22,13 +22,7 @@ import (
 
 // deltaOptions are testOptions that count the commits that took the incremental path.
 func deltaOptions(clock *fakeClock, deltas *int) Options {
-	opts := testOptions(clock)
-	opts.hook = func(p string) {
-		if p == "commit:delta" {
-			*deltas++
-		}
-	}
-	return opts
+	return countingOptions(clock, "commit:delta", deltas)
 }
 
 func checkSizes(t *testing.T, s *Store, run int) {

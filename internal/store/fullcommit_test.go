@@ -16,32 +16,12 @@ import (
 // freshOptions are testOptions that count the commits that took the full-backup path
 // (fullcommit.go).
 func freshOptions(clock *fakeClock, fresh *int) Options {
-	opts := testOptions(clock)
-	opts.hook = func(p string) {
-		if p == "commit:fresh" {
-			*fresh++
-		}
-	}
-	return opts
+	return countingOptions(clock, "commit:fresh", fresh)
 }
 
 func runFullBackup(t *testing.T, s *Store, dev *fakeDevice) Snapshot {
 	t.Helper()
-	ctx := context.Background()
-	r, err := s.Begin(ctx, dev.udid, BeginOptions{Full: true})
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
-	}
-	if err := dev.backup(r.Root(), nil); err != nil {
-		r.Abort()
-		t.Fatalf("engine: %v", err)
-	}
-	snap, err := r.Commit(ctx, CommitMeta{})
-	if err != nil {
-		r.Abort()
-		t.Fatalf("Commit: %v", err)
-	}
-	return snap
+	return runBackupWith(t, s, dev, BeginOptions{Full: true})
 }
 
 // A full backup's commit takes sizes from its one listing pass; every record (the new

@@ -167,6 +167,17 @@ func (d *fakeDevice) backup(root string, hook func(string)) error {
 	return writeRenamed(filepath.Join(dir, backupfmt.StatusPlistName), d.status(backupfmt.SnapshotFinished))
 }
 
+// countingOptions are testOptions whose hook counts the calls at point in n.
+func countingOptions(clock *fakeClock, point string, n *int) Options {
+	opts := testOptions(clock)
+	opts.hook = func(p string) {
+		if p == point {
+			*n++
+		}
+	}
+	return opts
+}
+
 // hashTree hashes every file name and content below dir (not times or modes): what
 // "unchanged" means for a committed snapshot.
 func hashTree(t testing.TB, dir string) string {
@@ -229,8 +240,14 @@ func openStore(t testing.TB, dir string, opts Options) *Store {
 // runBackup runs one complete backup of dev into s and returns its record.
 func runBackup(t testing.TB, s *Store, dev *fakeDevice) Snapshot {
 	t.Helper()
+	return runBackupWith(t, s, dev, BeginOptions{})
+}
+
+// runBackupWith is runBackup with Begin's options.
+func runBackupWith(t testing.TB, s *Store, dev *fakeDevice, opts BeginOptions) Snapshot {
+	t.Helper()
 	ctx := context.Background()
-	r, err := s.Begin(ctx, dev.udid, BeginOptions{})
+	r, err := s.Begin(ctx, dev.udid, opts)
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
 	}

@@ -30,7 +30,6 @@ func BenchmarkScrubAndDelete(b *testing.B) {
 	kb := benchEnv("SNAPBACK_BENCH_KB", 2)
 	benchMeanSize = kb << 10
 	root, note := testenv.JournaledExt4(b, int64(files)*(int64(kb)<<10+4096)*2+(1<<30), int64(files*3))
-	ctx := context.Background()
 	bins := []struct{ name, path string }{}
 	if old := os.Getenv("SNAPBACK_BENCH_OLDTEST"); old != "" {
 		bins = append(bins, struct{ name, path string }{"before", old})
@@ -51,16 +50,7 @@ func BenchmarkScrubAndDelete(b *testing.B) {
 			}
 			clear(dev.dirty)
 			clear(dev.removed)
-			r, err := s.Begin(ctx, dev.udid, BeginOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := applyPending(pending, r.Dir()); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := r.Commit(ctx, CommitMeta{}); err != nil {
-				b.Fatal(err)
-			}
+			commitPending(b, s, dev.udid, pending)
 		}
 		fmt.Printf("\nscrub and deletion: %d files of %d KiB mean, 6 snapshots, %s (setup %s)\n",
 			files, kb, note, time.Since(t0).Round(time.Second))
