@@ -25,12 +25,7 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	loc := filepath.Join(t.TempDir(), "loc")
-	os.Mkdir(loc, 0o755)
-	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, loc := settingsAt(t, "")
 	stores := &Stores{}
 	if got := stores.LastBackup(ctx, cfg, udid); !got.IsZero() {
 		t.Fatalf("last backup before any: %v", got)
@@ -101,12 +96,7 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	loc := filepath.Join(t.TempDir(), "loc")
-	os.Mkdir(loc, 0o755)
-	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := settingsAt(t, "")
 	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
 		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100}}
 	first, err := b.Run(ctx, BackupRequest{UDID: udid})
@@ -179,12 +169,7 @@ func TestFirstBackupDefersScrub(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	loc := filepath.Join(t.TempDir(), "loc")
-	os.Mkdir(loc, 0o755)
-	cfg, err := settings.Parse([]byte("location: " + loc + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, loc := settingsAt(t, "")
 	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
 		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100, Every: 24 * time.Hour}}
 	first, err := b.Run(ctx, BackupRequest{UDID: udid})
@@ -201,4 +186,19 @@ func TestFirstBackupDefersScrub(t *testing.T) {
 	if _, err := os.Stat(state); err != nil {
 		t.Fatalf("the second backup was not followed by a scrub: %v", err)
 	}
+}
+
+// settingsAt parses settings whose location is a new folder (returned) followed by the
+// settings text more.
+func settingsAt(t *testing.T, more string) (*settings.Settings, string) {
+	t.Helper()
+	loc := filepath.Join(t.TempDir(), "loc")
+	if err := os.Mkdir(loc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := settings.Parse([]byte("location: " + loc + "\n" + more))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, loc
 }

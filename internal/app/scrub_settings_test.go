@@ -37,12 +37,7 @@ func TestScrubFollowsSettings(t *testing.T) {
 		return st.Cycle, true
 	}
 	backup := func(scrub string) string {
-		loc := filepath.Join(t.TempDir(), "loc")
-		os.Mkdir(loc, 0o755)
-		cfg, err := settings.Parse([]byte("location: " + loc + "\n" + scrub))
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg, loc := settingsAt(t, scrub)
 		b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{}}
 		// Two backups: the scrub after a device's first one is deferred (its files were
 		// just hashed as they were written; TestFirstBackupDefersScrub).

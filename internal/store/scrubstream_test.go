@@ -20,14 +20,7 @@ import (
 // unknown format is refused by name.
 func TestScrubStreamsAcrossBuckets(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{t: epoch, step: 25 * time.Hour}
-	s := openStore(t, t.TempDir(), testOptions(clock))
-	dev := newFakeDevice(testUDID, 300, 900, 31)
-	runBackup(t, s, dev)
-	for i := 0; i < 3; i++ {
-		dev.change(10)
-		runBackup(t, s, dev)
-	}
+	s := scrubbedStore(t, 300, 31, 4, 10)
 	full, err := s.VerifyData(ctx, testUDID)
 	if err != nil || full.Files < 300 || full.Unindexed != 0 {
 		t.Fatalf("verify --data: %+v, %v", full, err)
@@ -136,14 +129,7 @@ func TestScrubStreamsAcrossBuckets(t *testing.T) {
 // as the percentage says. 100% is the whole store at once.
 func TestScrubPercentFromRecords(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{t: epoch, step: 25 * time.Hour}
-	s := openStore(t, t.TempDir(), testOptions(clock))
-	dev := newFakeDevice(testUDID, 400, 900, 17)
-	runBackup(t, s, dev)
-	for range 4 {
-		dev.change(15)
-		runBackup(t, s, dev)
-	}
+	s := scrubbedStore(t, 400, 17, 5, 15)
 	full, err := s.VerifyData(ctx, testUDID)
 	if err != nil {
 		t.Fatal(err)
@@ -173,4 +159,19 @@ func TestScrubPercentFromRecords(t *testing.T) {
 	if err != nil || rep.Bytes != full.Bytes || !rep.Complete {
 		t.Fatalf("100%%: %+v, %v; want all %d bytes", rep, err, full.Bytes)
 	}
+}
+
+// scrubbedStore is a store with backups snapshots of a files-file device (seed), each after
+// the first with pct percent churn; its clock moves a day and an hour per reading, so every
+// scrub is due.
+func scrubbedStore(t *testing.T, files int, seed uint64, backups int, pct float64) *Store {
+	t.Helper()
+	s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: 25 * time.Hour}))
+	dev := newFakeDevice(testUDID, files, 900, seed)
+	runBackup(t, s, dev)
+	for range backups - 1 {
+		dev.change(pct)
+		runBackup(t, s, dev)
+	}
+	return s
 }
