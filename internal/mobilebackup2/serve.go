@@ -62,8 +62,10 @@ type server struct {
 	readyDone bool
 	readyErr  error
 	// entry is BackupOptions.EntryReady bound to the run's context (nil = always ready);
+	// settled holds the entries it said are ready (they stay so: asked once, not per file);
 	// entryErr is its first failure, which ends the run once the message is answered.
 	entry    func(name string) error
+	settled  map[string]bool
 	entryErr error
 }
 
@@ -78,8 +80,14 @@ func (s *server) settle(p string) error {
 	rest, _ := strings.CutPrefix(p, s.res.udid)
 	rest = strings.TrimPrefix(rest, "/")
 	top, _, _ := strings.Cut(rest, "/")
-	if s.entryErr == nil {
-		s.entryErr = s.entry(top)
+	if s.entryErr != nil || s.settled[top] {
+		return s.entryErr
+	}
+	if s.entryErr = s.entry(top); s.entryErr == nil {
+		if s.settled == nil {
+			s.settled = map[string]bool{}
+		}
+		s.settled[top] = true
 	}
 	return s.entryErr
 }
@@ -233,12 +241,12 @@ func (s *server) downloadFiles(msg devicelink.Message) error {
 // the connection. Once data blocks have gone out a read error can only end the file with
 // an error block, which is what sendFile's caller does.
 func (s *server) sendFile(p string) (n int64, ferr, err error) {
+	if err := s.settle(p); err != nil {
+		return 0, nil, err
+	}
 	hp, ferr := s.res.resolve(p)
 	if ferr != nil {
 		return 0, ferr, nil
-	}
-	if err := s.settle(p); err != nil {
-		return 0, nil, err
 	}
 	f, ferr := openNoFollow(hp)
 	if ferr != nil {
@@ -594,12 +602,12 @@ func (s *server) closeUpload(f uploadFile, d dirHandle, name string) error {
 
 func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 	p, _ := msg.Arg(1).(string)
+	if err := s.settle(p); err != nil {
+		return err
+	}
 	dir, err := s.res.resolve(p)
 	if err != nil {
 		return s.dl.SendStatus(errCode(err), errText(err), map[string]any{})
-	}
-	if err := s.settle(p); err != nil {
-		return err
 	}
 	out := map[string]any{}
 	entries, err := os.ReadDir(dir)
