@@ -242,19 +242,18 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 	// million-file device's daily scrub added to its backup (issue #16). 100% means the whole
 	// store, whatever the estimate. The live file count for compaction is the records' sum,
 	// an over-count, which only makes compaction wait longer.
-	var total int64
+	var total, largest int64
 	live := 0
 	for _, sn := range all {
 		live += sn.FileCount
+		largest = max(largest, sn.TotalSize)
 		if sn.Latest {
 			total += sn.TotalSize
 		} else {
 			total += sn.UniqueSize
 		}
 	}
-	for _, sn := range all {
-		total = max(total, sn.TotalSize)
-	}
+	total = max(total, largest) // no latest (archives only): at least the largest folder
 	percent := budget.MaxPercent
 	if percent >= 100 {
 		percent = 0
