@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/zeebo/xxh3"
-
 	"snapback/internal/backupfmt"
 )
 
@@ -63,6 +61,9 @@ type delta struct {
 	removedBytes  int64
 	removedUnique int64    // of those, the bytes no other folder links: the previous latest's own now
 	present       []uint64 // idKey of every blob in staging, sorted
+	// sink, when set, takes each written file instead of written and present (a fresh
+	// commit's one pass, fullcommit.go: nothing per file is kept here).
+	sink func(blobStat) error
 }
 
 // idKey is the first 64 bits of a fileID. fileIDs are SHA-1 sums, so two distinct ones share
@@ -309,7 +310,7 @@ func (d *delta) apply(ctx context.Context, dir string, prev Snapshot) (latest, p
 
 // indexWritten hashes the written files (or takes the sum the engine computed while they
 // streamed in) and appends them to the content index.
-func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, streamed map[blobKey]xxh3.Uint128) error {
+func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, streamed sumTable) error {
 	entries := make([]hashEntry, 0, len(d.written))
 	if err := d.hashWritten(ctx, dir, streamed, func(e hashEntry) { entries = append(entries, e) }); err != nil {
 		return err
@@ -319,7 +320,7 @@ func (s *Store) indexWritten(ctx context.Context, udid, dir string, d *delta, st
 
 // hashWritten passes emit the index entry of every file written this run: the sum the engine
 // computed while it streamed in, else the file's hash read from dir.
-func (d *delta) hashWritten(ctx context.Context, dir string, streamed map[blobKey]xxh3.Uint128, emit func(hashEntry)) error {
+func (d *delta) hashWritten(ctx context.Context, dir string, streamed sumTable, emit func(hashEntry)) error {
 	buf := make([]byte, 1<<20)
 	for i, w := range d.written {
 		if i%64 == 0 {
@@ -328,7 +329,7 @@ func (d *delta) hashWritten(ctx context.Context, dir string, streamed map[blobKe
 			}
 		}
 		k := blobKey{ino: w.ino, size: w.size, mtime: w.mtime}
-		sum, ok := streamed[k]
+		sum, ok := streamed.lookup(k)
 		if !ok {
 			var err error
 			if sum, _, err = hashFile(filepath.Join(dir, filepath.FromSlash(w.rel)), buf); err != nil {

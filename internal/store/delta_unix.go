@@ -81,6 +81,19 @@ func (s *Store) diffTree(ctx context.Context, staged, latest string, files int) 
 	return d, nil
 }
 
+// canListInodes: directory listings carry inode numbers, so commits can tell new files from
+// linked ones without a stat each (diffTree, walkWritten).
+const canListInodes = true
+
+// walkWritten passes every file of dir, a staging folder that started empty, to sink with
+// its one stat, one directory at a time.
+func (s *Store) walkWritten(ctx context.Context, dir string, sink func(blobStat) error) error {
+	if err := s.diffDir(ctx, &delta{sink: sink}, dir, "", "", 0); err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	return nil
+}
+
 // diffDir compares the folder rel of both trees; sDir or lDir is "" when only the other tree
 // has it (all its files then written, or all removed).
 func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, depth int) error {
@@ -145,7 +158,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				return err
 			}
 		case typeFile:
-			if blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
+			if d.sink == nil && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
 				d.present = append(d.present, idKey(e.name))
 			}
 			if le, ok := lEnts[e.name]; ok && le.ino == e.ino {
@@ -155,6 +168,12 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			st, err := statAt(sfd, e.name)
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", filepath.Join(sDir, e.name), err)
+			}
+			if d.sink != nil {
+				if err := d.sink(blobStatOf(erel, &st)); err != nil {
+					return err
+				}
+				continue
 			}
 			d.written = append(d.written, blobStatOf(erel, &st))
 		}

@@ -9,3 +9,10 @@ import "context"
 func (s *Store) diffTree(context.Context, string, string, int) (*delta, error) {
 	return nil, errNoDelta
 }
+
+// canListInodes: full backups' commits verify and measure the whole folder.
+const canListInodes = false
+
+func (s *Store) walkWritten(context.Context, string, func(blobStat) error) error {
+	return errNoDelta
+}

@@ -7,24 +7,33 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
-
-	"github.com/zeebo/xxh3"
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
 )
 
 // Issue #16: a full backup's commit (`backup --full`, and every first backup) costs one pass
-// over what the run wrote.
+// over what the run wrote, and its memory does not grow with it beyond 16 bytes a file.
 //
 // The staging folder of a full run starts empty, so every file in it was written by this run.
-// diffTree against no latest lists it one directory at a time and stats each file once
-// (delta.written: size, inode, mtime, links, mode); verify, the sizes and the content index
-// all use that one stat instead of a stat in verify, another in measure and a third walk for
-// the index (which also read and rewrote the whole index). The content index is appended in
-// one streaming pass, with the sums the engine computed while the bytes streamed in; only the
-// files it did not hash are read.
+// listFresh lists it one directory at a time and stats each file once (size, inode, mtime,
+// links, mode); the sizes, the content index and the verify all use that one stat. The index
+// lines are appended during the pass, with the sums the engine computed while the bytes
+// streamed in (only the files it did not hash are read), and the pass keeps one 16-byte key
+// and size per blob for the verify. Before, the pass kept every file's stat and path until
+// the end of the commit: with the streamed sums, a full backup of 1,000,000 files peaked at
+// over 500 MB.
+//
+// The row pass over Manifest.db (pure-Go SQLite: 6 us a row, the largest part of the commit's
+// user time) runs beside the listing pass, which is mostly kernel time, as the incremental
+// commit's does (diffVerify); above maxConcurrentVerify files it runs after it, comparing
+// each row at once instead of keeping the rows' keys, to stay within the memory bound.
+//
+// Index lines are written before the verify has its answer. If it refuses the backup, they
+// stay: entries of files that never get committed, keyed by inode, size and mtime, which no
+// committed file can match and compaction drops (as appendHashesFrom already allows).
 //
 // Sizes: when every staged file has one link (a fresh full backup: nothing in it is shared
 // with any snapshot), Files, Total and Unique are the count and byte sum of the written
@@ -33,29 +42,108 @@ import (
 // more links (never written by the engine, but nothing forbids it) falls back to measure().
 // TestFullCommitSizesMatchMeasure checks this against measure().
 
-// verifyBackupFresh is verifyBackup for a staging folder that started empty, whose files d
-// lists (each stat'ed once by the listing pass).
-func (s *Store) verifyBackupFresh(ctx context.Context, dir, udid string, except map[string]bool, d *delta) (backupFacts, error) {
-	return s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
-		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, d)
-	})
-}
-
 type keySize struct {
 	key  uint64
 	size int64
 }
 
-// blobSizes is the size of every blob of d, sorted by idKey.
-func blobSizes(d *delta) []keySize {
-	out := make([]keySize, 0, len(d.present))
-	for _, w := range d.written {
-		if id, ok := blobFileID(w.rel); ok {
-			out = append(out, keySize{idKey(id), w.size})
+func compareKeySize(a, b keySize) int { return cmp.Compare(a.key, b.key) }
+
+// freshTally is what the listing pass of a fresh commit keeps.
+type freshTally struct {
+	u        usage
+	shared   bool      // a file has more than one link: its sizes come from measure()
+	blobs    []keySize // every blob's key and size, sorted once the pass is done
+	writable []blobStat
+}
+
+// listFresh lists dir, a staging folder that started empty, passing each file's content
+// index entry to emit: the sum the engine computed while it streamed in, else its hash read
+// from dir.
+func (s *Store) listFresh(ctx context.Context, dir string, streamed sumTable, emit func(hashEntry)) (*freshTally, error) {
+	t := &freshTally{}
+	var buf []byte
+	err := s.walkWritten(ctx, dir, func(w blobStat) error {
+		t.u.Files++
+		t.u.Total += w.size
+		if w.nlink > 1 {
+			t.shared = true
+		} else {
+			t.u.Unique += w.size
 		}
+		if w.perm&0o222 != 0 {
+			t.writable = append(t.writable, w) // rare: the engine creates uploads 0444
+		}
+		if id, ok := blobFileID(w.rel); ok {
+			t.blobs = append(t.blobs, keySize{idKey(id), w.size})
+		}
+		k := blobKey{ino: w.ino, size: w.size, mtime: w.mtime}
+		sum, ok := streamed.lookup(k)
+		if !ok {
+			if t.u.Files%64 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if buf == nil {
+				buf = make([]byte, 1<<20)
+			}
+			var err error
+			if sum, _, err = hashFile(filepath.Join(dir, filepath.FromSlash(w.rel)), buf); err != nil {
+				return fmt.Errorf("index content of %s: %w", w.rel, err)
+			}
+		}
+		emit(hashEntry{key: k, sum: sum, rel: w.rel})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(out, func(a, b keySize) int { return cmp.Compare(a.key, b.key) })
-	return out
+	slices.SortFunc(t.blobs, compareKeySize)
+	return t, nil
+}
+
+// verifyFresh verifies dir, the staging folder of a full backup, and adds its files to the
+// content index, in one listing pass beside the row pass (see the comment at the top). files
+// is about how many files the backup holds.
+func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[string]bool, files int, streamed sumTable) (backupFacts, *freshTally, error) {
+	var t *freshTally
+	list := func() error {
+		return s.indexFresh(ctx, udid, func(emit func(hashEntry)) error {
+			var err error
+			t, err = s.listFresh(ctx, dir, streamed, emit)
+			return err
+		})
+	}
+	if files > maxConcurrentVerify || s.opts.serialVerify {
+		if err := list(); err != nil {
+			return backupFacts{}, nil, err
+		}
+		facts, err := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
+			return s.verifyRowsFresh(ctx, dbPath, facts, add, except, t.blobs, nil)
+		})
+		return facts, t, err
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- list() }() // owned here: pending receives from ch on every path below
+	var listed *error
+	pending := func() ([]keySize, error) {
+		if listed == nil {
+			err := <-ch
+			listed = &err
+		}
+		if *listed != nil {
+			return nil, *listed
+		}
+		return t.blobs, nil
+	}
+	facts, verr := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
+		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, nil, pending)
+	})
+	if _, err := pending(); err != nil {
+		return facts, nil, err
+	}
+	return facts, t, verr
 }
 
 // verifyRowsFresh checks that every file row of Manifest.db has a blob of its recorded size,
@@ -63,14 +151,17 @@ func blobSizes(d *delta) []keySize {
 // backup is new, so every row's size is read (Manifest.db EachSize: the Size field only, not
 // a decode of the whole archive, which cost ten times as much); domain and path are looked up
 // for the few rows reported.
-func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool, d *delta) error {
+//
+// With sizes nil the listing pass is still running (verifyFresh): the row pass keeps each
+// file row's key and size (16 bytes a row), pending yields the blobs once they are listed,
+// and the rows that do not match are read again for their messages.
+func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool, sizes []keySize, pending func() ([]keySize, error)) error {
 	db, err := backupfmt.OpenManifestDB(dbPath)
 	if err != nil {
 		add("Manifest.db: %v", err)
 		return nil
 	}
 	defer db.Close()
-	sizes := blobSizes(d)
 	bad := 0
 	name := func(id string) string {
 		if r, err := db.Get(ctx, id); err == nil {
@@ -78,14 +169,11 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 		}
 		return id
 	}
-	err = db.EachSize(ctx, func(id string, flags, size int64) error {
-		if !s.fileRow(facts, id, flags, nil, &bad, add) {
-			return nil
-		}
-		i, found := slices.BinarySearchFunc(sizes, idKey(id), func(e keySize, k uint64) int { return cmp.Compare(e.key, k) })
+	check := func(id string, size int64) {
+		i, found := slices.BinarySearchFunc(sizes, keySize{key: idKey(id)}, compareKeySize)
 		if except[id] && (!found || sizes[i].size != size) {
 			facts.Excepted = append(facts.Excepted, id)
-			return nil
+			return
 		}
 		switch {
 		case !found:
@@ -97,10 +185,37 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 				add("blob %s has %d bytes, Manifest.db says %d", name(id), sizes[i].size, size)
 			}
 		}
+	}
+	var rows []keySize
+	err = db.EachSize(ctx, func(id string, flags, size int64) error {
+		if !s.fileRow(facts, id, flags, nil, &bad, add) {
+			return nil
+		}
+		if sizes == nil {
+			rows = append(rows, keySize{idKey(id), size})
+		} else {
+			check(id, size)
+		}
 		return nil
 	})
 	if err := rowPassFailed(ctx, err, add); err != nil {
 		return err
+	}
+	if sizes == nil {
+		if sizes, err = pending(); err != nil {
+			return err
+		}
+		if odd := mismatched(rows, sizes); len(odd) > 0 {
+			err := db.EachSize(ctx, func(id string, flags, size int64) error {
+				if flags == backupfmt.FlagFile && backupfmt.ValidFileID(id) && odd[idKey(id)] {
+					check(id, size)
+				}
+				return nil
+			})
+			if err := rowPassFailed(ctx, err, add); err != nil {
+				return err
+			}
+		}
 	}
 	if bad > maxProblems {
 		add("%d blobs are missing or wrong in total", bad)
@@ -108,31 +223,48 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 	return nil
 }
 
-// applyFresh marks the written files read-only and returns the new latest's sizes and, when
-// they are known without measuring, the previous latest's (see the comment at the top).
-func (d *delta) applyFresh(ctx context.Context, dir, prev string, prevRec Snapshot) (usage, *usage, error) {
-	u, _, err := d.apply(ctx, dir, Snapshot{})
-	if err != nil {
-		return usage{}, nil, err
-	}
-	for _, w := range d.written {
-		if w.nlink > 1 {
-			// Shared with something: only a walk with an inode map can say what is whose,
-			// and rollForward measures the previous latest.
-			u, err = measure(ctx, dir, false)
-			return u, nil, err
+// mismatched returns the keys of rows (sorted here) that no blob of blobs (sorted) has, or
+// whose blob has another size.
+func mismatched(rows, blobs []keySize) map[uint64]bool {
+	slices.SortFunc(rows, compareKeySize)
+	var odd map[uint64]bool
+	i := 0
+	for _, r := range rows {
+		for i < len(blobs) && blobs[i].key < r.key {
+			i++
+		}
+		if i == len(blobs) || blobs[i] != r {
+			if odd == nil {
+				odd = map[uint64]bool{}
+			}
+			odd[r.key] = true
 		}
 	}
-	if prev == "" {
-		return u, nil, nil
-	}
-	return u, &usage{Files: prevRec.FileCount, Total: prevRec.TotalSize, Unique: prevRec.UniqueSize}, nil
+	return odd
 }
 
-// indexFresh adds every written file to the content index in one streaming pass, creating
-// the index when there is none (a first backup) or it is unreadable.
-func (s *Store) indexFresh(ctx context.Context, udid, dir string, d *delta, streamed map[blobKey]xxh3.Uint128) error {
-	gen := func(emit func(hashEntry)) error { return d.hashWritten(ctx, dir, streamed, emit) }
+// apply marks the written files that are not yet read-only so, once the backup is verified,
+// and returns the new latest's sizes and, when they are known without measuring, the
+// previous latest's (see the comment at the top).
+func (t *freshTally) apply(ctx context.Context, dir, prev string, prevRec Snapshot) (usage, *usage, error) {
+	if _, _, err := (&delta{written: t.writable}).apply(ctx, dir, Snapshot{}); err != nil {
+		return usage{}, nil, err
+	}
+	if t.shared {
+		// Shared with something: only a walk with an inode map can say what is whose,
+		// and rollForward measures the previous latest.
+		u, err := measure(ctx, dir, false)
+		return u, nil, err
+	}
+	if prev == "" {
+		return t.u, nil, nil
+	}
+	return t.u, &usage{Files: prevRec.FileCount, Total: prevRec.TotalSize, Unique: prevRec.UniqueSize}, nil
+}
+
+// indexFresh adds the entries gen emits to the content index in one streaming pass,
+// creating the index when there is none (a first backup) or it is unreadable.
+func (s *Store) indexFresh(ctx context.Context, udid string, gen func(emit func(hashEntry)) error) error {
 	path := s.l.hashes(udid)
 	err := appendHashesFrom(path, gen)
 	if !errors.Is(err, errNoIndex) {

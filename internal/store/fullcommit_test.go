@@ -5,12 +5,15 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"snapback/internal/backupfmt"
+	"snapback/internal/failure"
 )
 
 // freshOptions are testOptions that count the commits that took the full-backup path
@@ -89,37 +92,57 @@ func TestFullVerifyRefuses(t *testing.T) {
 	}
 	for name, breakIt := range cases {
 		for _, first := range []bool{true, false} {
-			label := name + "/forced"
-			if first {
-				label = name + "/first"
+			for _, serial := range []bool{false, true} {
+				label := name + "/forced"
+				if first {
+					label = name + "/first"
+				}
+				t.Run(fmt.Sprintf("%s/serial=%v", label, serial), func(t *testing.T) {
+					fresh := 0
+					opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh)
+					opts.serialVerify = serial
+					s := openStore(t, t.TempDir(), opts)
+					dev := newFakeDevice(testUDID, 40, 500, 5)
+					if !first {
+						runBackup(t, s, dev)
+						fresh = 0
+					}
+					r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: !first})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer r.Abort()
+					if err := dev.backup(r.Root(), nil); err != nil {
+						t.Fatal(err)
+					}
+					breakIt(t, r.Dir())
+					_, err = r.Commit(context.Background(), CommitMeta{})
+					var ve *VerifyError
+					if !errors.As(err, &ve) {
+						t.Fatalf("Commit err = %v, want a VerifyError", err)
+					}
+					if fresh != 1 {
+						t.Fatalf("the commit did not take the full-backup path")
+					}
+					// The file is named with its domain and path, though the row pass kept
+					// only keys and sizes while the listing ran beside it.
+					if !strings.Contains(ve.Error(), "(HomeDomain-Library/f00000") {
+						t.Errorf("VerifyError %q does not name the file", ve)
+					}
+					t.Log(ve)
+					// The refused run's index lines stay behind (written during the listing);
+					// the next backup must still commit, indexed and undamaged.
+					if err := r.Abort(); err != nil {
+						t.Fatal(err)
+					}
+					runFullBackup(t, s, dev)
+					checkSizes(t, s, len(mustList(t, s))-1)
+					rep, err := s.VerifyData(context.Background(), testUDID)
+					if err != nil || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+						t.Fatalf("VerifyData after the refused run: %+v, %v", rep, err)
+					}
+				})
 			}
-			t.Run(label, func(t *testing.T) {
-				fresh := 0
-				s := openStore(t, t.TempDir(), freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh))
-				dev := newFakeDevice(testUDID, 40, 500, 5)
-				if !first {
-					runBackup(t, s, dev)
-					fresh = 0
-				}
-				r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: !first})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer r.Abort()
-				if err := dev.backup(r.Root(), nil); err != nil {
-					t.Fatal(err)
-				}
-				breakIt(t, r.Dir())
-				_, err = r.Commit(context.Background(), CommitMeta{})
-				var ve *VerifyError
-				if !errors.As(err, &ve) {
-					t.Fatalf("Commit err = %v, want a VerifyError", err)
-				}
-				if fresh != 1 {
-					t.Fatalf("the commit did not take the full-backup path")
-				}
-				t.Log(ve)
-			})
 		}
 	}
 }
@@ -162,4 +185,64 @@ func TestFullCommitExceptions(t *testing.T) {
 		t.Fatalf("exceptions recorded: %+v; want the missing and the short one only", snap.Exceptions)
 	}
 	checkSizes(t, s, 0)
+}
+
+// The commit indexes the sums the engine streamed instead of reading the files again, for a
+// full backup (the listing pass) and an incremental one (the written files) alike, and when a
+// file was hashed twice under the same key the later sum is the one kept. Proof that the
+// streamed sums were used: one deliberately wrong sum shows up as damage in verify --data.
+func TestCommitIndexesStreamedSums(t *testing.T) {
+	for _, full := range []bool{true, false} {
+		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
+			s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: time.Hour}))
+			dev := newFakeDevice(testUDID, 40, 500, 5)
+			if !full {
+				runBackup(t, s, dev)
+				dev.change(10) // adds Library/g001-000000 … 000003
+			}
+			r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: full})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Abort()
+			if err := dev.backup(r.Root(), nil); err != nil {
+				t.Fatal(err)
+			}
+			newHash, hashed := r.ContentHash()
+			stream := func(name string, content []byte) {
+				fi, err := os.Lstat(filepath.Join(r.Dir(), backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := newHash()
+				h.Write(content)
+				hashed(fi, h.Sum(nil))
+			}
+			content := func(name string) []byte {
+				b, err := os.ReadFile(filepath.Join(r.Dir(), backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			wrong, twice := "Library/g001-000000", "Library/g001-000001"
+			if full {
+				wrong, twice = "Library/f000003", "Library/f000004"
+			}
+			stream(wrong, []byte("not what was written"))
+			stream(twice, []byte("hashed before a rewrite"))
+			stream(twice, content(twice))
+			if _, err := r.Commit(context.Background(), CommitMeta{}); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := s.VerifyData(context.Background(), testUDID)
+			if failure.ClassOf(err) != failure.Damaged {
+				t.Fatalf("verify --data: %v, want the wrongly streamed file damaged", err)
+			}
+			want := backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", wrong))
+			if len(rep.Damaged) != 1 || filepath.FromSlash(rep.Damaged[0].Path) != want || rep.Unindexed != 0 {
+				t.Fatalf("verify --data: %+v; want only %s damaged (its streamed sum was wrong)", rep, want)
+			}
+		})
+	}
 }

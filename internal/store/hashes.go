@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,7 +318,7 @@ func keyOf(fi fs.FileInfo) (blobKey, bool) {
 // indexNewFiles hashes every file of dir that the index does not know yet (what this run
 // wrote; files shared with the previous backup are known) and saves the index. It returns
 // the number of files and bytes hashed.
-func (s *Store) indexNewFiles(ctx context.Context, udid, dir string, streamed map[blobKey]xxh3.Uint128) (int, int64, error) {
+func (s *Store) indexNewFiles(ctx context.Context, udid, dir string, streamed sumTable) (int, int64, error) {
 	idx, err := readHashes(s.l.hashes(udid))
 	if err != nil {
 		// An unreadable index is rebuilt from what is on disk now; say so once.
@@ -339,7 +341,7 @@ func (s *Store) indexNewFiles(ctx context.Context, udid, dir string, streamed ma
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
-		if sum, ok := streamed[k]; ok {
+		if sum, ok := streamed.lookup(k); ok {
 			idx.add(k, rel, sum) // hashed while it streamed in: no second read
 			return nil
 		}
@@ -377,10 +379,61 @@ func (h hash128) Sum(b []byte) []byte {
 	return append(b, s[:]...)
 }
 
-// streamedHashes collects the sums the engine computed while files streamed in.
+// streamedHashes collects the sums the engine computed while files streamed in, until the
+// commit. A full backup keeps one per file until then, so they sit in one slice of 40-byte
+// entries without pointers (issue #16: a map of the same entries cost about 60 bytes each and
+// briefly twice that while it grew, on top of being scanned by every garbage collection).
 type streamedHashes struct {
 	mu   sync.Mutex
-	sums map[blobKey]xxh3.Uint128
+	sums []sumEntry
+}
+
+type sumEntry struct {
+	key blobKey
+	sum xxh3.Uint128
+}
+
+func (h *streamedHashes) add(k blobKey, sum xxh3.Uint128) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sums = append(h.sums, sumEntry{k, sum})
+}
+
+// table hands the sums over to the commit, sorted for lookups; the engine is done by then.
+func (h *streamedHashes) table() sumTable {
+	h.mu.Lock()
+	t := h.sums
+	h.sums = nil
+	h.mu.Unlock()
+	return newSumTable(t)
+}
+
+// sumTable is the streamed sums sorted by key, one entry per key: where a file was hashed
+// twice under the same key (rewritten within one mtime tick), the later sum is the one on disk.
+type sumTable []sumEntry
+
+func compareBlobKeys(a, b blobKey) int {
+	return cmp.Or(cmp.Compare(a.ino, b.ino), cmp.Compare(a.size, b.size), cmp.Compare(a.mtime, b.mtime))
+}
+
+func newSumTable(e []sumEntry) sumTable {
+	slices.SortStableFunc(e, func(a, b sumEntry) int { return compareBlobKeys(a.key, b.key) })
+	out := e[:0]
+	for i, x := range e {
+		if i+1 < len(e) && e[i+1].key == x.key {
+			continue // a later sum of the same key follows
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
+	i, ok := slices.BinarySearchFunc(t, k, func(e sumEntry, k blobKey) int { return compareBlobKeys(e.key, k) })
+	if !ok {
+		return xxh3.Uint128{}, false
+	}
+	return t[i].sum, true
 }
 
 // ContentHash returns the hash and the receiver for engine.Request.ContentHash and
@@ -393,11 +446,6 @@ func (r *Run) ContentHash() (func() hash.Hash, func(fi fs.FileInfo, sum []byte))
 		if !ok || len(sum) != 16 {
 			return
 		}
-		r.streamed.mu.Lock()
-		defer r.streamed.mu.Unlock()
-		if r.streamed.sums == nil {
-			r.streamed.sums = map[blobKey]xxh3.Uint128{}
-		}
-		r.streamed.sums[k] = xxh3.Uint128{Hi: beUint64(sum[:8]), Lo: beUint64(sum[8:])}
+		r.streamed.add(k, xxh3.Uint128{Hi: beUint64(sum[:8]), Lo: beUint64(sum[8:])})
 	}
 }

@@ -280,24 +280,16 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		}
 		verified = true
 	}
+	streamed := r.streamed.table()
 	// A full or first backup: staging started empty, so every file in it was written by this
-	// run. One listing pass stats each file once (fullcommit.go) instead of a stat in verify,
-	// another in measure and a third walk for the content index.
-	fresh := false
-	if !verified && r.full && !s.opts.fullScan {
-		d, err = s.diffTree(ctx, dir, "", prevRec.FileCount)
-		if errors.Is(err, errNoDelta) {
-			d = nil
-		} else if err != nil {
-			return Snapshot{}, err
-		}
-		fresh = d != nil
-	}
+	// run. One listing pass stats each file once and indexes it (fullcommit.go) instead of a
+	// stat in verify, another in measure and a third walk for the content index.
+	var fresh *freshTally
 	switch {
 	case verified:
-	case fresh:
+	case r.full && !s.opts.fullScan && canListInodes:
 		s.hook("commit:fresh")
-		facts, err = s.verifyBackupFresh(ctx, dir, udid, exceptionIDs(exc), d)
+		facts, fresh, err = s.verifyFresh(ctx, dir, udid, exceptionIDs(exc), max(prevRec.FileCount, len(streamed)), streamed)
 	default:
 		facts, err = s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), nil)
 	}
@@ -306,19 +298,13 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	}
 	exc = keepExcepted(exc, facts.Excepted)
 	s.hook("commit:verified")
-	r.streamed.mu.Lock()
-	streamed := r.streamed.sums
-	r.streamed.mu.Unlock()
 	var u usage
 	var prevSizes *usage
-	if fresh {
-		if u, prevSizes, err = d.applyFresh(ctx, dir, prev, prevRec); err != nil {
+	if fresh != nil {
+		if u, prevSizes, err = fresh.apply(ctx, dir, prev, prevRec); err != nil {
 			return Snapshot{}, err
 		}
-		s.hook("commit:measured")
-		if err := s.indexFresh(ctx, udid, dir, d, streamed); err != nil {
-			return Snapshot{}, err
-		}
+		s.hook("commit:measured") // and indexed by the listing pass
 	} else if d != nil {
 		// Marks the written files read-only, before they become committed content.
 		var pu usage
