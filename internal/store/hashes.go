@@ -399,13 +399,14 @@ func (h *streamedHashes) add(k blobKey, sum xxh3.Uint128) {
 	h.sums = append(h.sums, sumEntry{k, sum})
 }
 
-// table hands the sums over to the commit, sorted for lookups; the engine is done by then.
+// table returns the sums sorted for lookups, for the commit; the engine is done by then. They
+// stay for a later commit of the same run (one refused by verification may be retried).
 func (h *streamedHashes) table() sumTable {
 	h.mu.Lock()
-	t := h.sums
-	h.sums = nil
-	h.mu.Unlock()
-	return newSumTable(t)
+	defer h.mu.Unlock()
+	t := newSumTable(h.sums)
+	h.sums = t
+	return t
 }
 
 // sumTable is the streamed sums sorted by key, one entry per key: where a file was hashed
