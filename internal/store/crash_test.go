@@ -36,8 +36,10 @@ func crashBase(t *testing.T, dir string) (*fakeDevice, map[string]string) {
 	return dev, committedHashes(t, s, testUDID)
 }
 
-// crashRun is the run that gets killed: Begin, engine writes, Commit.
-func crashRun(dir string, hook func(string)) error {
+// crashRun is the run that gets killed: Begin, engine writes, Commit. With full it is a forced
+// full backup (the fresh commit of fullcommit.go, which appends to the content index while it
+// lists), else an incremental one.
+func crashRun(dir string, full bool, hook func(string)) error {
 	dev := newFakeDevice(testUDID, crashFiles, 800, crashSeed)
 	dev.change(10)
 	dev.change(10)
@@ -47,7 +49,7 @@ func crashRun(dir string, hook func(string)) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+	r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: full})
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func TestCrashHelper(t *testing.T) {
 	}
 	k, _ := strconv.Atoi(at)
 	n := 0
-	err := crashRun(dir, func(string) {
+	err := crashRun(dir, os.Getenv("SNAPBACK_CRASH_FULL") == "1", func(string) {
 		if n++; n == k {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
@@ -81,91 +83,99 @@ func TestCrashAtManyPoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	// Reference run without a crash: the hook sequence, and the third backup's hash.
-	refDir := t.TempDir()
-	_, _ = crashBase(t, refDir)
-	var points []string
-	if err := crashRun(refDir, func(p string) { points = append(points, p) }); err != nil {
-		t.Fatal(err)
-	}
-	ref := openStore(t, refDir, testOptions(&fakeClock{t: epoch.Add(1000 * time.Hour), step: time.Hour}))
-	refList := mustList(t, ref)
-	thirdHash := hashTree(t, refList[len(refList)-1].Path)
-
-	// Every distinct step, plus points spread evenly over the long clone and write phases.
-	chosen := map[int]bool{}
-	for i, p := range points {
-		if i == 0 || p != points[i-1] || i == len(points)-1 || points[i+1] != p {
-			chosen[i+1] = true
+	for _, full := range []bool{false, true} {
+		kind := map[bool]string{true: "full", false: "incremental"}[full]
+		// Reference run without a crash: the hook sequence, and the third backup's hash.
+		refDir := t.TempDir()
+		_, _ = crashBase(t, refDir)
+		var points []string
+		if err := crashRun(refDir, full, func(p string) { points = append(points, p) }); err != nil {
+			t.Fatal(err)
 		}
-	}
-	for i := 1; i <= len(points); i += max(1, len(points)/16) {
-		chosen[i] = true
-	}
-	if len(chosen) < 20 {
-		t.Fatalf("only %d crash points in %d hook calls", len(chosen), len(points))
-	}
-	phases := map[string]int{}
-	for k := range chosen {
-		phases[points[k-1]]++
-	}
-	t.Logf("%d crash points over %d hook calls: %v", len(chosen), len(points), phases)
+		ref := openStore(t, refDir, testOptions(&fakeClock{t: epoch.Add(1000 * time.Hour), step: time.Hour}))
+		refList := mustList(t, ref)
+		thirdHash := hashTree(t, refList[len(refList)-1].Path)
 
-	for k := range chosen {
-		t.Run(fmt.Sprintf("%03d-%s", k, points[k-1]), func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			dev, base := crashBase(t, dir)
-			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "SNAPBACK_CRASH_DIR="+dir, "SNAPBACK_CRASH_AT="+strconv.Itoa(k))
-			out, err := cmd.CombinedOutput()
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("helper was not killed at point %d: %v\n%s", k, err, out)
+		// Every distinct step, plus points spread evenly over the long clone and write phases.
+		chosen := map[int]bool{}
+		for i, p := range points {
+			if i == 0 || p != points[i-1] || i == len(points)-1 || points[i+1] != p {
+				chosen[i+1] = true
 			}
+		}
+		for i := 1; i <= len(points); i += max(1, len(points)/16) {
+			chosen[i] = true
+		}
+		if len(chosen) < 20 {
+			t.Fatalf("only %d crash points in %d hook calls", len(chosen), len(points))
+		}
+		phases := map[string]int{}
+		for k := range chosen {
+			phases[points[k-1]]++
+		}
+		t.Logf("%d crash points over %d hook calls: %v", len(chosen), len(points), phases)
 
-			s := openStore(t, dir, testOptions(&fakeClock{t: epoch.Add(500 * time.Hour), step: time.Hour}))
-			for _, leftover := range []string{"staging", "journal.json", "lock"} {
-				if exists(filepath.Join(dir, VersionsDirName, testUDID, leftover)) {
-					t.Errorf("%s left after recovery", leftover)
+		for k := range chosen {
+			t.Run(fmt.Sprintf("%s/%03d-%s", kind, k, points[k-1]), func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				dev, base := crashBase(t, dir)
+				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "SNAPBACK_CRASH_DIR="+dir, "SNAPBACK_CRASH_AT="+strconv.Itoa(k), "SNAPBACK_CRASH_FULL="+map[bool]string{true: "1", false: "0"}[full])
+				out, err := cmd.CombinedOutput()
+				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("helper was not killed at point %d: %v\n%s", k, err, out)
 				}
-			}
-			got := committedHashes(t, s, testUDID)
-			for id, h := range base {
-				if got[id] != h {
-					t.Errorf("committed snapshot %s changed (crash at %d, %s)", id, k, points[k-1])
+
+				s := openStore(t, dir, testOptions(&fakeClock{t: epoch.Add(500 * time.Hour), step: time.Hour}))
+				for _, leftover := range []string{"staging", "journal.json", "lock"} {
+					if exists(filepath.Join(dir, VersionsDirName, testUDID, leftover)) {
+						t.Errorf("%s left after recovery", leftover)
+					}
 				}
-			}
-			list := mustList(t, s)
-			latest := list[len(list)-1]
-			switch len(list) {
-			case len(base):
-				if got[latest.ID] != base[latest.ID] {
-					t.Errorf("latest is not the last complete backup")
+				got := committedHashes(t, s, testUDID)
+				for id, h := range base {
+					if got[id] != h {
+						t.Errorf("committed snapshot %s changed (crash at %d, %s)", id, k, points[k-1])
+					}
 				}
-			case len(base) + 1:
-				if got[latest.ID] != thirdHash {
-					t.Errorf("latest after a completed commit differs from the backup that was committed")
+				list := mustList(t, s)
+				latest := list[len(list)-1]
+				switch len(list) {
+				case len(base):
+					if got[latest.ID] != base[latest.ID] {
+						t.Errorf("latest is not the last complete backup")
+					}
+				case len(base) + 1:
+					if got[latest.ID] != thirdHash {
+						t.Errorf("latest after a completed commit differs from the backup that was committed")
+					}
+				default:
+					t.Fatalf("%d snapshots after recovery, want %d or %d", len(list), len(base), len(base)+1)
 				}
-			default:
-				t.Fatalf("%d snapshots after recovery, want %d or %d", len(list), len(base), len(base)+1)
-			}
-			if !latest.Latest || latest.Path != filepath.Join(dir, testUDID) {
-				t.Errorf("newest record is not the latest folder: %+v", latest)
-			}
-			for _, sn := range list {
-				if err := s.Verify(context.Background(), testUDID, sn.ID); err != nil {
-					t.Errorf("Verify %s after recovery: %v", sn.ID, err)
+				if !latest.Latest || latest.Path != filepath.Join(dir, testUDID) {
+					t.Errorf("newest record is not the latest folder: %+v", latest)
 				}
-			}
-			// The next run succeeds and changes nothing committed.
-			dev.change(10)
-			runBackup(t, s, dev)
-			after := committedHashes(t, s, testUDID)
-			for id, h := range got {
-				if after[id] != h {
-					t.Errorf("snapshot %s changed by the run after recovery", id)
+				for _, sn := range list {
+					if err := s.Verify(context.Background(), testUDID, sn.ID); err != nil {
+						t.Errorf("Verify %s after recovery: %v", sn.ID, err)
+					}
 				}
-			}
-		})
+				// The content index covers every committed file with its true sum, whatever
+				// the killed run had appended to it.
+				if rep, err := s.VerifyData(context.Background(), testUDID); err != nil || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+					t.Errorf("verify --data after recovery: %+v, %v", rep, err)
+				}
+				// The next run succeeds and changes nothing committed.
+				dev.change(10)
+				runBackup(t, s, dev)
+				after := committedHashes(t, s, testUDID)
+				for id, h := range got {
+					if after[id] != h {
+						t.Errorf("snapshot %s changed by the run after recovery", id)
+					}
+				}
+			})
+		}
 	}
 }
