@@ -109,9 +109,10 @@ func (d *delta) lacking(keys []uint64) map[uint64]bool {
 }
 
 // maxConcurrentVerify is the largest backup (in files) whose commit compares the listings
-// and reads Manifest.db's rows at once (diffVerify). The row pass then keeps 8 bytes per row
-// until the listings are done; above this it runs after them, as the million-file commit
-// must stay within its memory bound (issue #16: peak RSS under 64 MB).
+// and reads Manifest.db's rows at once (diffVerify; verifyFresh for a full backup). The row
+// pass then keeps 8 bytes per row until the listings are done (16 in a full backup's, which
+// also has each row's size to compare); above this it runs after them, as the million-file
+// commit must stay within its memory bound (issue #16: peak RSS under 64 MB).
 const maxConcurrentVerify = 300_000
 
 // diffVerify compares staging with latest (diffTree) and verifies the staging backup

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -32,9 +34,10 @@ import (
 // commit's does (diffVerify); above maxConcurrentVerify files it runs after it, comparing
 // each row at once instead of keeping the rows' keys, to stay within the memory bound.
 //
-// Index lines are written before the verify has its answer. If it refuses the backup, they
-// stay: entries of files that never get committed, keyed by inode, size and mtime, which no
-// committed file can match and compaction drops (as appendHashesFrom already allows).
+// Index lines are written before the verify has its answer. If it refuses the backup (or the
+// pass fails), the index is truncated back to its length before the pass (indexMark). A crash
+// in between leaves them: entries of files never committed, keyed by inode, size and mtime,
+// which no committed file can match and compaction drops (as appendHashesFrom allows).
 //
 // Sizes: when every staged file has one link (a fresh full backup: nothing in it is shared
 // with any snapshot), Files, Total and Unique are the count and byte sum of the written
@@ -52,17 +55,22 @@ func compareKeySize(a, b keySize) int { return cmp.Compare(a.key, b.key) }
 
 // freshTally is what the listing pass of a fresh commit keeps.
 type freshTally struct {
-	u        usage
-	shared   bool      // a file has more than one link: its sizes come from measure()
-	blobs    []keySize // every blob's key and size, sorted once the pass is done
-	writable []blobStat
+	u      usage
+	shared bool      // a file has more than one link: its sizes come from measure()
+	blobs  []keySize // every blob's key and size, sorted once the pass is done
 }
 
 // listFresh lists dir, a staging folder that started empty, passing each file's content
 // index entry to emit: the sum the engine computed while it streamed in, else its hash read
-// from dir.
-func (s *Store) listFresh(ctx context.Context, dir string, streamed sumTable, emit func(hashEntry)) (*freshTally, error) {
-	t := &freshTally{}
+// from dir. files (about how many the backup holds) sizes the blob keys' one allocation.
+//
+// A file not yet read-only is marked so here, before the verify answers (the engine creates
+// uploads 0444, so this is rare, but a filesystem that ignores modes reports every file
+// writable, and keeping their paths for later would cost what this pass saves). That is
+// harmless if the backup is refused: the device is done writing, nothing writes a staged file
+// in place, and the staging folder is removed whole.
+func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed sumTable, emit func(hashEntry)) (*freshTally, error) {
+	t := &freshTally{blobs: make([]keySize, 0, files+files/16+64)}
 	var buf []byte
 	err := s.walkWritten(ctx, dir, func(w blobStat) error {
 		t.u.Files++
@@ -73,7 +81,9 @@ func (s *Store) listFresh(ctx context.Context, dir string, streamed sumTable, em
 			t.u.Unique += w.size
 		}
 		if w.perm&0o222 != 0 {
-			t.writable = append(t.writable, w) // rare: the engine creates uploads 0444
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(w.rel)), fs.FileMode(w.perm&^0o222)); err != nil {
+				return fmt.Errorf("mark %s read-only: %w", w.rel, err)
+			}
 		}
 		if id, ok := blobFileID(w.rel); ok {
 			t.blobs = append(t.blobs, keySize{idKey(id), w.size})
@@ -106,27 +116,42 @@ func (s *Store) listFresh(ctx context.Context, dir string, streamed sumTable, em
 
 // verifyFresh verifies dir, the staging folder of a full backup, and adds its files to the
 // content index, in one listing pass beside the row pass (see the comment at the top). files
-// is about how many files the backup holds.
+// is about how many files the backup holds. When the backup is refused (or the pass fails),
+// the index lines the pass wrote are taken back.
 func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[string]bool, files int, streamed sumTable) (backupFacts, *freshTally, error) {
-	var t *freshTally
-	list := func() error {
-		return s.indexFresh(ctx, udid, func(emit func(hashEntry)) error {
+	mark := markIndex(s.l.hashes(udid))
+	created := false
+	facts, t, err := s.verifyFreshPasses(ctx, dir, udid, except, files, func(t **freshTally) error {
+		var err error
+		created, err = s.indexFresh(ctx, udid, func(emit func(hashEntry)) error {
 			var err error
-			t, err = s.listFresh(ctx, dir, streamed, emit)
+			*t, err = s.listFresh(ctx, dir, files, streamed, emit)
 			return err
 		})
+		return err
+	})
+	if err != nil {
+		if rerr := mark.rollback(created); rerr != nil {
+			s.log.Warn("content index: the refused backup's lines stay (compaction drops them)", "udid", udid, "err", rerr)
+		}
 	}
+	return facts, t, err
+}
+
+// verifyFreshPasses runs list (the listing pass, which sets *t) and the row pass.
+func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except map[string]bool, files int, list func(t **freshTally) error) (backupFacts, *freshTally, error) {
+	var t *freshTally
 	if files > maxConcurrentVerify || s.opts.serialVerify {
-		if err := list(); err != nil {
+		if err := list(&t); err != nil {
 			return backupFacts{}, nil, err
 		}
 		facts, err := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
-			return s.verifyRowsFresh(ctx, dbPath, facts, add, except, t.blobs, nil)
+			return s.verifyRowsFresh(ctx, dbPath, facts, add, except, t.blobs, nil, 0)
 		})
 		return facts, t, err
 	}
 	ch := make(chan error, 1)
-	go func() { ch <- list() }() // owned here: pending receives from ch on every path below
+	go func() { ch <- list(&t) }() // owned here: pending receives from ch on every path below
 	var listed *error
 	pending := func() ([]keySize, error) {
 		if listed == nil {
@@ -139,7 +164,7 @@ func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[st
 		return t.blobs, nil
 	}
 	facts, verr := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
-		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, nil, pending)
+		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, nil, pending, files)
 	})
 	if _, err := pending(); err != nil {
 		return facts, nil, err
@@ -153,10 +178,11 @@ func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[st
 // a decode of the whole archive, which cost ten times as much); domain and path are looked up
 // for the few rows reported.
 //
-// With sizes nil the listing pass is still running (verifyFresh): the row pass keeps each
-// file row's key and size (16 bytes a row), pending yields the blobs once they are listed,
-// and the rows that do not match are read again for their messages.
-func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool, sizes []keySize, pending func() ([]keySize, error)) error {
+// With pending set the listing pass is still running (verifyFresh) and sizes is unused: the
+// row pass keeps each file row's key and size (16 bytes a row, about files rows), pending
+// yields the blobs once they are listed, and the rows that do not match are read again for
+// their messages.
+func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backupFacts, add func(string, ...any), except map[string]bool, sizes []keySize, pending func() ([]keySize, error), files int) error {
 	db, err := backupfmt.OpenManifestDB(dbPath)
 	if err != nil {
 		add("Manifest.db: %v", err)
@@ -188,11 +214,14 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 		}
 	}
 	var rows []keySize
+	if pending != nil {
+		rows = make([]keySize, 0, files+files/16+64)
+	}
 	err = db.EachSize(ctx, func(id string, flags, size int64) error {
 		if !s.fileRow(facts, id, flags, nil, &bad, add) {
 			return nil
 		}
-		if sizes == nil {
+		if pending != nil {
 			rows = append(rows, keySize{idKey(id), size})
 		} else {
 			check(id, size)
@@ -202,7 +231,7 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 	if err := rowPassFailed(ctx, err, add); err != nil {
 		return err
 	}
-	if sizes == nil {
+	if pending != nil {
 		if sizes, err = pending(); err != nil {
 			return err
 		}
@@ -244,13 +273,9 @@ func mismatched(rows, blobs []keySize) map[uint64]bool {
 	return odd
 }
 
-// apply marks the written files that are not yet read-only so, once the backup is verified,
-// and returns the new latest's sizes and, when they are known without measuring, the
+// sizes returns the new latest's sizes and, when they are known without measuring, the
 // previous latest's (see the comment at the top).
-func (t *freshTally) apply(ctx context.Context, dir, prev string, prevRec Snapshot) (usage, *usage, error) {
-	if _, _, err := (&delta{written: t.writable}).apply(ctx, dir, Snapshot{}); err != nil {
-		return usage{}, nil, err
-	}
+func (t *freshTally) sizes(ctx context.Context, dir, prev string, prevRec Snapshot) (usage, *usage, error) {
 	if t.shared {
 		// Shared with something: only a walk with an inode map can say what is whose,
 		// and rollForward measures the previous latest.
@@ -264,17 +289,17 @@ func (t *freshTally) apply(ctx context.Context, dir, prev string, prevRec Snapsh
 }
 
 // indexFresh adds the entries gen emits to the content index in one streaming pass,
-// creating the index when there is none (a first backup) or it is unreadable.
-func (s *Store) indexFresh(ctx context.Context, udid string, gen func(emit func(hashEntry)) error) error {
+// creating the index when there is none (a first backup) or it is unreadable (created).
+func (s *Store) indexFresh(ctx context.Context, udid string, gen func(emit func(hashEntry)) error) (created bool, err error) {
 	path := s.l.hashes(udid)
-	err := appendHashesFrom(path, gen)
+	err = appendHashesFrom(path, gen)
 	if !errors.Is(err, errNoIndex) {
-		return err
+		return false, err
 	}
 	if exists(path) {
 		s.log.Warn("content index unreadable; rebuilding it", "udid", udid)
 	}
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+	return true, atomicfile.Write(path, 0o644, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 256<<10)
 		fmt.Fprintln(bw, hashesHeader)
 		if err := gen(func(e hashEntry) { writeHashLine(bw, e) }); err != nil {

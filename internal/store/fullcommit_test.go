@@ -3,9 +3,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +82,21 @@ func TestFullVerifyRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		"every blob missing": func(t *testing.T, dir string) {
+			// The listing then finds no blob at all: the serial row pass must still
+			// compare (an empty key list once read as "listing not done yet").
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if e.IsDir() && len(e.Name()) == 2 {
+					if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		},
 		"blob replaced by a folder": func(t *testing.T, dir string) {
 			p := filepath.Join(dir, blobOf("Library/f000006"))
 			if err := os.Remove(p); err != nil {
@@ -116,10 +133,20 @@ func TestFullVerifyRefuses(t *testing.T) {
 						t.Fatal(err)
 					}
 					breakIt(t, r.Dir())
+					index := s.l.hashes(testUDID)
+					before, _ := os.ReadFile(index)
 					_, err = r.Commit(context.Background(), CommitMeta{})
 					var ve *VerifyError
 					if !errors.As(err, &ve) {
 						t.Fatalf("Commit err = %v, want a VerifyError", err)
+					}
+					// The lines the listing pass appended for the refused backup are taken back.
+					after, err := os.ReadFile(index)
+					if first && !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("a refused first backup left a content index (%d bytes, %v)", len(after), err)
+					}
+					if !first && (err != nil || !bytes.Equal(after, before)) {
+						t.Errorf("content index after a refused backup: %d bytes (%v), %d before", len(after), err, len(before))
 					}
 					if fresh != 1 {
 						t.Fatalf("the commit did not take the full-backup path")
@@ -130,8 +157,7 @@ func TestFullVerifyRefuses(t *testing.T) {
 						t.Errorf("VerifyError %q does not name the file", ve)
 					}
 					t.Log(ve)
-					// The refused run's index lines stay behind (written during the listing);
-					// the next backup must still commit, indexed and undamaged.
+					// The next backup must still commit, indexed and undamaged.
 					if err := r.Abort(); err != nil {
 						t.Fatal(err)
 					}
@@ -150,47 +176,95 @@ func TestFullVerifyRefuses(t *testing.T) {
 // A file the device could not read (an exception) may be missing or short in a full backup:
 // the commit records it instead of refusing.
 func TestFullCommitExceptions(t *testing.T) {
-	fresh := 0
-	s := openStore(t, t.TempDir(), freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh))
+	for _, serial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("serial=%v", serial), func(t *testing.T) {
+			fresh := 0
+			opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh)
+			opts.serialVerify = serial
+			s := openStore(t, t.TempDir(), opts)
+			dev := newFakeDevice(testUDID, 40, 500, 5)
+			r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Abort()
+			if err := dev.backup(r.Root(), nil); err != nil {
+				t.Fatal(err)
+			}
+			missing := backupfmt.FileID("HomeDomain", "Library/f000007")
+			short := backupfmt.FileID("HomeDomain", "Library/f000008")
+			fine := backupfmt.FileID("HomeDomain", "Library/f000009")
+			if err := os.Remove(backupfmt.BlobPath(r.Dir(), missing)); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeRenamed(backupfmt.BlobPath(r.Dir(), short), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := r.Commit(context.Background(), CommitMeta{Exceptions: []Exception{{FileID: missing}, {FileID: short}, {FileID: fine}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fresh != 1 {
+				t.Fatalf("the commit did not take the full-backup path")
+			}
+			got := map[string]bool{}
+			for _, e := range snap.Exceptions {
+				got[e.FileID] = true
+			}
+			if !got[missing] || !got[short] || got[fine] || len(got) != 2 {
+				t.Fatalf("exceptions recorded: %+v; want the missing and the short one only", snap.Exceptions)
+			}
+			checkSizes(t, s, 0)
+		})
+	}
+}
+
+// A full backup's commit cancelled while its listing pass runs beside the row pass returns
+// the cancellation (not a verify error, not a hang), takes back its index lines, and the
+// next run commits.
+func TestFullCommitCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	listing := false
+	opts := testOptions(&fakeClock{t: epoch, step: time.Hour})
+	opts.hook = func(p string) {
+		switch {
+		case p == "commit:fresh":
+			listing = true
+		case listing && p == "verify":
+			cancel() // the first directory of the listing, or the row pass's first step
+		}
+	}
+	s := openStore(t, t.TempDir(), opts)
 	dev := newFakeDevice(testUDID, 40, 500, 5)
 	r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Abort()
 	if err := dev.backup(r.Root(), nil); err != nil {
 		t.Fatal(err)
 	}
-	missing := backupfmt.FileID("HomeDomain", "Library/f000007")
-	short := backupfmt.FileID("HomeDomain", "Library/f000008")
-	fine := backupfmt.FileID("HomeDomain", "Library/f000009")
-	if err := os.Remove(backupfmt.BlobPath(r.Dir(), missing)); err != nil {
+	_, err = r.Commit(ctx, CommitMeta{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit err = %v, want the cancellation", err)
+	}
+	if _, err := os.Stat(s.l.hashes(testUDID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a cancelled first backup left a content index: %v", err)
+	}
+	if err := r.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRenamed(backupfmt.BlobPath(r.Dir(), short), []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := r.Commit(context.Background(), CommitMeta{Exceptions: []Exception{{FileID: missing}, {FileID: short}, {FileID: fine}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fresh != 1 {
-		t.Fatalf("the commit did not take the full-backup path")
-	}
-	got := map[string]bool{}
-	for _, e := range snap.Exceptions {
-		got[e.FileID] = true
-	}
-	if !got[missing] || !got[short] || got[fine] || len(got) != 2 {
-		t.Fatalf("exceptions recorded: %+v; want the missing and the short one only", snap.Exceptions)
-	}
+	runBackup(t, s, dev) // the hook only cancels ctx, which this run does not use
 	checkSizes(t, s, 0)
+	if rep, err := s.VerifyData(context.Background(), testUDID); err != nil || rep.Unindexed != 0 || len(rep.Damaged) != 0 {
+		t.Fatalf("verify --data after the cancelled run: %+v, %v", rep, err)
+	}
 }
 
 // The commit indexes the sums the engine streamed instead of reading the files again, for a
-// full backup (the listing pass) and an incremental one (the written files) alike, and when a
-// file was hashed twice under the same key the later sum is the one kept. Proof that the
-// streamed sums were used: one deliberately wrong sum shows up as damage in verify --data.
+// full backup (the listing pass) and an incremental one (the written files) alike, and a file
+// hashed twice under the same key with two sums is indexed with what is on disk. Proof that
+// the streamed sums were used: one deliberately wrong sum shows up as damage in verify --data.
 func TestCommitIndexesStreamedSums(t *testing.T) {
 	for _, full := range []bool{true, false} {
 		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {

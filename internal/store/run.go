@@ -301,10 +301,10 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	var u usage
 	var prevSizes *usage
 	if fresh != nil {
-		if u, prevSizes, err = fresh.apply(ctx, dir, prev, prevRec); err != nil {
+		if u, prevSizes, err = fresh.sizes(ctx, dir, prev, prevRec); err != nil {
 			return Snapshot{}, err
 		}
-		s.hook("commit:measured") // and indexed by the listing pass
+		s.hook("commit:measured") // marked read-only and indexed by the listing pass
 	} else if d != nil {
 		// Marks the written files read-only, before they become committed content.
 		var pu usage
