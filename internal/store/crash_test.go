@@ -133,12 +133,7 @@ func TestCrashAtManyPoints(t *testing.T) {
 						t.Errorf("%s left after recovery", leftover)
 					}
 				}
-				got := committedHashes(t, s, testUDID)
-				for id, h := range base {
-					if got[id] != h {
-						t.Errorf("committed snapshot %s changed (crash at %d, %s)", id, k, points[k-1])
-					}
-				}
+				got := checkUnchanged(t, s, base, fmt.Sprintf("by the crash at %d (%s)", k, points[k-1]))
 				list := mustList(t, s)
 				latest := list[len(list)-1]
 				switch len(list) {
@@ -169,12 +164,7 @@ func TestCrashAtManyPoints(t *testing.T) {
 				// The next run succeeds and changes nothing committed.
 				dev.change(10)
 				runBackup(t, s, dev)
-				after := committedHashes(t, s, testUDID)
-				for id, h := range got {
-					if after[id] != h {
-						t.Errorf("snapshot %s changed by the run after recovery", id)
-					}
-				}
+				checkUnchanged(t, s, got, "by the run after recovery")
 			})
 		}
 	}

@@ -263,6 +263,19 @@ func runBackupWith(t testing.TB, s *Store, dev *fakeDevice, opts BeginOptions) S
 	return snap
 }
 
+// checkUnchanged reports every snapshot of want (hashes by ID, from committedHashes) whose
+// folder now hashes differently, saying by what; it returns the current hashes.
+func checkUnchanged(t testing.TB, s *Store, want map[string]string, by string) map[string]string {
+	t.Helper()
+	got := committedHashes(t, s, testUDID)
+	for id, h := range want {
+		if got[id] != h {
+			t.Errorf("snapshot %s changed %s", id, by)
+		}
+	}
+	return got
+}
+
 // committedHashes hashes the folder of every committed snapshot by ID.
 func committedHashes(t testing.TB, s *Store, udid string) map[string]string {
 	t.Helper()

@@ -202,12 +202,7 @@ func TestDiskFullMidRun(t *testing.T) {
 	if err := r.Abort(); err != nil {
 		t.Fatalf("Abort on a full disk: %v", err)
 	}
-	got := committedHashes(t, s, testUDID)
-	for id, h := range want {
-		if got[id] != h {
-			t.Errorf("snapshot %s changed by a run that filled the disk", id)
-		}
-	}
+	got := checkUnchanged(t, s, want, "by a run that filled the disk")
 	if len(got) != len(want) {
 		t.Errorf("%d snapshots, want %d", len(got), len(want))
 	}
@@ -224,12 +219,7 @@ func TestDiskFullMidRun(t *testing.T) {
 	}
 	dev.change(5)
 	runBackup(t, s, dev)
-	after := committedHashes(t, s, testUDID)
-	for id, h := range want {
-		if after[id] != h {
-			t.Errorf("snapshot %s changed by the run after the disk filled", id)
-		}
-	}
+	checkUnchanged(t, s, want, "by the run after the disk filled")
 }
 
 // fillDisk writes a filler file in dir until the filesystem is full and returns its path.
