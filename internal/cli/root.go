@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"snapback/internal/failure"
@@ -106,25 +105,8 @@ func newRoot(version string, d deps) *cobra.Command {
 // Main runs the command line with os.Args and returns the process exit status. A failure
 // is printed once, with its remedy once, and mapped to its class's exit code.
 func Main(version string) int {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(gcPercent)
-	}
 	return execute(newRootCmd(version), os.Stderr)
 }
-
-// gcPercent lets Go's heap grow to 1.5 times the live data between collections instead of
-// twice (GOGC=100). Snapback runs on NASes with little memory, and a million-file device's
-// full backup keeps about 60 MB of live data until its commit (the streamed sums and the blob
-// keys, issue #16), almost all of it without pointers, so the extra collections are cheap.
-// Measured on that backup: peak RSS 176 MB at the default, 138 MB with 50; 400 collections
-// instead of 194, still under 1% of the CPU time.
-//
-// Not a memory limit (GOMEMLIMIT): a fixed limit below the live data makes the collector run
-// back to back. With a 40 MiB limit the same backup ran 85,000 collections at 16% of the CPU
-// and took longer than 280 s instead of 145-210 s, and a device with 1.3 million files would
-// be there with any limit low enough to matter at one million. GOGC in the environment
-// overrides this.
-const gcPercent = 50
 
 // execute runs root and turns its error into the one printed line and the exit status.
 func execute(root *cobra.Command, stderr io.Writer) int {
