@@ -148,16 +148,29 @@ func (c *bgClone) fail(err error) error {
 	return c.err
 }
 
-// rootReady waits until the top-level files are in place.
-func (c *bgClone) rootReady(ctx context.Context) error {
+// until waits for ch to be closed; it returns ctx's error if ctx ends first.
+func until(ctx context.Context, ch <-chan struct{}) error {
 	select {
-	case <-c.root:
+	case <-ch:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// failure is the clone's first failure, nil so far.
+func (c *bgClone) failure() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// rootReady waits until the top-level files are in place.
+func (c *bgClone) rootReady(ctx context.Context) error {
+	if err := until(ctx, c.root); err != nil {
+		return err
+	}
+	return c.failure()
 }
 
 // entryReady returns once the top-level entry name of the backup folder is cloned: at once
@@ -185,33 +198,23 @@ func (c *bgClone) entryReady(ctx context.Context, name string) error {
 	c.mu.Unlock()
 	if mine {
 		c.run(u)
-		return u.err
+	} else if err := until(ctx, u.done); err != nil {
+		return err
 	}
-	select {
-	case <-u.done:
-		return u.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return u.err
 }
 
 // wait waits for the whole clone: the workers and any unit a caller is linking.
 func (c *bgClone) wait(ctx context.Context) error {
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := until(ctx, c.done); err != nil {
+		return err
 	}
 	for _, u := range c.started() {
-		select {
-		case <-u.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := until(ctx, u.done); err != nil {
+			return err
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	return c.failure()
 }
 
 func (c *bgClone) started() []*cloneUnit {

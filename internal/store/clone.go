@@ -96,8 +96,8 @@ func (s *Store) cloneTreeWorkers(ctx context.Context, src, dst string, m CloneMe
 	return err
 }
 
-// cloneWorkers is how many top-level folders a clone works on at once: one in the way of
-// before issue #16 (Options.fullScan).
+// cloneWorkers is how many top-level folders a clone works on at once: one with
+// Options.fullScan, the way before issue #16.
 func (s *Store) cloneWorkers() int {
 	if s.opts.fullScan {
 		return 1

@@ -140,23 +140,7 @@ func (s *Store) diffVerify(ctx context.Context, dir, latest, udid string, except
 		facts, err := s.verifyBackupDelta(ctx, dir, udid, except, d)
 		return d, facts, err
 	}
-	type listed struct {
-		d   *delta
-		err error
-	}
-	ch := make(chan listed, 1)
-	go func() { // owned here: every path below receives from ch before returning
-		d, err := list()
-		ch <- listed{d, err}
-	}()
-	var got *listed
-	pending := func() (*delta, error) {
-		if got == nil {
-			l := <-ch
-			got = &l
-		}
-		return got.d, got.err
-	}
+	pending := beside(list) // awaited below on every path
 	facts, verr := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
 		return s.verifyRowsDelta(ctx, dir, dbPath, facts, add, except, nil, pending)
 	})
@@ -169,6 +153,22 @@ func (s *Store) diffVerify(ctx context.Context, dir, latest, udid string, except
 		return nil, facts, err
 	}
 	return d, facts, verr
+}
+
+// beside runs f on a goroutine and returns the wait for its result, which may be called any
+// number of times. The caller owns the goroutine: it must call wait on every path.
+func beside[T any](f func() (T, error)) (wait func() (T, error)) {
+	done := make(chan struct{})
+	var v T
+	var err error
+	go func() {
+		defer close(done)
+		v, err = f()
+	}()
+	return func() (T, error) {
+		<-done
+		return v, err
+	}
 }
 
 // blobFileID returns the fileID of a written file if it is a blob (xx/<fileID>).

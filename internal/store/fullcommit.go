@@ -121,14 +121,13 @@ func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed s
 func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[string]bool, files int, streamed sumTable) (backupFacts, *freshTally, error) {
 	mark := markIndex(s.l.hashes(udid))
 	created := false
-	facts, t, err := s.verifyFreshPasses(ctx, dir, udid, except, files, func(t **freshTally) error {
-		var err error
+	facts, t, err := s.verifyFreshPasses(ctx, dir, udid, except, files, func() (t *freshTally, err error) {
 		created, err = s.indexFresh(ctx, udid, func(emit func(hashEntry)) error {
 			var err error
-			*t, err = s.listFresh(ctx, dir, files, streamed, emit)
+			t, err = s.listFresh(ctx, dir, files, streamed, emit)
 			return err
 		})
-		return err
+		return t, err
 	})
 	if err != nil {
 		if rerr := mark.rollback(created); rerr != nil {
@@ -138,11 +137,11 @@ func (s *Store) verifyFresh(ctx context.Context, dir, udid string, except map[st
 	return facts, t, err
 }
 
-// verifyFreshPasses runs list (the listing pass, which sets *t) and the row pass.
-func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except map[string]bool, files int, list func(t **freshTally) error) (backupFacts, *freshTally, error) {
-	var t *freshTally
+// verifyFreshPasses runs list (the listing pass) and the row pass.
+func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except map[string]bool, files int, list func() (*freshTally, error)) (backupFacts, *freshTally, error) {
 	if files > maxConcurrentVerify || s.opts.serialVerify {
-		if err := list(&t); err != nil {
+		t, err := list()
+		if err != nil {
 			return backupFacts{}, nil, err
 		}
 		facts, err := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
@@ -150,23 +149,19 @@ func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except 
 		})
 		return facts, t, err
 	}
-	ch := make(chan error, 1)
-	go func() { ch <- list(&t) }() // owned here: pending receives from ch on every path below
-	var listed *error
+	listed := beside(list) // awaited below on every path
 	pending := func() ([]keySize, error) {
-		if listed == nil {
-			err := <-ch
-			listed = &err
-		}
-		if *listed != nil {
-			return nil, *listed
+		t, err := listed()
+		if err != nil {
+			return nil, err
 		}
 		return t.blobs, nil
 	}
 	facts, verr := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
 		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, nil, pending, files)
 	})
-	if _, err := pending(); err != nil {
+	t, err := listed()
+	if err != nil {
 		return facts, nil, err
 	}
 	return facts, t, verr
