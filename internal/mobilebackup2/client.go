@@ -241,16 +241,17 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		return res, errors.New("backup: no root directory")
 	}
 	s = &server{hash: c.contentHash.newHash, hashed: c.contentHash.hashed,
-		dl:     c.dl,
-		res:    newResolver(opt.Root, opt.UDID),
-		ev:     ev,
-		buf:    make([]byte, devicelink.BlockSize),
-		sync:   opt.SyncEachFile || !haveSyncFS,
-		stats:  &res,
-		tmpID:  int64(os.Getpid()),
-		direct: opt.DirectWrites,
-		perm:   uint32(opt.FileMode.Perm()),
-		space:  spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
+		dl:       c.dl,
+		res:      newResolver(opt.Root, opt.UDID),
+		ev:       ev,
+		buf:      make([]byte, devicelink.BlockSize),
+		sync:     opt.SyncEachFile || !haveSyncFS,
+		stats:    &res,
+		tmpID:    int64(os.Getpid()),
+		direct:   opt.DirectWrites,
+		redirect: opt.DirectWrites, // see redirect.go
+		perm:     uint32(opt.FileMode.Perm()),
+		space:    spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
 	if opt.Ready == nil {
 		if err := s.removeLeftoverSnapshot(); err != nil {
@@ -282,7 +283,15 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		// "Already in progress" right after an interrupted run clears by itself: wait and
 		// ask again on the same connection, a bounded number of times.
 		code, _ := plistio.Int(final["ErrorCode"])
-		if code == 0 || attempt >= opt.BusyRetries || !busyResult(code, str(final["ErrorDescription"])) {
+		retry := code != 0 && attempt < opt.BusyRetries && busyResult(code, str(final["ErrorDescription"]))
+		if code == 0 || retry {
+			// Uploads the device never moved stay where it put them: a backup that
+			// failed is thrown away, so only a success or a retry needs this.
+			if err := s.undoRedirects(opt.UDID, false); err != nil {
+				return res, err
+			}
+		}
+		if !retry {
 			break
 		}
 		if err := sleepCtx(ctx, opt.BusyWait); err != nil {

@@ -29,6 +29,12 @@ type server struct {
 	// direct lets an upload whose final name does not exist yet be created under that name
 	// instead of a temp file plus a rename (BackupOptions.DirectWrites).
 	direct bool
+	// redirect lets an upload into the device's Snapshot/ folder be written under its final
+	// name when that does not exist yet; redirected holds those whose move has not come yet
+	// (redirect.go).
+	redirect   bool
+	redirected map[blobID]struct{}
+	stagedUsed bool
 	// perm is the permission of created files (BackupOptions.FileMode; 0 = 0644).
 	perm uint32
 	// fw is the one writer every upload streams through (no allocation per file), wbuf its
@@ -244,6 +250,9 @@ func (s *server) sendFile(p string) (n int64, ferr, err error) {
 	if err := s.settle(p); err != nil {
 		return 0, nil, err
 	}
+	if ferr := s.undoRedirects(p, false); ferr != nil {
+		return 0, ferr, nil
+	}
 	hp, ferr := s.res.resolve(p)
 	if ferr != nil {
 		return 0, ferr, nil
@@ -449,12 +458,31 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	if err := s.settle(name); err != nil {
 		return nil, err
 	}
-	d, base, ferr := s.tree.parentOf(name, false)
-	var f uploadFile
-	created := "" // the name f has in d
-	final := false
-	if ferr == nil {
-		f, created, final, ferr = s.createUpload(d, base, name)
+	var (
+		f          uploadFile
+		d          dirHandle
+		base       string
+		created    string // the name f has in d
+		final      bool
+		redirected bool
+		id         blobID
+	)
+	if s.redirect {
+		if id, redirected = redirectable(s.res.udid, name); redirected {
+			if f, d, base, redirected, err = s.createRedirected(name, id); err != nil {
+				return nil, err
+			}
+			created, final = base, true
+		}
+	}
+	if !redirected {
+		if ferr = s.undoRedirects(name, false); ferr == nil {
+			d, base, ferr = s.tree.parentOf(name, false)
+		}
+		s.noteStaged(name, false)
+		if ferr == nil {
+			f, created, final, ferr = s.createUpload(d, base, name)
+		}
 	}
 	if s.wbuf == nil {
 		s.wbuf = make([]byte, 0, uploadWriteSize)
@@ -496,6 +524,12 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	}
 	if ferr = s.closeUpload(f, d, created); ferr != nil {
 		return ferr, nil
+	}
+	if redirected {
+		if s.redirected == nil {
+			s.redirected = map[blobID]struct{}{}
+		}
+		s.redirected[id] = struct{}{}
 	}
 	if !final {
 		// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
@@ -605,6 +639,9 @@ func (s *server) contentsOfDirectory(msg devicelink.Message) error {
 	if err := s.settle(p); err != nil {
 		return err
 	}
+	if err := s.undoRedirects(p, false); err != nil {
+		return s.dl.SendStatus(errCode(err), errText(err), map[string]any{})
+	}
 	dir, err := s.res.resolve(p)
 	if err != nil {
 		return s.dl.SendStatus(errCode(err), errText(err), map[string]any{})
@@ -655,6 +692,10 @@ func (s *server) mkdirAll(p string) error {
 			return err
 		}
 	}
+	if err := s.undoRedirects(p, true); err != nil {
+		return err
+	}
+	s.noteStaged(p, false)
 	_, err := s.tree.dir(p, true)
 	return err
 }
@@ -689,7 +730,7 @@ func (s *server) move(src, dst string) error {
 	if err := checkPath(dst, s.res.udid); err != nil {
 		return err
 	}
-	if src == dst {
+	if src == dst || s.movedInPlace(src, dst) {
 		return nil
 	}
 	if err := s.settle(src); err != nil {
@@ -698,6 +739,13 @@ func (s *server) move(src, dst string) error {
 	if err := s.settle(dst); err != nil {
 		return err
 	}
+	if err := s.undoRedirects(src, false); err != nil {
+		return err
+	}
+	if err := s.undoRedirects(dst, false); err != nil {
+		return err
+	}
+	s.noteStaged(dst, true)
 	// Descriptors of a directory being renamed or replaced would keep naming it under its
 	// new name (or none): drop them first.
 	s.tree.forgetIfOpen(src)
@@ -751,6 +799,9 @@ func (s *server) remove(p string) error {
 	if err := s.settle(p); err != nil {
 		return err
 	}
+	if err := s.undoRedirects(p, false); err != nil {
+		return err
+	}
 	s.moved = s.moved || !strings.HasPrefix(p, s.res.udid+"/Snapshot/") && p != s.res.udid+"/Snapshot"
 	s.tree.forgetIfOpen(p)
 	d, n, err := s.tree.parentOf(p, false)
@@ -784,6 +835,13 @@ func (s *server) copy(src, dst string) error {
 	if err := s.settle(dst); err != nil {
 		return err
 	}
+	if err := s.undoRedirects(src, false); err != nil {
+		return err
+	}
+	if err := s.undoRedirects(dst, false); err != nil {
+		return err
+	}
+	s.noteStaged(dst, true)
 	sd, sn, err := s.tree.parentOf(src, false)
 	if err != nil {
 		return err
