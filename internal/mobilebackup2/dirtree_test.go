@@ -4,7 +4,6 @@ package mobilebackup2
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -15,17 +14,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"snapback/internal/devicelink"
 )
-
-func backupWith(t *testing.T, c *Client, opt BackupOptions) (Result, error) {
-	t.Helper()
-	opt.UDID = testUDID
-	opt.Events = NewEmitter(nil, func() time.Time { return time.Time{} })
-	return c.Backup(context.Background(), opt)
-}
 
 func inode(t *testing.T, p string) uint64 {
 	t.Helper()

@@ -215,3 +215,10 @@ func mustBackup(t *testing.T, c *Client, root string, full bool) (Result, []Even
 	res, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: testUDID, ForceFullBackup: full, Events: em})
 	return res, evs, err
 }
+
+func backupWith(t *testing.T, c *Client, opt BackupOptions) (Result, error) {
+	t.Helper()
+	opt.UDID = testUDID
+	opt.Events = NewEmitter(nil, func() time.Time { return time.Time{} })
+	return c.Backup(context.Background(), opt)
+}

@@ -2,6 +2,8 @@ package mobilebackup2
 
 import (
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"strings"
 )
 
@@ -20,7 +22,7 @@ import (
 // What the device sees must not change (TestRedirectIsInvisible plays random sessions both
 // ways and compares every answer and the folder):
 //   - The server keeps the set of redirected uploads whose move has not come yet (20 bytes
-//     each, and only until their move).
+//     each, and only until their move: idset.go).
 //   - Any other request that could see one (a download, a listing, a removal, a copy, a move
 //     elsewhere, an upload over either name, a folder created below one) first puts the file
 //     back where the device put it (one rename), then runs as it always did; so do the
@@ -78,14 +80,11 @@ func finalName(udid, name string) string {
 // movedInPlace reports whether src → dst is the move of a redirected upload to the name it
 // already has.
 func (s *server) movedInPlace(src, dst string) bool {
-	if len(s.redirected) == 0 {
+	if s.redirected.len() == 0 {
 		return false
 	}
 	id, ok := redirectable(s.res.udid, src)
 	if !ok {
-		return false
-	}
-	if _, ok := s.redirected[id]; !ok {
 		return false
 	}
 	u := s.res.udid
@@ -93,8 +92,7 @@ func (s *server) movedInPlace(src, dst string) bool {
 		dst[len(u)+1:] != src[len(u)+len(snapshotDir):] {
 		return false
 	}
-	delete(s.redirected, id)
-	return true
+	return s.redirected.remove(id)
 }
 
 // redirectScope is which redirected uploads a request on a device path can see.
@@ -157,24 +155,20 @@ func scopeOf(udid, p string) redirectScope {
 // would have without the redirect. With fileOnly, only a redirected file at or above p
 // counts: creating a folder that exists answers the same either way.
 func (s *server) undoRedirects(p string, fileOnly bool) error {
-	if len(s.redirected) == 0 {
+	if s.redirected.len() == 0 {
 		return nil
 	}
 	sc := scopeOf(s.res.udid, p)
 	switch {
 	case sc.one:
-		if _, ok := s.redirected[sc.id]; ok {
+		if s.redirected.has(sc.id) {
 			return s.undoRedirect(sc.id)
 		}
 	case fileOnly:
-	case sc.all || sc.prefix >= 0:
-		for id := range s.redirected {
-			if sc.all || int(id[0]) == sc.prefix {
-				if err := s.undoRedirect(id); err != nil {
-					return err
-				}
-			}
-		}
+	case sc.all:
+		return s.redirected.each(-1, s.undoRedirect)
+	case sc.prefix >= 0:
+		return s.redirected.each(sc.prefix, s.undoRedirect)
 	}
 	return nil
 }
@@ -209,7 +203,7 @@ func (s *server) undoRedirect(id blobID) error {
 	if err := renameAt(fd, fn, sd, sn); err != nil {
 		return s.tree.pathErr("rename", final, err)
 	}
-	delete(s.redirected, id)
+	s.redirected.remove(id)
 	return nil
 }
 
@@ -220,7 +214,7 @@ func (s *server) undoRedirect(id blobID) error {
 // wrote another way) or cannot be made. An earlier redirected upload of the same name is
 // this run's own file and is replaced. err is a failure of EntryReady, which ends the run.
 func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHandle, base string, ok bool, err error) {
-	if s.stagedUsed {
+	if s.stagedUsed || s.redirected.sorts > manySorts {
 		return nil, noDir, "", false, nil
 	}
 	if _, _, err := s.tree.parentOf(name, false); err != nil {
@@ -236,13 +230,15 @@ func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHa
 	if err != nil {
 		return nil, noDir, "", false, nil
 	}
-	if _, again := s.redirected[id]; again {
+	f, err = createAt(d, base, s.filePerm())
+	if errors.Is(err, fs.ErrExist) && s.redirected.has(id) {
+		// Uploaded again: the file under the final name is this run's own.
 		if unlinkAt(d, base) != nil {
 			return nil, noDir, "", false, nil
 		}
-		delete(s.redirected, id)
+		s.redirected.remove(id)
+		f, err = createAt(d, base, s.filePerm())
 	}
-	f, err = createAt(d, base, s.filePerm())
 	if err != nil {
 		return nil, noDir, "", false, nil
 	}

@@ -33,7 +33,7 @@ type server struct {
 	// name when that does not exist yet; redirected holds those whose move has not come yet
 	// (redirect.go).
 	redirect   bool
-	redirected map[blobID]struct{}
+	redirected idSet
 	stagedUsed bool
 	// perm is the permission of created files (BackupOptions.FileMode; 0 = 0644).
 	perm uint32
@@ -526,10 +526,7 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		return ferr, nil
 	}
 	if redirected {
-		if s.redirected == nil {
-			s.redirected = map[blobID]struct{}{}
-		}
-		s.redirected[id] = struct{}{}
+		s.redirected.add(id)
 	}
 	if !final {
 		// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.

@@ -1,0 +1,106 @@
+package mobilebackup2
+
+import (
+	"bytes"
+	"slices"
+)
+
+// idSet is the set of redirected uploads not yet moved (redirect.go), 20 bytes an entry in
+// one pointer-free slice. A Go map of 20-byte keys raised the peak RSS of a million-file
+// first backup from 173 MB to 224 MB; this costs about 20-25 MB there.
+//
+// Entries are appended while the device uploads and looked up while it moves, so the set
+// sorts itself only when a lookup follows new entries: once per backup for a device that
+// uploads everything and then moves it. Removed entries are marked, not moved, and dropped
+// at the next sort.
+type idSet struct {
+	ids    []blobID // ids[:sorted] ascending; ids[sorted:] appended since
+	sorted int
+	dead   []uint64 // bit i set: ids[i] (in the sorted part) is removed
+	live   int
+	// sorts counts sorts that took in new entries; a device that interleaves uploads and
+	// lookups would make each one sort everything (see manySorts).
+	sorts int
+}
+
+// manySorts is how many sorts a run may make before no more uploads are redirected, so a
+// device interleaving uploads with lookups costs at most this many sorts of the set.
+const manySorts = 64
+
+func (s *idSet) add(id blobID) {
+	s.ids = append(s.ids, id)
+	s.live++
+}
+
+func (s *idSet) len() int { return s.live }
+
+// settle sorts the set, dropping removed entries first.
+func (s *idSet) settle() {
+	if s.sorted == len(s.ids) {
+		return
+	}
+	if s.live < len(s.ids) {
+		n := 0
+		for i, id := range s.ids {
+			if i >= s.sorted || s.dead[i/64]&(1<<(i%64)) == 0 {
+				s.ids[n] = id
+				n++
+			}
+		}
+		s.ids = s.ids[:n]
+	}
+	slices.SortFunc(s.ids, func(a, b blobID) int { return bytes.Compare(a[:], b[:]) })
+	s.sorted = len(s.ids)
+	s.dead = make([]uint64, (len(s.ids)+63)/64)
+	s.sorts++
+}
+
+// index returns where id is in the sorted set, if it is there and not removed.
+func (s *idSet) index(id blobID) (int, bool) {
+	if s.live == 0 {
+		return 0, false
+	}
+	s.settle()
+	i, ok := slices.BinarySearchFunc(s.ids, id, func(a, b blobID) int { return bytes.Compare(a[:], b[:]) })
+	if !ok || s.dead[i/64]&(1<<(i%64)) != 0 {
+		return 0, false
+	}
+	return i, true
+}
+
+func (s *idSet) has(id blobID) bool {
+	_, ok := s.index(id)
+	return ok
+}
+
+// remove takes id out of the set and reports whether it was in it.
+func (s *idSet) remove(id blobID) bool {
+	i, ok := s.index(id)
+	if ok {
+		s.dead[i/64] |= 1 << (i % 64)
+		s.live--
+	}
+	return ok
+}
+
+// each calls f with every entry whose first byte is prefix (every entry if prefix < 0), in
+// order, stopping at f's first error. f may remove the entry it is given, nothing else.
+func (s *idSet) each(prefix int, f func(blobID) error) error {
+	if s.live == 0 {
+		return nil
+	}
+	s.settle()
+	i := 0
+	if prefix >= 0 {
+		i, _ = slices.BinarySearchFunc(s.ids, byte(prefix), func(a blobID, p byte) int { return int(a[0]) - int(p) })
+	}
+	for ; i < len(s.ids) && (prefix < 0 || int(s.ids[i][0]) == prefix); i++ {
+		if s.dead[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		if err := f(s.ids[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

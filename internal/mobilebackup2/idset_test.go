@@ -1,0 +1,67 @@
+package mobilebackup2
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestIDSetMatchesMap drives idSet and a map with the same random adds, removals, lookups
+// and prefix walks (few distinct IDs and prefixes, so each is hit often) and requires the
+// same answers.
+func TestIDSetMatchesMap(t *testing.T) {
+	for seed := range uint64(50) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		var s idSet
+		model := map[blobID]bool{}
+		randomID := func() blobID {
+			var id blobID
+			id[0] = byte(r.IntN(3))
+			id[19] = byte(r.IntN(40))
+			return id
+		}
+		for step := range 2000 {
+			id := randomID()
+			switch r.IntN(4) {
+			case 0:
+				if !model[id] { // the server never adds an entry twice
+					s.add(id)
+					model[id] = true
+				}
+			case 1:
+				if got := s.remove(id); got != model[id] {
+					t.Fatalf("seed %d step %d: remove(%x) = %v, want %v", seed, step, id, got, model[id])
+				}
+				delete(model, id)
+			case 2:
+				if got := s.has(id); got != model[id] {
+					t.Fatalf("seed %d step %d: has(%x) = %v, want %v", seed, step, id, got, model[id])
+				}
+			default:
+				prefix := r.IntN(4) - 1
+				var want []blobID
+				for id := range model {
+					if prefix < 0 || int(id[0]) == prefix {
+						want = append(want, id)
+					}
+				}
+				slices.SortFunc(want, func(a, b blobID) int { return slices.Compare(a[:], b[:]) })
+				var got []blobID
+				_ = s.each(prefix, func(id blobID) error {
+					got = append(got, id)
+					if r.IntN(2) == 0 {
+						s.remove(id)
+						delete(model, id)
+					}
+					return nil
+				})
+				if !slices.Equal(got, want) {
+					t.Fatalf("seed %d step %d: each(%d) visited %x, want %x in order", seed, step, prefix, got, want)
+				}
+			}
+			if s.len() != len(model) {
+				t.Fatalf("seed %d step %d: len %d, want %d", seed, step, s.len(), len(model))
+			}
+		}
+	}
+}
