@@ -253,6 +253,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		perm:     uint32(opt.FileMode.Perm()),
 		space:    spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
+	defer s.redirected.free()
 	if opt.Ready == nil {
 		if err := s.removeLeftoverSnapshot(); err != nil {
 			return res, failure.New(failure.DeviceStopped, err)

@@ -6,15 +6,19 @@ import (
 )
 
 // idSet is the set of redirected uploads not yet moved (redirect.go), 20 bytes an entry in
-// one pointer-free slice. A Go map of 20-byte keys raised the peak RSS of a million-file
-// first backup from 173 MB to 224 MB; this costs about 20-25 MB there.
+// one pointer-free array. A Go map of 20-byte keys raised the peak RSS of a million-file
+// first backup from 176 MB to 224 MB, the same entries in a heap slice to 211 MB: the
+// garbage collector lets the heap grow to twice what is live, so 20 MB of entries cost
+// about 40 MB more. On Linux the array is therefore mapped outside the Go heap (idmem_linux.go)
+// and costs its 20 bytes an entry; elsewhere it is a slice.
 //
 // Entries are appended while the device uploads and looked up while it moves, so the set
 // sorts itself only when a lookup follows new entries: once per backup for a device that
 // uploads everything and then moves it. Removed entries are marked, not moved, and dropped
 // at the next sort.
 type idSet struct {
-	ids    []blobID // ids[:sorted] ascending; ids[sorted:] appended since
+	mem    idMem
+	ids    []blobID // ids[:sorted] ascending; ids[sorted:] appended since; in mem
 	sorted int
 	dead   []uint64 // bit i set: ids[i] (in the sorted part) is removed
 	live   int
@@ -27,9 +31,26 @@ type idSet struct {
 // device interleaving uploads with lookups costs at most this many sorts of the set.
 const manySorts = 64
 
+// maxIDs bounds the set (80 MB of address space): a device with more files than this
+// (real ones hold up to about 1.3 million) has the rest of its uploads take the usual way.
+const maxIDs = 4 << 20
+
+// full reports whether no entry can be added.
+func (s *idSet) full() bool { return len(s.ids) >= maxIDs }
+
+// add appends id; the caller checked full first.
 func (s *idSet) add(id blobID) {
+	if s.ids == nil {
+		s.ids = s.mem.alloc(maxIDs)
+	}
 	s.ids = append(s.ids, id)
 	s.live++
+}
+
+// free releases the set's memory; the set is empty and usable again afterwards.
+func (s *idSet) free() {
+	s.mem.free()
+	*s = idSet{}
 }
 
 func (s *idSet) len() int { return s.live }

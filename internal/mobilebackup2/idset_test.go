@@ -13,6 +13,7 @@ func TestIDSetMatchesMap(t *testing.T) {
 	for seed := range uint64(50) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		var s idSet
+		defer s.free()
 		model := map[blobID]bool{}
 		randomID := func() blobID {
 			var id blobID

@@ -214,7 +214,7 @@ func (s *server) undoRedirect(id blobID) error {
 // wrote another way) or cannot be made. An earlier redirected upload of the same name is
 // this run's own file and is replaced. err is a failure of EntryReady, which ends the run.
 func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHandle, base string, ok bool, err error) {
-	if s.stagedUsed || s.redirected.sorts > manySorts {
+	if s.stagedUsed || s.redirected.sorts > manySorts || s.redirected.full() {
 		return nil, noDir, "", false, nil
 	}
 	if _, _, err := s.tree.parentOf(name, false); err != nil {
