@@ -147,29 +147,7 @@ func TestBackupEntryReady(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	var asked []string
-	entryReady := func(ctx context.Context, name string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if slices.Contains(asked, name) {
-			return nil
-		}
-		// After the backup (below) a folder the host touched without asking is caught here.
-		asked = append(asked, name)
-		if _, err := os.Stat(filepath.Join(committed, name)); err != nil {
-			return nil // Snapshot, Status.plist: not a folder of the latest backup
-		}
-		dir := filepath.Join(root, u, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		// The folder must still hold nothing the device put there: nothing touched it yet.
-		if es, _ := os.ReadDir(dir); len(es) != 0 {
-			return fmt.Errorf("%s touched before EntryReady: holds %d entries", name, len(es))
-		}
-		return os.Link(filepath.Join(committed, name, name+"old"), filepath.Join(dir, name+"old"))
-	}
+	entryReady, asked := cloneOnDemand(committed, filepath.Join(root, u))
 	var afterMkdir []string
 	c, d := pair(t)
 	wait := d.run(func(d *fakeDevice) error {
@@ -181,9 +159,7 @@ func TestBackupEntryReady(t *testing.T) {
 				return fmt.Errorf("mkdir %s: %v %v", dir, code, err)
 			}
 		}
-		mu.Lock()
-		afterMkdir = slices.Clone(asked)
-		mu.Unlock()
+		afterMkdir = asked()
 		if code, err := d.upload(upFile{name: u + "/Snapshot/ab/abnew", data: []byte("new")},
 			upFile{name: u + "/Snapshot/Status.plist", data: statusPlist(d.t, "finished")}); err != nil || code != 0 {
 			return fmt.Errorf("upload %v %v", code, err)
@@ -279,5 +255,46 @@ func TestBackupEntryReadyFailure(t *testing.T) {
 	}
 	if !errors.Is(err, failure.NoSpace) {
 		t.Fatalf("Backup = %v, want the clone's NoSpace", err)
+	}
+}
+
+// cloneOnDemand returns an EntryReady that does what the store's background clone does:
+// the first time a top-level entry is asked for that is a folder of committed (the latest
+// backup), it links that folder's files into dst, after checking that the host has put
+// nothing there yet; a host that touched the folder without asking is caught then. asked
+// returns the entries asked for so far.
+func cloneOnDemand(committed, dst string) (entryReady func(ctx context.Context, name string) error, asked func() []string) {
+	var mu sync.Mutex
+	var names []string
+	entryReady = func(ctx context.Context, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.Contains(names, name) {
+			return nil
+		}
+		names = append(names, name)
+		files, err := os.ReadDir(filepath.Join(committed, name))
+		if err != nil {
+			return nil // Snapshot, Status.plist: not a folder of the latest backup
+		}
+		dir := filepath.Join(dst, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// The folder must still hold nothing the device put there: nothing touched it yet.
+		if es, _ := os.ReadDir(dir); len(es) != 0 {
+			return fmt.Errorf("%s touched before EntryReady: holds %d entries", name, len(es))
+		}
+		for _, f := range files {
+			if err := os.Link(filepath.Join(committed, name, f.Name()), filepath.Join(dir, f.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return entryReady, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(names)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"snapback/internal/devicelink"
@@ -127,31 +126,14 @@ func TestRedirectWaitsForItsEntry(t *testing.T) {
 	root, latest := t.TempDir(), t.TempDir()
 	u := testUDID
 	_, staged, final := blob("ab", 1)
-	_, _, kept := blob("ab", 2)
-	if err := os.MkdirAll(filepath.Dir(filepath.Join(latest, kept)), 0o755); err != nil {
+	keptID, _, kept := blob("ab", 2)
+	if err := os.MkdirAll(filepath.Join(latest, "ab"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(latest, kept), []byte("kept"), 0o444); err != nil {
+	if err := os.WriteFile(filepath.Join(latest, "ab", keptID), []byte("kept"), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var asked []string
-	entryReady := func(ctx context.Context, name string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if slices.Contains(asked, name) {
-			return nil
-		}
-		asked = append(asked, name)
-		if name != "ab" {
-			return nil
-		}
-		dir := filepath.Join(root, u, "ab")
-		if es, _ := os.ReadDir(dir); len(es) != 0 {
-			return fmt.Errorf("ab touched before EntryReady: holds %d entries", len(es))
-		}
-		return os.Link(filepath.Join(latest, kept), filepath.Join(root, kept))
-	}
+	entryReady, _ := cloneOnDemand(latest, filepath.Join(root, u))
 	c, d := pair(t)
 	wait := d.run(func(d *fakeDevice) error {
 		d.expectBackup()
