@@ -158,7 +158,9 @@ type BackupOptions struct {
 	// partial file under a final name, which is harmless only because nothing reads such a
 	// folder before its commit. Never set it for a folder the user keeps as a backup (--dir):
 	// there temp + rename keeps every name either old or complete. Existing names (hard links
-	// to committed files, in staging) always go through a temp file and a rename.
+	// to committed files, in staging) always go through a temp file and a rename. Uploads
+	// into the device's Snapshot/ folder are written under the name the device later moves
+	// them to, when that does not exist yet, and the move costs nothing (redirect.go).
 	DirectWrites bool
 	// FileMode is the permission uploaded and copied files are created with (0 = 0644). The
 	// store passes 0444 so its commit need not chmod every new file read-only; the writing
@@ -191,7 +193,9 @@ type BackupOptions struct {
 	// "Manifest.db", "Snapshot"; "" for the <UDID> folder as a whole), after Ready. Creating
 	// a top-level folder does not wait: a folder that exists is success either way. So the
 	// store can go on cloning the prefix folders while the device uploads into Snapshot/,
-	// which it moves into them only at the end. An error ends the backup as Ready's does.
+	// which it moves into them only at the end (an upload written straight under its final
+	// name with DirectWrites waits for its prefix folder; see redirect.go). An error ends
+	// the backup as Ready's does.
 	EntryReady func(ctx context.Context, name string) error
 }
 
@@ -241,17 +245,16 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		return res, errors.New("backup: no root directory")
 	}
 	s = &server{hash: c.contentHash.newHash, hashed: c.contentHash.hashed,
-		dl:       c.dl,
-		res:      newResolver(opt.Root, opt.UDID),
-		ev:       ev,
-		buf:      make([]byte, devicelink.BlockSize),
-		sync:     opt.SyncEachFile || !haveSyncFS,
-		stats:    &res,
-		tmpID:    int64(os.Getpid()),
-		direct:   opt.DirectWrites,
-		redirect: opt.DirectWrites, // see redirect.go
-		perm:     uint32(opt.FileMode.Perm()),
-		space:    spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
+		dl:     c.dl,
+		res:    newResolver(opt.Root, opt.UDID),
+		ev:     ev,
+		buf:    make([]byte, devicelink.BlockSize),
+		sync:   opt.SyncEachFile || !haveSyncFS,
+		stats:  &res,
+		tmpID:  int64(os.Getpid()),
+		direct: opt.DirectWrites,
+		perm:   uint32(opt.FileMode.Perm()),
+		space:  spacePolicy{used: opt.DeviceUsed, capacity: opt.DeviceCapacity},
 	}
 	defer s.redirected.free()
 	if opt.Ready == nil {

@@ -7,8 +7,7 @@ import (
 	"strings"
 )
 
-// Uploads straight to their final names (BackupOptions.DirectWrites on a folder that
-// started empty).
+// Uploads straight to their final names (BackupOptions.DirectWrites).
 //
 // A device uploads every file of a backup to <UDID>/Snapshot/xx/<id> and, once all are in,
 // moves each to <UDID>/xx/<id> with DLMessageMoveItems (protocol.md §7.8; libimobiledevice
@@ -35,11 +34,12 @@ import (
 //     name take the usual way.
 //
 // This is done only where the folder is thrown away unless the run succeeds (a crash
-// midway may leave an upload under its final name, as DirectWrites already allows) and
-// only where no entry waits for the store's clone (EntryReady unset: a first or full
-// backup, whose staging folder starts empty). In a clone the upload would have to wait for
-// its prefix folder, which the Snapshot/ detour exists to avoid, and an incremental's new
-// files are few.
+// midway may leave an upload under its final name, as DirectWrites already allows). It
+// pays on a first or full backup, whose staging folder starts empty. In a clone (an
+// incremental) a redirected upload first waits for its prefix folder (EntryReady, which
+// the store answers by linking that folder at once), and the first upload of a changed
+// file, whose final name exists, ends redirects: so an incremental waits at most a few
+// times, and its new files are few anyway.
 
 // blobIDLen is the size of a file ID (SHA-1 of domain-path) in bytes.
 const blobIDLen = 20
@@ -97,11 +97,11 @@ func (s *server) movedInPlace(src, dst string) bool {
 
 // redirectScope is which redirected uploads a request on a device path can see.
 type redirectScope struct {
-	staged bool   // the path is in Snapshot/ (or is it)
-	all    bool   // the whole <UDID> or Snapshot folder
-	prefix int    // one prefix folder xx (its first byte); -1 for none
-	one    bool   // one file, id
-	id     blobID //
+	staged bool // the path is in Snapshot/ (or is it)
+	all    bool // the whole <UDID> or Snapshot folder
+	prefix int  // one prefix folder xx (its first byte); -1 for none
+	one    bool // one file: id
+	id     blobID
 }
 
 // scopeOf says which redirected uploads a request on validated path p touches. Names are
@@ -177,7 +177,7 @@ func (s *server) undoRedirects(p string, fileOnly bool) error {
 // another way than a redirect: a file written at or below p, or, with tree, anything moved
 // or copied to p (a folder may hold blob names). From then on no upload is redirected.
 func (s *server) noteStaged(p string, tree bool) {
-	if s.stagedUsed || !s.redirect {
+	if s.stagedUsed || !s.direct {
 		return
 	}
 	if sc := scopeOf(s.res.udid, p); sc.staged && (sc.one || tree) {

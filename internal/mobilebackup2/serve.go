@@ -27,12 +27,10 @@ type server struct {
 	// removals, directory creation): see dirtree.go. serve creates it from res if unset.
 	tree *dirTree
 	// direct lets an upload whose final name does not exist yet be created under that name
-	// instead of a temp file plus a rename (BackupOptions.DirectWrites).
-	direct bool
-	// redirect lets an upload into the device's Snapshot/ folder be written under its final
-	// name when that does not exist yet; redirected holds those whose move has not come yet
-	// (redirect.go).
-	redirect   bool
+	// instead of a temp file plus a rename, and one into the device's Snapshot/ folder be
+	// written under its final name (BackupOptions.DirectWrites). redirected holds the latter
+	// whose move has not come yet, stagedUsed ends them (redirect.go).
+	direct     bool
 	redirected idSet
 	stagedUsed bool
 	// perm is the permission of created files (BackupOptions.FileMode; 0 = 0644).
@@ -467,15 +465,16 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		redirected bool
 		id         blobID
 	)
-	if s.redirect {
+	if s.direct {
 		if id, redirected = redirectable(s.res.udid, name); redirected {
 			if f, d, base, redirected, err = s.createRedirected(name, id); err != nil {
 				return nil, err
 			}
-			created, final = base, true
 		}
 	}
-	if !redirected {
+	if redirected {
+		created, final = base, true
+	} else {
 		if ferr = s.undoRedirects(name, false); ferr == nil {
 			d, base, ferr = s.tree.parentOf(name, false)
 		}
