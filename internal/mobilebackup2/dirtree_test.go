@@ -254,7 +254,8 @@ func TestPlantedSymlinkDirsNotFollowed(t *testing.T) {
 
 // TestLargeUploadThroughWriteBuffer: a file larger than the upload write buffer, sent in
 // device-sized blocks, lands byte for byte, and the streamed hash and FileInfo handed to
-// HashUploads describe exactly the landed file.
+// HashUploads describe exactly the landed file; the one hash the server reuses is reset
+// between files.
 func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 	root := t.TempDir()
 	u := testUDID
@@ -268,14 +269,16 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 		sum []byte
 	}
 	var got []landed
-	c.HashUploads(sha256.New, func(fi fs.FileInfo, sum []byte) { got = append(got, landed{fi, sum}) })
+	statusData := statusPlist(t, "finished")
+	// sum is only valid during the call.
+	c.HashUploads(sha256.New, func(fi fs.FileInfo, sum []byte) { got = append(got, landed{fi, bytes.Clone(sum)}) })
 	wait := d.run(func(d *fakeDevice) error {
 		d.expectBackup()
 		if code, _, err := d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab"); code != 0 || err != nil {
 			return fmt.Errorf("mkdir %d %v", code, err)
 		}
 		if code, err := d.upload(upFile{name: u + "/Snapshot/ab/big", data: data},
-			upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")}); code != 0 || err != nil {
+			upFile{name: u + "/Status.plist", data: statusData}); code != 0 || err != nil {
 			return fmt.Errorf("upload %d %v", code, err)
 		}
 		return d.finish(0, "")
@@ -297,6 +300,9 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 	want := sha256.Sum256(data)
 	if !bytes.Equal(got[0].sum, want[:]) {
 		t.Errorf("streamed hash %x; want %x", got[0].sum, want)
+	}
+	if want := sha256.Sum256(statusData); !bytes.Equal(got[1].sum, want[:]) {
+		t.Errorf("second file's streamed hash %x; want %x", got[1].sum, want)
 	}
 	if got[0].fi.Size() != int64(len(data)) || inode(t, p) != got[0].fi.Sys().(*syscall.Stat_t).Ino {
 		t.Errorf("FileInfo size %d ino %v; want %d, the landed inode", got[0].fi.Size(), got[0].fi.Sys(), len(data))
