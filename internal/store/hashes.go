@@ -473,12 +473,35 @@ func newSumTable(e []sumEntry) sumTable {
 	return out
 }
 
+// lookup returns the streamed sum of k, if there is one.
+//
+// The search is written out: slices.BinarySearchFunc's comparison through a function value
+// was 4.8% of a 200,000-file full backup's user time.
 func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
-	i, ok := slices.BinarySearchFunc(t, k, func(e sumEntry, k blobKey) int { return compareBlobKeys(e.key, k) })
-	if !ok {
-		return xxh3.Uint128{}, false
+	lo, hi := 0, len(t)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if less(t[m].key, k) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	return t[i].sum, true
+	if lo < len(t) && t[lo].key == k {
+		return t[lo].sum, true
+	}
+	return xxh3.Uint128{}, false
+}
+
+// less orders blob keys as compareBlobKeys does.
+func less(a, b blobKey) bool {
+	if a.ino != b.ino {
+		return a.ino < b.ino
+	}
+	if a.size != b.size {
+		return a.size < b.size
+	}
+	return a.mtime < b.mtime
 }
 
 // ContentHash returns the hash and the receiver for engine.Request.ContentHash and
