@@ -21,6 +21,11 @@ type idSet struct {
 	ids    []blobID // ids[:sorted] ascending; ids[sorted:] appended since; in mem
 	sorted int
 	dead   []uint64 // bit i set: ids[i] (in the sorted part) is removed
+	// starts[p] is the index of the first sorted entry whose first two bytes are p or more
+	// (1<<16 + 1 entries, built by settle): a lookup searches only its bucket, about 16
+	// entries at a million (ids are SHA-1 sums), where a binary search of the whole array
+	// cost a cache miss per step (5.8% of a 200,000-file full backup's user time).
+	starts []uint32
 	live   int
 	// sorts counts sorts that took in new entries; a device that interleaves uploads and
 	// lookups would make each one sort everything (see manySorts).
@@ -73,8 +78,21 @@ func (s *idSet) settle() {
 	slices.SortFunc(s.ids, func(a, b blobID) int { return bytes.Compare(a[:], b[:]) })
 	s.sorted = len(s.ids)
 	s.dead = make([]uint64, (len(s.ids)+63)/64)
+	if s.starts == nil {
+		s.starts = make([]uint32, 1<<16+1)
+	}
+	j := 0
+	for p := range s.starts {
+		for j < len(s.ids) && bucket(s.ids[j]) < p {
+			j++
+		}
+		s.starts[p] = uint32(j)
+	}
 	s.sorts++
 }
+
+// bucket is the index of id's bucket in starts: its first two bytes.
+func bucket(id blobID) int { return int(id[0])<<8 | int(id[1]) }
 
 // index returns where id is in the sorted set, if it is there and not removed.
 func (s *idSet) index(id blobID) (int, bool) {
@@ -82,11 +100,21 @@ func (s *idSet) index(id blobID) (int, bool) {
 		return 0, false
 	}
 	s.settle()
-	i, ok := slices.BinarySearchFunc(s.ids, id, func(a, b blobID) int { return bytes.Compare(a[:], b[:]) })
-	if !ok || s.dead[i/64]&(1<<(i%64)) != 0 {
+	b := bucket(id)
+	lo, hi := int(s.starts[b]), int(s.starts[b+1])
+	end := hi
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if bytes.Compare(s.ids[m][:], id[:]) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == end || s.ids[lo] != id || s.dead[lo/64]&(1<<(lo%64)) != 0 {
 		return 0, false
 	}
-	return i, true
+	return lo, true
 }
 
 func (s *idSet) has(id blobID) bool {
@@ -113,7 +141,7 @@ func (s *idSet) each(prefix int, f func(blobID) error) error {
 	s.settle()
 	i := 0
 	if prefix >= 0 {
-		i, _ = slices.BinarySearchFunc(s.ids, byte(prefix), func(a blobID, p byte) int { return int(a[0]) - int(p) })
+		i = int(s.starts[prefix<<8])
 	}
 	for ; i < len(s.ids) && (prefix < 0 || int(s.ids[i][0]) == prefix); i++ {
 		if s.dead[i/64]&(1<<(i%64)) != 0 {
