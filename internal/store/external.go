@@ -64,7 +64,7 @@ func (s *Store) adoptExternal(ctx context.Context, udid string, prev Snapshot) (
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, _, err := s.indexNewFiles(ctx, udid, latest, nil); err != nil {
+	if _, _, err := s.indexNewFiles(ctx, udid, latest, sumTable{}); err != nil {
 		return nil, nil, err
 	}
 	rec := Snapshot{ID: newID(t, prev.ID), UDID: udid, Time: t.UTC(), Kind: KindExternal, Device: facts.Device,

@@ -173,9 +173,24 @@ func (h *hashIndex) write(path string) error {
 	})
 }
 
-func writeHashLine(w io.Writer, e hashEntry) {
-	b := e.sum.Bytes()
-	fmt.Fprintf(w, "%d %d %d %x %s\n", e.key.ino, e.key.size, e.key.mtime, b[:], e.rel)
+// writeHashLine writes e as one line of the content index ("ino size mtime sum rel").
+//
+// The line is appended in w's own buffer: fmt.Fprintf and its boxed arguments were 4.5% of
+// a 200,000-file full backup's user time.
+func writeHashLine(w *bufio.Writer, e hashEntry) {
+	sum := e.sum.Bytes()
+	b := w.AvailableBuffer()
+	b = strconv.AppendUint(b, e.key.ino, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.key.size, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.key.mtime, 10)
+	b = append(b, ' ')
+	b = hex.AppendEncode(b, sum[:])
+	b = append(b, ' ')
+	b = append(b, e.rel...)
+	b = append(b, '\n')
+	w.Write(b)
 }
 
 // errNoIndex says the content index is missing or not in a format this version writes: the
@@ -443,7 +458,7 @@ func (h *streamedHashes) table() sumTable {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := newSumTable(h.sums)
-	h.sums = t
+	h.sums = t.e
 	return t
 }
 
@@ -451,7 +466,18 @@ func (h *streamedHashes) table() sumTable {
 // two different sums (a file rewritten within one mtime tick, never seen in practice) is
 // dropped: the commit then reads the file, so the index holds what is on disk whichever
 // write came last. (A stable sort to keep the later sum took 2-3x as long at a million files.)
-type sumTable []sumEntry
+//
+// The commit looks up every file it lists, in directory order, which is no order of inode
+// numbers: a binary search of the whole table (8 MB at 200,000 files) took a cache miss at
+// most of its 18 steps and was 4.5% of a 200,000-file full backup's user time. starts cuts
+// the inode range into about one bucket per 4 entries (inodes are numbers the filesystem
+// hands out, dense within its groups), so a lookup searches a few neighbouring entries.
+type sumTable struct {
+	e      []sumEntry
+	min    uint64   // e[0]'s inode
+	shift  uint     // bucket b holds the inodes min + b<<shift up to the next bucket's
+	starts []uint32 // starts[b] is the index of bucket b's first entry; nil: search all of e
+}
 
 func compareBlobKeys(a, b blobKey) int {
 	return cmp.Or(cmp.Compare(a.ino, b.ino), cmp.Compare(a.size, b.size), cmp.Compare(a.mtime, b.mtime))
@@ -470,25 +496,50 @@ func newSumTable(e []sumEntry) sumTable {
 		}
 		i = j
 	}
-	return out
+	t := sumTable{e: out}
+	if len(out) < 64 {
+		return t
+	}
+	t.min = out[0].key.ino
+	span, want := out[len(out)-1].key.ino-t.min, uint64(len(out)/4)
+	for span>>t.shift >= want {
+		t.shift++
+	}
+	t.starts = make([]uint32, span>>t.shift+2)
+	j := 0
+	for b := range t.starts {
+		for j < len(out) && (out[j].key.ino-t.min)>>t.shift < uint64(b) {
+			j++
+		}
+		t.starts[b] = uint32(j)
+	}
+	return t
 }
 
 // lookup returns the streamed sum of k, if there is one.
-//
-// The search is written out: slices.BinarySearchFunc's comparison through a function value
-// was 4.8% of a 200,000-file full backup's user time.
 func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
-	lo, hi := 0, len(t)
-	for lo < hi {
+	lo, hi := 0, len(t.e)
+	if t.starts != nil {
+		if k.ino < t.min {
+			return xxh3.Uint128{}, false
+		}
+		b := (k.ino - t.min) >> t.shift
+		if b >= uint64(len(t.starts)-1) {
+			return xxh3.Uint128{}, false
+		}
+		lo, hi = int(t.starts[b]), int(t.starts[b+1])
+	}
+	end := hi
+	for lo < hi { // written out: BinarySearchFunc's comparison through a function value cost more
 		m := int(uint(lo+hi) >> 1)
-		if less(t[m].key, k) {
+		if less(t.e[m].key, k) {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo < len(t) && t[lo].key == k {
-		return t[lo].sum, true
+	if lo < end && t.e[lo].key == k {
+		return t.e[lo].sum, true
 	}
 	return xxh3.Uint128{}, false
 }

@@ -289,7 +289,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 	case verified:
 	case r.full && !s.opts.fullScan && canListInodes:
 		s.hook("commit:fresh")
-		facts, fresh, err = s.verifyFresh(ctx, dir, udid, exceptionIDs(exc), max(prevRec.FileCount, len(streamed)), streamed)
+		facts, fresh, err = s.verifyFresh(ctx, dir, udid, exceptionIDs(exc), max(prevRec.FileCount, len(streamed.e)), streamed)
 	default:
 		facts, err = s.verifyBackupDelta(ctx, dir, udid, exceptionIDs(exc), nil)
 	}
@@ -553,7 +553,7 @@ func (s *Store) adoptLatest(ctx context.Context, udid string) (*Snapshot, []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, _, err := s.indexNewFiles(ctx, udid, latest, nil); err != nil {
+	if _, _, err := s.indexNewFiles(ctx, udid, latest, sumTable{}); err != nil {
 		return nil, nil, err
 	}
 	rec := Snapshot{ID: newID(t, last), UDID: udid, Time: t.UTC(), Kind: KindAdopted, Device: facts.Device,

@@ -1,7 +1,12 @@
 package store
 
 import (
+	"bufio"
+	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/zeebo/xxh3"
@@ -46,5 +51,82 @@ func TestSumTableMatchesMap(t *testing.T) {
 	}
 	if len(conflicting) == 0 {
 		t.Fatal("no key was streamed with two sums; the test lost its point")
+	}
+}
+
+// TestSumTableBuckets: with the bucket index in use (64 entries or more), every streamed
+// key is found whatever the spread of inode numbers (dense, two groups far apart, one
+// outlier at the top of the range), and keys just outside or between them are not.
+func TestSumTableBuckets(t *testing.T) {
+	spreads := map[string]func(i int) uint64{
+		"dense":      func(i int) uint64 { return 12 + uint64(i) },
+		"two groups": func(i int) uint64 { return uint64(i%2)<<40 + uint64(i) },
+		"outlier": func(i int) uint64 {
+			if i == 0 {
+				return 1<<64 - 1
+			}
+			return 5000 + 3*uint64(i)
+		},
+	}
+	for name, ino := range spreads {
+		var h streamedHashes
+		for i := 0; i < 5000; i++ {
+			h.add(blobKey{ino: ino(i), size: int64(i % 7), mtime: 1}, xxh3.Uint128{Lo: uint64(i)})
+		}
+		tab := h.table()
+		if tab.starts == nil {
+			t.Fatalf("%s: no bucket index for %d entries", name, len(tab.e))
+		}
+		for i := 0; i < 5000; i++ {
+			k := blobKey{ino: ino(i), size: int64(i % 7), mtime: 1}
+			if sum, ok := tab.lookup(k); !ok || sum.Lo != uint64(i) {
+				t.Fatalf("%s: lookup(%+v) = %v, %v; want %d", name, k, sum, ok, i)
+			}
+			k.mtime = 2
+			if _, ok := tab.lookup(k); ok {
+				t.Fatalf("%s: found %+v, never streamed", name, k)
+			}
+		}
+		for _, absent := range []uint64{0, 11, ino(4999) + 1, 1<<64 - 2} { // size 99: no entry has it
+			if _, ok := tab.lookup(blobKey{ino: absent, size: 99, mtime: 1}); ok {
+				t.Fatalf("%s: found inode %d, never streamed", name, absent)
+			}
+		}
+	}
+}
+
+// TestHashLinesRoundTrip: what writeHashLine writes, readHashLines reads back unchanged,
+// including extreme numbers, a negative mtime and a path with spaces; a line longer than
+// the writer's buffer is written whole.
+func TestHashLinesRoundTrip(t *testing.T) {
+	want := []hashEntry{
+		{key: blobKey{ino: 1, size: 0, mtime: 0}, sum: xxh3.Uint128{}, rel: "ab/ab01"},
+		{key: blobKey{ino: 1<<64 - 1, size: 1<<63 - 1, mtime: -1 << 63}, sum: xxh3.Uint128{Hi: 1<<64 - 1, Lo: 0x0102030405060708}, rel: "Manifest.db"},
+		{key: blobKey{ino: 42, size: 7, mtime: -1700000000123456789}, sum: xxh3.Uint128{Hi: 9, Lo: 10}, rel: "a dir/with spaces/ünïcode"},
+		{key: blobKey{ino: 43, size: 8, mtime: 5}, sum: xxh3.Uint128{Hi: 11}, rel: strings.Repeat("x/", 100) + "long"},
+	}
+	path := filepath.Join(t.TempDir(), "hashes")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriterSize(f, 64) // smaller than the long line
+	for _, e := range want {
+		writeHashLine(bw, e)
+	}
+	if err := errors.Join(bw.Flush(), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readHashLines(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.lines != len(want) {
+		t.Fatalf("read %d lines; want %d", got.lines, len(want))
+	}
+	for _, e := range want {
+		if g := got.byInode[e.key.ino]; g != e {
+			t.Errorf("read back %+v; want %+v", g, e)
+		}
 	}
 }
