@@ -308,3 +308,31 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 		t.Errorf("FileInfo size %d ino %v; want %d, the landed inode", got[0].fi.Size(), got[0].fi.Sys(), len(data))
 	}
 }
+
+// TestPrefixSlot: only the exact names of hash-prefix folders (lower-case hex, this UDID)
+// take the array in front of the map; anything else, however close, goes to the map.
+func TestPrefixSlot(t *testing.T) {
+	tr := newDirTree(t.TempDir(), testUDID)
+	u := testUDID
+	for rel, want := range map[string]*openDir{
+		u + "/ab":                               &tr.prefix[0][0xab],
+		u + "/Snapshot/0f":                      &tr.prefix[1][0x0f],
+		u + "/00":                               &tr.prefix[0][0],
+		u + "/ff":                               &tr.prefix[0][0xff],
+		u + "/AB":                               nil,
+		u + "/Snapshot/aB":                      nil,
+		u + "/snapshot/ab":                      nil,
+		u + "/ag":                               nil,
+		u + "/abc":                              nil,
+		u + "/a":                                nil,
+		u + "xab":                               nil,
+		u + "/Snapshot/ab/cd":                   nil,
+		strings.Replace(u, "0", "1", 1) + "/ab": nil,
+		"":                                      nil,
+		u:                                       nil,
+	} {
+		if got := tr.prefixSlot(rel); got != want {
+			t.Errorf("prefixSlot(%q) = %p; want %p", rel, got, want)
+		}
+	}
+}
