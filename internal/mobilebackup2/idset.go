@@ -3,21 +3,23 @@ package mobilebackup2
 import (
 	"bytes"
 	"slices"
+
+	"snapback/internal/offheap"
 )
 
 // idSet is the set of redirected uploads not yet moved (redirect.go), 20 bytes an entry in
 // one pointer-free array. A Go map of 20-byte keys raised the peak RSS of a million-file
 // first backup from 176 MB to 224 MB, the same entries in a heap slice to 211 MB: the
 // garbage collector lets the heap grow to twice what is live, so 20 MB of entries cost
-// about 40 MB more. On Linux the array is therefore mapped outside the Go heap (idmem_linux.go)
-// and costs its 20 bytes an entry; elsewhere it is a slice.
+// about 40 MB more. The array is therefore outside the Go heap (internal/offheap) and
+// costs its 20 bytes an entry.
 //
 // Entries are appended while the device uploads and looked up while it moves, so the set
 // sorts itself only when a lookup follows new entries: once per backup for a device that
 // uploads everything and then moves it. Removed entries are marked, not moved, and dropped
 // at the next sort.
 type idSet struct {
-	mem    idMem
+	mem    offheap.Mem
 	ids    []blobID // ids[:sorted] ascending; ids[sorted:] appended since; in mem
 	sorted int
 	dead   []uint64 // bit i set: ids[i] (in the sorted part) is removed
@@ -46,7 +48,7 @@ func (s *idSet) full() bool { return len(s.ids) >= maxIDs }
 // add appends id; the caller checked full first.
 func (s *idSet) add(id blobID) {
 	if s.ids == nil {
-		s.ids = s.mem.alloc(maxIDs)
+		s.ids = offheap.Alloc[blobID](&s.mem, maxIDs)
 	}
 	s.ids = append(s.ids, id)
 	s.live++
@@ -54,7 +56,7 @@ func (s *idSet) add(id blobID) {
 
 // free releases the set's memory; the set is empty and usable again afterwards.
 func (s *idSet) free() {
-	s.mem.free()
+	s.mem.Free()
 	*s = idSet{}
 }
 
