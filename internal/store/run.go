@@ -356,6 +356,7 @@ func (r *Run) commit(ctx context.Context, meta CommitMeta) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("commit %s: %w", udid, err)
 	}
 	r.done = true
+	r.streamed.free() // the journal holds what recovery needs; nothing reads the sums now
 	defer r.lock.release()
 	s.hook("commit:journal")
 	if err := s.rollForward(ctx, udid, j); err != nil {
@@ -375,6 +376,7 @@ func (r *Run) Abort() error {
 	}
 	r.done = true
 	r.stopClone()
+	r.streamed.free()
 	// Cleanup must run even when the caller's context is already cancelled.
 	err := r.s.recoverDevice(context.Background(), r.udid)
 	return errors.Join(err, r.lock.release())

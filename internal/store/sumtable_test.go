@@ -130,3 +130,16 @@ func TestHashLinesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamedFreedDropsLaterSums: once the run ended (free), a sum the engine still hands
+// over is dropped instead of written to released memory, and the table is empty.
+func TestStreamedFreedDropsLaterSums(t *testing.T) {
+	var h streamedHashes
+	h.add(blobKey{ino: 1}, xxh3.Uint128{Lo: 1})
+	h.free()
+	h.add(blobKey{ino: 2}, xxh3.Uint128{Lo: 2})
+	h.free()
+	if tab := h.table(); len(tab.e) != 0 {
+		t.Fatalf("table after free holds %d sums", len(tab.e))
+	}
+}
