@@ -14,6 +14,7 @@ import (
 
 	"snapback/internal/atomicfile"
 	"snapback/internal/backupfmt"
+	"snapback/internal/offheap"
 )
 
 // Issue #16: a full backup's commit (`backup --full`, and every first backup) costs one pass
@@ -57,7 +58,16 @@ func compareKeySize(a, b keySize) int { return cmp.Compare(a.key, b.key) }
 type freshTally struct {
 	u      usage
 	shared bool      // a file has more than one link: its sizes come from measure()
-	blobs  []keySize // every blob's key and size, sorted once the pass is done
+	blobs  []keySize // every blob's key and size, sorted once the pass is done; in mem
+	// mem holds blobs outside the Go heap (16 bytes a file, which on the heap cost about
+	// twice that in RSS), until the row pass is done with them (freeBlobs).
+	mem offheap.Mem
+}
+
+// freeBlobs releases blobs once the verify is done with them.
+func (t *freshTally) freeBlobs() {
+	t.blobs = nil
+	t.mem.Free()
 }
 
 // listFresh lists dir, a staging folder that started empty, passing each file's content
@@ -70,7 +80,8 @@ type freshTally struct {
 // harmless if the backup is refused: the device is done writing, nothing writes a staged file
 // in place, and the staging folder is removed whole.
 func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed sumTable, emit func(hashEntry)) (*freshTally, error) {
-	t := &freshTally{blobs: make([]keySize, 0, files+files/16+64)}
+	t := &freshTally{}
+	t.blobs = offheap.Alloc[keySize](&t.mem, files+files/16+64)
 	var buf []byte
 	err := s.walkWritten(ctx, dir, func(w blobStat) error {
 		t.u.Files++
@@ -108,6 +119,7 @@ func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed s
 		return nil
 	})
 	if err != nil {
+		t.freeBlobs()
 		return nil, err
 	}
 	slices.SortFunc(t.blobs, compareKeySize)
@@ -147,6 +159,7 @@ func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except 
 		facts, err := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
 			return s.verifyRowsFresh(ctx, dbPath, facts, add, except, t.blobs, nil, 0)
 		})
+		t.freeBlobs()
 		return facts, t, err
 	}
 	listed := beside(list) // awaited below on every path
@@ -164,6 +177,7 @@ func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except 
 	if err != nil {
 		return facts, nil, err
 	}
+	t.freeBlobs() // the row pass is over
 	return facts, t, verr
 }
 
@@ -210,7 +224,9 @@ func (s *Store) verifyRowsFresh(ctx context.Context, dbPath string, facts *backu
 	}
 	var rows []keySize
 	if pending != nil {
-		rows = make([]keySize, 0, files+files/16+64)
+		var mem offheap.Mem
+		defer mem.Free()
+		rows = offheap.Alloc[keySize](&mem, files+files/16+64)
 	}
 	err = db.EachSize(ctx, func(id string, flags, size int64) error {
 		if !s.fileRow(facts, id, flags, nil, &bad, add) {
