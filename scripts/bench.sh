@@ -10,7 +10,7 @@
 #     go test -run '^$' -bench 'Host/(full|incremental)' -benchtime 1x -timeout 3h ./internal/engine/
 #
 # and the million-file store / --dir comparison (about 9 minutes on a quiet 2-core machine, 36 under load;
-# ~32 GB sparse loop image; the store's full backup of a million files peaks at about 195 MB of RAM):
+# ~32 GB sparse loop image; the store's full backup of a million files peaks at about 90 MB of RAM):
 #
 #   SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
 #
