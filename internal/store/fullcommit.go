@@ -64,8 +64,12 @@ type freshTally struct {
 	mem offheap.Mem
 }
 
-// freeBlobs releases blobs once the verify is done with them.
+// freeBlobs releases blobs once the verify is done with them, or once the pass failed
+// (nothing frees the mapping otherwise, for the life of the process); t may be nil.
 func (t *freshTally) freeBlobs() {
+	if t == nil {
+		return
+	}
 	t.blobs = nil
 	t.mem.Free()
 }
@@ -154,6 +158,7 @@ func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except 
 	if files > maxConcurrentVerify || s.opts.serialVerify {
 		t, err := list()
 		if err != nil {
+			t.freeBlobs() // listed, then the index write failed
 			return backupFacts{}, nil, err
 		}
 		facts, err := s.verifyBackupWith(ctx, dir, udid, func(dbPath string, facts *backupFacts, add func(string, ...any)) error {
@@ -174,10 +179,10 @@ func (s *Store) verifyFreshPasses(ctx context.Context, dir, udid string, except 
 		return s.verifyRowsFresh(ctx, dbPath, facts, add, except, nil, pending, files)
 	})
 	t, err := listed()
+	t.freeBlobs() // the row pass is over; on an error, t may be a listing whose index write failed
 	if err != nil {
 		return facts, nil, err
 	}
-	t.freeBlobs() // the row pass is over
 	return facts, t, verr
 }
 

@@ -320,3 +320,45 @@ func TestCommitIndexesStreamedSums(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshListingFreedOnFailure: when the listing pass succeeded but what follows it in the
+// same pass failed (the content index write, on a full disk), its off-heap blob list is
+// still released, serial or beside the row pass: nothing else ever would.
+func TestFreshListingFreedOnFailure(t *testing.T) {
+	for _, serial := range []bool{false, true} {
+		fresh := 0
+		opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh)
+		opts.serialVerify = serial
+		s := openStore(t, t.TempDir(), opts)
+		dev := newFakeDevice(testUDID, 40, 500, 5)
+		r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.backup(r.Root(), nil); err != nil {
+			t.Fatal(err)
+		}
+		var listed *freshTally
+		indexFailed := errors.New("content index: no space left on device")
+		_, _, err = s.verifyFreshPasses(context.Background(), r.Dir(), testUDID, nil, 40, func() (*freshTally, error) {
+			t, err := s.listFresh(context.Background(), r.Dir(), 40, sumTable{}, func(hashEntry) {})
+			listed = t
+			if err != nil {
+				return nil, err
+			}
+			return t, indexFailed
+		})
+		if !errors.Is(err, indexFailed) {
+			t.Fatalf("serial=%v: err = %v; want the index failure", serial, err)
+		}
+		if listed == nil || listed.u.Files == 0 {
+			t.Fatalf("serial=%v: the listing pass listed nothing", serial)
+		}
+		if listed.blobs != nil { // freeBlobs drops it with the mapping
+			t.Errorf("serial=%v: the failed pass's blob list is still held", serial)
+		}
+		if err := r.Abort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
