@@ -31,7 +31,9 @@ import (
 // Request describes one backup run.
 type Request struct {
 	// ContentHash and ContentHashed, if set, hash every uploaded file as it streams in (see
-	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both).
+	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both): ContentHash is
+	// called once per backup and its hash Reset between files, and the sum ContentHashed gets
+	// is valid only during the call.
 	ContentHash   func() hash.Hash
 	ContentHashed func(fi fs.FileInfo, sum []byte)
 	// RootReady, if set, is called (and must return nil) before the first read or write
