@@ -179,18 +179,7 @@ func TestFullCommitExceptions(t *testing.T) {
 	for _, serial := range []bool{false, true} {
 		t.Run(fmt.Sprintf("serial=%v", serial), func(t *testing.T) {
 			fresh := 0
-			opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh)
-			opts.serialVerify = serial
-			s := openStore(t, t.TempDir(), opts)
-			dev := newFakeDevice(testUDID, 40, 500, 5)
-			r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Abort()
-			if err := dev.backup(r.Root(), nil); err != nil {
-				t.Fatal(err)
-			}
+			s, r := firstRunStaged(t, serial, &fresh)
 			missing := backupfmt.FileID("HomeDomain", "Library/f000007")
 			short := backupfmt.FileID("HomeDomain", "Library/f000008")
 			fine := backupfmt.FileID("HomeDomain", "Library/f000009")
@@ -327,20 +316,10 @@ func TestCommitIndexesStreamedSums(t *testing.T) {
 func TestFreshListingFreedOnFailure(t *testing.T) {
 	for _, serial := range []bool{false, true} {
 		fresh := 0
-		opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, &fresh)
-		opts.serialVerify = serial
-		s := openStore(t, t.TempDir(), opts)
-		dev := newFakeDevice(testUDID, 40, 500, 5)
-		r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dev.backup(r.Root(), nil); err != nil {
-			t.Fatal(err)
-		}
+		s, r := firstRunStaged(t, serial, &fresh)
 		var listed *freshTally
 		indexFailed := errors.New("content index: no space left on device")
-		_, _, err = s.verifyFreshPasses(context.Background(), r.Dir(), testUDID, nil, 40, func() (*freshTally, error) {
+		_, _, err := s.verifyFreshPasses(context.Background(), r.Dir(), testUDID, nil, 40, func() (*freshTally, error) {
 			t, err := s.listFresh(context.Background(), r.Dir(), 40, sumTable{}, func(hashEntry) {})
 			listed = t
 			if err != nil {
@@ -361,4 +340,23 @@ func TestFreshListingFreedOnFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// firstRunStaged opens a store that counts full-backup commits in fresh (with the row pass
+// serial or beside the listing) and begins a first run whose staging folder holds a fake
+// device's 40-file backup; the run is aborted when the test ends unless it finished.
+func firstRunStaged(t *testing.T, serial bool, fresh *int) (*Store, *Run) {
+	t.Helper()
+	opts := freshOptions(&fakeClock{t: epoch, step: time.Hour}, fresh)
+	opts.serialVerify = serial
+	s := openStore(t, t.TempDir(), opts)
+	r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Abort() })
+	if err := newFakeDevice(testUDID, 40, 500, 5).backup(r.Root(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return s, r
 }
