@@ -739,19 +739,9 @@ func (s *server) move(src, dst string) error {
 	if src == dst || s.movedInPlace(src, dst) {
 		return nil
 	}
-	if err := s.settle(src); err != nil {
+	if err := s.prepareTransfer(src, dst); err != nil {
 		return err
 	}
-	if err := s.settle(dst); err != nil {
-		return err
-	}
-	if err := s.undoRedirects(src, false); err != nil {
-		return err
-	}
-	if err := s.undoRedirects(dst, false); err != nil {
-		return err
-	}
-	s.noteStaged(dst, true)
 	// Descriptors of a directory being renamed or replaced would keep naming it under its
 	// new name (or none): drop them first.
 	s.tree.forgetIfOpen(src)
@@ -829,12 +819,10 @@ func (s *server) copyItem(msg devicelink.Message) error {
 	return s.dl.SendStatus(0, "", nil)
 }
 
-// copy copies a regular file, or the regular files directly inside a directory (like
-// libimobiledevice), always into new files.
-func (s *server) copy(src, dst string) error {
-	if err := checkPath(dst, s.res.udid); err != nil {
-		return err
-	}
+// prepareTransfer readies validated src and dst for a move or a copy: both are cloned
+// (settle), no redirected upload either could see is left under its final name, and dst
+// ends redirects if it is in Snapshot/ (anything may arrive there this way).
+func (s *server) prepareTransfer(src, dst string) error {
 	if err := s.settle(src); err != nil {
 		return err
 	}
@@ -848,6 +836,18 @@ func (s *server) copy(src, dst string) error {
 		return err
 	}
 	s.noteStaged(dst, true)
+	return nil
+}
+
+// copy copies a regular file, or the regular files directly inside a directory (like
+// libimobiledevice), always into new files.
+func (s *server) copy(src, dst string) error {
+	if err := checkPath(dst, s.res.udid); err != nil {
+		return err
+	}
+	if err := s.prepareTransfer(src, dst); err != nil {
+		return err
+	}
 	sd, sn, err := s.tree.parentOf(src, false)
 	if err != nil {
 		return err
