@@ -43,7 +43,8 @@ type dirTree struct {
 	udid string
 	// open maps a validated relative directory ("<udid>/ab") to its descriptor; "" is root.
 	open map[string]dirHandle
-	// prefix holds, in front of open, the hash-prefix folders every file goes to:
+	// prefix holds, in front of open, the hash-prefix folders every file goes to (set when
+	// open gets them, cleared with it):
 	// prefix[0][0xab] is <udid>/ab, prefix[1][0xab] <udid>/Snapshot/ab (lower-case hex
 	// only, as open's keys are exact). Uploads come in no order of their names, so each one
 	// is in other folders than the last, and the map lookups (hashing and comparing 40-byte
@@ -62,7 +63,7 @@ func (t *dirTree) prefixSlot(rel string) *openDir {
 	var kind int
 	switch {
 	case len(rel) == u+3 && rel[u] == '/':
-	case len(rel) == u+12 && rel[u:u+10] == "/Snapshot/":
+	case len(rel) == u+len(snapshotDir)+2 && rel[u:u+len(snapshotDir)] == snapshotDir:
 		kind = 1
 	default:
 		return nil
@@ -73,16 +74,6 @@ func (t *dirTree) prefixSlot(rel string) *openDir {
 		return nil
 	}
 	return &t.prefix[kind][hi<<4|lo]
-}
-
-func lowerHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
 }
 
 func newDirTree(root, udid string) *dirTree {
@@ -123,9 +114,6 @@ func (t *dirTree) dir(rel string, create bool) (dirHandle, error) {
 		return slot.d, nil
 	}
 	if d, ok := t.open[rel]; ok {
-		if slot != nil {
-			*slot = openDir{d, true}
-		}
 		return d, nil
 	}
 	var parent dirHandle
@@ -160,6 +148,9 @@ func (t *dirTree) dir(rel string, create bool) (dirHandle, error) {
 		return noDir, t.pathErr("open", rel, err)
 	}
 	t.open[rel] = d
+	if slot != nil {
+		*slot = openDir{d, true}
+	}
 	return d, nil
 }
 

@@ -63,13 +63,27 @@ func redirectable(udid, name string) (blobID, bool) {
 		return id, false
 	}
 	h := rest[3:]
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+	for i := range id {
+		hi, ok1 := lowerHex(h[2*i])
+		lo, ok2 := lowerHex(h[2*i+1])
+		if !ok1 || !ok2 {
 			return id, false
 		}
+		id[i] = hi<<4 | lo
 	}
-	_, err := hex.Decode(id[:], []byte(h))
-	return id, err == nil
+	return id, true
+}
+
+// lowerHex is the value of lower-case hex digit c: the device's blob names are lower case,
+// and an upper-case spelling is another name.
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // finalName is where the device moves redirectable name: the same path without Snapshot/.
