@@ -192,15 +192,7 @@ func TestBackupEntryReady(t *testing.T) {
 		}
 		return d.finish(0, "")
 	})
-	_, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: u,
-		Ready:      func(ctx context.Context) error { return os.MkdirAll(filepath.Join(root, u), 0o755) },
-		EntryReady: entryReady})
-	if werr := wait(); werr != nil {
-		t.Fatalf("device: %v", werr)
-	}
-	if err != nil {
-		t.Fatalf("Backup: %v", err)
-	}
+	backupCloned(t, c, root, false, entryReady, wait)
 	// The clone's workers finish the folders nobody asked for, as Commit waits for them.
 	for _, p := range []string{"ab", "cd", "ef", "gh", "ij"} {
 		if err := entryReady(context.Background(), p); err != nil {
@@ -296,5 +288,22 @@ func cloneOnDemand(committed, dst string) (entryReady func(ctx context.Context, 
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(names)
+	}
+}
+
+// backupCloned runs a backup into root as into a store's clone: Ready makes the <UDID>
+// folder, entryReady (cloneOnDemand's) answers EntryReady, direct sets DirectWrites. It then
+// waits for the device's side (wait) and fails the test on either error.
+func backupCloned(t *testing.T, c *Client, root string, direct bool, entryReady func(context.Context, string) error, wait func() error) {
+	t.Helper()
+	_, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: testUDID, DirectWrites: direct,
+		Events:     NewEmitter(nil, nil),
+		Ready:      func(ctx context.Context) error { return os.MkdirAll(filepath.Join(root, testUDID), 0o755) },
+		EntryReady: entryReady})
+	if werr := wait(); werr != nil {
+		t.Fatalf("device: %v", werr)
+	}
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package mobilebackup2
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -154,16 +153,7 @@ func TestRedirectWaitsForItsEntry(t *testing.T) {
 		}
 		return d.finish(0, "")
 	})
-	_, err := c.Backup(context.Background(), BackupOptions{Root: root, UDID: u, DirectWrites: true,
-		Events:     NewEmitter(nil, nil),
-		Ready:      func(ctx context.Context) error { return os.MkdirAll(filepath.Join(root, u), 0o755) },
-		EntryReady: entryReady})
-	if werr := wait(); werr != nil {
-		t.Fatalf("device: %v", werr)
-	}
-	if err != nil {
-		t.Fatalf("Backup: %v", err)
-	}
+	backupCloned(t, c, root, true, entryReady, wait)
 	for p, want := range map[string]string{final: "new", kept: "kept"} {
 		if b, err := os.ReadFile(filepath.Join(root, p)); err != nil || string(b) != want {
 			t.Errorf("%s holds %q (%v), want %q", p, b, err, want)
