@@ -560,7 +560,7 @@ func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
 	end := hi
 	for lo < hi { // written out: BinarySearchFunc's comparison through a function value cost more
 		m := int(uint(lo+hi) >> 1)
-		if less(t.e[m].key, k) {
+		if blobKeyLess(t.e[m].key, k) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -572,8 +572,8 @@ func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
 	return xxh3.Uint128{}, false
 }
 
-// less orders blob keys as compareBlobKeys does.
-func less(a, b blobKey) bool {
+// blobKeyLess orders blob keys as compareBlobKeys does.
+func blobKeyLess(a, b blobKey) bool {
 	if a.ino != b.ino {
 		return a.ino < b.ino
 	}
