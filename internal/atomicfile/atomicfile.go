@@ -21,7 +21,23 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 }
 
 // Write atomically replaces path with whatever fill writes. If fill fails nothing changes.
-func Write(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
+func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	return write(path, perm, fill, true)
+}
+
+// ReplaceUnsynced replaces path with data through a temp file and a rename, so a reader sees
+// the old content or the new, but syncs nothing: for a folder whose whole filesystem is
+// flushed (SyncFS) before anything relies on it, and thrown away after a crash before that
+// (the snapshot store's staging folder). It never writes into an existing file, which in
+// such a folder may be a hard link to committed content.
+func ReplaceUnsynced(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, false)
+}
+
+func write(path string, perm os.FileMode, fill func(io.Writer) error, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -40,14 +56,19 @@ func Write(path string, perm os.FileMode, fill func(io.Writer) error) (err error
 	if err = fill(f); err != nil {
 		return fmt.Errorf("atomic write %s: %w", path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("atomic write %s: sync: %w", path, err)
+	if durable {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("atomic write %s: sync: %w", path, err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("atomic write %s: close: %w", path, err)
 	}
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("atomic write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(dir)
 }

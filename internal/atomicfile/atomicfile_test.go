@@ -55,17 +55,35 @@ func TestFailedFillKeepsOldContent(t *testing.T) {
 	}
 }
 
+// Both ways of replacing a file leave a hard link to the old one (a committed snapshot's
+// file, in the store's staging folder) as it was, and leave no temp file.
 func TestWriteDoesNotTouchHardLinkedOldFile(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	WriteFile(p, []byte("v1"), 0o644)
-	link := filepath.Join(dir, "snapshot-link")
-	if err := os.Link(p, link); err != nil {
-		t.Fatal(err)
-	}
-	WriteFile(p, []byte("v2"), 0o644)
-	got, _ := os.ReadFile(link)
-	if string(got) != "v1" {
-		t.Fatalf("hard link sees %q, want v1 unchanged", got)
+	for name, replace := range map[string]func(string, []byte, os.FileMode) error{
+		"WriteFile": WriteFile, "ReplaceUnsynced": ReplaceUnsynced,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "f")
+			WriteFile(p, []byte("v1"), 0o644)
+			link := filepath.Join(dir, "snapshot-link")
+			if err := os.Link(p, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(link, 0o444); err != nil { // committed files are read-only
+				t.Fatal(err)
+			}
+			if err := replace(p, []byte("v2"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(link); string(got) != "v1" {
+				t.Fatalf("hard link sees %q, want v1 unchanged", got)
+			}
+			if got, _ := os.ReadFile(p); string(got) != "v2" {
+				t.Fatalf("replaced file holds %q, want v2", got)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+				t.Fatalf("%d entries in the folder, want the file and the link only", len(entries))
+			}
+		})
 	}
 }

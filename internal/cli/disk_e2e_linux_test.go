@@ -21,6 +21,7 @@ import (
 type loopDisk struct {
 	t          *testing.T
 	image, mnt string
+	options    string // mount options besides loop
 }
 
 func newLoopDisk(t *testing.T, sizeMB int) *loopDisk {
@@ -35,7 +36,7 @@ func newLoopDisk(t *testing.T, sizeMB int) *loopDisk {
 		t.Fatal(err)
 	}
 	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-j", "-L", "SnapbackTest", d.image).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-j", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-L", "SnapbackTest", d.image).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
 	d.mount()
@@ -45,7 +46,11 @@ func newLoopDisk(t *testing.T, sizeMB int) *loopDisk {
 
 func (d *loopDisk) mount() {
 	d.t.Helper()
-	if out, err := exec.Command("mount", "-o", "loop", d.image, d.mnt).CombinedOutput(); err != nil {
+	opts := "loop"
+	if d.options != "" {
+		opts += "," + d.options
+	}
+	if out, err := exec.Command("mount", "-o", opts, d.image, d.mnt).CombinedOutput(); err != nil {
 		testenv.Unavailable(d.t, "mount -o loop (needs root and loop devices): %v: %s", err, out)
 	}
 }

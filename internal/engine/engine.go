@@ -74,7 +74,9 @@ type Request struct {
 	SyncEachFile bool
 	// Staging says Root is the snapshot store's staging folder, discarded unless the run
 	// commits: new files are written straight to their final names, created with FileMode
-	// (see mobilebackup2.BackupOptions.DirectWrites and FileMode). Off for --dir.
+	// (see mobilebackup2.BackupOptions.DirectWrites and FileMode), and nothing is flushed
+	// to disk, Info.plist included: the commit flushes the folder's filesystem before its
+	// commit point (DeferSync). Off for --dir.
 	Staging  bool
 	FileMode fs.FileMode
 	// PasscodeCancelWindow: a passcode sheet dismissed sooner than this before a 208 counts
@@ -176,7 +178,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 	// runs while the device snapshots and scans, not before it is even asked.
 	var ready func(context.Context) error
 	if req.RootReady == nil {
-		if err := writeInfo(req.Root, info, extras, now()); err != nil {
+		if err := writeInfo(req.Root, info, extras, now(), !req.Staging); err != nil {
 			return res, err
 		}
 	} else {
@@ -184,7 +186,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 			if err := req.RootReady(ctx); err != nil {
 				return err
 			}
-			if err := writeInfo(req.Root, info, extras, now()); err != nil {
+			if err := writeInfo(req.Root, info, extras, now(), !req.Staging); err != nil {
 				return failure.FromOS(fmt.Errorf("write Info.plist: %w", err))
 			}
 			return nil
@@ -207,6 +209,7 @@ func Backup(ctx context.Context, req Request) (res Result, err error) {
 		Events:               em,
 		SyncEachFile:         req.SyncEachFile,
 		DirectWrites:         req.Staging,
+		DeferSync:            req.Staging,
 		FileMode:             req.FileMode,
 		DeviceUsed:           info.DataUsed,
 		PasscodeCancelWindow: cancelWindow(req.PasscodeCancelWindow),
@@ -248,9 +251,11 @@ func classify(ctx context.Context, err error) *failure.Error {
 	return failure.New(code, err)
 }
 
-// writeInfo writes Root/<UDID>/Info.plist (backup-format.md §1.2) atomically. The device
-// folder is created if needed and must not be a symlink.
-func writeInfo(root string, info device.Info, x infoExtras, now time.Time) error {
+// writeInfo writes Root/<UDID>/Info.plist (backup-format.md §1.2) atomically, and durably
+// unless the folder is flushed as a whole later (a staging folder: a file and a directory
+// fsync there cost 0.1 s while the store's clone fills the journal, and the device waits for
+// them). The device folder is created if needed and must not be a symlink.
+func writeInfo(root string, info device.Info, x infoExtras, now time.Time, durable bool) error {
 	dir := filepath.Join(root, info.UDID)
 	fi, err := os.Lstat(dir)
 	switch {
@@ -300,6 +305,9 @@ func writeInfo(root string, info device.Info, x infoExtras, now time.Time) error
 	}.Marshal()
 	if err != nil {
 		return err
+	}
+	if !durable {
+		return atomicfile.ReplaceUnsynced(filepath.Join(dir, "Info.plist"), b, 0o644)
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, "Info.plist"), b, 0o644)
 }

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"snapback/internal/atomicfile"
 	"snapback/internal/devicelink"
 	"snapback/internal/failure"
 	"snapback/internal/plistio"
@@ -151,6 +152,12 @@ type BackupOptions struct {
 	// flushes the whole filesystem once at the end instead (syncfs), which is far cheaper for
 	// tens of thousands of files and gives the same guarantee at the commit point.
 	SyncEachFile bool
+	// DeferSync leaves that final flush to the caller, which must flush Root's filesystem
+	// (atomicfile.SyncFS) before anything relies on the backup: the snapshot store's commit
+	// does it while it verifies the folder, so the wait for the disk overlaps that work
+	// instead of preceding it. Where syncfs does not exist, uploads are still fsynced one
+	// by one.
+	DeferSync bool
 	// DirectWrites says Root is a folder that is thrown away unless the whole run succeeds
 	// and is verified (the snapshot store's staging folder): an upload whose final name does
 	// not exist yet is then created under that name (O_EXCL) rather than as a temp file
@@ -249,7 +256,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 		res:    newResolver(opt.Root, opt.UDID),
 		ev:     ev,
 		buf:    make([]byte, devicelink.BlockSize),
-		sync:   opt.SyncEachFile || !haveSyncFS,
+		sync:   opt.SyncEachFile || !atomicfile.HaveSyncFS,
 		stats:  &res,
 		tmpID:  int64(os.Getpid()),
 		direct: opt.DirectWrites,
@@ -317,8 +324,10 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	if err := s.waitReady(); err != nil { // a device that reports success without a message
 		return res, err
 	}
-	if err := syncFS(opt.Root); err != nil {
-		return res, failure.New(failure.LocalIO, fmt.Errorf("flush backup to disk: %w", err))
+	if !opt.DeferSync {
+		if err := atomicfile.SyncFS(opt.Root); err != nil {
+			return res, failure.New(failure.LocalIO, err)
+		}
 	}
 	st, err := s.readStatus()
 	if err != nil {
