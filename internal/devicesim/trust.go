@@ -293,7 +293,8 @@ func (d *Device) diskUsage() map[string]any {
 	const dataCap = 110_000_000_000
 	var used int64 = 64 << 20
 	if cs, ok := d.cfg.Backup.(interface{ ContentSize() int64 }); ok {
-		used += cs.ContentSize() + cs.ContentSize()/10
+		n := cs.ContentSize()
+		used += n + n/10
 	}
 	used = min(used, dataCap)
 	return map[string]any{"TotalDiskCapacity": uint64(capacity), "TotalDataCapacity": uint64(dataCap),

@@ -107,19 +107,40 @@ func genItem(seed int64, i int) item {
 		return item{"HomeDomain", "Library/SMS/sms.db", kindDatabase}
 	}
 	h := hash3(seed, uint64(i), 1)
-	c := h % 1000
-	switch {
-	case c < 6:
-		return item{"CameraRollDomain", fmt.Sprintf("Media/DCIM/%dAPPLE/IMG_%07d.MOV", 100+i%dcimFolders, i), kindVideo}
-	case c < 90:
-		return item{"CameraRollDomain", fmt.Sprintf("Media/DCIM/%dAPPLE/IMG_%07d.HEIC", 100+i%dcimFolders, i), kindPhoto}
-	case c < 100:
-		return item{symlinkDomain, fmt.Sprintf("%s/link_%07d", symlinkDir, i), kindSymlink}
-	case c < 130:
-		return item{"MediaDomain", fmt.Sprintf("Media/Recordings/Recording_%07d.m4a", i), kindAudio}
+	switch k := genKind(seed, i); k {
+	case kindVideo:
+		return item{"CameraRollDomain", fmt.Sprintf("Media/DCIM/%dAPPLE/IMG_%07d.MOV", 100+i%dcimFolders, i), k}
+	case kindPhoto:
+		return item{"CameraRollDomain", fmt.Sprintf("Media/DCIM/%dAPPLE/IMG_%07d.HEIC", 100+i%dcimFolders, i), k}
+	case kindSymlink:
+		return item{symlinkDomain, fmt.Sprintf("%s/link_%07d", symlinkDir, i), k}
+	case kindAudio:
+		return item{"MediaDomain", fmt.Sprintf("Media/Recordings/Recording_%07d.m4a", i), k}
 	}
 	p := smallPlaces[(h>>20)%uint64(len(smallPlaces))]
 	return item{p.domain, fmt.Sprintf("%s/%s_%07d.%s", p.dir, p.prefix, i, p.ext), kindSmall}
+}
+
+// genKind is genItem(seed, i).kind without formatting its path: ContentSize asks it of every
+// file at every disk-usage query.
+func genKind(seed int64, i int) kind {
+	switch i {
+	case 0:
+		return kindSmall
+	case 1:
+		return kindDatabase
+	}
+	switch c := hash3(seed, uint64(i), 1) % 1000; {
+	case c < 6:
+		return kindVideo
+	case c < 90:
+		return kindPhoto
+	case c < 100:
+		return kindSymlink
+	case c < 130:
+		return kindAudio
+	}
+	return kindSmall
 }
 
 // itemIndex recovers i from a (domain, relativePath) that genItem may have produced, so a

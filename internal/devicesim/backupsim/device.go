@@ -351,8 +351,8 @@ func (d *Device) ContentSize() int64 {
 	vers := d.snapshotVersions()
 	var size int64
 	for i, v := range vers {
-		if v != 0 && genItem(d.opts.Seed, i).kind != kindSymlink {
-			size += d.size(i, genItem(d.opts.Seed, i).kind, v)
+		if k := genKind(d.opts.Seed, i); v != 0 && k != kindSymlink {
+			size += d.size(i, k, v)
 		}
 	}
 	return size
