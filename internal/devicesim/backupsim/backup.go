@@ -3,13 +3,14 @@ package backupsim
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"snapback/internal/backupfmt"
 	"snapback/internal/devicelink"
@@ -117,7 +118,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if err != nil {
 			return st, backupResult{100, err.Error()}, nil
 		}
-		dbHash := sha256.New()
+		dbHash := xxh3.New()
 		dbSink := &capWriter{w: io.MultiWriter(dbFile, dbHash), left: maxHostDB}
 		found, _, err := s.download(ctx,
 			[]string{udid + "/" + backupfmt.ManifestPlistName, udid + "/" + backupfmt.ManifestDBName},
@@ -139,8 +140,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 			return st, backupResult{205, describe(205)}, nil
 		}
 		usable := found[1] && cerr == nil && dbSink.err == nil
-		var dbSum [sha256.Size]byte
-		dbHash.Sum(dbSum[:0])
+		dbSum := dbHash.Sum128().Bytes()
 		hostM := hostManifest{hm.IsEncrypted, hm.BackupKeyBag, hm.ManifestKey}
 		if usable && prev.matches(d, last, dbSum, hostM) {
 			// The host holds exactly the device's last backup: what changed is known.
@@ -333,7 +333,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		return st, backupResult{100, err.Error()}, nil
 	}
 	st.last = &lastBackup{uuid: st.uuid, vers: vers, bag: d.bag, db: d.keepManifestDB(dbPath)}
-	uploaded := sha256.New()
+	uploaded := xxh3.New()
 	now := d.now()
 	uploadDB, manifestKey := dbPath, []byte(nil)
 	if d.keys != nil {
@@ -371,7 +371,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 	if code != 0 {
 		return st, backupResult{104, "Multiple errors uploading files"}, nil
 	}
-	uploaded.Sum(st.last.dbSum[:0])
+	st.last.dbSum = uploaded.Sum128().Bytes()
 
 	// Move everything from Snapshot to its final place.
 	moves := make(map[string]any, maxMoveBatch)

@@ -3,7 +3,6 @@ package backupsim
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"io"
@@ -15,7 +14,7 @@ import (
 )
 
 // lastBackup is what the device remembers of the last backup it completed: the backup's
-// UUID, the SHA-256 of the Manifest.db bytes it uploaded, and the version of every item at
+// UUID, a hash of the Manifest.db bytes it uploaded, and the version of every item at
 // that time. Real devices track their last backup the same way: whether a backup is
 // incremental depends on the host's Status.plist UUID matching the one the device
 // remembers (pymobiledevice3 forces a full backup merely by writing a fresh Status.plist
@@ -32,7 +31,7 @@ import (
 // A lastBackup is immutable once made; Device.last is replaced as a whole.
 type lastBackup struct {
 	uuid  string
-	dbSum [sha256.Size]byte
+	dbSum [16]byte // XXH3-128: tells the same bytes from changed ones, at 10x SHA-256's speed
 	vers  []uint32
 	bag   []byte // the keybag the backup was made with (nil: not encrypted)
 	// db is the device's own copy of the plaintext Manifest.db it built for that backup
@@ -52,7 +51,7 @@ func (d *Device) keptDBPath() string {
 // matches reports whether the host's backup is exactly the one l describes: same UUID, the
 // very Manifest.db bytes the device uploaded, and a Manifest.plist that openHostDB would
 // accept (encryption and keybag unchanged).
-func (l *lastBackup) matches(d *Device, uuid string, dbSum [sha256.Size]byte, m hostManifest) bool {
+func (l *lastBackup) matches(d *Device, uuid string, dbSum [16]byte, m hostManifest) bool {
 	if l == nil || l.uuid == "" || l.uuid != uuid || l.dbSum != dbSum || !bytes.Equal(l.bag, d.bag) {
 		return false
 	}
