@@ -114,7 +114,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			return err
 		}
 	}
-	lEnts := map[string]dirent{}
+	var lEnts map[string]dirent
 	if lDir != "" {
 		fd, err := openDirFd(lDir)
 		if err != nil {
@@ -126,6 +126,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 		if err != nil {
 			return err
 		}
+		lEnts = make(map[string]dirent, len(list))
 		for _, e := range list {
 			if e.typ == typeUnknown {
 				st, err := statAt(lfd, e.name)
@@ -146,9 +147,11 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			}
 			e.typ = modeType(uint32(st.Mode))
 		}
-		erel := path.Join(rel, e.name)
+		// erel is built only for what is recorded or descended into: not for the unchanged
+		// files, nearly all of an incremental's.
 		switch e.typ {
 		case typeDir:
+			erel := path.Join(rel, e.name)
 			sub := ""
 			if le, ok := lEnts[e.name]; ok && le.typ == typeDir {
 				sub = filepath.Join(lDir, e.name)
@@ -169,6 +172,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", filepath.Join(sDir, e.name), err)
 			}
+			erel := path.Join(rel, e.name)
 			if d.sink != nil {
 				if err := d.sink(blobStatOf(erel, &st)); err != nil {
 					return err
