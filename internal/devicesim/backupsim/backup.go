@@ -168,7 +168,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		if v == 0 || have[i/64]&(1<<(i%64)) != 0 {
 			continue
 		}
-		if genItem(o.Seed, i).kind == kindSymlink {
+		if genKind(o.Seed, i) == kindSymlink {
 			continue // only regular files have blobs
 		}
 		u := d.upload(i, v)
@@ -253,7 +253,7 @@ func (s *session) backup(ctx context.Context, req map[string]any) (st backupStat
 		for k := 1; k <= q.FileErrors; k++ {
 			// Spread over the original content (Options.Files), so added files never move them.
 			for i := (k * min(o.Files, len(vers))) / (q.FileErrors + 1); i < len(vers); i++ {
-				if vers[i] != 0 && genItem(o.Seed, i).kind != kindSymlink && !failing[int32(i)] {
+				if vers[i] != 0 && genKind(o.Seed, i) != kindSymlink && !failing[int32(i)] {
 					if inPlan[int32(i)] {
 						failing[int32(i)] = true
 					}

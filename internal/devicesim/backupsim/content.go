@@ -121,8 +121,9 @@ func genItem(seed int64, i int) item {
 	return item{p.domain, fmt.Sprintf("%s/%s_%07d.%s", p.dir, p.prefix, i, p.ext), kindSmall}
 }
 
-// genKind is genItem(seed, i).kind without formatting its path: ContentSize asks it of every
-// file at every disk-usage query.
+// genKind is genItem(seed, i).kind without formatting its path: what every per-file pass
+// that needs only the kind uses (ContentSize at every disk-usage query, the upload plan,
+// the size scale at start).
 func genKind(seed int64, i int) kind {
 	switch i {
 	case 0:

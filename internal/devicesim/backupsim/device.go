@@ -254,8 +254,7 @@ func New(opts Options) (*Device, error) {
 	if opts.TotalSize > 0 {
 		var sum float64
 		for i := range opts.Files {
-			it := genItem(opts.Seed, i)
-			sum += weight(opts.Seed, i, it.kind, 1)
+			sum += weight(opts.Seed, i, genKind(opts.Seed, i), 1)
 		}
 		if sum > 0 {
 			d.scale = float64(opts.TotalSize) / sum

@@ -418,7 +418,7 @@ func (d *Device) infoContent() string {
 			continue
 		}
 		files++
-		size += d.size(i, genItem(d.opts.Seed, i).kind, v)
+		size += d.size(i, genKind(d.opts.Seed, i), v)
 	}
 	c := d.Counters()
 	id := d.opts.Identity
