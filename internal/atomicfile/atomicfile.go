@@ -14,10 +14,7 @@ import (
 
 // WriteFile atomically replaces path with data, created with perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return Write(path, perm, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+	return write(path, perm, dataFill(data), true)
 }
 
 // Write atomically replaces path with whatever fill writes. If fill fails nothing changes.
@@ -25,16 +22,22 @@ func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	return write(path, perm, fill, true)
 }
 
-// ReplaceUnsynced replaces path with data through a temp file and a rename, so a reader sees
-// the old content or the new, but syncs nothing: for a folder whose whole filesystem is
-// flushed (SyncFS) before anything relies on it, and thrown away after a crash before that
-// (the snapshot store's staging folder). It never writes into an existing file, which in
-// such a folder may be a hard link to committed content.
-func ReplaceUnsynced(path string, data []byte, perm os.FileMode) error {
-	return write(path, perm, func(w io.Writer) error {
+// WriteFileFlushedLater replaces path with data as WriteFile does, temp file and rename, so a
+// reader sees the old content or the new and an existing file (in the store's staging folder,
+// a hard link to committed content) is never written into. It leaves the fsyncs to a SyncFS
+// of the whole filesystem, which must come before anything relies on the file: for a folder
+// thrown away after a crash before that. Where SyncFS does nothing (HaveSyncFS false) it
+// syncs as WriteFile does, so the file is never less durable than the caller's flush makes
+// everything else.
+func WriteFileFlushedLater(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, dataFill(data), !HaveSyncFS)
+}
+
+func dataFill(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	}, false)
+	}
 }
 
 func write(path string, perm os.FileMode, fill func(io.Writer) error, durable bool) (err error) {

@@ -59,7 +59,7 @@ func TestFailedFillKeepsOldContent(t *testing.T) {
 // file, in the store's staging folder) as it was, and leave no temp file.
 func TestWriteDoesNotTouchHardLinkedOldFile(t *testing.T) {
 	for name, replace := range map[string]func(string, []byte, os.FileMode) error{
-		"WriteFile": WriteFile, "ReplaceUnsynced": ReplaceUnsynced,
+		"WriteFile": WriteFile, "WriteFileFlushedLater": WriteFileFlushedLater,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -74,9 +74,9 @@ type Request struct {
 	SyncEachFile bool
 	// Staging says Root is the snapshot store's staging folder, discarded unless the run
 	// commits: new files are written straight to their final names, created with FileMode
-	// (see mobilebackup2.BackupOptions.DirectWrites and FileMode), and nothing is flushed
-	// to disk, Info.plist included: the commit flushes the folder's filesystem before its
-	// commit point (DeferSync). Off for --dir.
+	// (see mobilebackup2.BackupOptions.DirectWrites and FileMode), and where syncfs exists
+	// nothing is flushed to disk, Info.plist included: the commit flushes the folder's
+	// filesystem before its commit point (DeferSync). Off for --dir.
 	Staging  bool
 	FileMode fs.FileMode
 	// PasscodeCancelWindow: a passcode sheet dismissed sooner than this before a 208 counts
@@ -307,7 +307,7 @@ func writeInfo(root string, info device.Info, x infoExtras, now time.Time, durab
 		return err
 	}
 	if !durable {
-		return atomicfile.ReplaceUnsynced(filepath.Join(dir, "Info.plist"), b, 0o644)
+		return atomicfile.WriteFileFlushedLater(filepath.Join(dir, "Info.plist"), b, 0o644)
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, "Info.plist"), b, 0o644)
 }
