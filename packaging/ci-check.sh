@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packaging check for CI (.ci/run calls it as root on a fresh Debian with usbmuxd installed):
 # builds the .deb, installs it with dpkg -i, runs the installed binary, validates the desktop
-# files, and cross-builds windows/amd64 and linux/arm64 with CGO_ENABLED=0. The package is
+# files, and cross-builds windows/amd64, linux/arm64 and linux/arm (armhf) with CGO_ENABLED=0. The package is
 # purged again at the end so the machine is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,10 +47,12 @@ fi
 
 echo "== cross-builds (CGO_ENABLED=0, built by scripts/package.sh)"
 win=dist/snapback_${version}_windows_amd64
-types=$(file dist/snapback-linux-arm64 "$win/snapback.exe" "$win/snapbackw.exe")
+types=$(file dist/snapback-linux-arm64 dist/snapback-linux-arm "$win/snapback.exe" "$win/snapbackw.exe")
 echo "$types"
 grep -q "snapback-linux-arm64: .*ARM aarch64" <<<"$types"
+grep -q "snapback-linux-arm: .*32-bit .*ARM, EABI5" <<<"$types"
 grep -q "snapback.exe: .*PE32+ executable (console) x86-64" <<<"$types"
 grep -q "snapbackw.exe: .*PE32+ executable (GUI) x86-64" <<<"$types"
 grep -q "Architecture: arm64" <<<"$(dpkg-deb --info "dist/snapback_${version}_arm64.deb")"
+grep -q "Architecture: armhf" <<<"$(dpkg-deb --info "dist/snapback_${version}_armhf.deb")"
 echo "ci-check: OK"

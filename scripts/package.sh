@@ -2,7 +2,7 @@
 # `make package`: builds every package this machine can build into dist/.
 #   linux/amd64 .deb (nfpm v2.45.2; installed with `go install` if missing)
 #   cross-build checks, CGO_ENABLED=0: windows/amd64 (zip via packaging/windows/build.sh) and
-#   linux/arm64 (.deb as well)
+#   linux/arm64 and linux/arm (ARMv7, Debian armhf: 32-bit Raspberry Pi OS and NAS boxes), .debs as well
 #   macOS .app only on macOS (fyne.io/systray needs cgo + Cocoa there)
 # Usage: scripts/package.sh [version]
 set -euo pipefail
@@ -22,19 +22,22 @@ nfpm_bin() {
   command -v nfpm
 }
 
-build_linux() { # arch → dist/snapback_<version>_<arch>.deb
-  local arch=$1 bin=dist/snapback-linux-$1
+build_linux() { # arch [nfpm arch] → dist/snapback_<version>_<Debian arch>.deb
+  local arch=$1 bin=dist/snapback-linux-$1 nfpmarch=${2:-$1} deb
   echo "== linux/$arch binary"
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin" .
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=7 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin" .
   echo "== linux/$arch .deb"
   mkdir -p dist/stage
   cp "$bin" dist/stage/snapback
-  VERSION=$debversion ARCH=$arch "$(nfpm_bin)" package --config packaging/nfpm.yaml --packager deb \
-    --target "dist/snapback_${debversion}_${arch}.deb"
+  deb=$arch
+  [ "$arch" = arm ] && deb=armhf
+  VERSION=$debversion ARCH=$nfpmarch "$(nfpm_bin)" package --config packaging/nfpm.yaml --packager deb \
+    --target "dist/snapback_${debversion}_${deb}.deb"
 }
 
 build_linux amd64
 build_linux arm64
+build_linux arm arm7
 echo "== windows/amd64"
 packaging/windows/build.sh "$version" amd64
 if [ "$(uname -s)" = Darwin ]; then

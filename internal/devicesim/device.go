@@ -42,7 +42,7 @@ type Identity struct {
 // device (i ≥ 0), so scripts and tests get stable UDIDs.
 func DefaultIdentity(i int) Identity {
 	return Identity{
-		UDID:           fmt.Sprintf("00008110-%016X", 0x5A0000000000+i),
+		UDID:           fmt.Sprintf("00008110-%016X", uint64(0x5A0000000000)+uint64(i)),
 		DeviceName:     fmt.Sprintf("Simulated iPhone %d", i+1),
 		ProductType:    "iPhone14,5",
 		ProductVersion: "17.5.1",

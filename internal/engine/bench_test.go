@@ -153,8 +153,8 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	if ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru != nil {
 		r.user = time.Duration(ru.Utime.Nano())
 		r.sys = time.Duration(ru.Stime.Nano())
-		if ru.Maxrss > parentKB+parentKB/20 {
-			r.rssMB = max(r.rssMB, float64(ru.Maxrss)/1024)
+		if maxrss := int64(ru.Maxrss); maxrss > parentKB+parentKB/20 {
+			r.rssMB = max(r.rssMB, float64(maxrss)/1024)
 		}
 	}
 	return r

@@ -184,7 +184,7 @@ func TestContentIndexTornLineAndCompaction(t *testing.T) {
 	f, _ = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	w := bufio.NewWriter(f)
 	for i := 0; i < 5000; i++ {
-		fmt.Fprintf(w, "%d 10 10 00000000000000000000000000000000 ab/stale%d\n", 1<<40+i, i)
+		fmt.Fprintf(w, "%d 10 10 00000000000000000000000000000000 ab/stale%d\n", uint64(1)<<40+uint64(i), i)
 	}
 	w.Flush()
 	f.Close()
