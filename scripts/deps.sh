@@ -14,12 +14,13 @@ PACKAGES=(
   python3 python3-cryptography python3-aiosmtpd    # decryption oracle; a real SMTP server
   tmux                                     # the progress bar in a real pseudo-terminal
   e2fsprogs util-linux iproute2            # loop images, mounts, network namespaces
+  btrfs-progs xfsprogs                     # btrfs and XFS loop images (hard links vs reflinks)
   restic rclone                            # off-site copies and a REST backend on loopback
   chromium prometheus                      # the status page in a real browser; promtool
 )
 # A command that proves each group is present (checked before deciding to install).
 TOOLS=(idevicebackup2 idevicepair ideviceinfo dbus-run-session gnome-keyring-daemon desktop-file-validate
-  Xvfb python3 tmux mkfs.ext4 losetup ip restic rclone chromium promtool)
+  Xvfb python3 tmux mkfs.ext4 mkfs.btrfs mkfs.xfs losetup ip restic rclone chromium promtool)
 
 # `deps.sh --packages` prints the list, so .ci/run installs the very same packages.
 if [ "${1:-}" = "--packages" ]; then

@@ -17,7 +17,8 @@ import (
 	"snapback/internal/testenv"
 )
 
-// loopDisk is a journaled ext4 filesystem in an image file, mounted like a USB disk.
+// loopDisk is a filesystem in an image file (journaled ext4 unless newLoopDiskFS says
+// otherwise), mounted like a USB disk.
 type loopDisk struct {
 	t          *testing.T
 	image, mnt string
@@ -26,7 +27,22 @@ type loopDisk struct {
 
 func newLoopDisk(t *testing.T, sizeMB int) *loopDisk {
 	t.Helper()
-	testenv.RequireTool(t, "mkfs.ext4", "mount", "umount")
+	return newLoopDiskFS(t, "ext4", sizeMB)
+}
+
+// newLoopDiskFS makes and mounts a loop disk of filesystem fstype: ext4, btrfs or xfs (at
+// least 300 MB).
+func newLoopDiskFS(t *testing.T, fstype string, sizeMB int) *loopDisk {
+	t.Helper()
+	mkfs := map[string][]string{
+		"ext4":  {"-q", "-F", "-j", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-L", "SnapbackTest"},
+		"btrfs": {"-q", "-f", "-L", "SnapbackTest"},
+		"xfs":   {"-q", "-f", "-L", "SnapbackTest"},
+	}[fstype]
+	if mkfs == nil {
+		t.Fatalf("newLoopDiskFS: no mkfs options for %q", fstype)
+	}
+	testenv.RequireTool(t, "mkfs."+fstype, "mount", "umount")
 	d := &loopDisk{t: t, image: filepath.Join(t.TempDir(), "disk.img"), mnt: t.TempDir()}
 	f, err := os.Create(d.image)
 	if err != nil {
@@ -36,8 +52,8 @@ func newLoopDisk(t *testing.T, sizeMB int) *loopDisk {
 		t.Fatal(err)
 	}
 	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-j", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-L", "SnapbackTest", d.image).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	if out, err := exec.Command("mkfs."+fstype, append(mkfs, d.image)...).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.%s: %v: %s", fstype, err, out)
 	}
 	d.mount()
 	t.Cleanup(func() { syscall.Unmount(d.mnt, syscall.MNT_DETACH) })

@@ -59,6 +59,8 @@ func (s *Store) CloneMethod() (CloneMethod, error) {
 	return m, nil
 }
 
+// probeClone finds how dir's filesystem can share files between backup folders, in the
+// order methodOrder gives for this system.
 func probeClone(dir string) (CloneMethod, error) {
 	src := filepath.Join(dir, ".probe-"+randomHex(4))
 	if err := os.WriteFile(src, []byte("snapback clone probe"), 0o644); err != nil {
@@ -66,14 +68,18 @@ func probeClone(dir string) (CloneMethod, error) {
 	}
 	defer os.Remove(src)
 	dst := src + ".clone"
-	if err := reflinkFile(src, dst); err == nil {
+	for _, m := range methodOrder() {
+		var err error
+		switch m {
+		case CloneReflink:
+			err = reflinkFile(src, dst)
+		case CloneHardlink:
+			err = os.Link(src, dst)
+		}
 		os.Remove(dst)
-		return CloneReflink, nil
-	}
-	os.Remove(dst)
-	if err := os.Link(src, dst); err == nil {
-		os.Remove(dst)
-		return CloneHardlink, nil
+		if err == nil {
+			return m, nil
+		}
 	}
 	return CloneCopy, nil
 }
