@@ -14,7 +14,8 @@
 #
 #   SNAPBACK_BENCH_HUGE=1000000 go test -run '^$' -bench Host/huge -benchtime 1x -timeout 3h ./internal/engine/
 #
-# SNAPBACK_BENCH_RUNS sets the runs per contender (default 3, alternating order).
+# SNAPBACK_BENCH_RUNS sets the runs per contender (default 3, alternating order);
+# SNAPBACK_BENCH_FS=btrfs or xfs puts BenchmarkHost on a loop image of that filesystem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go test -run '^$' -bench . -benchtime 1x -timeout 60m ./... 2>&1 | grep -v '^\(goos\|goarch\|pkg\|cpu\):'

@@ -34,6 +34,7 @@ import (
 //	SNAPBACK_BENCH_INCR    files of the incremental set      (default 20000 of ~2 KB)
 //	SNAPBACK_BENCH_RUNS    runs per contender, alternating   (default 3)
 //	SNAPBACK_BENCH_HUGE    files of the store/--dir set      (default: skipped; 1000000)
+//	SNAPBACK_BENCH_FS      BenchmarkHost's loop image: ext4 (default), btrfs or xfs
 //
 // The reference comparison of issue #16 is in BenchmarkHost's comment.
 //

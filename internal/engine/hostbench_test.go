@@ -31,7 +31,8 @@ import (
 //     min and median, and ratios of both;
 //   - the backups are written to a journaled ext4 loop image when this process may mount one
 //     (root): the root filesystem of the CI machines has no journal, which distorts file
-//     creation costs. The table says which filesystem was used and why;
+//     creation costs. SNAPBACK_BENCH_FS=btrfs or xfs uses a loop image of that filesystem
+//     instead. The table says which filesystem was used and why;
 //   - besides wall time, "to disk" adds the sync(2) after each run (done anyway, outside the
 //     wall, so the next contender does not pay for this one's writeback): Snapback ends with
 //     syncfs and idevicebackup2 does not sync at all, so only the sum compares the time
@@ -358,7 +359,8 @@ func benchFilesystem(b *testing.B, ds dataset, contenders int) (dir, note string
 	// A backup per contender plus one more copy (the store's staging, or a full run's
 	// leftovers before deletion), inodes and journal: the data plus 8 KiB a file per copy.
 	n := int64(contenders + 1)
-	return testenv.JournaledExt4(b, n*(ds.size+ds.files*8192), 2*n*ds.files)
+	fstype := cmp.Or(os.Getenv("SNAPBACK_BENCH_FS"), "ext4")
+	return testenv.LoopImage(b, fstype, n*(ds.size+ds.files*8192), 2*n*ds.files)
 }
 
 // simProcess is `snapback simulate` running as its own process.

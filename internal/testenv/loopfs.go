@@ -25,11 +25,19 @@ import (
 // for the journal to drain (perf sched: half its sleeps), which a backup disk never does.
 func JournaledExt4(tb testing.TB, bytes, inodes int64) (dir, note string) {
 	tb.Helper()
+	return LoopImage(tb, "ext4", bytes, inodes)
+}
+
+// LoopImage is JournaledExt4 for filesystem fstype: "ext4" (as JournaledExt4), "btrfs" or
+// "xfs" (mkfs defaults: their journals and inodes need no sizing), so a benchmark can
+// measure the filesystems NAS boxes and Fedora or openSUSE desktops use.
+func LoopImage(tb testing.TB, fstype string, bytes, inodes int64) (dir, note string) {
+	tb.Helper()
 	tmp := tb.TempDir()
 	if os.Geteuid() != 0 {
 		return tmp, "NOT a loop image (needs root): the temporary folder's filesystem"
 	}
-	for _, tool := range []string{"mkfs.ext4", "mount", "umount"} {
+	for _, tool := range []string{"mkfs." + fstype, "mount", "umount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return tmp, "NOT a loop image (" + tool + " missing): the temporary folder's filesystem"
 		}
@@ -37,7 +45,10 @@ func JournaledExt4(tb testing.TB, bytes, inodes int64) (dir, note string) {
 	img := filepath.Join(tmp, "bench.img")
 	mnt := filepath.Join(tmp, "mnt")
 	const journalMB = 1024
-	bytes = max(bytes, 1<<30) + journalMB<<20
+	bytes = max(bytes, 1<<30)
+	if fstype == "ext4" {
+		bytes += journalMB << 20
+	}
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -49,9 +60,18 @@ func JournaledExt4(tb testing.TB, bytes, inodes int64) (dir, note string) {
 		tb.Fatal(err)
 	}
 	f.Close()
-	n := strconv.FormatInt(max(inodes, 65536), 10)
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-O", "has_journal", "-J", "size="+strconv.Itoa(journalMB), "-N", n, img).CombinedOutput(); err != nil {
-		return tmp, fmt.Sprintf("NOT a loop image (mkfs.ext4: %v: %s)", err, strings.TrimSpace(string(out)))
+	var mkfs []string
+	switch fstype {
+	case "ext4":
+		n := strconv.FormatInt(max(inodes, 65536), 10)
+		mkfs = []string{"-q", "-F", "-O", "has_journal", "-J", "size=" + strconv.Itoa(journalMB), "-N", n}
+	case "btrfs", "xfs":
+		mkfs = []string{"-q", "-f"}
+	default:
+		tb.Fatalf("LoopImage: unknown filesystem %q (ext4, btrfs or xfs)", fstype)
+	}
+	if out, err := exec.Command("mkfs."+fstype, append(mkfs, img)...).CombinedOutput(); err != nil {
+		return tmp, fmt.Sprintf("NOT a loop image (mkfs.%s: %v: %s)", fstype, err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
 		return tmp, fmt.Sprintf("NOT a loop image (mount: %v: %s)", err, strings.TrimSpace(string(out)))
@@ -61,5 +81,8 @@ func JournaledExt4(tb testing.TB, bytes, inodes int64) (dir, note string) {
 			tb.Logf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
+	if fstype != "ext4" {
+		return mnt, fmt.Sprintf("%s loop image (%.1f GB, sparse, mkfs defaults)", fstype, float64(bytes)/1e9)
+	}
 	return mnt, fmt.Sprintf("journaled ext4 loop image (%.1f GB, sparse, %d MB journal)", float64(bytes)/1e9, journalMB)
 }
