@@ -17,6 +17,8 @@ test:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	# 32-bit (armhf NAS boxes, Raspberry Pi OS): constants and sizes that overflow an int.
+	GOARCH=386 $(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 	# Import direction (DESIGN §2): a Go test over `go list -deps -json`, which also plants
 	# forbidden imports in a copy of the module to prove each rule can fail.
