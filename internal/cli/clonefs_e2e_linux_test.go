@@ -5,6 +5,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,7 +25,8 @@ import (
 // with hard links (clone_linux.go). Checked here on real btrfs and XFS loop disks, through
 // snapback backup against the simulator: after an incremental, every file the device did
 // not change is the very same inode in the new latest backup and in the snapshot before it,
-// and the content index grew by the files the device sent, not by the whole backup.
+// the content index grew by the files the device sent, not by the whole backup, and the
+// snapshot before counts as its own only the bytes the device changed.
 func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "xfs"} {
 		t.Run(fstype, func(t *testing.T) {
@@ -68,6 +70,22 @@ func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 				fstype, common, shared, m.Modified, m.Added, m.Deleted)
 			if common < 250 || shared < common-m.Modified-4 {
 				t.Errorf("%s: only %d of the %d files in both backups share their inode; the device modified %d", fstype, shared, common, m.Modified)
+			}
+			// The sizes that retention weighs say what deleting a snapshot frees: with a
+			// reflink clone every file had one link, so each snapshot counted the whole
+			// backup as its own and the "half the backup" rule fired after one day.
+			st, err := store.Open(context.Background(), disk.mnt, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := st.List(id.UDID)
+			if err != nil || len(recs) != 2 || recs[0].Latest {
+				t.Fatalf("snapshots %+v (%v), want the first backup and the latest", recs, err)
+			}
+			old := recs[0]
+			t.Logf("%s: the first backup holds %d bytes, %d of them its own", fstype, old.TotalSize, old.UniqueSize)
+			if old.UniqueSize <= 0 || old.UniqueSize > old.TotalSize/5 {
+				t.Errorf("%s: the first backup's own bytes are %d of %d; the device changed 6%% of its files", fstype, old.UniqueSize, old.TotalSize)
 			}
 			grew := countLines(t, hashes) - indexed
 			t.Logf("%s: the content index grew by %d entries (%d before)", fstype, grew, indexed)
