@@ -24,7 +24,8 @@ type CloneMethod string
 
 const (
 	// CloneReflink shares data blocks copy-on-write (FICLONE on btrfs/XFS, clonefile on APFS):
-	// free in space, and the copies are independent.
+	// free in space, and the copies are independent. Used where hard links are not (see
+	// probeClone), and for exports.
 	CloneReflink CloneMethod = "reflink"
 	// CloneHardlink shares inodes: free in space, safe because nothing writes in place.
 	CloneHardlink CloneMethod = "hardlink"
@@ -59,8 +60,32 @@ func (s *Store) CloneMethod() (CloneMethod, error) {
 	return m, nil
 }
 
-// probeClone finds how dir's filesystem can share files between backup folders, in the
-// order methodOrder gives for this system.
+// probeClone finds how dir's filesystem can share files between backup folders: hard links,
+// else reflinks (FICLONE on Linux, clonefile on macOS), else copies.
+//
+// Hard links come first even where the filesystem has both (btrfs, XFS, APFS), because what
+// makes a snapshot cost only what changed is keyed by inode:
+//   - The commit finds the device's changes as the staged names whose inode differs from the
+//     latest backup's (delta.go). A reflink gives every file a new inode, so the commit
+//     verified and measured the whole folder and added a content-index line for every file.
+//   - A snapshot's own bytes (UniqueSize, what retention weighs) are its files whose every link
+//     is inside it (measure). With reflinks every file has one link, so each snapshot counted
+//     its whole backup as its own, and the "half the backup" rule fired after one day.
+//   - The clone itself: a reflink costs a FICLONE and about seven other syscalls a file (two
+//     opens, fstat, fchmod, two closes, utimensat), a hard link one linkat.
+//
+// Measured on loop images, 100,000 files / 300 MB, 1% changed (--dir 1.8-3.5 s):
+//
+//	btrfs: reflinks 20.2 / 22.0 / 24.5 s, hard links 4.3 / 4.9 / 5.4 s
+//	XFS:   reflinks 17.2 / 17.3 / 20.6 s, hard links 3.4 / 3.8 / 4.6 s
+//
+// APFS was not measured (no macOS machine here), but the reasons above are about inode
+// numbers and link counts, which it has like every Unix filesystem. What hard links give up
+// is independence from a tool that writes into the latest folder in place. Snapback never
+// does (uploads are renamed over the name); on Unix every committed file is read-only, so a
+// tool running as the user gets EACCES instead of rewriting history (root is not stopped:
+// the same as on ext4 and NTFS, which never had reflinks). Exports, which the user may edit,
+// still clone by reflink, else copy.
 func probeClone(dir string) (CloneMethod, error) {
 	src := filepath.Join(dir, ".probe-"+randomHex(4))
 	if err := os.WriteFile(src, []byte("snapback clone probe"), 0o644); err != nil {
@@ -68,13 +93,12 @@ func probeClone(dir string) (CloneMethod, error) {
 	}
 	defer os.Remove(src)
 	dst := src + ".clone"
-	for _, m := range methodOrder() {
+	for _, m := range []CloneMethod{CloneHardlink, CloneReflink} {
 		var err error
-		switch m {
-		case CloneReflink:
-			err = reflinkFile(src, dst)
-		case CloneHardlink:
+		if m == CloneHardlink {
 			err = os.Link(src, dst)
+		} else {
+			err = reflinkFile(src, dst)
 		}
 		os.Remove(dst)
 		if err == nil {

@@ -19,8 +19,8 @@
 //
 // # Why hard links are safe here
 //
-// A run's staging folder starts as a clone of the latest backup: reflinks where the filesystem
-// has them, else hard links, else a full copy. With hard links the staging files share inodes
+// A run's staging folder starts as a clone of the latest backup: hard links, else reflinks,
+// else a full copy (probeClone says why hard links come first). With hard links the staging files share inodes
 // with committed snapshots, which is safe only because nothing writes a file in place: the
 // backup engine writes a new file and renames it over the old name, and this package marks
 // committed files read-only as a second line of defence. Metadata is written with
