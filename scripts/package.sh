@@ -2,7 +2,8 @@
 # `make package`: builds every package this machine can build into dist/.
 #   linux/amd64 .deb (nfpm v2.45.2; installed with `go install` if missing)
 #   cross-build checks, CGO_ENABLED=0: windows/amd64 (zip via packaging/windows/build.sh) and
-#   linux/arm64 and linux/arm (ARMv7, Debian armhf: 32-bit Raspberry Pi OS and NAS boxes), .debs as well
+#   linux/arm64 and linux/arm (GOARM=6, .deb armhf: runs on ARMv6 and v7, so 32-bit Raspberry Pi OS
+#   on every Pi and ARMv7 NAS boxes), .debs as well
 #   macOS .app only on macOS (fyne.io/systray needs cgo + Cocoa there)
 # Usage: scripts/package.sh [version]
 set -euo pipefail
@@ -25,7 +26,7 @@ nfpm_bin() {
 build_linux() { # arch [nfpm arch] → dist/snapback_<version>_<Debian arch>.deb
   local arch=$1 bin=dist/snapback-linux-$1 nfpmarch=${2:-$1} deb
   echo "== linux/$arch binary"
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=7 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin" .
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=6 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin" .
   echo "== linux/$arch .deb"
   mkdir -p dist/stage
   cp "$bin" dist/stage/snapback
@@ -37,7 +38,7 @@ build_linux() { # arch [nfpm arch] → dist/snapback_<version>_<Debian arch>.deb
 
 build_linux amd64
 build_linux arm64
-build_linux arm arm7
+build_linux arm arm6
 echo "== windows/amd64"
 packaging/windows/build.sh "$version" amd64
 if [ "$(uname -s)" = Darwin ]; then
