@@ -351,7 +351,8 @@ func summarise(runs []run, stat string) run {
 	}
 }
 
-// benchFilesystem returns a folder on a fresh journaled ext4 loop image big enough for one
+// benchFilesystem returns a folder on a fresh loop image (journaled ext4, or
+// SNAPBACK_BENCH_FS) big enough for one
 // backup per contender plus the store's staging copy, or a temporary folder with the reason
 // it is not one.
 func benchFilesystem(b *testing.B, ds dataset, contenders int) (dir, note string) {
