@@ -30,8 +30,8 @@ import (
 // the end of the commit: with the streamed sums, a full backup of 1,000,000 files peaked at
 // over 500 MB.
 //
-// The row pass over Manifest.db (pure-Go SQLite: 6 us a row, the largest part of the commit's
-// user time) runs beside the listing pass, which is mostly kernel time, as the incremental
+// The row pass over Manifest.db (6 µs a row through pure-Go SQLite, the largest part of the
+// commit's user time; about 1.2 µs read from the b-tree, backupfmt's filewalk.go) runs beside the listing pass, which is mostly kernel time, as the incremental
 // commit's does (diffVerify); above maxConcurrentVerify files it runs after it, comparing
 // each row at once instead of keeping the rows' keys, to stay within the memory bound.
 //
