@@ -197,7 +197,7 @@ func testRecords(n int) []Record {
 	return recs
 }
 
-func writeDB(t *testing.T, path string, recs []Record) {
+func writeDB(t testing.TB, path string, recs []Record) {
 	t.Helper()
 	w, err := CreateManifestDB(path)
 	if err != nil {

@@ -209,18 +209,7 @@ func TestFilesWalkerLeavesOtherFilesToSQLite(t *testing.T) {
 func BenchmarkManifestRows(b *testing.B) {
 	const n = 100000
 	path := filepath.Join(b.TempDir(), "Manifest.db")
-	w, err := CreateManifestDB(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, r := range testRecords(n) {
-		if err := w.Add(r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
+	writeDB(b, path, testRecords(n))
 	db, err := OpenManifestDB(path)
 	if err != nil {
 		b.Fatal(err)
