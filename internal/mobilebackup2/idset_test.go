@@ -69,3 +69,36 @@ func TestIDSetMatchesMap(t *testing.T) {
 		}
 	}
 }
+
+// TestSortIDs: sortIDs sorts any mix of ids (uniform SHA-1-like ones, and many sharing a
+// bucket or falling in the first and last ones) into the order a comparison sort gives, and
+// starts marks every bucket's first id.
+func TestSortIDs(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	starts := make([]uint32, 1<<16+1)
+	for _, n := range []int{0, 1, 2, 1000, 70000} {
+		for _, skewed := range []bool{false, true} {
+			ids := make([]blobID, n)
+			for i := range ids {
+				for j := range ids[i] {
+					ids[i][j] = byte(r.Uint32())
+				}
+				if skewed {
+					ids[i][0], ids[i][1] = []byte{0, 9, 255}[r.IntN(3)], []byte{0, 255}[r.IntN(2)]
+				}
+			}
+			want := slices.Clone(ids)
+			slices.SortFunc(want, func(a, b blobID) int { return slices.Compare(a[:], b[:]) })
+			sortIDs(ids, starts)
+			if !slices.Equal(ids, want) {
+				t.Fatalf("n=%d skewed=%v: not sorted like a comparison sort", n, skewed)
+			}
+			for p := range starts {
+				i := int(starts[p])
+				if i > n || (i < n && bucket(ids[i]) < p) || (i > 0 && bucket(ids[i-1]) >= p) {
+					t.Fatalf("n=%d skewed=%v: starts[%d] = %d", n, skewed, p, i)
+				}
+			}
+		}
+	}
+}
