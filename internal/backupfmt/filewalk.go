@@ -9,10 +9,10 @@ import (
 )
 
 // filesSchema is the Files table of every iOS 10+ Manifest.db, compared with whitespace
-// collapsed and case folded. Only a table of exactly this shape is read by sqlitefile
+// collapsed and case folded (normalSQL). Only a table of exactly this shape is read by sqlitefile
 // (issue #16: a commit reads every row, and SQLite cost about 6 µs a row); anything else
 // goes through SQLite.
-const filesSchema = "create table files (fileid text primary key, domain text, relativepath text, flags integer, file blob)"
+const filesSchema = "create table files(fileid text primary key,domain text,relativepath text,flags integer,file blob)"
 
 // filesTable is the Files table of a Manifest.db read with sqlitefile.
 type filesTable struct {
@@ -40,9 +40,14 @@ func openFilesTable(path string) (*filesTable, error) {
 
 func (t *filesTable) Close() error { return t.f.Close() }
 
+// normalSQL folds case and drops the whitespace SQL allows anywhere between tokens: runs of
+// it become one space, and none is kept beside "(", ")" or ",".
 func normalSQL(sql string) string {
 	s := strings.Join(strings.Fields(strings.ToLower(sql)), " ")
-	return strings.ReplaceAll(strings.ReplaceAll(s, "( ", "("), " )", ")")
+	for _, p := range []string{"(", ")", ","} {
+		s = strings.ReplaceAll(strings.ReplaceAll(s, " "+p, p), p+" ", p)
+	}
+	return s
 }
 
 // eachRow calls fn with the fileID, flags and file columns of every Files row in rowid

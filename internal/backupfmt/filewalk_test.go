@@ -201,6 +201,22 @@ func TestFilesWalkerLeavesOtherFilesToSQLite(t *testing.T) {
 			t.Fatalf("%s: walker used %v, rows %+v; want SQLite to read the one row", name, walked, rows)
 		}
 	}
+	// The same schema spelt with other whitespace and case is the walker's.
+	path := filepath.Join(dir, "spacing.db")
+	db, err := sql.Open("sqlite", sqliteURI(path, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("create table Files(fileID text primary key,domain TEXT ,\n\trelativePath TEXT, flags INTEGER , file BLOB )"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO Files VALUES ('ab', 'd', 'p', 1, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if rows, walked := readBoth(t, path, false); !walked || len(rows) != 1 {
+		t.Fatalf("spacing: walker used %v, rows %+v; want the walker", walked, rows)
+	}
 }
 
 // BenchmarkManifestRows prints what reading every row of a 100,000-row Manifest.db costs,
