@@ -93,17 +93,12 @@ func probeClone(dir string) (CloneMethod, error) {
 	}
 	defer os.Remove(src)
 	dst := src + ".clone"
-	for _, m := range []CloneMethod{CloneHardlink, CloneReflink} {
-		var err error
-		if m == CloneHardlink {
-			err = os.Link(src, dst)
-		} else {
-			err = reflinkFile(src, dst)
-		}
-		os.Remove(dst)
-		if err == nil {
-			return m, nil
-		}
+	defer os.Remove(dst)
+	if err := os.Link(src, dst); err == nil {
+		return CloneHardlink, nil
+	}
+	if err := reflinkFile(src, dst); err == nil {
+		return CloneReflink, nil
 	}
 	return CloneCopy, nil
 }
