@@ -49,13 +49,17 @@ func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 				t.Fatalf("second backup: exit %d, want an incremental\n%s", code, out)
 			}
 
-			snaps, err := filepath.Glob(filepath.Join(root, store.VersionsDirName, id.UDID, "snapshots", "*[0-9]"))
-			if err != nil || len(snaps) != 1 {
-				t.Fatalf("snapshot folders %v (%v), want the first backup's alone", snaps, err)
+			st, err := store.Open(context.Background(), disk.mnt, store.Options{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			latest := filepath.Join(root, id.UDID)
-			prev := inodesOf(t, snaps[0])
-			cur := inodesOf(t, latest)
+			recs, err := st.List(id.UDID)
+			if err != nil || len(recs) != 2 || recs[0].Latest || !recs[1].Latest {
+				t.Fatalf("snapshots %+v (%v), want the first backup and the latest", recs, err)
+			}
+			old := recs[0]
+			prev := inodesOf(t, old.Path)
+			cur := inodesOf(t, recs[1].Path)
 			common, shared := 0, 0
 			for rel, ino := range cur {
 				if p, ok := prev[rel]; ok {
@@ -75,15 +79,6 @@ func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 			// The sizes that retention weighs say what deleting a snapshot frees: with a
 			// reflink clone every file had one link, so each snapshot counted the whole
 			// backup as its own and the "half the backup" rule fired after one day.
-			st, err := store.Open(context.Background(), disk.mnt, store.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs, err := st.List(id.UDID)
-			if err != nil || len(recs) != 2 || recs[0].Latest {
-				t.Fatalf("snapshots %+v (%v), want the first backup and the latest", recs, err)
-			}
-			old := recs[0]
 			t.Logf("%s: the first backup holds %d bytes, %d of them its own", fstype, old.TotalSize, old.UniqueSize)
 			if old.UniqueSize <= 0 || old.UniqueSize > old.TotalSize/5 {
 				t.Errorf("%s: the first backup's own bytes are %d of %d after the device modified %d and deleted %d of its files", fstype, old.UniqueSize, old.TotalSize, m.Modified, m.Deleted)
@@ -108,7 +103,7 @@ func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 				}
 			}
 			for rel := range prev {
-				fi, err := os.Stat(filepath.Join(snaps[0], rel))
+				fi, err := os.Stat(filepath.Join(old.Path, rel))
 				if err != nil {
 					t.Fatal(err)
 				}

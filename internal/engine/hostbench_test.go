@@ -352,9 +352,8 @@ func summarise(runs []run, stat string) run {
 }
 
 // benchFilesystem returns a folder on a fresh loop image (journaled ext4, or
-// SNAPBACK_BENCH_FS) big enough for one
-// backup per contender plus the store's staging copy, or a temporary folder with the reason
-// it is not one.
+// SNAPBACK_BENCH_FS) big enough for one backup per contender plus the store's staging copy,
+// or a temporary folder with the reason it is not one.
 func benchFilesystem(b *testing.B, ds dataset, contenders int) (dir, note string) {
 	b.Helper()
 	// A backup per contender plus one more copy (the store's staging, or a full run's
