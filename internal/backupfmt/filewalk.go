@@ -59,7 +59,7 @@ func (t *filesTable) eachRow(fn func(id []byte, flags int64, file []byte) error)
 	var num []byte
 	return t.f.Rows(t.root, 5, func(row []sqlitefile.Value) error {
 		var id []byte
-		if v := row[0]; v.Text() {
+		if v := row[0]; v.TextOrBlob() {
 			id = v.Bytes
 		} else if f, ok := v.Float(); ok {
 			num = strconv.AppendFloat(num[:0], f, 'g', -1, 64)
@@ -73,7 +73,7 @@ func (t *filesTable) eachRow(fn func(id []byte, flags int64, file []byte) error)
 			return fmt.Errorf("row %q: flags of serial type %d, not an integer", id, row[3].Type)
 		}
 		var file []byte
-		if v := row[4]; v.Text() {
+		if v := row[4]; v.TextOrBlob() {
 			file = v.Bytes
 		} else if !v.Null() {
 			return fmt.Errorf("row %q: file of serial type %d, not a blob", id, v.Type)

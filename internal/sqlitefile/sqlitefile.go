@@ -127,8 +127,8 @@ func (v Value) Float() (float64, bool) {
 	return math.Float64frombits(binary.BigEndian.Uint64(v.Bytes)), true
 }
 
-// Text reports text or a blob, whose bytes are the value.
-func (v Value) Text() bool { return v.Type >= 12 }
+// TextOrBlob reports text or a blob: a value whose bytes are the value itself.
+func (v Value) TextOrBlob() bool { return v.Type >= 12 }
 
 // Table returns the root page and the CREATE statement of the table named name (ASCII case
 // ignored, as SQLite does), from sqlite_schema.
