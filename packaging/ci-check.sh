@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packaging check for CI (.ci/run calls it as root on a fresh Debian with usbmuxd installed):
 # builds the .deb, installs it with dpkg -i, runs the installed binary, validates the desktop
-# files, and cross-builds windows/amd64, linux/arm64 and linux/arm (armhf) with CGO_ENABLED=0. The package is
-# purged again at the end so the machine is left as it was.
+# files, and cross-builds windows/amd64, linux/arm64 and linux/arm (armhf) with CGO_ENABLED=0.
+# The package is purged again at the end so the machine is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.0.0~ci

@@ -23,22 +23,21 @@ nfpm_bin() {
   command -v nfpm
 }
 
-build_linux() { # arch [nfpm arch] → dist/snapback_<version>_<Debian arch>.deb
-  local arch=$1 bin=dist/snapback-linux-$1 nfpmarch=${2:-$1} deb
+build_linux() { # GOARCH [nfpm arch] [Debian arch] → dist/snapback_<version>_<Debian arch>.deb
+  local arch=$1 bin=dist/snapback-linux-$1 nfpmarch=${2:-$1} deb=${3:-$1}
   echo "== linux/$arch binary"
+  # GOARM counts for arm only: ARMv6 code runs on v6 and v7 alike.
   CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=6 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$bin" .
   echo "== linux/$arch .deb"
   mkdir -p dist/stage
   cp "$bin" dist/stage/snapback
-  deb=$arch
-  [ "$arch" = arm ] && deb=armhf
   VERSION=$debversion ARCH=$nfpmarch "$(nfpm_bin)" package --config packaging/nfpm.yaml --packager deb \
     --target "dist/snapback_${debversion}_${deb}.deb"
 }
 
 build_linux amd64
 build_linux arm64
-build_linux arm arm6
+build_linux arm arm6 armhf
 echo "== windows/amd64"
 packaging/windows/build.sh "$version" amd64
 if [ "$(uname -s)" = Darwin ]; then
