@@ -78,6 +78,34 @@ func (s *Store) adoptExternal(ctx context.Context, udid string, prev Snapshot) (
 	if err := removeFile(s.l.record(udid, prev.ID)); err != nil {
 		return nil, nil, err
 	}
+	// The files the other program replaced are now only in the snapshots that shared them
+	// with prev: the one before it and any archive. Their own bytes grew.
+	if err := s.refreshSharers(ctx, udid, rec.ID); err != nil {
+		return nil, nil, err
+	}
 	s.log.Info("recorded a backup made by another program", "udid", udid, "snapshot", rec.ID, "replaces", prev.ID)
 	return &rec, []string{fmt.Sprintf("recorded snapshot %s, a backup another program made into the latest folder", rec.ID)}, nil
+}
+
+// refreshSharers re-measures the snapshot recorded just before newest and every archive.
+func (s *Store) refreshSharers(ctx context.Context, udid, newest string) error {
+	ids := map[string]bool{}
+	recs, err := readRecords(s.l.snapshots(udid))
+	if err != nil {
+		return err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].ID < newest {
+			ids[recs[i].ID] = true
+			break
+		}
+	}
+	archives, err := s.listArchives(udid)
+	if err != nil {
+		return err
+	}
+	for _, a := range archives {
+		ids[a.ID] = true
+	}
+	return s.refreshAll(ctx, udid, ids)
 }
