@@ -36,10 +36,11 @@ func crashBase(t *testing.T, dir string) (*fakeDevice, map[string]string) {
 	return dev, committedHashes(t, s, testUDID)
 }
 
-// crashRun is the run that gets killed: Begin, engine writes, Commit. With full it is a forced
+// crashRun is the run that gets killed: Begin, engine writes, Commit. Kind "full" is a forced
 // full backup (the fresh commit of fullcommit.go, which appends to the content index while it
-// lists), else an incremental one.
-func crashRun(dir string, full bool, hook func(string)) error {
+// lists), "incremental" an incremental one, and "prepared" an incremental one preceded by
+// PrepareNext (next.go), which Begin then takes.
+func crashRun(dir, kind string, hook func(string)) error {
 	dev := newFakeDevice(testUDID, crashFiles, 800, crashSeed)
 	dev.change(10)
 	dev.change(10)
@@ -49,7 +50,12 @@ func crashRun(dir string, full bool, hook func(string)) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: full})
+	if kind == "prepared" {
+		if _, err := s.PrepareNext(context.Background(), testUDID); err != nil {
+			return err
+		}
+	}
+	r, err := s.Begin(context.Background(), testUDID, BeginOptions{Full: kind == "full"})
 	if err != nil {
 		return err
 	}
@@ -68,7 +74,7 @@ func TestCrashHelper(t *testing.T) {
 	}
 	k, _ := strconv.Atoi(at)
 	n := 0
-	err := crashRun(dir, os.Getenv("SNAPBACK_CRASH_FULL") == "1", func(string) {
+	err := crashRun(dir, os.Getenv("SNAPBACK_CRASH_KIND"), func(string) {
 		if n++; n == k {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
@@ -83,13 +89,12 @@ func TestCrashAtManyPoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	for _, full := range []bool{false, true} {
-		kind := map[bool]string{true: "full", false: "incremental"}[full]
+	for _, kind := range []string{"incremental", "full", "prepared"} {
 		// Reference run without a crash: the hook sequence, and the third backup's hash.
 		refDir := t.TempDir()
 		_, _ = crashBase(t, refDir)
 		var points []string
-		if err := crashRun(refDir, full, func(p string) { points = append(points, p) }); err != nil {
+		if err := crashRun(refDir, kind, func(p string) { points = append(points, p) }); err != nil {
 			t.Fatal(err)
 		}
 		ref := openStore(t, refDir, testOptions(&fakeClock{t: epoch.Add(1000 * time.Hour), step: time.Hour}))
@@ -121,7 +126,7 @@ func TestCrashAtManyPoints(t *testing.T) {
 				dir := t.TempDir()
 				dev, base := crashBase(t, dir)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-				cmd.Env = append(os.Environ(), "SNAPBACK_CRASH_DIR="+dir, "SNAPBACK_CRASH_AT="+strconv.Itoa(k), "SNAPBACK_CRASH_FULL="+map[bool]string{true: "1", false: "0"}[full])
+				cmd.Env = append(os.Environ(), "SNAPBACK_CRASH_DIR="+dir, "SNAPBACK_CRASH_AT="+strconv.Itoa(k), "SNAPBACK_CRASH_KIND="+kind)
 				out, err := cmd.CombinedOutput()
 				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 					t.Fatalf("helper was not killed at point %d: %v\n%s", k, err, out)
@@ -132,6 +137,10 @@ func TestCrashAtManyPoints(t *testing.T) {
 					if exists(filepath.Join(dir, VersionsDirName, testUDID, leftover)) {
 						t.Errorf("%s left after recovery", leftover)
 					}
+				}
+				// A prepared folder survives only whole and marked.
+				if _, ok := s.readNext(testUDID); !ok && exists(s.l.next(testUDID)) {
+					t.Errorf("an unfinished prepared folder was left after recovery")
 				}
 				got := checkUnchanged(t, s, base, fmt.Sprintf("by the crash at %d (%s)", k, points[k-1]))
 				list := mustList(t, s)

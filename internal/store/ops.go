@@ -210,6 +210,12 @@ func (s *Store) deleteLocked(ctx context.Context, udid, id string) (map[string]b
 			neighbours[a.ID] = true
 		}
 	}
+	if n := len(recs); n > 0 && neighbours[recs[n-1].ID] {
+		// The prepared folder is one more link to every file of the latest (next.go).
+		if err := s.dropNext(udid); err != nil {
+			return nil, err
+		}
+	}
 	gains := map[string]int64{}
 	for nb := range neighbours {
 		if ctx.Err() != nil {
@@ -331,6 +337,12 @@ func (s *Store) Archive(ctx context.Context, udid, id string) (Snapshot, error) 
 		}
 		if src.IsArchive() {
 			return fmt.Errorf("%s is already an archive", src.ID)
+		}
+		if src.Latest {
+			// Its sizes are measured again below, by links (next.go).
+			if err := s.dropNext(udid); err != nil {
+				return err
+			}
 		}
 		name := ArchiveName(udid, src.Time)
 		recPath := s.l.archiveRecord(udid, name)

@@ -158,6 +158,11 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 	if err := s.recoverDevice(ctx, udid); err != nil {
 		return nil, err
 	}
+	// Before adoptLatest, which may measure the latest folder by its links.
+	haveNext, err := s.dropStaleNext(udid)
+	if err != nil {
+		return nil, err
+	}
 	latest, notes, err := s.adoptLatest(ctx, udid)
 	if err != nil {
 		return nil, err
@@ -193,6 +198,23 @@ func (s *Store) begin(ctx context.Context, udid string, opts BeginOptions) (_ *R
 		return nil, fmt.Errorf("create staging: %w", err)
 	}
 	r := &Run{s: s, udid: udid, lock: lk, full: opts.Full || latest == nil, method: method, notes: notes}
+	if haveNext && latest != nil && !opts.Full && method == CloneHardlink && !s.opts.fullScan {
+		// PrepareNext cloned the latest already (next.go): nothing to clone, nothing to wait for.
+		if err := s.takeNext(udid); err != nil {
+			if rerr := os.RemoveAll(s.l.staging(udid)); rerr != nil {
+				s.log.Warn("remove staging after a failed start", "err", rerr)
+			}
+			return nil, fmt.Errorf("prepare staging for %s: %w", udid, err)
+		}
+		s.hook("begin:cloned")
+		return r, nil
+	}
+	if haveNext {
+		// A full backup starts empty: the prepared clone is of no use.
+		if err := s.dropNext(udid); err != nil {
+			return nil, err
+		}
+	}
 	if latest != nil && !opts.Full && opts.CloneInBackground {
 		// The Run owns the clone's goroutines: Ready and EntryReady wait for it, Commit and
 		// Abort stop it. A crash meanwhile leaves a staging folder, which recovery removes as
@@ -475,6 +497,12 @@ func (s *Store) recoverDevice(ctx context.Context, udid string) error {
 		s.log.Info("removing staging folder of an unfinished run", "udid", udid)
 		if err := os.RemoveAll(s.l.staging(udid)); err != nil {
 			return fmt.Errorf("remove staging: %w", err)
+		}
+	}
+	if _, ok := s.readNext(udid); !ok && exists(s.l.next(udid)) {
+		s.log.Info("removing an unfinished prepared folder", "udid", udid)
+		if err := s.dropNext(udid); err != nil {
+			return err
 		}
 	}
 	return s.reconcile(udid)
