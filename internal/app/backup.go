@@ -70,6 +70,11 @@ type BackupRequest struct {
 	Name string
 	// Offsite receives the off-site upload's events (restic's progress); may be nil.
 	Offsite func(offsite.Event)
+	// Committed, when set, hears the outcome as soon as the backup and what follows it
+	// (retention, off-site copy, scrub) are done, before Run prepares the next backup's
+	// starting folder (store.PrepareNext): `snapback backup` reports there, so its result is
+	// not held back by work that only tomorrow's backup waits for.
+	Committed func(Outcome)
 	// PairPrompt, when set, turns on automatic pairing: a device that does not trust this
 	// computer is paired first and PairPrompt tells the user to tap Trust (engine.Request).
 	PairPrompt func(p device.PairPrompt, name string)
@@ -249,7 +254,29 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if out.Damaged > 0 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", out.Damaged))
 	}
+	if req.Committed != nil {
+		req.Committed(out)
+	}
+	b.prepareNext(ctx, st, udid, now, log)
 	return out, nil
+}
+
+// prepareNext clones the new latest backup into the folder the next backup starts from
+// (store.PrepareNext), at idle I/O and CPU priority, while the disk is known to be there and
+// nothing waits for it: the next backup then begins at once instead of linking every file
+// while the device sends. A failure costs nothing but that (the next Begin clones as before),
+// so it is logged, not reported.
+func (b *Backups) prepareNext(ctx context.Context, st *store.Store, udid string, now func() time.Time, log *slog.Logger) {
+	start := now()
+	var made bool
+	var err error
+	store.RunIdle(func() { made, err = st.PrepareNext(ctx, udid) })
+	switch {
+	case err != nil:
+		log.Warn("could not prepare the next backup's folder; the next backup clones the latest itself", "udid", udid, "err", err)
+	case made:
+		log.Info("prepared the next backup's folder", "udid", udid, "took", now().Sub(start).Round(time.Millisecond))
+	}
 }
 
 // onlyThisRun says whether snap, just committed by run, is all the store holds of udid: a

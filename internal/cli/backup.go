@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,26 +71,34 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	default:
 		view = &lineView{w: stderr}
 	}
+	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
+	reported := false
+	report := func(sum runSummary, err error) {
+		reported = true
+		view.result(sum, err)
+		if err == nil && !f.asJSON {
+			printResult(stdout, sum)
+		}
+		if err == nil {
+			printUnreadable(stderr, sum.Unreadable)
+		}
+	}
 	var sum runSummary
 	var err error
 	if f.dir != "" {
 		sum, err = backupToDir(ctx, f, view)
 	} else {
-		sum, err = backupToStore(ctx, f, view)
+		// Reported once committed: the store then prepares the next backup's folder.
+		sum, err = backupToStore(ctx, f, view, func(s runSummary) { report(s, nil) })
 	}
-	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
-	view.result(sum, err)
-	if err == nil && !f.asJSON {
-		printResult(stdout, sum)
-	}
-	if err == nil {
-		printUnreadable(stderr, sum.Unreadable)
+	if !reported {
+		report(sum, err)
 	}
 	return err
 }
 
 // backupToStore runs the one backup orchestration, as the daemon and the tray do.
-func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, error) {
+func backupToStore(ctx context.Context, f backupFlags, view progressView, committed func(runSummary)) (runSummary, error) {
 	cfg, err := loadSettings()
 	if err != nil {
 		return runSummary{}, err
@@ -99,15 +108,24 @@ func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSu
 	b := &app.Backups{Settings: func() *settings.Settings { return cfg }, Stores: &app.Stores{Now: time.Now},
 		Secrets: f.secrets, Now: time.Now, PasscodeCancelWindow: f.passcodeCancelWindow, Devices: devs}
 	events, done := render(view)
-	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events})
-	done()
+	var once sync.Once
+	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events,
+		Committed: func(out app.Outcome) {
+			once.Do(done) // the engine has sent its last event
+			committed(storeSummary(out))
+		}})
+	once.Do(done)
+	return storeSummary(out), err
+}
+
+func storeSummary(out app.Outcome) runSummary {
 	s := runSummary{UDID: out.UDID, Name: out.Device.Name, ProductType: out.Device.ProductType, Device: out.Device,
 		Dir: out.Dir, Location: out.Location, Snapshot: out.Snapshot, Full: out.Full, Files: out.Files,
 		Bytes: out.Bytes, Size: out.Size, Seconds: out.Duration().Seconds(), Warnings: out.Warnings, Unreadable: out.Unreadable}
 	if a := out.Approval; a != nil {
 		s.Warnings = append(s.Warnings, "retention wants to "+a.Summary+" ("+humanBytes(a.Bytes)+"); run snapback prune --udid "+out.UDID+" --yes to allow it")
 	}
-	return s, err
+	return s
 }
 
 // backupToDir writes a plain backup folder in place: no store, no snapshots.

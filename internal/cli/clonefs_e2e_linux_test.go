@@ -27,7 +27,8 @@ import (
 // the content index grew by the files the device sent, not by the whole backup, and the
 // snapshot before counts as its own only a small part of its bytes. An export, which the
 // user may change, is still an independent copy (a reflink there), and making it writable
-// leaves the snapshot's files read-only.
+// leaves the snapshot's files read-only. The second backup starts from the folder prepared
+// after the first.
 func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 	for _, fstype := range []string{"btrfs", "xfs"} {
 		t.Run(fstype, func(t *testing.T) {
@@ -43,10 +44,20 @@ func TestIncrementalOnBtrfsAndXFS(t *testing.T) {
 				t.Fatalf("first backup: exit %d\n%s", code, out)
 			}
 			indexed := countLines(t, hashes)
+			// After a backup, snapback prepares the folder the next one starts from
+			// (store.PrepareNext); the next backup takes it instead of linking every file.
+			next := filepath.Join(root, store.VersionsDirName, id.UDID, "next")
+			prepared := dirInode(t, filepath.Join(next, id.UDID))
 			m := agent.Mutate(6)
 			out, code := runSnapback(t, "backup", "--udid", id.UDID)
 			if code != 0 || !strings.Contains(out, "incremental") {
 				t.Fatalf("second backup: exit %d, want an incremental\n%s", code, out)
+			}
+			if got := dirInode(t, filepath.Join(root, id.UDID)); got != prepared {
+				t.Errorf("%s: the second backup did not start from the folder prepared after the first", fstype)
+			}
+			if _, err := os.Stat(filepath.Join(next, "prepared.json")); err != nil {
+				t.Errorf("%s: no folder prepared for the third backup: %v", fstype, err)
 			}
 
 			st, err := store.Open(context.Background(), disk.mnt, store.Options{})
@@ -146,4 +157,13 @@ func countLines(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return bytes.Count(b, []byte{'\n'})
+}
+
+func dirInode(t *testing.T, dir string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
