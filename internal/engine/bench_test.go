@@ -95,7 +95,11 @@ type run struct {
 	// durable is wall plus the sync(2) right after the run (BenchmarkHost): the time until
 	// the backup is on disk. Snapback ends a backup with syncfs, idevicebackup2 with
 	// nothing, so wall alone charges only Snapback for writing back what it received.
-	durable   time.Duration
+	durable time.Duration
+	// result is the time until the client reported the backup done ("Snapshot … committed",
+	// "Backup folder: …", idevicebackup2's "Backup Successful."): the store prepares the
+	// next backup's folder after that (store.PrepareNext), which wall includes. 0: no report.
+	result    time.Duration
 	user, sys time.Duration
 	rssMB     float64
 	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
@@ -108,6 +112,30 @@ func (r run) String() string {
 
 // childEnv runs a command with env added to this process's environment and returns its
 // resource use.
+// resultWatch collects a child's output and notes when it first reports a finished backup.
+// exec's copying goroutines call Write one at a time per stream; the mutex covers both.
+type resultWatch struct {
+	mu  sync.Mutex
+	out *bytes.Buffer
+	t0  time.Time
+	at  time.Duration
+}
+
+func (w *resultWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, _ := w.out.Write(p)
+	if w.at == 0 {
+		for _, m := range []string{"committed: ", "Backup folder: ", "Backup Successful"} {
+			if bytes.Contains(w.out.Bytes()[max(0, w.out.Len()-len(p)-64):], []byte(m)) {
+				w.at = time.Since(w.t0)
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
 func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
@@ -115,8 +143,9 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
+	w := &resultWatch{out: &out, t0: t0}
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -150,7 +179,7 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	if err != nil {
 		b.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, lastLines(out.String(), 20))
 	}
-	r := run{wall: wall, rssMB: float64(hwm.Load()) / 1024}
+	r := run{wall: wall, result: w.at, rssMB: float64(hwm.Load()) / 1024}
 	if ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru != nil {
 		r.user = time.Duration(ru.Utime.Nano())
 		r.sys = time.Duration(ru.Stime.Nano())
