@@ -67,6 +67,11 @@ type RunResult struct {
 	Unreadable int
 	// Damaged counts stored files the scrub after the commit found changed on disk.
 	Damaged int
+	// After, when set, is work for after the result is out: preparing the next backup's
+	// starting folder. The manager runs it once it has published RunFinished, with a context
+	// that ends at shutdown (which waits for it); until it returns, no new run of the device
+	// starts (a Back Up Now is queued). It never changes the run's result.
+	After func(context.Context) `json:"-"`
 }
 
 // Runner performs one backup. The composition root implements it on top of the backup
@@ -148,14 +153,16 @@ type Config struct {
 // All its state is owned by the goroutine that calls Run; the other methods are safe from
 // any goroutine and talk to that loop.
 type Manager struct {
-	cfg     Config
-	bus     *Bus
-	log     *slog.Logger
-	cmds    chan func()
-	prog    chan progressMsg
-	done    chan runDone
-	stopped chan struct{}
-	started atomic.Bool
+	cfg  Config
+	bus  *Bus
+	log  *slog.Logger
+	cmds chan func()
+	prog chan progressMsg
+	done chan runDone
+	// afterDone carries the UDID of a run whose RunResult.After has returned.
+	afterDone chan string
+	stopped   chan struct{}
+	started   atomic.Bool
 
 	statusMu sync.Mutex
 	status   Status
@@ -165,6 +172,7 @@ type Manager struct {
 	devs        map[string]*devState
 	q           queue
 	running     map[string]*run
+	finishing   map[string]bool // UDIDs whose run's After is still running
 	waiters     []chan struct{}
 	settingsErr string
 	lastTick    time.Time
@@ -198,6 +206,10 @@ type runDone struct {
 	res   RunResult
 	err   error
 	cause error
+	// after: the run's RunResult.After runs on its goroutine once the loop has marked the
+	// device finishing and closed marked; it then sends the UDID on Manager.afterDone.
+	after  bool
+	marked chan struct{}
 }
 
 // NewManager checks cfg and returns a Manager; call Run to start it.
@@ -222,15 +234,17 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		cfg:     cfg,
-		bus:     cfg.Bus,
-		log:     cfg.Logger,
-		cmds:    make(chan func()),
-		prog:    make(chan progressMsg),
-		done:    make(chan runDone, cfg.MaxConcurrent),
-		stopped: make(chan struct{}),
-		devs:    map[string]*devState{},
-		running: map[string]*run{},
+		cfg:       cfg,
+		bus:       cfg.Bus,
+		log:       cfg.Logger,
+		cmds:      make(chan func()),
+		prog:      make(chan progressMsg),
+		done:      make(chan runDone, cfg.MaxConcurrent),
+		afterDone: make(chan string),
+		finishing: map[string]bool{},
+		stopped:   make(chan struct{}),
+		devs:      map[string]*devState{},
+		running:   map[string]*run{},
 	}
 	m.status = Status{Paused: cfg.State.Snapshot().Paused}
 	m.bus.setSnapshot(m.Status)
@@ -293,6 +307,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.onProgress(p)
 		case d := <-m.done:
 			m.onDone(d)
+		case udid := <-m.afterDone:
+			delete(m.finishing, udid)
+			m.dispatch()
 		}
 	}
 }
@@ -300,10 +317,15 @@ func (m *Manager) Run(ctx context.Context) error {
 // shutdown cancels the runs in progress (their contexts derive from Run's) and waits for
 // them; their results are not counted as failed attempts.
 func (m *Manager) shutdown() {
-	for len(m.running) > 0 {
-		d := <-m.done
-		delete(m.running, d.r.req.UDID)
-		m.log.Info("backup stopped by shutdown", "udid", d.r.req.UDID)
+	for len(m.running) > 0 || len(m.finishing) > 0 {
+		select {
+		case d := <-m.done:
+			delete(m.running, d.r.req.UDID)
+			m.markFinishing(d)
+			m.log.Info("backup stopped by shutdown", "udid", d.r.req.UDID)
+		case udid := <-m.afterDone:
+			delete(m.finishing, udid)
+		}
 	}
 	m.q = queue{}
 	m.publishStatus()
@@ -434,7 +456,7 @@ func (m *Manager) WaitIdle(ctx context.Context) error {
 }
 
 func (m *Manager) checkIdle() {
-	if m.q.len() > 0 || len(m.running) > 0 {
+	if m.q.len() > 0 || len(m.running) > 0 || len(m.finishing) > 0 {
 		return
 	}
 	for _, ch := range m.waiters {
@@ -593,7 +615,7 @@ func (m *Manager) enqueue(udid string, manual bool) {
 
 func (m *Manager) dispatch() {
 	for len(m.running) < m.cfg.MaxConcurrent {
-		req, ok := m.q.pop(func(u string) bool { return m.running[u] != nil })
+		req, ok := m.q.pop(func(u string) bool { return m.running[u] != nil || m.finishing[u] })
 		if !ok {
 			return
 		}
@@ -609,22 +631,52 @@ func (m *Manager) start(req RunRequest) {
 	m.publish(Event{Type: EventRunStarted, UDID: req.UDID, Name: req.Name, Manual: req.Manual})
 	go func() {
 		d := runDone{r: r}
-		defer func() {
-			// A panicking runner must not take the daemon down or leave the device "running".
-			if p := recover(); p != nil {
-				d.err = fmt.Errorf("backup engine panicked: %v", p)
-			}
-			d.cause = context.Cause(ctx)
-			m.done <- d
-			cancel(nil)
+		func() {
+			defer func() {
+				// A panicking runner must not take the daemon down or leave the device "running".
+				if p := recover(); p != nil {
+					d.err = fmt.Errorf("backup engine panicked: %v", p)
+				}
+			}()
+			d.res, d.err = m.cfg.Runner.Run(ctx, req, func(p Progress) {
+				select {
+				case m.prog <- progressMsg{r: r, p: p}:
+				case <-ctx.Done():
+				}
+			})
 		}()
-		d.res, d.err = m.cfg.Runner.Run(ctx, req, func(p Progress) {
-			select {
-			case m.prog <- progressMsg{r: r, p: p}:
-			case <-ctx.Done():
-			}
-		})
+		d.cause = context.Cause(ctx)
+		after := d.res.After
+		d.res.After = nil
+		d.after = after != nil && d.err == nil
+		d.marked = make(chan struct{})
+		m.done <- d
+		cancel(nil)
+		if d.after {
+			<-d.marked // else its end could reach the loop before the run's
+			m.runAfter(req.UDID, after)
+		}
 	}()
+}
+
+// markFinishing notes that d's After is about to run: the device starts no run until it ends.
+func (m *Manager) markFinishing(d runDone) {
+	if d.after {
+		m.finishing[d.r.req.UDID] = true
+	}
+	close(d.marked)
+}
+
+// runAfter runs a finished run's After on the run's goroutine and reports its end to the loop,
+// which keeps the device from starting another run meanwhile.
+func (m *Manager) runAfter(udid string, after func(context.Context)) {
+	defer func() { m.afterDone <- udid }()
+	defer func() {
+		if p := recover(); p != nil {
+			m.log.Error("work after a backup panicked", "udid", udid, "panic", p)
+		}
+	}()
+	after(m.ctx)
 }
 
 func (m *Manager) onProgress(msg progressMsg) {
@@ -685,6 +737,7 @@ func (m *Manager) onDone(d runDone) {
 	r := d.r
 	udid := r.req.UDID
 	delete(m.running, udid)
+	m.markFinishing(d)
 	if m.ctx.Err() != nil && !errors.Is(d.cause, errUserCancelled) && d.err != nil {
 		// Stopped by shutdown (the loop may see the result before it sees ctx end): not an
 		// attempt, so it does not eat a retry.

@@ -378,3 +378,99 @@ func TestFinishedEventCarriesTheRun(t *testing.T) {
 		t.Fatalf("finished event %+v, run %+v", ev, r)
 	}
 }
+
+// A run's After (preparing the next backup's folder) runs once RunFinished is out, so the
+// user hears of the backup without waiting for it; meanwhile a Back Up Now of the same
+// device is queued, not started, and the manager counts as busy. Shutdown cancels After's
+// context and waits for it.
+func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
+	loc := berlin(t)
+	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
+	afterStarted, release := make(chan struct{}), make(chan struct{})
+	afterEnded := make(chan error, 1)
+	calls := 0
+	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		calls++
+		if calls > 1 {
+			return RunResult{Snapshot: "second"}, nil
+		}
+		return RunResult{Snapshot: "first", After: func(ctx context.Context) {
+			close(afterStarted)
+			select {
+			case <-release:
+				afterEnded <- nil
+			case <-ctx.Done():
+				afterEnded <- ctx.Err()
+			}
+		}}, nil
+	}
+	sub := h.m.Bus().Subscribe(EventRunFinished | EventRunStarted)
+	defer sub.Close()
+	h.devs.attach(t, devA, settings.TransportUSB)
+	for _, want := range []EventType{EventRunStarted, EventRunFinished} {
+		if ev := <-sub.C; ev.Type != want {
+			t.Fatalf("event %v, want %v", ev.Type, want)
+		}
+	}
+	<-afterStarted // RunFinished was published while After had not even started or was running
+	if err := h.m.BackUpNow(context.Background(), devA); err != nil {
+		t.Fatalf("Back Up Now while the last run's After runs: %v", err)
+	}
+	h.sync()
+	if st := h.m.Status(); st.Running != 0 || st.Queued != 1 || len(h.runner.records()) != 1 {
+		t.Fatalf("a second run started during the first one's After: status %+v, runs %d", st, len(h.runner.records()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if err := h.m.WaitIdle(ctx); err == nil {
+		t.Error("the manager said idle while a run's After was still running")
+	}
+	cancel()
+	close(release)
+	if err := <-afterEnded; err != nil {
+		t.Fatalf("After ended with %v", err)
+	}
+	if ev := <-sub.C; ev.Type != EventRunStarted {
+		t.Fatalf("event %v after After returned, want the queued run to start", ev.Type)
+	}
+	h.idle()
+	if n := len(h.runner.records()); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+}
+
+func TestShutdownWaitsForAfter(t *testing.T) {
+	loc := berlin(t)
+	st, _ := OpenState("")
+	clock := newFakeClock(time.Date(2026, 6, 10, 10, 0, 0, 0, loc))
+	devs := newFakeDevices()
+	afterStarted, afterEnded := make(chan struct{}), make(chan error, 1)
+	r := &fakeRunner{now: clock.Now, fn: func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+		return RunResult{After: func(ctx context.Context) {
+			close(afterStarted)
+			<-ctx.Done()
+			afterEnded <- ctx.Err()
+		}}, nil
+	}}
+	m, err := NewManager(Config{Settings: func() *settings.Settings { return mustSettings(t, threeDevices) },
+		State: st, Runner: r, Devices: devs, Now: clock.Now, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	devs.attach(t, devA, settings.TransportUSB)
+	<-afterStarted
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-afterEnded:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("After's context ended with %v", err)
+		}
+	default:
+		t.Fatal("Run returned before the run's After did")
+	}
+}

@@ -70,11 +70,6 @@ type BackupRequest struct {
 	Name string
 	// Offsite receives the off-site upload's events (restic's progress); may be nil.
 	Offsite func(offsite.Event)
-	// Committed, when set, hears the outcome as soon as the backup and what follows it
-	// (retention, off-site copy, scrub) are done, before Run prepares the next backup's
-	// starting folder (store.PrepareNext): `snapback backup` reports there, so its result is
-	// not held back by work that only tomorrow's backup waits for.
-	Committed func(Outcome)
 	// PairPrompt, when set, turns on automatic pairing: a device that does not trust this
 	// computer is paired first and PairPrompt tells the user to tap Trust (engine.Request).
 	PairPrompt func(p device.PairPrompt, name string)
@@ -105,6 +100,11 @@ type Outcome struct {
 	Approval        *jobs.Approval // retention wants to delete snapshots and must ask first
 	Warnings        []string       // things that went wrong after the commit (retention)
 	Damaged         int            // stored files the scrub after the commit found damaged
+	// PrepareNext prepares the folder the next backup of this device starts from
+	// (store.PrepareNext) at idle priority; the caller runs it after reporting the outcome,
+	// so the result is not held back by work only the next backup waits for. It logs a
+	// failure (the next backup then clones as before). nil unless the run committed.
+	PrepareNext func(context.Context)
 }
 
 // Duration is how long the run took.
@@ -254,10 +254,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if out.Damaged > 0 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", out.Damaged))
 	}
-	if req.Committed != nil {
-		req.Committed(out)
-	}
-	b.prepareNext(ctx, st, udid, now, log)
+	out.PrepareNext = func(ctx context.Context) { b.prepareNext(ctx, st, udid, now, log) }
 	return out, nil
 }
 
@@ -272,6 +269,8 @@ func (b *Backups) prepareNext(ctx context.Context, st *store.Store, udid string,
 	var err error
 	store.RunIdle(func() { made, err = st.PrepareNext(ctx, udid) })
 	switch {
+	case errors.Is(err, context.Canceled):
+		log.Info("stopped preparing the next backup's folder", "udid", udid)
 	case err != nil:
 		log.Warn("could not prepare the next backup's folder; the next backup clones the latest itself", "udid", udid, "err", err)
 	case made:

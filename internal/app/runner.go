@@ -193,6 +193,7 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Warnings: out.Warnings, Approval: out.Approval,
 		Unreadable: out.UnreadableTotal, // this run's and those still missing from earlier runs
 		Damaged:    out.Damaged,
+		After:      out.PrepareNext, // once the result is announced
 	}, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,51 +70,42 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	default:
 		view = &lineView{w: stderr}
 	}
-	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
-	reported := false
-	report := func(sum runSummary, err error) {
-		reported = true
-		view.result(sum, err)
-		if err == nil && !f.asJSON {
-			printResult(stdout, sum)
-		}
-		if err == nil {
-			printUnreadable(stderr, sum.Unreadable)
-		}
-	}
 	var sum runSummary
 	var err error
+	var prepareNext func(context.Context)
 	if f.dir != "" {
 		sum, err = backupToDir(ctx, f, view)
 	} else {
-		// Reported once committed: the store then prepares the next backup's folder.
-		sum, err = backupToStore(ctx, f, view, func(s runSummary) { report(s, nil) })
+		sum, prepareNext, err = backupToStore(ctx, f, view)
 	}
-	if !reported {
-		report(sum, err)
+	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
+	view.result(sum, err)
+	if err == nil && !f.asJSON {
+		printResult(stdout, sum)
+	}
+	if err == nil {
+		printUnreadable(stderr, sum.Unreadable)
+	}
+	if prepareNext != nil {
+		prepareNext(ctx) // after the summary: only the next backup waits for it
 	}
 	return err
 }
 
 // backupToStore runs the one backup orchestration, as the daemon and the tray do.
-func backupToStore(ctx context.Context, f backupFlags, view progressView, committed func(runSummary)) (runSummary, error) {
+func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, func(context.Context), error) {
 	cfg, err := loadSettings()
 	if err != nil {
-		return runSummary{}, err
+		return runSummary{}, nil, err
 	}
 	devs := app.DeviceHost(cfg, nil) // finds the device over usbmuxd and, as set, over Wi-Fi itself
 	defer devs.Close()
 	b := &app.Backups{Settings: func() *settings.Settings { return cfg }, Stores: &app.Stores{Now: time.Now},
 		Secrets: f.secrets, Now: time.Now, PasscodeCancelWindow: f.passcodeCancelWindow, Devices: devs}
 	events, done := render(view)
-	var once sync.Once
-	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events,
-		Committed: func(out app.Outcome) {
-			once.Do(done) // the engine has sent its last event
-			committed(storeSummary(out))
-		}})
-	once.Do(done)
-	return storeSummary(out), err
+	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events})
+	done()
+	return storeSummary(out), out.PrepareNext, err
 }
 
 func storeSummary(out app.Outcome) runSummary {

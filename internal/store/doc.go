@@ -12,6 +12,7 @@
 //	Snapback.Versions/<UDID>/snapshots/<id>.json   snapshot record (the commit point)
 //	Snapback.Versions/<UDID>/archives/<name>.json  archive records
 //	Snapback.Versions/<UDID>/staging/<UDID>/       the run in progress
+//	Snapback.Versions/<UDID>/next/<UDID>/          the next run's start, prepared ahead (next.go)
 //	Snapback.Versions/<UDID>/journal.json, lock
 //
 // Every committed backup has a record in snapshots/. The newest record describes the latest
