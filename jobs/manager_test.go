@@ -244,21 +244,8 @@ func TestBackupOutsideManagerCountsForTheDay(t *testing.T) {
 }
 
 func TestRunStopsAndCancelsRunsOnShutdown(t *testing.T) {
-	loc := berlin(t)
-	st, _ := OpenState("")
-	clock := newFakeClock(time.Date(2026, 6, 10, 10, 0, 0, 0, loc))
-	devs := newFakeDevices()
 	g := gate{release: make(chan struct{})}
-	r := &fakeRunner{now: clock.Now, fn: g.fn}
-	m, err := NewManager(Config{Settings: func() *settings.Settings { return mustSettings(t, threeDevices) },
-		State: st, Runner: r, Devices: devs, Now: clock.Now, Tick: make(chan time.Time)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- m.Run(ctx) }()
-	devs.attach(t, devA, settings.TransportUSB)
+	m, st, cancel, done := runWithDeviceA(t, g.fn)
 	waitFor(t, "run to start", func() bool { return m.Status().Running == 1 })
 	cancel()
 	if err := <-done; err != nil {
@@ -439,27 +426,14 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 }
 
 func TestShutdownWaitsForAfter(t *testing.T) {
-	loc := berlin(t)
-	st, _ := OpenState("")
-	clock := newFakeClock(time.Date(2026, 6, 10, 10, 0, 0, 0, loc))
-	devs := newFakeDevices()
 	afterStarted, afterEnded := make(chan struct{}), make(chan error, 1)
-	r := &fakeRunner{now: clock.Now, fn: func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
+	_, _, cancel, done := runWithDeviceA(t, func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
 		return RunResult{After: func(ctx context.Context) {
 			close(afterStarted)
 			<-ctx.Done()
 			afterEnded <- ctx.Err()
 		}}, nil
-	}}
-	m, err := NewManager(Config{Settings: func() *settings.Settings { return mustSettings(t, threeDevices) },
-		State: st, Runner: r, Devices: devs, Now: clock.Now, Tick: make(chan time.Time)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- m.Run(ctx) }()
-	devs.attach(t, devA, settings.TransportUSB)
+	})
 	<-afterStarted
 	cancel()
 	if err := <-done; err != nil {
@@ -473,4 +447,23 @@ func TestShutdownWaitsForAfter(t *testing.T) {
 	default:
 		t.Fatal("Run returned before the run's After did")
 	}
+}
+
+// runWithDeviceA runs a Manager whose runner answers with fn, without the harness (the test
+// stops it itself: cancel, then read done), and attaches device A, inside its window.
+func runWithDeviceA(t *testing.T, fn func(context.Context, RunRequest, func(Progress)) (RunResult, error)) (*Manager, *StateStore, context.CancelFunc, chan error) {
+	t.Helper()
+	st, _ := OpenState("")
+	clock := newFakeClock(time.Date(2026, 6, 10, 10, 0, 0, 0, berlin(t)))
+	devs := newFakeDevices()
+	m, err := NewManager(Config{Settings: func() *settings.Settings { return mustSettings(t, threeDevices) },
+		State: st, Runner: &fakeRunner{now: clock.Now, fn: fn}, Devices: devs, Now: clock.Now, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	devs.attach(t, devA, settings.TransportUSB)
+	return m, st, cancel, done
 }
