@@ -85,8 +85,12 @@ func (s *Store) PrepareNext(ctx context.Context, udid string) (made bool, err er
 			return err
 		}
 		if err := s.makeNext(ctx, udid, want); err != nil {
-			if rerr := os.RemoveAll(s.l.next(udid)); rerr != nil {
-				s.log.Warn("remove an unfinished prepared folder", "udid", udid, "err", rerr)
+			// Cancelled (a shutdown): leave the unmarked folder to the next recovery rather
+			// than delay the exit by unlinking what was linked so far.
+			if ctx.Err() == nil {
+				if rerr := os.RemoveAll(s.l.next(udid)); rerr != nil {
+					s.log.Warn("remove an unfinished prepared folder", "udid", udid, "err", rerr)
+				}
 			}
 			return fmt.Errorf("prepare the next backup of %s: %w", udid, err)
 		}

@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -186,4 +187,37 @@ func TestStalePreparedNextIsNotUsed(t *testing.T) {
 		t.Error("a prepared folder marked for another latest backup was used")
 	}
 	checkSizes(t, s, 3)
+}
+
+// A preparation cancelled half-way (a shutdown) returns at once and leaves an unmarked folder,
+// which is never used and which the next Open removes.
+func TestCancelledPrepareIsRemovedByRecovery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	opts := testOptions(&fakeClock{t: epoch, step: time.Hour})
+	opts.hook = func(p string) {
+		if p == "clone" {
+			if n++; n == 20 {
+				cancel()
+			}
+		}
+	}
+	dir := t.TempDir()
+	s := openStore(t, dir, opts)
+	dev := newFakeDevice(testUDID, 600, 300, 23)
+	runBackup(t, s, dev)
+	n = 0
+	if _, err := s.PrepareNext(ctx, testUDID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled PrepareNext: %v", err)
+	}
+	if _, ok := s.readNext(testUDID); ok || !exists(s.l.next(testUDID)) {
+		t.Fatalf("a cancelled preparation should leave an unmarked folder (marked: %v)", ok)
+	}
+	s = openStore(t, dir, testOptions(&fakeClock{t: epoch.Add(10 * time.Hour), step: time.Hour}))
+	if exists(s.l.next(testUDID)) {
+		t.Error("recovery left the cancelled preparation")
+	}
+	dev.change(10)
+	runBackup(t, s, dev)
+	checkSizes(t, s, 1)
 }
