@@ -64,7 +64,13 @@ type delta struct {
 	// sink, when set, takes each written file instead of written and present (a fresh
 	// commit's one pass, fullcommit.go: nothing per file is kept here).
 	sink func(blobStat) error
+	// queue, when set, collects the top-level folders for diffQueued instead of comparing
+	// them in place (diffTree).
+	queue *[]subdir
 }
+
+// subdir is a top-level folder queued by diffDir for diffQueued.
+type subdir struct{ sDir, lDir, rel string }
 
 // idKey is the first 64 bits of a fileID. fileIDs are SHA-1 sums, so two distinct ones share
 // it with probability 2^-64 per pair: a set of these keys stands for the set of a million

@@ -9,6 +9,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -71,14 +74,74 @@ func blobStatOf(rel string, st *unix.Stat_t) blobStat {
 // new file and renames it over the name, and a new file cannot get the number of an inode
 // latest still links). Only written and removed files are stat'ed; memory is one directory's
 // listing plus the written files and one 8-byte key per blob (8 MB for 1,000,000 files).
+//
+// The top-level folders ("00" … "ff") are compared by cloneWorkers goroutines, each into a
+// delta of its own, merged at the end: the listing is the commit's longest serial step (at
+// 100,000 files, 0.3-0.5 s of the 0.7 s between the device's last message and the commit on
+// the 2-core test machine, mostly getdents), and folders are independent.
 func (s *Store) diffTree(ctx context.Context, staged, latest string, files int) (*delta, error) {
 	// One allocation for the blob keys: growing by doubling would hold 1.5-3x at the end.
-	d := &delta{present: make([]uint64, 0, files+files/16+64)}
+	d := &delta{present: make([]uint64, 0, files+files/16+64), queue: &[]subdir{}}
 	if err := s.diffDir(ctx, d, staged, latest, "", 0); err != nil {
 		return nil, fmt.Errorf("compare %s with %s: %w", staged, latest, err)
 	}
+	if err := s.diffQueued(ctx, d); err != nil {
+		return nil, fmt.Errorf("compare %s with %s: %w", staged, latest, err)
+	}
 	slices.Sort(d.present)
+	// Workers finish in any order; the index and the journal should not depend on it.
+	slices.SortFunc(d.written, func(a, b blobStat) int { return strings.Compare(a.rel, b.rel) })
 	return d, nil
+}
+
+// diffQueued compares the folders d.queue holds on cloneWorkers goroutines, which end before
+// it returns, and adds what they found to d.
+func (s *Store) diffQueued(ctx context.Context, d *delta) error {
+	queue := *d.queue
+	d.queue = nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := min(s.cloneWorkers(), len(queue))
+	parts := make([]*delta, workers)
+	errs := make([]error, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := &delta{}
+		parts[w] = part
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(queue); i = int(next.Add(1)) - 1 {
+				q := queue[i]
+				if err := s.diffDir(ctx, part, q.sDir, q.lDir, q.rel, 1); err != nil {
+					errs[w] = err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		d.written = append(d.written, p.written...)
+		d.present = append(d.present, p.present...)
+		d.removedFiles += p.removedFiles
+		d.removedBytes += p.removedBytes
+		d.removedUnique += p.removedUnique
+	}
+	return nil
+}
+
+// diffSub compares a subfolder: at once, or queued for diffQueued when d collects the
+// top-level folders.
+func (s *Store) diffSub(ctx context.Context, d *delta, sDir, lDir, rel string, depth int) error {
+	if d.queue != nil && depth == 1 {
+		*d.queue = append(*d.queue, subdir{sDir, lDir, rel})
+		return nil
+	}
+	return s.diffDir(ctx, d, sDir, lDir, rel, depth)
 }
 
 // canListInodes: directory listings carry inode numbers, so commits can tell new files from
@@ -157,7 +220,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				sub = filepath.Join(lDir, e.name)
 				delete(lEnts, e.name)
 			}
-			if err := s.diffDir(ctx, d, filepath.Join(sDir, e.name), sub, erel, depth+1); err != nil {
+			if err := s.diffSub(ctx, d, filepath.Join(sDir, e.name), sub, erel, depth+1); err != nil {
 				return err
 			}
 		case typeFile:
@@ -187,7 +250,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 	for name, le := range lEnts {
 		switch le.typ {
 		case typeDir:
-			if err := s.diffDir(ctx, d, "", filepath.Join(lDir, name), path.Join(rel, name), depth+1); err != nil {
+			if err := s.diffSub(ctx, d, "", filepath.Join(lDir, name), path.Join(rel, name), depth+1); err != nil {
 				return err
 			}
 		case typeFile:
