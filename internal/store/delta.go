@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"snapback/internal/backupfmt"
 )
@@ -67,6 +68,22 @@ type delta struct {
 	// queue, when set, collects the top-level folders for diffQueued instead of comparing
 	// them in place (diffTree).
 	queue *[]subdir
+	// keys, when set, takes the blob keys instead of present, a folder at a time (batch):
+	// the workers of diffQueued share it.
+	keys  *sharedKeys
+	batch []uint64
+}
+
+// sharedKeys is the blob keys of a backup, filled by several goroutines.
+type sharedKeys struct {
+	mu   sync.Mutex
+	keys []uint64
+}
+
+func (k *sharedKeys) add(batch []uint64) {
+	k.mu.Lock()
+	k.keys = append(k.keys, batch...)
+	k.mu.Unlock()
 }
 
 // subdir is a top-level folder queued by diffDir for diffQueued.

@@ -102,12 +102,16 @@ func (s *Store) diffQueued(ctx context.Context, d *delta) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	workers := min(s.cloneWorkers(), len(queue))
+	// The blob keys go straight into d.present, allocated once for the whole backup (8 MB
+	// for 1,000,000 files): a slice per worker, grown by doubling and then merged, would hold
+	// up to twice that again at the peak.
+	keys := &sharedKeys{keys: d.present}
 	parts := make([]*delta, workers)
 	errs := make([]error, workers)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
-		part := &delta{}
+		part := &delta{keys: keys}
 		parts[w] = part
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(queue); i = int(next.Add(1)) - 1 {
@@ -124,9 +128,9 @@ func (s *Store) diffQueued(ctx context.Context, d *delta) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	d.present = keys.keys
 	for _, p := range parts {
 		d.written = append(d.written, p.written...)
-		d.present = append(d.present, p.present...)
 		d.removedFiles += p.removedFiles
 		d.removedBytes += p.removedBytes
 		d.removedUnique += p.removedUnique
@@ -202,6 +206,10 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 		}
 	}
 	blobDir := depth == 1 && len(rel) == 2
+	if blobDir && d.keys != nil {
+		d.batch = d.batch[:0]
+		defer func() { d.keys.add(d.batch) }() // one lock per folder, also on an error path
+	}
 	for _, e := range sEnts {
 		if e.typ == typeUnknown {
 			st, err := statAt(sfd, e.name)
@@ -225,7 +233,11 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			}
 		case typeFile:
 			if d.sink == nil && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
-				d.present = append(d.present, idKey(e.name))
+				if d.keys != nil {
+					d.batch = append(d.batch, idKey(e.name))
+				} else {
+					d.present = append(d.present, idKey(e.name))
+				}
 			}
 			if le, ok := lEnts[e.name]; ok && le.ino == e.ino {
 				delete(lEnts, e.name) // unchanged: a link to latest's verified, read-only file

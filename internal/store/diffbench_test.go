@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func BenchmarkDiffTree(b *testing.B) {
 	}
 	serial := &Store{opts: Options{fullScan: true}}
 	times := map[int][]time.Duration{}
+	allocs := map[int]uint64{} // bytes allocated by one diff, the last round's
 	b.ResetTimer()
 	for range b.N {
 		for r := range runs {
@@ -58,14 +60,18 @@ func BenchmarkDiffTree(b *testing.B) {
 				order = []*Store{s, serial}
 			}
 			for _, st := range order {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
 				t0 := time.Now()
 				d, err := st.diffTree(context.Background(), staged, latest, files)
 				el := time.Since(t0)
+				runtime.ReadMemStats(&m1)
 				if err != nil || len(d.written) != files/100 || len(d.present) != files {
 					b.Fatalf("diff: %d written, %d present, %v", len(d.written), len(d.present), err)
 				}
 				w := st.cloneWorkers()
 				times[w] = append(times[w], el)
+				allocs[w] = m1.TotalAlloc - m0.TotalAlloc
 			}
 		}
 	}
@@ -74,6 +80,6 @@ func BenchmarkDiffTree(b *testing.B) {
 	for _, w := range []int{1, cloneWorkers} {
 		t := slices.Clone(times[w])
 		slices.Sort(t)
-		fmt.Printf("  %d worker(s): min %.3f s, median %.3f s\n", w, t[0].Seconds(), t[len(t)/2].Seconds())
+		fmt.Printf("  %d worker(s): min %.3f s, median %.3f s; %.1f MB allocated\n", w, t[0].Seconds(), t[len(t)/2].Seconds(), float64(allocs[w])/1e6)
 	}
 }
