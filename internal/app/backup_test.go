@@ -202,3 +202,38 @@ func settingsAt(t *testing.T, more string) (*settings.Settings, string) {
 	}
 	return cfg, loc
 }
+
+// Backups.Run leaves preparing the next backup's folder to its caller (Outcome.PrepareNext),
+// so that the result is reported first; once called, the next run starts from that folder.
+func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
+	_, udid := startDevice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, loc := settingsAt(t, "")
+	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{}}
+	next := filepath.Join(loc, store.VersionsDirName, udid, "next", udid)
+	out, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if _, err := os.Stat(next); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Run prepared the next folder before returning its outcome (%v)", err)
+	}
+	if out.PrepareNext == nil {
+		t.Fatal("a committed run returned no PrepareNext")
+	}
+	out.PrepareNext(ctx)
+	prepared, err := os.Stat(next)
+	if err != nil {
+		t.Fatalf("PrepareNext made no folder: %v", err)
+	}
+	if _, err := b.Run(ctx, BackupRequest{UDID: udid}); err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if latest, err := os.Stat(filepath.Join(loc, udid)); err != nil || !os.SameFile(latest, prepared) {
+		t.Errorf("the second backup did not start from the prepared folder (%v)", err)
+	}
+	if failed, err := b.Run(ctx, BackupRequest{UDID: "0000-WRONG"}); err == nil || failed.PrepareNext != nil {
+		t.Errorf("a failed run offered a preparation (%v)", err)
+	}
+}
