@@ -206,10 +206,6 @@ type runDone struct {
 	res   RunResult
 	err   error
 	cause error
-	// after: the run's RunResult.After runs on its goroutine once the loop has marked the
-	// device finishing and closed marked; it then sends the UDID on Manager.afterDone.
-	after  bool
-	marked chan struct{}
 }
 
 // NewManager checks cfg and returns a Manager; call Run to start it.
@@ -320,8 +316,7 @@ func (m *Manager) shutdown() {
 	for len(m.running) > 0 || len(m.finishing) > 0 {
 		select {
 		case d := <-m.done:
-			delete(m.running, d.r.req.UDID)
-			m.markFinishing(d)
+			delete(m.running, d.r.req.UDID) // its After is not started: the context has ended
 			m.log.Info("backup stopped by shutdown", "udid", d.r.req.UDID)
 		case udid := <-m.afterDone:
 			delete(m.finishing, udid)
@@ -631,44 +626,38 @@ func (m *Manager) start(req RunRequest) {
 	m.publish(Event{Type: EventRunStarted, UDID: req.UDID, Name: req.Name, Manual: req.Manual})
 	go func() {
 		d := runDone{r: r}
-		func() {
-			defer func() {
-				// A panicking runner must not take the daemon down or leave the device "running".
-				if p := recover(); p != nil {
-					d.err = fmt.Errorf("backup engine panicked: %v", p)
-				}
-			}()
-			d.res, d.err = m.cfg.Runner.Run(ctx, req, func(p Progress) {
-				select {
-				case m.prog <- progressMsg{r: r, p: p}:
-				case <-ctx.Done():
-				}
-			})
+		defer func() {
+			// A panicking runner must not take the daemon down or leave the device "running".
+			if p := recover(); p != nil {
+				d.err = fmt.Errorf("backup engine panicked: %v", p)
+			}
+			d.cause = context.Cause(ctx)
+			m.done <- d
+			cancel(nil)
 		}()
-		d.cause = context.Cause(ctx)
-		after := d.res.After
-		d.res.After = nil
-		d.after = after != nil && d.err == nil
-		d.marked = make(chan struct{})
-		m.done <- d
-		cancel(nil)
-		if d.after {
-			<-d.marked // else its end could reach the loop before the run's
-			m.runAfter(req.UDID, after)
-		}
+		d.res, d.err = m.cfg.Runner.Run(ctx, req, func(p Progress) {
+			select {
+			case m.prog <- progressMsg{r: r, p: p}:
+			case <-ctx.Done():
+			}
+		})
 	}()
 }
 
-// markFinishing notes that d's After is about to run: the device starts no run until it ends.
-func (m *Manager) markFinishing(d runDone) {
-	if d.after {
-		m.finishing[d.r.req.UDID] = true
+// takeAfter removes a successful run's After from d and marks the device finishing: it
+// starts no run until runAfter reports the end on afterDone.
+func (m *Manager) takeAfter(d *runDone) func(context.Context) {
+	after := d.res.After
+	d.res.After = nil
+	if after == nil || d.err != nil {
+		return nil
 	}
-	close(d.marked)
+	m.finishing[d.r.req.UDID] = true
+	return after
 }
 
-// runAfter runs a finished run's After on the run's goroutine and reports its end to the loop,
-// which keeps the device from starting another run meanwhile.
+// runAfter runs a finished run's After on a goroutine of its own, started by the loop (which
+// shutdown makes wait for it), and reports its end to the loop.
 func (m *Manager) runAfter(udid string, after func(context.Context)) {
 	defer func() { m.afterDone <- udid }()
 	defer func() {
@@ -737,7 +726,7 @@ func (m *Manager) onDone(d runDone) {
 	r := d.r
 	udid := r.req.UDID
 	delete(m.running, udid)
-	m.markFinishing(d)
+	after := m.takeAfter(&d)
 	if m.ctx.Err() != nil && !errors.Is(d.cause, errUserCancelled) && d.err != nil {
 		// Stopped by shutdown (the loop may see the result before it sees ctx end): not an
 		// attempt, so it does not eat a retry.
@@ -799,6 +788,9 @@ func (m *Manager) onDone(d runDone) {
 		m.log.Warn("backup failed", "udid", udid, "result", res, "class", failure.ClassOf(d.err), "err", errText)
 		ev.Type = EventRunFailed
 		m.publish(ev)
+	}
+	if after != nil {
+		go m.runAfter(udid, after) // once the result is out
 	}
 	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
 	// at once rather than after the next minute tick. Not after a device-gone run of a
