@@ -64,7 +64,9 @@ type nextMarker struct {
 // backup will be a full one) or when the destination does not share files by hard link
 // (a reflink or copy clone costs more than it saves kept around). The caller runs it at idle
 // priority (RunIdle): the clone runs on the calling goroutine. It holds the device lock, so a
-// backup started meanwhile gets ErrLocked; cancelling ctx stops it and leaves nothing behind.
+// backup started meanwhile by another process gets ErrLocked (the daemon queues its own).
+// Cancelling ctx stops it at once and leaves an unmarked folder, which is never used and
+// which the next recovery removes.
 func (s *Store) PrepareNext(ctx context.Context, udid string) (made bool, err error) {
 	err = s.withLock(udid, func() error {
 		m, err := s.CloneMethod()
@@ -126,15 +128,8 @@ func (s *Store) makeNext(ctx context.Context, udid string, want nextMarker) erro
 		return err
 	}
 	s.hook("next:begin")
-	c := &bgClone{s: s, src: s.l.latest(udid), dst: s.l.nextBackup(udid), m: CloneHardlink, ctx: ctx,
-		units: map[string]*cloneUnit{}}
-	if err := c.cloneRoot(); err != nil {
+	if err := cloneDir(ctx, s.l.latest(udid), s.l.nextBackup(udid), CloneHardlink, func() { s.hook("clone") }); err != nil {
 		return err
-	}
-	for _, u := range c.order {
-		if err := cloneDir(ctx, filepath.Join(c.src, u.name), filepath.Join(c.dst, u.name), c.m, c.hook); err != nil {
-			return err
-		}
 	}
 	s.hook("next:cloned")
 	// The marker must not become durable before the links it vouches for.
