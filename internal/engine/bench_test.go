@@ -110,8 +110,6 @@ func (r run) String() string {
 	return fmt.Sprintf("%8.2fs %8.2fs %8.2fs %9.1f", r.wall.Seconds(), r.user.Seconds(), r.sys.Seconds(), r.rssMB)
 }
 
-// childEnv runs a command with env added to this process's environment and returns its
-// resource use.
 // resultWatch collects a child's output and notes when it first reports a finished backup.
 // exec's copying goroutines call Write one at a time per stream; the mutex covers both.
 type resultWatch struct {
@@ -136,6 +134,8 @@ func (w *resultWatch) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// childEnv runs a command with env added to this process's environment and returns its
+// resource use.
 func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
