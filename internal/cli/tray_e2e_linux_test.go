@@ -142,6 +142,11 @@ func TestTrayEndToEnd(t *testing.T) {
 	// The menu, once the device is attached: its submenu with "Back Up Now" enabled.
 	const name = "Simulated iPhone 1"
 	run := h.WaitFor([]string{name, "Back Up Now"}, traytest.Node.Enabled)
+	// The tray adds its items one at a time, each a LayoutUpdated a host may read: wait for
+	// the last item of the device's submenu and of the menu before judging the whole.
+	present := func(traytest.Node) bool { return true }
+	h.WaitFor([]string{name, "Back Up over Wi-Fi"}, present)
+	h.WaitFor([]string{"Quit Snapback"}, present)
 	_, root := h.Layout()
 	t.Logf("menu before the backup:\n%s", root.Dump(""))
 	top := root.Labels()
