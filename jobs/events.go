@@ -29,6 +29,7 @@ const (
 	EventSettingsReloaded                        // the settings file was re-read and applied
 	EventSettingsInvalid                         // an edit of the settings file was rejected; Err says why
 	EventTrustRequested                          // the device shows "Trust This Computer?": tell the user now
+	EventDamageFound                             // the scrub after a backup found Damaged stored files changed on disk
 
 	// AllEvents subscribes to every type.
 	AllEvents EventType = 1<<iota - 1
@@ -36,7 +37,7 @@ const (
 
 var eventNames = [...]string{"DeviceAttached", "DeviceDetached", "RunQueued", "RunStarted", "Progress",
 	"PasscodeRequested", "PasscodeDismissed", "RunFinished", "RunFailed", "Overdue", "ApprovalNeeded",
-	"SettingsReloaded", "SettingsInvalid", "TrustRequested"}
+	"SettingsReloaded", "SettingsInvalid", "TrustRequested", "DamageFound"}
 
 func (t EventType) String() string {
 	if bits.OnesCount32(uint32(t)) == 1 {
@@ -74,6 +75,7 @@ type Event struct {
 	OverdueDays int        // Overdue
 	Approval    *Approval
 	Unreadable  int // RunFinished: files the device could not read (recorded in the snapshot)
+	Damaged     int // DamageFound: stored files whose content changed on disk
 }
 
 // DefaultBufferSize is the number of events a subscriber may fall behind before it loses

@@ -65,13 +65,24 @@ type RunResult struct {
 	// Unreadable counts files the device could not read; the snapshot records them and the
 	// user is told ("backed up, N files could not be read").
 	Unreadable int
-	// Damaged counts stored files the scrub after the commit found changed on disk.
-	Damaged int
-	// After, when set, is work for after the result is out: preparing the next backup's
-	// starting folder. The manager runs it once it has published RunFinished, with a context
-	// that ends at shutdown (which waits for it); until it returns, no new run of the device
-	// starts (a Back Up Now is queued). It never changes the run's result.
-	After func(context.Context) `json:"-"`
+	// After, when set, is work for after the result is out: the day's scrub of the stored
+	// files, preparing the next backup's starting folder. The manager runs it once it has
+	// published RunFinished, with a context that ends at shutdown (which waits for it); until
+	// it returns, no new run of the device starts (a Back Up Now is queued). It never changes
+	// the run's result; what it found that the user must hear of is published as its own
+	// event (DamageFound).
+	After func(context.Context) AfterReport `json:"-"`
+}
+
+// AfterReport is what a run's After found.
+type AfterReport struct {
+	Damaged int // stored files whose content changed on disk since they were written
+}
+
+// afterEnd is a run's After having returned.
+type afterEnd struct {
+	udid, name string
+	rep        AfterReport
 }
 
 // Runner performs one backup. The composition root implements it on top of the backup
@@ -159,8 +170,8 @@ type Manager struct {
 	cmds chan func()
 	prog chan progressMsg
 	done chan runDone
-	// afterDone carries the UDID of a run whose RunResult.After has returned.
-	afterDone chan string
+	// afterDone carries what a run's RunResult.After reported when it returned.
+	afterDone chan afterEnd
 	stopped   chan struct{}
 	started   atomic.Bool
 
@@ -236,7 +247,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cmds:      make(chan func()),
 		prog:      make(chan progressMsg),
 		done:      make(chan runDone, cfg.MaxConcurrent),
-		afterDone: make(chan string),
+		afterDone: make(chan afterEnd),
 		finishing: map[string]bool{},
 		stopped:   make(chan struct{}),
 		devs:      map[string]*devState{},
@@ -303,8 +314,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.onProgress(p)
 		case d := <-m.done:
 			m.onDone(d)
-		case udid := <-m.afterDone:
-			delete(m.finishing, udid)
+		case e := <-m.afterDone:
+			m.onAfterDone(e)
 			m.dispatch()
 		}
 	}
@@ -318,8 +329,8 @@ func (m *Manager) shutdown() {
 		case d := <-m.done:
 			delete(m.running, d.r.req.UDID) // its After is not started: the context has ended
 			m.log.Info("backup stopped by shutdown", "udid", d.r.req.UDID)
-		case udid := <-m.afterDone:
-			delete(m.finishing, udid)
+		case e := <-m.afterDone:
+			m.onAfterDone(e)
 		}
 	}
 	m.q = queue{}
@@ -646,7 +657,7 @@ func (m *Manager) start(req RunRequest) {
 
 // takeAfter removes a successful run's After from d and marks the device finishing: it
 // starts no run until runAfter reports the end on afterDone.
-func (m *Manager) takeAfter(d *runDone) func(context.Context) {
+func (m *Manager) takeAfter(d *runDone) func(context.Context) AfterReport {
 	after := d.res.After
 	d.res.After = nil
 	if after == nil || d.err != nil {
@@ -658,14 +669,24 @@ func (m *Manager) takeAfter(d *runDone) func(context.Context) {
 
 // runAfter runs a finished run's After on a goroutine of its own, started by the loop (which
 // shutdown makes wait for it), and reports its end to the loop.
-func (m *Manager) runAfter(udid string, after func(context.Context)) {
-	defer func() { m.afterDone <- udid }()
+func (m *Manager) runAfter(udid, name string, after func(context.Context) AfterReport) {
+	e := afterEnd{udid: udid, name: name}
+	defer func() { m.afterDone <- e }()
 	defer func() {
 		if p := recover(); p != nil {
 			m.log.Error("work after a backup panicked", "udid", udid, "panic", p)
 		}
 	}()
-	after(m.ctx)
+	e.rep = after(m.ctx)
+}
+
+// onAfterDone lets the device run again and tells of damage the After found, also during
+// shutdown: the scrub that found it has marked the snapshots, and the user should hear it.
+func (m *Manager) onAfterDone(e afterEnd) {
+	delete(m.finishing, e.udid)
+	if e.rep.Damaged > 0 {
+		m.publish(Event{Type: EventDamageFound, UDID: e.udid, Name: e.name, Damaged: e.rep.Damaged})
+	}
 }
 
 func (m *Manager) onProgress(msg progressMsg) {
@@ -790,7 +811,7 @@ func (m *Manager) onDone(d runDone) {
 		m.publish(ev)
 	}
 	if after != nil {
-		go m.runAfter(udid, after) // once the result is out
+		go m.runAfter(udid, r.req.Name, after) // once the result is out
 	}
 	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
 	// at once rather than after the next minute tick. Not after a device-gone run of a

@@ -366,10 +366,11 @@ func TestFinishedEventCarriesTheRun(t *testing.T) {
 	}
 }
 
-// A run's After (preparing the next backup's folder) runs once RunFinished is out, so the
-// user hears of the backup without waiting for it; meanwhile a Back Up Now of the same
-// device is queued, not started, and the manager counts as busy. Shutdown cancels After's
-// context and waits for it.
+// A run's After (the scrub, preparing the next backup's folder) runs once RunFinished is out,
+// so the user hears of the backup without waiting for it; meanwhile a Back Up Now of the same
+// device is queued, not started, and the manager counts as busy. Damage it found is
+// published as DamageFound when it returns. Shutdown cancels After's context and waits for
+// it.
 func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 	loc := berlin(t)
 	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
@@ -381,7 +382,7 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 		if calls > 1 {
 			return RunResult{Snapshot: "second"}, nil
 		}
-		return RunResult{Snapshot: "first", After: func(ctx context.Context) {
+		return RunResult{Snapshot: "first", After: func(ctx context.Context) AfterReport {
 			close(afterStarted)
 			select {
 			case <-release:
@@ -389,9 +390,10 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 			case <-ctx.Done():
 				afterEnded <- ctx.Err()
 			}
+			return AfterReport{Damaged: 3}
 		}}, nil
 	}
-	sub := h.m.Bus().Subscribe(EventRunFinished | EventRunStarted)
+	sub := h.m.Bus().Subscribe(EventRunFinished | EventRunStarted | EventDamageFound)
 	defer sub.Close()
 	h.devs.attach(t, devA, settings.TransportUSB)
 	for _, want := range []EventType{EventRunStarted, EventRunFinished} {
@@ -416,6 +418,9 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 	if err := <-afterEnded; err != nil {
 		t.Fatalf("After ended with %v", err)
 	}
+	if ev := <-sub.C; ev.Type != EventDamageFound || ev.Damaged != 3 || ev.UDID != devA || ev.Name == "" {
+		t.Fatalf("event %+v after After returned, want DamageFound of 3 files of %s, named", ev, devA)
+	}
 	if ev := <-sub.C; ev.Type != EventRunStarted {
 		t.Fatalf("event %v after After returned, want the queued run to start", ev.Type)
 	}
@@ -428,10 +433,11 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 func TestShutdownWaitsForAfter(t *testing.T) {
 	afterStarted, afterEnded := make(chan struct{}), make(chan error, 1)
 	_, _, cancel, done := runWithDeviceA(t, func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
-		return RunResult{After: func(ctx context.Context) {
+		return RunResult{After: func(ctx context.Context) AfterReport {
 			close(afterStarted)
 			<-ctx.Done()
 			afterEnded <- ctx.Err()
+			return AfterReport{}
 		}}, nil
 	})
 	<-afterStarted

@@ -352,6 +352,8 @@ func logEvents(ctx context.Context, bus *jobs.Bus, log *slog.Logger) {
 			log.Warn("backup overdue", append(attrs, "days", e.OverdueDays)...)
 		case jobs.EventApprovalNeeded:
 			log.Warn("approval needed", append(attrs, "what", e.Approval.Summary)...)
+		case jobs.EventDamageFound:
+			log.Warn(DamagedText(e.Damaged), attrs...)
 		case jobs.EventSettingsInvalid:
 			// already logged by the watcher
 		default:

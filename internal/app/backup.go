@@ -99,12 +99,28 @@ type Outcome struct {
 	UnreadableTotal int
 	Approval        *jobs.Approval // retention wants to delete snapshots and must ask first
 	Warnings        []string       // things that went wrong after the commit (retention)
-	Damaged         int            // stored files the scrub after the commit found damaged
-	// PrepareNext prepares the folder the next backup of this device starts from
-	// (store.PrepareNext) at idle priority; the caller runs it after reporting the outcome,
-	// so the result is not held back by work only the next backup waits for. It logs a
-	// failure (the next backup then clones as before). nil unless the run committed.
-	PrepareNext func(context.Context)
+	// Upkeep is the store's work after a commit that nobody waits for: the day's scrub
+	// (re-reading a slice of the stored files, to find bit rot while the device can still
+	// re-send them) and preparing the folder the next backup starts from
+	// (store.PrepareNext), both at idle priority. The caller runs it after reporting the
+	// outcome, so the result is not held back by either (issue #16: on a 1,000,000-file
+	// store the scrub alone held the result back by up to a minute). It logs what failed
+	// (the scrub is tried after the next backup, the next backup clones as before) and
+	// reports what the user must hear of. nil unless the run committed.
+	Upkeep func(context.Context) Upkeep
+}
+
+// Upkeep is what the work after a commit (Outcome.Upkeep) found.
+type Upkeep struct {
+	Damaged int // stored files the scrub found damaged (snapback snapshots verify --data names them)
+}
+
+// DamagedText is what the user reads when the scrub found damaged files.
+func DamagedText(files int) string {
+	if files == 1 {
+		return "1 stored file is damaged; snapback snapshots verify --data names it"
+	}
+	return fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", files)
 }
 
 // Duration is how long the run took.
@@ -239,7 +255,18 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	if w := b.afterCommitOffsite(ctx, st, udid, req.Name, snap.ID, eff.Offsite, log, req.Offsite); w != "" {
 		out.Warnings = append(out.Warnings, w)
 	}
-	if onlyThisRun(st, udid, snap, run) {
+	deferScrub := onlyThisRun(st, udid, snap, run)
+	out.Upkeep = func(ctx context.Context) Upkeep {
+		var u Upkeep
+		if !deferScrub {
+			u.Damaged = b.scrub(ctx, st, udid, log)
+		}
+		// After the scrub: a latest backup it found damaged is not worth preparing from
+		// (PrepareNext refuses it, and the next backup is a full one).
+		b.prepareNext(ctx, st, udid, now, log)
+		return u
+	}
+	if deferScrub {
 		// The store holds nothing but what this run just wrote and hashed (from the bytes as
 		// they streamed in, or read back by the commit moments ago). A scrub now would read
 		// those files back from the page cache, not from the disk, so it could not find a bad
@@ -248,13 +275,7 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		// has (issue #16). The daily scrub starts after the next backup, when its reads
 		// reach the disk; scrub.json is untouched, so its schedule is otherwise unchanged.
 		log.Debug("first backup: scrub deferred to the next backup", "udid", udid)
-	} else {
-		out.Damaged = b.scrub(ctx, st, udid, log)
 	}
-	if out.Damaged > 0 {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("%d stored files are damaged; snapback snapshots verify --data names them", out.Damaged))
-	}
-	out.PrepareNext = func(ctx context.Context) { b.prepareNext(ctx, st, udid, now, log) }
 	return out, nil
 }
 
@@ -304,8 +325,8 @@ func ScrubBudget(s settings.Scrub) (store.ScrubBudget, bool) {
 	return store.ScrubBudget{MaxBytes: s.MaxBytesPerDay, MaxPercent: float64(s.MaxPercentPerDay), Every: 24 * time.Hour}, true
 }
 
-// scrub runs the day's slice of content verification right after a commit (the one moment
-// an external backup disk is known to be there), at idle I/O and CPU priority. It returns
+// scrub runs the day's slice of content verification after a commit (the one moment an
+// external backup disk is known to be there), at idle I/O and CPU priority. It returns
 // how many damaged files it found; a scrub that fails is logged and tried after the next
 // backup.
 func (b *Backups) scrub(ctx context.Context, st *store.Store, udid string, log *slog.Logger) int {

@@ -90,8 +90,9 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 	}
 }
 
-// Bit rot in the latest backup is found by the scrub that follows the next commit, reported
-// (outcome, warning), and the backup after that is a full one that verifies clean.
+// Bit rot in the latest backup is found by the scrub that follows the next commit (in the
+// outcome's upkeep, after the result), reported, and the backup after that is a full one
+// that verifies clean.
 func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -100,8 +101,11 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
 		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100}}
 	first, err := b.Run(ctx, BackupRequest{UDID: udid})
-	if err != nil || first.Damaged != 0 {
-		t.Fatalf("first backup: damaged %d, %v", first.Damaged, err)
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if u := first.Upkeep(ctx); u.Damaged != 0 {
+		t.Fatalf("first backup: damaged %d", u.Damaged)
 	}
 	// Flip one byte of one blob in place and put its times back, as a failing disk would.
 	var blob string
@@ -132,7 +136,7 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if second.Damaged == 0 || !strings.Contains(strings.Join(second.Warnings, "\n"), "damaged") {
+	if u := second.Upkeep(ctx); u.Damaged == 0 {
 		t.Fatalf("the scrub after the second backup found nothing: %+v", second)
 	}
 	third, err := b.Run(ctx, BackupRequest{UDID: udid})
@@ -180,11 +184,17 @@ func TestFirstBackupDefersScrub(t *testing.T) {
 	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the first backup %s was scrubbed right away (scrub state: %v)", first.Snapshot, err)
 	}
-	if _, err := b.Run(ctx, BackupRequest{UDID: udid}); err != nil {
+	second, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
+	// The scrub comes after the result (issue #16): Run has not read the store yet.
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the second backup was scrubbed before its result was out (scrub state: %v)", err)
+	}
+	second.Upkeep(ctx)
 	if _, err := os.Stat(state); err != nil {
-		t.Fatalf("the second backup was not followed by a scrub: %v", err)
+		t.Fatalf("the second backup's upkeep did not scrub: %v", err)
 	}
 }
 
@@ -203,8 +213,8 @@ func settingsAt(t *testing.T, more string) (*settings.Settings, string) {
 	return cfg, loc
 }
 
-// Backups.Run leaves preparing the next backup's folder to its caller (Outcome.PrepareNext),
-// so that the result is reported first; once called, the next run starts from that folder.
+// Backups.Run leaves preparing the next backup's folder to its caller (Outcome.Upkeep), so
+// that the result is reported first; once called, the next run starts from that folder.
 func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -219,13 +229,13 @@ func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
 	if _, err := os.Stat(next); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Run prepared the next folder before returning its outcome (%v)", err)
 	}
-	if out.PrepareNext == nil {
-		t.Fatal("a committed run returned no PrepareNext")
+	if out.Upkeep == nil {
+		t.Fatal("a committed run returned no Upkeep")
 	}
-	out.PrepareNext(ctx)
+	out.Upkeep(ctx)
 	prepared, err := os.Stat(next)
 	if err != nil {
-		t.Fatalf("PrepareNext made no folder: %v", err)
+		t.Fatalf("Upkeep prepared no folder: %v", err)
 	}
 	if _, err := b.Run(ctx, BackupRequest{UDID: udid}); err != nil {
 		t.Fatal(failure.Text(err))
@@ -233,7 +243,7 @@ func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
 	if latest, err := os.Stat(filepath.Join(loc, udid)); err != nil || !os.SameFile(latest, prepared) {
 		t.Errorf("the second backup did not start from the prepared folder (%v)", err)
 	}
-	if failed, err := b.Run(ctx, BackupRequest{UDID: "0000-WRONG"}); err == nil || failed.PrepareNext != nil {
+	if failed, err := b.Run(ctx, BackupRequest{UDID: "0000-WRONG"}); err == nil || failed.Upkeep != nil {
 		t.Errorf("a failed run offered a preparation (%v)", err)
 	}
 }

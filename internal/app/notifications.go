@@ -12,7 +12,7 @@ import (
 // eventMask is what the notification forwarder listens to.
 const eventMask = jobs.EventTrustRequested | jobs.EventPasscodeRequested |
 	jobs.EventRunFinished | jobs.EventRunFailed | jobs.EventOverdue | jobs.EventApprovalNeeded |
-	jobs.EventSettingsInvalid | jobs.EventSettingsReloaded
+	jobs.EventDamageFound | jobs.EventSettingsInvalid | jobs.EventSettingsReloaded
 
 // Notifications turns engine events into desktop notifications, as the settings allow.
 // Rate limiting and de-duplication are notify.Gate's job; this only decides what to say.
@@ -65,10 +65,6 @@ func (n *Notifications) message(ev jobs.Event) (notify.Message, bool) {
 		if ev.Run != nil {
 			r = *ev.Run
 		}
-		if r.Damaged > 0 {
-			// Damage is news the user must act on; the completion itself is routine.
-			return notify.Damage(dev, r.Damaged), true
-		}
 		msg := notify.Done(dev, notify.Run{Sent: r.Bytes, Size: r.Size, Took: r.Duration, Via: notifyTransport(r.Transport)})
 		if ev.Unreadable > 0 {
 			msg.Body += " " + UnreadableText(ev.Unreadable) + "."
@@ -93,6 +89,9 @@ func (n *Notifications) message(ev jobs.Event) (notify.Message, bool) {
 		// The error was classified once, by the runner: its message and its remedy are shown
 		// as they come, each once.
 		return notify.Failure(dev, ev.Err, ev.Remedy), on.Failed
+	case jobs.EventDamageFound:
+		// Damage is news the user must act on, whatever the settings say of routine news.
+		return notify.Damage(dev, ev.Damaged), true
 	case jobs.EventOverdue:
 		return notify.IsOverdue(dev, ev.OverdueDays), on.Overdue
 	case jobs.EventApprovalNeeded:

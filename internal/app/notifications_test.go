@@ -50,3 +50,22 @@ func TestPushForwarderIgnoresDesktopSwitches(t *testing.T) {
 		t.Error("a run the user cancelled is announced")
 	}
 }
+
+// Damage the scrub after a backup found is told by both forwarders, whatever the settings
+// switch off (it is not routine news), naming the device and how many files.
+func TestDamageFoundIsAlwaysTold(t *testing.T) {
+	s, err := settings.Parse([]byte("notifications: {passcode: false, completed: false, failed: false, disk_missing: false, overdue: false, approval: false}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := jobs.Event{Type: jobs.EventDamageFound, UDID: "U", Name: "Anna's iPhone", Damaged: 7}
+	for _, n := range []*Notifications{{Settings: func() *settings.Settings { return s }}, {Settings: func() *settings.Settings { return s }, AllKinds: true}} {
+		m, ok := n.message(ev)
+		if !ok || m.Kind != notify.DamageFound || !strings.Contains(m.Title+m.Body, "Anna's iPhone") || !strings.Contains(m.Body, "7") {
+			t.Errorf("AllKinds %v: %+v %v, want a DamageFound message naming the device and 7 files", n.AllKinds, m, ok)
+		}
+	}
+	if eventMask&jobs.EventDamageFound == 0 {
+		t.Error("the forwarder does not listen to DamageFound")
+	}
+}

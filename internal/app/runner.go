@@ -191,10 +191,19 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 		Bytes: out.Bytes, Files: int(out.Files), Size: out.Size,
 		Duration: out.Duration(), Committed: out.Committed,
 		Warnings: out.Warnings, Approval: out.Approval,
-		Unreadable: out.UnreadableTotal, // this run's and those still missing from earlier runs
-		Damaged:    out.Damaged,
-		After:      out.PrepareNext, // once the result is announced
+		Unreadable: out.UnreadableTotal,     // this run's and those still missing from earlier runs
+		After:      upkeepAfter(out.Upkeep), // once the result is announced
 	}, nil
+}
+
+// upkeepAfter is a run's upkeep as the manager's After (nil when there is none).
+func upkeepAfter(upkeep func(context.Context) Upkeep) func(context.Context) jobs.AfterReport {
+	if upkeep == nil {
+		return nil
+	}
+	return func(ctx context.Context) jobs.AfterReport {
+		return jobs.AfterReport{Damaged: upkeep(ctx).Damaged}
+	}
 }
 
 // Policy turns the snapshot settings into the store's retention policy. Snapshots or

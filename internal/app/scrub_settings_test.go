@@ -41,10 +41,13 @@ func TestScrubFollowsSettings(t *testing.T) {
 		b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{}}
 		// Two backups: the scrub after a device's first one is deferred (its files were
 		// just hashed as they were written; TestFirstBackupDefersScrub).
+		// The scrub runs in the upkeep after each result, as the CLI and the daemon run it.
 		for range 2 {
-			if _, err := b.Run(ctx, BackupRequest{UDID: udid}); err != nil {
+			out, err := b.Run(ctx, BackupRequest{UDID: udid})
+			if err != nil {
 				t.Fatal(failure.Text(err))
 			}
+			out.Upkeep(ctx)
 		}
 		return loc
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -72,11 +73,11 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	}
 	var sum runSummary
 	var err error
-	var prepareNext func(context.Context)
+	var upkeep func(context.Context) app.Upkeep
 	if f.dir != "" {
 		sum, err = backupToDir(ctx, f, view)
 	} else {
-		sum, prepareNext, err = backupToStore(ctx, f, view)
+		sum, upkeep, err = backupToStore(ctx, f, view)
 	}
 	// The summary goes to stdout (progress went to stderr); a failure is printed once, by Main.
 	view.result(sum, err)
@@ -86,14 +87,36 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	if err == nil {
 		printUnreadable(stderr, sum.Unreadable)
 	}
-	if prepareNext != nil {
-		prepareNext(ctx) // after the summary: only the next backup waits for it
+	if upkeep != nil {
+		// After the summary: nobody waits for it, but a store on a removable disk is only
+		// known to be there now. Interrupting it loses nothing (the scrub resumes after the
+		// next backup, which then clones the latest itself).
+		view.upkeep(true)
+		u := upkeep(ctx)
+		view.upkeep(false)
+		if u.Damaged > 0 {
+			printDamaged(stdout, f.asJSON, u.Damaged)
+		}
 	}
 	return err
 }
 
+// printDamaged tells of damaged files the scrub after the backup found: a warning line, or
+// with --json an object of kind "damage".
+func printDamaged(w io.Writer, asJSON bool, files int) {
+	if asJSON {
+		_ = json.NewEncoder(w).Encode(struct {
+			Kind    string `json:"kind"`
+			Damaged int    `json:"damaged"`
+			Message string `json:"message"`
+		}{"damage", files, app.DamagedText(files)})
+		return
+	}
+	fmt.Fprintf(w, "warning: %s\n", app.DamagedText(files))
+}
+
 // backupToStore runs the one backup orchestration, as the daemon and the tray do.
-func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, func(context.Context), error) {
+func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, func(context.Context) app.Upkeep, error) {
 	cfg, err := loadSettings()
 	if err != nil {
 		return runSummary{}, nil, err
@@ -105,7 +128,7 @@ func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSu
 	events, done := render(view)
 	out, err := b.Run(ctx, app.BackupRequest{UDID: f.udid, Location: f.location, Full: f.full, Events: events})
 	done()
-	return storeSummary(out), out.PrepareNext, err
+	return storeSummary(out), out.Upkeep, err
 }
 
 func storeSummary(out app.Outcome) runSummary {

@@ -15,11 +15,18 @@ import (
 	"snapback/internal/mobilebackup2"
 )
 
-// progressView shows a run's events; result ends the view (nil error: success).
+// progressView shows a run's events; result ends the view (nil error: success). upkeep says
+// when the store's work after the result (scrub, preparing the next backup) starts and ends.
 type progressView interface {
 	event(mobilebackup2.Event)
 	result(runSummary, error)
+	upkeep(running bool)
 }
+
+// upkeepText is shown while the store works after the result: the command has not exited,
+// and the user should know why and that stopping it is harmless.
+const upkeepText = "Checking stored files and preparing the next backup (interrupting is safe)..."
+
 
 // runSummary is what a finished backup reports on the command line.
 type runSummary struct {
@@ -172,6 +179,16 @@ func (v *barView) clear() {
 // result erases the status line; the summary is the caller's.
 func (v *barView) result(runSummary, error) { v.clear() }
 
+// upkeep shows upkeepText on the status line while it lasts, then erases it: afterwards
+// the screen holds the summary alone.
+func (v *barView) upkeep(running bool) {
+	if running {
+		v.draw(upkeepText)
+	} else {
+		v.clear()
+	}
+}
+
 // --- not a terminal: plain lines on phase changes and every 10 % ---
 
 type lineView struct {
@@ -200,6 +217,12 @@ func (v *lineView) event(ev mobilebackup2.Event) {
 }
 
 func (v *lineView) result(runSummary, error) {}
+
+func (v *lineView) upkeep(running bool) {
+	if running {
+		fmt.Fprintln(v.w, upkeepText)
+	}
+}
 
 // printResult says what was backed up; its last line names the backup folder (and, in the
 // store, the snapshot ID) so that scripts and people find the backup.
@@ -286,6 +309,8 @@ type jsonResult struct {
 	Warnings []string   `json:"warnings,omitempty"`
 	Error    *jsonError `json:"error,omitempty"`
 }
+
+func (v *jsonView) upkeep(bool) {} // the result line was the answer; a damage line may follow
 
 func (v *jsonView) result(s runSummary, err error) {
 	var dev any
