@@ -1,14 +1,20 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"snapback/internal/app"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/testenv"
+	"snapback/jobs"
+	"snapback/notify"
 )
 
 // Damage the scrub finds is told after the result, not instead of it: `snapback backup`
@@ -96,5 +102,74 @@ func rot(t *testing.T, dir string) {
 	}
 	if err := os.Chmod(blob, fi.Mode()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// In the daemon, the scrub after a scheduled or manual backup runs once the run's result is
+// out, and damage it finds reaches the user as its own notification, naming the device,
+// after the completion's.
+func TestDaemonNotifiesDamageAfterCompletion(t *testing.T) {
+	dir := cfgTestEnv(t)
+	loc := filepath.Join(dir, "backups")
+	if err := os.Mkdir(loc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, dir, "location: "+loc+"\nschedule: {window: '00:00-24:00'}\nconditions: {min_battery: 0}\n"+
+		"scrub: {max_bytes_per_day: 1TB, max_percent_per_day: 100}\n")
+	sim := startSim(t)
+	id, _ := addDevice(t, sim, 22, "17.5.1", 90, backupsim.Options{Files: 30, TotalSize: 1 << 19, Seed: 40})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	msgs := make(chan notify.Message, 16)
+	rec := notifierFunc(func(m notify.Message) error {
+		msgs <- m
+		return nil
+	})
+	ready := make(chan *jobs.Manager, 1)
+	done := make(chan error, 1)
+	log := &syncBuffer{}
+	go func() {
+		runner := &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}}}
+		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Runner: runner, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	m := <-ready
+	// next is the next notification other than the passcode prompt (iOS 17 asks each run).
+	next := func(what string) notify.Message {
+		t.Helper()
+		for {
+			select {
+			case msg := <-msgs:
+				if msg.Kind != notify.PasscodeRequested {
+					return msg
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s notification\n%s", what, log.String())
+				return notify.Message{}
+			}
+		}
+	}
+	if msg := next("completion"); msg.Kind != notify.Completed {
+		t.Fatalf("first notification %+v, want the completion", msg)
+	}
+	if err := m.WaitIdle(ctx); err != nil { // the upkeep included
+		t.Fatal(err)
+	}
+	rot(t, filepath.Join(loc, id.UDID))
+	if err := m.BackUpNow(ctx, id.UDID); err != nil {
+		t.Fatal(err)
+	}
+	if msg := next("completion"); msg.Kind != notify.Completed {
+		t.Fatalf("notification %+v, want the completion of the Back Up Now", msg)
+	}
+	if msg := next("damage"); msg.Kind != notify.DamageFound || msg.UDID != id.UDID || !strings.Contains(msg.Body, "1 file") {
+		t.Fatalf("notification %+v, want the damage of 1 file of %s", msg, id.UDID)
+	}
+	// The log feed follows the bus on its own goroutine: its line may come after the message.
+	if !testenv.Eventually(10*time.Second, func() bool { return strings.Contains(log.String(), "1 stored file is damaged") }) {
+		t.Fatalf("the log does not tell of the damage:\n%s", log.String())
 	}
 }
