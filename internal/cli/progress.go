@@ -27,7 +27,6 @@ type progressView interface {
 // and the user should know why and that stopping it is harmless.
 const upkeepText = "Checking stored files and preparing the next backup (interrupting is safe)..."
 
-
 // runSummary is what a finished backup reports on the command line.
 type runSummary struct {
 	UDID        string
