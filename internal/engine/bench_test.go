@@ -99,7 +99,11 @@ type run struct {
 	// result is the time until the client reported the backup done ("Snapshot … committed",
 	// "Backup folder: …", idevicebackup2's "Backup Successful."): the store prepares the
 	// next backup's folder after that (store.PrepareNext), which wall includes. 0: no report.
-	result    time.Duration
+	result time.Duration
+	// resultCPU is the client's user+system CPU when it reported the result (from
+	// /proc/PID/stat, 10 ms resolution): the store's upkeep after it (scrub, preparing the
+	// next backup) runs at idle priority and is in user and sys only. 0: no report.
+	resultCPU time.Duration
 	user, sys time.Duration
 	rssMB     float64
 	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
@@ -113,10 +117,12 @@ func (r run) String() string {
 // resultWatch collects a child's output and notes when it first reports a finished backup.
 // exec's copying goroutines call Write one at a time per stream; the mutex covers both.
 type resultWatch struct {
-	mu  sync.Mutex
-	out *bytes.Buffer
-	t0  time.Time
-	at  time.Duration
+	mu    sync.Mutex
+	out   *bytes.Buffer
+	t0    time.Time
+	pid   int // set once the child started; 0 before (no CPU reading then)
+	at    time.Duration
+	cpuAt time.Duration // the child's CPU at that moment
 }
 
 func (w *resultWatch) Write(p []byte) (int, error) {
@@ -127,6 +133,9 @@ func (w *resultWatch) Write(p []byte) (int, error) {
 		for _, m := range []string{"committed: ", "Backup folder: ", "Backup Successful"} {
 			if bytes.Contains(w.out.Bytes()[max(0, w.out.Len()-len(p)-64):], []byte(m)) {
 				w.at = time.Since(w.t0)
+				if w.pid != 0 {
+					w.cpuAt, _ = procCPU(w.pid)
+				}
 				break
 			}
 		}
@@ -149,6 +158,9 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	w.mu.Lock()
+	w.pid = cmd.Process.Pid
+	w.mu.Unlock()
 	// Peak RSS: wait4's ru_maxrss is exact for the child, except that it also counts the
 	// parent's resident set at exec time (Go execs from a vfork-style clone; the kernel keeps
 	// the old mm's high-water mark in exec_mmap). So the child's own VmHWM is sampled too, and
@@ -179,7 +191,7 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	if err != nil {
 		b.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, lastLines(out.String(), 20))
 	}
-	r := run{wall: wall, result: w.at, rssMB: float64(hwm.Load()) / 1024}
+	r := run{wall: wall, result: w.at, resultCPU: w.cpuAt, rssMB: float64(hwm.Load()) / 1024}
 	if ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru != nil {
 		r.user = time.Duration(ru.Utime.Nano())
 		r.sys = time.Duration(ru.Stime.Nano())
@@ -188,6 +200,24 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 		}
 	}
 	return r
+}
+
+// procCPU is a running process's user+system CPU so far, from /proc/PID/stat (fields 14
+// and 15, in USER_HZ ticks, which is 100 on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its closing ")" are fixed.
+	rest := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	if len(rest) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(rest)+2)
+	}
+	ut, _ := strconv.ParseInt(rest[11], 10, 64)
+	st, _ := strconv.ParseInt(rest[12], 10, 64)
+	const hz = 100
+	return time.Duration(ut+st) * time.Second / hz, nil
 }
 
 // vmHWM reads a process's peak resident set in KiB (0 once it has exited).

@@ -270,7 +270,7 @@ func newHostTable(ds dataset, fsNote, order string, runs int) *hostTable {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&t.sb, "\nhost benchmark: %d files, %.0f MB; %s; each contender against its own simulator process (same seed); order %s; %d runs each; load %s\n",
 		ds.files, float64(ds.size)/1e6, fsNote, order, runs, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Fprintf(&t.sb, "%-34s %-6s %8s %8s %9s %8s %8s %8s %10s %9s %9s %9s %9s\n", "run", "", "wall s", "result s", "to disk s", "user s", "sys s", "RSS MB",
+	fmt.Fprintf(&t.sb, "%-34s %-6s %8s %8s %9s %8s %8s %9s %8s %10s %9s %9s %9s %9s\n", "run", "", "wall s", "result s", "to disk s", "user s", "sys s", "CPU@res s", "RSS MB",
 		"user us/f", "user s/GB", "sys s/GB", "sim CPU s", "sim RSS")
 	return t
 }
@@ -290,10 +290,19 @@ func (t *hostTable) rows(name string, runs []run, perGB bool) {
 			}
 			return fmt.Sprintf("%.2f", d.Seconds()/gb)
 		}
-		fmt.Fprintf(&t.sb, "%-34s %-6s %8.2f %8.2f %9.2f %8.2f %8.2f %8.1f %10.2f %9s %9s %9.2f %9.1f\n", name, stat, r.wall.Seconds(), r.result.Seconds(), r.durable.Seconds(), r.user.Seconds(),
-			r.sys.Seconds(), r.rssMB, float64(r.user.Microseconds())/float64(t.ds.files), per(r.user), per(r.sys),
+		fmt.Fprintf(&t.sb, "%-34s %-6s %8.2f %8.2f %9.2f %8.2f %8.2f %9.2f %8.1f %10.2f %9s %9s %9.2f %9.1f\n", name, stat, r.wall.Seconds(), r.result.Seconds(), r.durable.Seconds(), r.user.Seconds(),
+			r.sys.Seconds(), r.resultCPU.Seconds(), r.rssMB, float64(r.user.Microseconds())/float64(t.ds.files), per(r.user), per(r.sys),
 			r.simCPU.Seconds(), r.simRSSMB)
 	}
+}
+
+// resultCPUOrTotal is the CPU the run had used when it reported its backup done, or all of
+// it if it never said.
+func (r run) resultCPUOrTotal() time.Duration {
+	if r.resultCPU > 0 {
+		return r.resultCPU
+	}
+	return r.user + r.sys
 }
 
 // resultOrWall is when the run reported its backup done, or its wall time if it never said.
@@ -309,11 +318,13 @@ func (r run) resultOrWall() time.Duration {
 func (t *hostTable) ratio(name string, a, b []run, target string) {
 	cpu := func(r run) float64 { return (r.user + r.sys).Seconds() }
 	amin, bmin, amed, bmed := summarise(a, "min"), summarise(b, "min"), summarise(a, "median"), summarise(b, "median")
-	fmt.Fprintf(&t.sb, "%-22s wall min %.2f median %.2f; result min %.2f median %.2f; to disk min %.2f median %.2f; CPU min %.2f median %.2f; user CPU median %.2f", name,
+	fmt.Fprintf(&t.sb, "%-22s wall min %.2f median %.2f; result min %.2f median %.2f; to disk min %.2f median %.2f; CPU min %.2f median %.2f; CPU to result min %.2f median %.2f; user CPU median %.2f", name,
 		amin.wall.Seconds()/bmin.wall.Seconds(), amed.wall.Seconds()/bmed.wall.Seconds(),
 		amin.result.Seconds()/bmin.result.Seconds(), amed.result.Seconds()/bmed.result.Seconds(),
 		amin.durable.Seconds()/bmin.durable.Seconds(), amed.durable.Seconds()/bmed.durable.Seconds(),
-		cpu(amin)/cpu(bmin), cpu(amed)/cpu(bmed), amed.user.Seconds()/bmed.user.Seconds())
+		cpu(amin)/cpu(bmin), cpu(amed)/cpu(bmed),
+		amin.resultCPU.Seconds()/bmin.resultCPU.Seconds(), amed.resultCPU.Seconds()/bmed.resultCPU.Seconds(),
+		amed.user.Seconds()/bmed.user.Seconds())
 	if target != "" {
 		fmt.Fprintf(&t.sb, " (%s)", target)
 	}
@@ -352,14 +363,15 @@ func summarise(runs []run, stat string) run {
 		return time.Duration(pick(func(r run) float64 { return float64(get(r)) }))
 	}
 	return run{
-		wall:     d(func(r run) time.Duration { return r.wall }),
-		durable:  d(func(r run) time.Duration { return r.durable }),
-		result:   d(run.resultOrWall),
-		user:     d(func(r run) time.Duration { return r.user }),
-		sys:      d(func(r run) time.Duration { return r.sys }),
-		simCPU:   d(func(r run) time.Duration { return r.simCPU }),
-		rssMB:    pick(func(r run) float64 { return r.rssMB }),
-		simRSSMB: pick(func(r run) float64 { return r.simRSSMB }),
+		wall:      d(func(r run) time.Duration { return r.wall }),
+		durable:   d(func(r run) time.Duration { return r.durable }),
+		result:    d(run.resultOrWall),
+		resultCPU: d(run.resultCPUOrTotal),
+		user:      d(func(r run) time.Duration { return r.user }),
+		sys:       d(func(r run) time.Duration { return r.sys }),
+		simCPU:    d(func(r run) time.Duration { return r.simCPU }),
+		rssMB:     pick(func(r run) float64 { return r.rssMB }),
+		simRSSMB:  pick(func(r run) float64 { return r.simRSSMB }),
 	}
 }
 
@@ -420,18 +432,13 @@ func startSimProcess(b *testing.B, bin string, ds dataset) *simProcess {
 	return s
 }
 
-// cpu is the simulator's user+system CPU so far, from /proc/PID/stat (fields 14 and 15).
+// cpu is the simulator's user+system CPU so far.
 func (s *simProcess) cpu(b *testing.B) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	d, err := procCPU(s.pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The command name (field 2) may hold spaces; the fields after its closing ")" are fixed.
-	rest := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	ut, _ := strconv.ParseInt(rest[11], 10, 64)
-	st, _ := strconv.ParseInt(rest[12], 10, 64)
-	const hz = 100 // USER_HZ is 100 on Linux
-	return time.Duration(ut+st) * time.Second / hz
+	return d
 }
 
 // measure runs one client against the simulator and adds the simulator's CPU and peak RSS
