@@ -103,11 +103,12 @@ type run struct {
 	// resultCPU is the client's user+system CPU when it reported the result (from
 	// /proc/PID/stat, 10 ms resolution): the store's upkeep after it (scrub, preparing the
 	// next backup) runs at idle priority and is in user and sys only. 0: no report.
-	resultCPU time.Duration
-	user, sys time.Duration
-	rssMB     float64
-	simCPU    time.Duration // the simulator's CPU during the run, when it is its own process
-	simRSSMB  float64       // the simulator's peak RSS during the run
+	// resultUser is its user-space share.
+	resultCPU, resultUser time.Duration
+	user, sys             time.Duration
+	rssMB                 float64
+	simCPU                time.Duration // the simulator's CPU during the run, when it is its own process
+	simRSSMB              float64       // the simulator's peak RSS during the run
 }
 
 func (r run) String() string {
@@ -123,6 +124,7 @@ type resultWatch struct {
 	pid   int // set once the child started; 0 before (no CPU reading then)
 	at    time.Duration
 	cpuAt time.Duration // the child's CPU at that moment
+	usrAt time.Duration // its user-space share
 }
 
 func (w *resultWatch) Write(p []byte) (int, error) {
@@ -134,7 +136,9 @@ func (w *resultWatch) Write(p []byte) (int, error) {
 			if bytes.Contains(w.out.Bytes()[max(0, w.out.Len()-len(p)-64):], []byte(m)) {
 				w.at = time.Since(w.t0)
 				if w.pid != 0 {
-					w.cpuAt, _ = procCPU(w.pid)
+					if u, s, err := procCPU(w.pid); err == nil {
+						w.cpuAt, w.usrAt = u+s, u
+					}
 				}
 				break
 			}
@@ -191,7 +195,7 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	if err != nil {
 		b.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, lastLines(out.String(), 20))
 	}
-	r := run{wall: wall, result: w.at, resultCPU: w.cpuAt, rssMB: float64(hwm.Load()) / 1024}
+	r := run{wall: wall, result: w.at, resultCPU: w.cpuAt, resultUser: w.usrAt, rssMB: float64(hwm.Load()) / 1024}
 	if ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru != nil {
 		r.user = time.Duration(ru.Utime.Nano())
 		r.sys = time.Duration(ru.Stime.Nano())
@@ -202,22 +206,22 @@ func childEnv(b *testing.B, env []string, name string, args ...string) run {
 	return r
 }
 
-// procCPU is a running process's user+system CPU so far, from /proc/PID/stat (fields 14
-// and 15, in USER_HZ ticks, which is 100 on Linux).
-func procCPU(pid int) (time.Duration, error) {
+// procCPU is a running process's user and system CPU so far, from /proc/PID/stat (fields
+// 14 and 15, in USER_HZ ticks, which is 100 on Linux).
+func procCPU(pid int) (user, sys time.Duration, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) may hold spaces; the fields after its closing ")" are fixed.
 	rest := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
 	if len(rest) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(rest)+2)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(rest)+2)
 	}
 	ut, _ := strconv.ParseInt(rest[11], 10, 64)
 	st, _ := strconv.ParseInt(rest[12], 10, 64)
 	const hz = 100
-	return time.Duration(ut+st) * time.Second / hz, nil
+	return time.Duration(ut) * time.Second / hz, time.Duration(st) * time.Second / hz, nil
 }
 
 // vmHWM reads a process's peak resident set in KiB (0 once it has exited).

@@ -270,8 +270,8 @@ func newHostTable(ds dataset, fsNote, order string, runs int) *hostTable {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&t.sb, "\nhost benchmark: %d files, %.0f MB; %s; each contender against its own simulator process (same seed); order %s; %d runs each; load %s\n",
 		ds.files, float64(ds.size)/1e6, fsNote, order, runs, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Fprintf(&t.sb, "%-34s %-6s %8s %8s %9s %8s %8s %9s %8s %10s %9s %9s %9s %9s\n", "run", "", "wall s", "result s", "to disk s", "user s", "sys s", "CPU@res s", "RSS MB",
-		"user us/f", "user s/GB", "sys s/GB", "sim CPU s", "sim RSS")
+	fmt.Fprintf(&t.sb, "%-34s %-6s %8s %8s %9s %8s %8s %9s %8s %10s %10s %9s %9s %9s %9s\n", "run", "", "wall s", "result s", "to disk s", "user s", "sys s", "CPU@res s", "RSS MB",
+		"user us/f", "u@res us/f", "user s/GB", "sys s/GB", "sim CPU s", "sim RSS")
 	return t
 }
 
@@ -290,8 +290,9 @@ func (t *hostTable) rows(name string, runs []run, perGB bool) {
 			}
 			return fmt.Sprintf("%.2f", d.Seconds()/gb)
 		}
-		fmt.Fprintf(&t.sb, "%-34s %-6s %8.2f %8.2f %9.2f %8.2f %8.2f %9.2f %8.1f %10.2f %9s %9s %9.2f %9.1f\n", name, stat, r.wall.Seconds(), r.result.Seconds(), r.durable.Seconds(), r.user.Seconds(),
-			r.sys.Seconds(), r.resultCPU.Seconds(), r.rssMB, float64(r.user.Microseconds())/float64(t.ds.files), per(r.user), per(r.sys),
+		fmt.Fprintf(&t.sb, "%-34s %-6s %8.2f %8.2f %9.2f %8.2f %8.2f %9.2f %8.1f %10.2f %10.2f %9s %9s %9.2f %9.1f\n", name, stat, r.wall.Seconds(), r.result.Seconds(), r.durable.Seconds(), r.user.Seconds(),
+			r.sys.Seconds(), r.resultCPU.Seconds(), r.rssMB, float64(r.user.Microseconds())/float64(t.ds.files),
+			float64(r.resultUser.Microseconds())/float64(t.ds.files), per(r.user), per(r.sys),
 			r.simCPU.Seconds(), r.simRSSMB)
 	}
 }
@@ -303,6 +304,14 @@ func (r run) resultCPUOrTotal() time.Duration {
 		return r.resultCPU
 	}
 	return r.user + r.sys
+}
+
+// resultUserOrTotal is resultCPUOrTotal's user-space share.
+func (r run) resultUserOrTotal() time.Duration {
+	if r.resultCPU > 0 {
+		return r.resultUser
+	}
+	return r.user
 }
 
 // resultOrWall is when the run reported its backup done, or its wall time if it never said.
@@ -363,15 +372,16 @@ func summarise(runs []run, stat string) run {
 		return time.Duration(pick(func(r run) float64 { return float64(get(r)) }))
 	}
 	return run{
-		wall:      d(func(r run) time.Duration { return r.wall }),
-		durable:   d(func(r run) time.Duration { return r.durable }),
-		result:    d(run.resultOrWall),
-		resultCPU: d(run.resultCPUOrTotal),
-		user:      d(func(r run) time.Duration { return r.user }),
-		sys:       d(func(r run) time.Duration { return r.sys }),
-		simCPU:    d(func(r run) time.Duration { return r.simCPU }),
-		rssMB:     pick(func(r run) float64 { return r.rssMB }),
-		simRSSMB:  pick(func(r run) float64 { return r.simRSSMB }),
+		wall:       d(func(r run) time.Duration { return r.wall }),
+		durable:    d(func(r run) time.Duration { return r.durable }),
+		result:     d(run.resultOrWall),
+		resultCPU:  d(run.resultCPUOrTotal),
+		resultUser: d(run.resultUserOrTotal),
+		user:       d(func(r run) time.Duration { return r.user }),
+		sys:        d(func(r run) time.Duration { return r.sys }),
+		simCPU:     d(func(r run) time.Duration { return r.simCPU }),
+		rssMB:      pick(func(r run) float64 { return r.rssMB }),
+		simRSSMB:   pick(func(r run) float64 { return r.simRSSMB }),
 	}
 }
 
@@ -434,11 +444,11 @@ func startSimProcess(b *testing.B, bin string, ds dataset) *simProcess {
 
 // cpu is the simulator's user+system CPU so far.
 func (s *simProcess) cpu(b *testing.B) time.Duration {
-	d, err := procCPU(s.pid)
+	u, sys, err := procCPU(s.pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return d
+	return u + sys
 }
 
 // measure runs one client against the simulator and adds the simulator's CPU and peak RSS
