@@ -279,6 +279,57 @@ func TestManifestDBWriteRead(t *testing.T) {
 	}
 }
 
+// EachOf returns every asked-for row that exists exactly once, across batch boundaries,
+// whatever order and duplicates the IDs come in; IDs without a row are skipped; the
+// callback's error ends it.
+func TestManifestDBEachOf(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "Manifest.db")
+	recs := testRecords(2*eachOfBatch + 77)
+	writeDB(t, path, recs)
+	db, err := OpenManifestDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	want := map[string]Record{}
+	var ids []string
+	for i := len(recs) - 1; i >= 0; i -= 2 { // every other row, backwards, across batches
+		want[recs[i].FileID] = recs[i]
+		ids = append(ids, recs[i].FileID)
+	}
+	ids = append(ids, FileID("NoDomain", "x"), FileID("NoDomain", "y"))
+	got := map[string]int{}
+	err = db.EachOf(ctx, ids, func(r Record, rowErr error) error {
+		if rowErr != nil {
+			return rowErr
+		}
+		if !reflect.DeepEqual(r, want[r.FileID]) {
+			return fmt.Errorf("row %s:\n got %+v\nwant %+v", r.FileID, r, want[r.FileID])
+		}
+		got[r.FileID]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("EachOf gave %d rows, want %d", len(got), len(want))
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Fatalf("row %s given %d times", id, n)
+		}
+	}
+	stop := errors.New("stop")
+	if err := db.EachOf(ctx, ids, func(Record, error) error { return stop }); err != stop {
+		t.Errorf("EachOf returned %v; want the callback's error", err)
+	}
+	if err := db.EachOf(ctx, nil, func(Record, error) error { return stop }); err != nil {
+		t.Errorf("EachOf of no IDs: %v", err)
+	}
+}
+
 func TestManifestDBReadOnlyLeavesFileUntouched(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -344,6 +344,47 @@ func (m *ManifestDB) eachRow(ctx context.Context, query string, row func(*sql.Ro
 	return nil
 }
 
+// EachOf calls fn with the row of each of ids that Manifest.db has, in no particular order;
+// ids it lacks are skipped (the caller knows which it asked for). A row that does not decode
+// is passed with its error (r holds its FileID) for fn to judge; fn's error ends the walk.
+//
+// It asks for up to eachOfBatch IDs per statement: one Get per ID prepared and ran a
+// statement each time, 60-100 µs per row through modernc's SQLite, so checking the 1,000
+// files a 1%-changed 100,000-file incremental wrote took 60-100 ms of its commit's critical
+// path (issue #16); a batch costs the index lookups and little else.
+func (m *ManifestDB) EachOf(ctx context.Context, ids []string, fn func(r Record, rowErr error) error) error {
+	args := make([]any, 0, min(len(ids), eachOfBatch))
+	for len(ids) > 0 {
+		n := min(len(ids), eachOfBatch)
+		args = args[:0]
+		for _, id := range ids[:n] {
+			args = append(args, id)
+		}
+		q := selectRecords + ` WHERE fileID IN (?` + strings.Repeat(`,?`, n-1) + `)`
+		rows, err := m.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("read Manifest.db: %w", err)
+		}
+		for rows.Next() {
+			if err := fn(scanRecord(rows)); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("read Manifest.db: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// eachOfBatch is how many IDs one EachOf statement asks for: well under SQLite's limit of
+// host parameters (32,766 since 3.32), and a statement's text stays near 25 KB.
+const eachOfBatch = 500
+
 // Get returns the row of fileID, or an error wrapping ErrNotFound.
 func (m *ManifestDB) Get(ctx context.Context, fileID string) (Record, error) {
 	rows, err := m.db.QueryContext(ctx, `SELECT fileID, domain, relativePath, flags, file FROM Files WHERE fileID = ?`, fileID)

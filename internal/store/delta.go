@@ -280,28 +280,28 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 			}
 		}
 	}
-	for i, w := range d.written {
-		id, ok := blobFileID(w.rel)
-		if !ok || except[id] {
-			continue
+	// The written files' sizes against their rows, asked for in batches (EachOf). A blob
+	// without a row is left over and harmless (the device wrote it and then dropped the row).
+	ids := make([]string, 0, len(d.written))
+	sizes := make(map[string]int64, len(d.written))
+	for _, w := range d.written {
+		if id, ok := blobFileID(w.rel); ok && !except[id] {
+			ids = append(ids, id)
+			sizes[id] = w.size
 		}
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		r, err := db.Get(ctx, id)
+	}
+	err = db.EachOf(ctx, ids, func(r backupfmt.Record, rowErr error) error {
 		switch {
-		case errors.Is(err, backupfmt.ErrNotFound):
-			continue // a blob without a row: left over, harmless (as before)
-		case err != nil:
-			add("Manifest.db: %v", err)
-			continue
-		}
-		if r.Flags == backupfmt.FlagFile && r.File.Size != w.size {
+		case rowErr != nil:
+			add("Manifest.db: %v", rowErr)
+		case r.Flags == backupfmt.FlagFile && r.File.Size != sizes[r.FileID]:
 			bad++
-			add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", id, r.Domain, r.RelativePath, w.size, r.File.Size)
+			add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", r.FileID, r.Domain, r.RelativePath, sizes[r.FileID], r.File.Size)
 		}
+		return nil
+	})
+	if err := rowPassFailed(ctx, err, add); err != nil {
+		return err
 	}
 	if bad > maxProblems {
 		add("%d blobs are missing or wrong in total", bad)

@@ -149,6 +149,12 @@ func TestIncrementalVerifyRefuses(t *testing.T) {
 						t.Errorf("VerifyError %q does not name the missing file", ve)
 					}
 				}
+				// A written blob of the wrong size is named with its file and both sizes.
+				for c, want := range map[string]string{"short": "has 5 bytes, Manifest.db says", "truncated": "has 3 bytes, Manifest.db says"} {
+					if strings.Contains(name, c) && (!strings.Contains(ve.Error(), want) || !strings.Contains(ve.Error(), "(HomeDomain-Library/g001-00000")) {
+						t.Errorf("VerifyError %q does not say %q of the file", ve, want)
+					}
+				}
 				t.Log(ve)
 			})
 		}
