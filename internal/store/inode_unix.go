@@ -3,6 +3,7 @@
 package store
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -27,7 +28,13 @@ func markReadOnly(path string, fi fs.FileInfo) error {
 }
 
 // openNoFollow opens a file for reading and refuses a symlink in its place: a blob is never a
-// link, and following one would read (or restore) whatever file it points to.
+// link, and following one would read (or restore) whatever file it points to. It leaves the
+// access time alone where it can (openNoATime); the kernel allows that only to the file's
+// owner, so a file of another user (a store written by another account) is opened without.
 func openNoFollow(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|openNoATime, 0)
+	if openNoATime != 0 && errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
 }
