@@ -97,8 +97,9 @@ type run struct {
 	// nothing, so wall alone charges only Snapback for writing back what it received.
 	durable time.Duration
 	// result is the time until the client reported the backup done ("Snapshot … committed",
-	// "Backup folder: …", idevicebackup2's "Backup Successful."): the store prepares the
-	// next backup's folder after that (store.PrepareNext), which wall includes. 0: no report.
+	// "Backup folder: …", idevicebackup2's "Backup Successful."): the store's upkeep (the
+	// day's scrub, preparing the next backup's folder) follows, which wall includes. 0: no
+	// report.
 	result time.Duration
 	// resultCPU is the client's user+system CPU when it reported the result (from
 	// /proc/PID/stat, 10 ms resolution): the store's upkeep after it (scrub, preparing the

@@ -34,11 +34,12 @@ import (
 //     creation costs. SNAPBACK_BENCH_FS=btrfs or xfs uses a loop image of that filesystem
 //     instead. The table says which filesystem was used and why;
 //   - besides wall time, "result" is the time until the client reported the backup done
-//     (the store then prepares the next backup's starting folder, store.PrepareNext, which
-//     wall includes and the next run does not pay again), and "to disk" adds the sync(2) after each run (done anyway, outside the
-//     wall, so the next contender does not pay for this one's writeback): Snapback ends with
-//     syncfs and idevicebackup2 does not sync at all, so only the sum compares the time
-//     until a backup is safe.
+//     (the store's upkeep follows at idle priority: the day's scrub and preparing the next
+//     backup's starting folder, store.PrepareNext, which wall includes and the next run does
+//     not pay again), and "CPU@res" the client's CPU at that moment; "to disk" adds the
+//     sync(2) after each run (done anyway, outside the wall, so the next contender does not
+//     pay for this one's writeback): Snapback ends with syncfs and idevicebackup2 does not
+//     sync at all, so only the sum compares the time until a backup is safe.
 //
 // Contenders: D `snapback backup --dir` (a plain folder), S `snapback backup` through the
 // snapshot store (its location on the image), and I Debian's idevicebackup2.
