@@ -34,6 +34,7 @@ type bgClone struct {
 	order []*cloneUnit
 
 	done chan struct{} // closed when every worker ended
+	idle bool          // each worker runs at idle priority (RunIdle)
 	mu   sync.Mutex
 	err  error // the first failure; set before done or a unit's done is closed
 	next int   // index into order of the next unit a worker takes
@@ -50,12 +51,23 @@ type cloneUnit struct {
 // startClone starts cloning src into the new folder dst with workers goroutines owned by the
 // returned bgClone: stop ends them.
 func (s *Store) startClone(ctx context.Context, src, dst string, m CloneMethod, workers int) *bgClone {
+	return s.startCloneAt(ctx, src, dst, m, workers, false)
+}
+
+// startCloneAt is startClone with each worker at idle I/O and CPU priority when idle is set
+// (RunIdle sets them per thread, so every worker sets its own).
+func (s *Store) startCloneAt(ctx context.Context, src, dst string, m CloneMethod, workers int, idle bool) *bgClone {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &bgClone{s: s, src: src, dst: dst, m: m, ctx: ctx, cancel: cancel,
+	c := &bgClone{s: s, src: src, dst: dst, m: m, ctx: ctx, cancel: cancel, idle: idle,
 		root: make(chan struct{}), units: map[string]*cloneUnit{}, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		err := c.cloneRoot()
+		var err error
+		if c.idle {
+			RunIdle(func() { err = c.cloneRoot() })
+		} else {
+			err = c.cloneRoot()
+		}
 		close(c.root)
 		if err != nil {
 			c.fail(err)
@@ -64,8 +76,15 @@ func (s *Store) startClone(ctx context.Context, src, dst string, m CloneMethod, 
 		var wg sync.WaitGroup
 		for range max(workers, 1) {
 			wg.Go(func() {
-				for u := c.take(); u != nil; u = c.take() {
-					c.run(u)
+				work := func() {
+					for u := c.take(); u != nil; u = c.take() {
+						c.run(u)
+					}
+				}
+				if c.idle {
+					RunIdle(work)
+				} else {
+					work()
 				}
 			})
 		}

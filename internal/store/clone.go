@@ -113,7 +113,12 @@ func (s *Store) cloneTree(ctx context.Context, src, dst string, m CloneMethod) e
 }
 
 func (s *Store) cloneTreeWorkers(ctx context.Context, src, dst string, m CloneMethod, workers int) error {
-	c := s.startClone(ctx, src, dst, m, workers)
+	return s.cloneTreeAt(ctx, src, dst, m, workers, false)
+}
+
+// cloneTreeAt is cloneTreeWorkers with the workers at idle priority when idle is set.
+func (s *Store) cloneTreeAt(ctx context.Context, src, dst string, m CloneMethod, workers int, idle bool) error {
+	c := s.startCloneAt(ctx, src, dst, m, workers, idle)
 	err := c.wait(ctx)
 	if err != nil {
 		c.stop()

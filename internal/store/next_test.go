@@ -221,3 +221,33 @@ func TestCancelledPrepareIsRemovedByRecovery(t *testing.T) {
 	runBackup(t, s, dev)
 	checkSizes(t, s, 1)
 }
+
+// PrepareNext links with its workers at idle I/O priority, though the clone runs on
+// goroutines of its own (a priority is a thread's, so each worker must set it): the folder
+// is prepared while the user may be working, and must never compete with them.
+func TestPrepareNextLinksAtIdlePriority(t *testing.T) {
+	opts := testOptions(&fakeClock{t: epoch, step: time.Hour})
+	var classes []int
+	preparing := false
+	opts.hook = func(p string) { // called under the store's hook lock, on the linking thread
+		switch {
+		case p == "next:begin":
+			preparing = true
+		case p == "next:cloned":
+			preparing = false
+		case p == "clone" && preparing:
+			classes = append(classes, ioPriorityClass())
+		}
+	}
+	s := openStore(t, t.TempDir(), opts)
+	runBackup(t, s, newFakeDevice(testUDID, 300, 700, 17))
+	mustPrepare(t, s, true)
+	if len(classes) < 300 {
+		t.Fatalf("%d files linked while preparing, want every file", len(classes))
+	}
+	for i, c := range classes {
+		if c != ioprioClassIdle {
+			t.Fatalf("file %d of the prepared folder was linked at I/O priority class %d, want idle (%d)", i, c, ioprioClassIdle)
+		}
+	}
+}
