@@ -13,7 +13,6 @@ import (
 	"snapback/internal/app"
 	"snapback/internal/devicesim/backupsim"
 	"snapback/internal/testenv"
-	"snapback/jobs"
 	"snapback/notify"
 )
 
@@ -125,18 +124,8 @@ func TestDaemonNotifiesDamageAfterCompletion(t *testing.T) {
 		msgs <- m
 		return nil
 	})
-	ready := make(chan *jobs.Manager, 1)
-	done := make(chan error, 1)
 	log := &syncBuffer{}
-	go func() {
-		runner := &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}}}
-		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Runner: runner, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	m := <-ready
+	m, _ := startDaemon(t, log, app.Config{Logger: slogTo(log), Notifier: rec, Runner: &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}}}})
 	// next is the next notification other than the passcode prompt (iOS 17 asks each run).
 	next := func(what string) notify.Message {
 		t.Helper()

@@ -34,14 +34,9 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 		}
 		return nil
 	})
-	ready := make(chan *jobs.Manager, 1)
-	done := make(chan error, 1)
 	log := &syncBuffer{}
-	go func() {
-		runner := &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}, PasscodeCancelWindow: 100 * time.Millisecond}}
-		done <- app.New(app.Config{Logger: slogTo(log), Notifier: rec, Runner: runner, Ready: func(m *jobs.Manager) { ready <- m }}).Run(ctx)
-	}()
-	m := <-ready
+	m, stop := startDaemon(t, log, app.Config{Logger: slogTo(log), Notifier: rec,
+		Runner: &app.Runner{Backups: &app.Backups{Stores: &app.Stores{}, PasscodeCancelWindow: 100 * time.Millisecond}}})
 	sub := m.Bus().Subscribe(jobs.EventRunFailed)
 	defer sub.Close()
 	var ev jobs.Event
@@ -76,8 +71,7 @@ func TestPasscodeTimeoutNotifiedOnce(t *testing.T) {
 	if strings.Count(d.LastError, "208") > 1 || strings.Count(strings.ToLower(d.LastError), strings.ToLower(failure.DeviceLocked.Remedy())) != 1 {
 		t.Fatalf("status LastError repeats itself: %q", d.LastError)
 	}
-	cancel()
-	<-done
+	stop()
 }
 
 // notifierFunc is a notify.Notifier from a function.
