@@ -12,6 +12,7 @@
 package sqlitefile
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type File struct {
 	winFirst uint32
 	visited  uint64 // pages read in this walk, to stop a loop in a damaged tree
 	payload  []byte // a payload assembled from overflow pages
+	leaf     []byte // the page a lookup read last (Seek, Row)
+	interior map[uint32][]byte
 }
 
 // Open opens path and checks its header; ErrUnsupported (wrapped) when it is not a file
@@ -362,4 +365,312 @@ func varint(b []byte) (v uint64, k int) {
 		return 0, 0
 	}
 	return v<<8 | uint64(b[8]), 9
+}
+
+// Index returns the root page of the index named name (ASCII case ignored), from
+// sqlite_schema; a table's PRIMARY KEY index is sqlite_autoindex_<table>_1.
+func (r *File) Index(name string) (uint32, error) {
+	var root uint32
+	found := 0
+	err := r.Rows(1, 4, func(row []Value) error {
+		if string(row[0].Bytes) != "index" || !strings.EqualFold(string(row[1].Bytes), name) {
+			return nil
+		}
+		found++
+		n, ok := row[3].Int()
+		if !ok || n < 2 || n > int64(r.pages) {
+			return fmt.Errorf("index %s: root page %d of %d", name, n, r.pages)
+		}
+		root = uint32(n)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case found != 1:
+		return 0, fmt.Errorf("%d indexes named %s", found, name)
+	}
+	return root, nil
+}
+
+// Lookups: Seek and Row find single entries for a caller that asks for a few rows of a
+// large file (an incremental commit checks the rows of the files it wrote, about 1% of
+// them). They read single pages, not the read-ahead window the walk uses, and keep the
+// interior pages they read (a few hundred at a million rows) for the next lookup.
+
+// maxInterior bounds the interior pages kept between lookups (4 MB of 4 KB pages).
+const maxInterior = 1024
+
+// lookupPage returns page n for a lookup: from the interior pages kept, or read alone
+// (into r.leaf, valid until the next call, unless it is an interior page, which is kept).
+func (r *File) lookupPage(n uint32) ([]byte, error) {
+	if n == 0 || n > r.pages {
+		return nil, fmt.Errorf("page %d out of range (1-%d)", n, r.pages)
+	}
+	if p, ok := r.interior[n]; ok {
+		return p, nil
+	}
+	if r.leaf == nil {
+		r.leaf = make([]byte, r.pageSize)
+	}
+	if _, err := r.f.ReadAt(r.leaf, int64(n-1)*r.pageSize); err != nil && err != io.EOF {
+		return nil, err
+	}
+	hdr := 0
+	if n == 1 {
+		hdr = 100
+	}
+	if t := r.leaf[hdr]; (t == 0x02 || t == 0x05) && len(r.interior) < maxInterior {
+		if r.interior == nil {
+			r.interior = map[uint32][]byte{}
+		}
+		p := append([]byte(nil), r.leaf...)
+		r.interior[n] = p
+		return p, nil
+	}
+	return r.leaf, nil
+}
+
+// btreePage is one b-tree page's header facts for a lookup.
+type btreePage struct {
+	p     []byte
+	typ   byte
+	cells int
+	ptrs  int // offset of the cell pointer array
+	right uint32
+}
+
+func (r *File) lookupBtree(n uint32, interiorType, leafType byte) (btreePage, error) {
+	p, err := r.lookupPage(n)
+	if err != nil {
+		return btreePage{}, err
+	}
+	hdr := 0
+	if n == 1 {
+		hdr = 100
+	}
+	b := btreePage{p: p, typ: p[hdr], cells: int(binary.BigEndian.Uint16(p[hdr+3 : hdr+5])), ptrs: hdr + 8}
+	switch b.typ {
+	case interiorType:
+		b.ptrs = hdr + 12
+		b.right = binary.BigEndian.Uint32(p[hdr+8:])
+	case leafType:
+	default:
+		return btreePage{}, fmt.Errorf("page %d: type %#x is not the b-tree page looked for", n, b.typ)
+	}
+	if b.ptrs+2*b.cells > r.usable {
+		return btreePage{}, fmt.Errorf("page %d: %d cells do not fit", n, b.cells)
+	}
+	return b, nil
+}
+
+// cell returns cell i of b (from its start to the end of the usable page).
+func (b btreePage) cell(r *File, n uint32, i int) ([]byte, error) {
+	off := int(binary.BigEndian.Uint16(b.p[b.ptrs+2*i:]))
+	if off < b.ptrs+2*b.cells || off+4 > r.usable {
+		return nil, fmt.Errorf("page %d: cell %d at %d", n, i, off)
+	}
+	return b.p[off:r.usable], nil
+}
+
+// SeekText finds the entry of the index b-tree rooted at root whose first column is the
+// text key (BINARY collation: byte order, as a UTF-8 database compares) and returns the
+// rowid it holds (the record's last column, as an index on a rowid table keeps it). ok is
+// false when the index has no such entry. An index entry longer than fits on its page (a
+// key of over about 1,000 bytes) is ErrUnsupported: the caller asks SQLite.
+func (r *File) SeekText(root uint32, key []byte) (rowid int64, ok bool, err error) {
+	// The most an index cell keeps on its page (sqlite.org/fileformat2.html, "Cell Payload
+	// Overflow Pages"): anything longer continues on overflow pages, which lookups do not
+	// follow.
+	maxLocal := uint64((r.usable-12)*64/255 - 23)
+	rec := make([]Value, 2)
+	n := root
+	for depth := 0; ; depth++ {
+		if depth > 20 {
+			return 0, false, errors.New("b-tree deeper than 20 levels")
+		}
+		b, err := r.lookupBtree(n, 0x02, 0x0a)
+		if err != nil {
+			return 0, false, err
+		}
+		// entry decodes cell i: its key's order against key, and its rowid.
+		entry := func(i int) (c int, id int64, err error) {
+			cell, err := b.cell(r, n, i)
+			if err != nil {
+				return 0, 0, err
+			}
+			if b.typ == 0x02 {
+				cell = cell[4:] // the left child
+			}
+			size, k := varint(cell)
+			if k == 0 || size > uint64(len(cell)-k) {
+				return 0, 0, fmt.Errorf("page %d: cell %d: bad payload size", n, i)
+			}
+			if size > maxLocal {
+				return 0, 0, fmt.Errorf("%w: page %d: an index entry on overflow pages", ErrUnsupported, n)
+			}
+			payload := cell[k : k+int(size)]
+			hsize, _ := varint(payload)
+			if err := decodeRecord(payload, rec); err != nil {
+				return 0, 0, fmt.Errorf("page %d: cell %d: %w", n, i, err)
+			}
+			switch v := rec[0]; {
+			case v.Type < 12: // NULL and numbers sort before any text
+				c = -1
+			case v.Type%2 == 0: // a blob sorts after any text
+				c = 1
+			default:
+				c = bytes.Compare(v.Bytes, key)
+			}
+			if c != 0 {
+				return c, 0, nil
+			}
+			// The rowid is the record's last column: decode the header's last type.
+			last := lastColumn(payload, hsize)
+			id, ok := last.Int()
+			if !ok {
+				return 0, 0, fmt.Errorf("page %d: cell %d: an index entry without a rowid", n, i)
+			}
+			return 0, id, nil
+		}
+		lo, hi := 0, b.cells
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			c, id, err := entry(m)
+			if err != nil {
+				return 0, false, err
+			}
+			if c == 0 {
+				return id, true, nil
+			}
+			if c < 0 {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if b.typ == 0x0a {
+			return 0, false, nil
+		}
+		if lo == b.cells {
+			n = b.right
+			continue
+		}
+		cell, err := b.cell(r, n, lo)
+		if err != nil {
+			return 0, false, err
+		}
+		n = binary.BigEndian.Uint32(cell)
+	}
+}
+
+// lastColumn returns the last column of the record payload whose header is hsize bytes, an
+// empty Value when the record is malformed (the caller's Int check then fails).
+func lastColumn(payload []byte, hsize uint64) Value {
+	if hsize > uint64(len(payload)) {
+		return Value{}
+	}
+	h, k := payload[:hsize], 0
+	_, k = varint(h)
+	if k == 0 {
+		return Value{}
+	}
+	h = h[k:]
+	var cols int
+	for rest := h; len(rest) > 0; cols++ {
+		_, k := varint(rest)
+		if k == 0 {
+			return Value{}
+		}
+		rest = rest[k:]
+	}
+	if cols == 0 {
+		return Value{}
+	}
+	row := make([]Value, cols)
+	if decodeRecord(payload, row) != nil {
+		return Value{}
+	}
+	return row[cols-1]
+}
+
+// Row calls fn with the first cols columns of the row rowid of the table b-tree rooted at
+// root, as Rows would; ok is false when the table has no such row. fn's error is returned
+// as it is.
+func (r *File) Row(root uint32, rowid int64, cols int, fn func(row []Value) error) (ok bool, err error) {
+	n := root
+	for depth := 0; ; depth++ {
+		if depth > 20 {
+			return false, errors.New("b-tree deeper than 20 levels")
+		}
+		b, err := r.lookupBtree(n, 0x05, 0x0d)
+		if err != nil {
+			return false, err
+		}
+		// key returns cell i's rowid, and the cell.
+		key := func(i int) (int64, []byte, error) {
+			cell, err := b.cell(r, n, i)
+			if err != nil {
+				return 0, nil, err
+			}
+			c := cell
+			if b.typ == 0x05 {
+				c = c[4:]
+			} else if _, k := varint(c); k == 0 {
+				return 0, nil, fmt.Errorf("page %d: cell %d: bad payload size", n, i)
+			} else {
+				c = c[k:]
+			}
+			id, k := varint(c)
+			if k == 0 {
+				return 0, nil, fmt.Errorf("page %d: cell %d: bad rowid", n, i)
+			}
+			return int64(id), cell, nil
+		}
+		// The first cell whose rowid is rowid or more: an interior cell's child holds the
+		// rowids up to its key; a leaf cell is the row.
+		lo, hi := 0, b.cells
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			id, _, err := key(m)
+			if err != nil {
+				return false, err
+			}
+			if id < rowid {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if b.typ == 0x0d {
+			if lo == b.cells {
+				return false, nil
+			}
+			id, cell, err := key(lo)
+			if err != nil || id != rowid {
+				return false, err
+			}
+			// Overflow pages are read through the walk's window, which the lookup pages do
+			// not use: the leaf stays valid until the payload is assembled.
+			r.visited = 0
+			payload, err := r.cellPayload(n, cell)
+			if err != nil {
+				return false, err
+			}
+			row := make([]Value, cols)
+			if err := decodeRecord(payload, row); err != nil {
+				return false, fmt.Errorf("row %d: %w", rowid, err)
+			}
+			return true, fn(row)
+		}
+		if lo == b.cells {
+			n = b.right
+			continue
+		}
+		_, cell, err := key(lo)
+		if err != nil {
+			return false, err
+		}
+		n = binary.BigEndian.Uint32(cell)
+	}
 }
