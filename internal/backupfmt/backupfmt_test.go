@@ -279,13 +279,14 @@ func TestManifestDBWriteRead(t *testing.T) {
 	}
 }
 
-// EachOf returns every asked-for row that exists exactly once, across batch boundaries,
-// whatever order and duplicates the IDs come in; IDs without a row are skipped; the
-// callback's error ends it.
-func TestManifestDBEachOf(t *testing.T) {
+// SizesOf gives every asked-for row that exists exactly once, with its flags and size,
+// across batch boundaries, whatever order and duplicates the IDs come in, through the index
+// lookups and through SQLite alike; IDs without a row are skipped; the callback's error
+// ends it.
+func TestManifestDBSizesOf(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "Manifest.db")
-	recs := testRecords(2*eachOfBatch + 77)
+	recs := testRecords(2*sizesBatch + 77)
 	writeDB(t, path, recs)
 	db, err := OpenManifestDB(path)
 	if err != nil {
@@ -299,34 +300,79 @@ func TestManifestDBEachOf(t *testing.T) {
 		ids = append(ids, recs[i].FileID)
 	}
 	ids = append(ids, FileID("NoDomain", "x"), FileID("NoDomain", "y"))
-	got := map[string]int{}
-	err = db.EachOf(ctx, ids, func(r Record, rowErr error) error {
-		if rowErr != nil {
-			return rowErr
+	check := func(how string, walk func(fn func(id string, flags, size int64, rowErr error) error) error) {
+		got := map[string]int{}
+		err := walk(func(id string, flags, size int64, rowErr error) error {
+			r, ok := want[id]
+			switch {
+			case rowErr != nil:
+				return rowErr
+			case !ok:
+				return fmt.Errorf("row %s was not asked for", id)
+			case flags != r.Flags || size != r.File.Size:
+				return fmt.Errorf("row %s: flags %d, size %d; want %d, %d", id, flags, size, r.Flags, r.File.Size)
+			}
+			got[id]++
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", how, err)
 		}
-		if !reflect.DeepEqual(r, want[r.FileID]) {
-			return fmt.Errorf("row %s:\n got %+v\nwant %+v", r.FileID, r, want[r.FileID])
+		if len(got) != len(want) {
+			t.Fatalf("%s gave %d rows, want %d", how, len(got), len(want))
 		}
-		got[r.FileID]++
-		return nil
-	})
+		for id, n := range got {
+			if n != 1 {
+				t.Fatalf("%s: row %s given %d times", how, id, n)
+			}
+		}
+	}
+	check("SizesOf", func(fn func(string, int64, int64, error) error) error { return db.SizesOf(ctx, ids, fn) })
+	if _, err := lookupSizes(ctx, path, ids); err != nil {
+		t.Fatalf("the index lookups refused the file: %v", err)
+	}
+	// SQLite's way, for a file the lookups refuse: the same rows in a Files table with one
+	// more column, which sqlitefile leaves to SQLite.
+	other := filepath.Join(t.TempDir(), "other.db")
+	raw, err := sql.Open("sqlite", sqliteURI(other, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(want) {
-		t.Fatalf("EachOf gave %d rows, want %d", len(got), len(want))
+	if _, err := raw.Exec(`CREATE TABLE Files (fileID TEXT PRIMARY KEY, domain TEXT, relativePath TEXT, flags INTEGER, file BLOB, extra TEXT)`); err != nil {
+		t.Fatal(err)
 	}
-	for id, n := range got {
-		if n != 1 {
-			t.Fatalf("row %s given %d times", id, n)
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		blob, err := EncodeMBFile(r.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(`INSERT INTO Files VALUES (?, ?, ?, ?, ?, 'x')`, r.FileID, r.Domain, r.RelativePath, r.Flags, blob); err != nil {
+			t.Fatal(err)
 		}
 	}
-	stop := errors.New("stop")
-	if err := db.EachOf(ctx, ids, func(Record, error) error { return stop }); err != stop {
-		t.Errorf("EachOf returned %v; want the callback's error", err)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
-	if err := db.EachOf(ctx, nil, func(Record, error) error { return stop }); err != nil {
-		t.Errorf("EachOf of no IDs: %v", err)
+	raw.Close()
+	if _, err := lookupSizes(ctx, other, ids); err == nil {
+		t.Fatal("the index lookups read a Files table of another shape")
+	}
+	odb, err := OpenManifestDB(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Close()
+	check("SQLite", func(fn func(string, int64, int64, error) error) error { return odb.SizesOf(ctx, ids, fn) })
+	stop := errors.New("stop")
+	if err := db.SizesOf(ctx, ids, func(string, int64, int64, error) error { return stop }); err != stop {
+		t.Errorf("SizesOf returned %v; want the callback's error", err)
+	}
+	if err := db.SizesOf(ctx, nil, func(string, int64, int64, error) error { return stop }); err != nil {
+		t.Errorf("SizesOf of no IDs: %v", err)
 	}
 }
 

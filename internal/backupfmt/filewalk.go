@@ -1,6 +1,7 @@
 package backupfmt
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -80,4 +81,74 @@ func (t *filesTable) eachRow(fn func(id []byte, flags int64, file []byte) error)
 		}
 		return fn(id, flags, file)
 	})
+}
+
+// foundSize is one row lookupSizes found.
+type foundSize struct {
+	id          string
+	flags, size int64
+	err         error // the row's file or flags did not decode
+}
+
+// lookupSizes finds the Files rows of ids through the fileID index with sqlitefile (the index
+// and table pages read one at a time, interior pages kept), in the order of ids, skipping
+// the IDs without a row. Any error (not a file sqlitefile reads, a damaged tree, an index
+// entry pointing at no row or at another fileID's row) means the caller asks SQLite instead,
+// for all of ids.
+func lookupSizes(ctx context.Context, path string, ids []string) ([]foundSize, error) {
+	t, err := openFilesTable(path)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	// The PRIMARY KEY's index: with the schema checked (openFilesTable), it is fileID's.
+	idx, err := t.f.Index("sqlite_autoindex_Files_1")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]foundSize, 0, len(ids))
+	for i, id := range ids {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		rowid, ok, err := t.f.SeekText(idx, []byte(id))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		f := foundSize{id: id}
+		found, err := t.f.Row(t.root, rowid, 5, func(row []sqlitefile.Value) error {
+			if !row[0].TextOrBlob() || string(row[0].Bytes) != id {
+				return fmt.Errorf("the index entry of %s points at row %d, which is not its row", id, rowid)
+			}
+			if n, ok := row[3].Int(); ok {
+				f.flags = n
+			} else if !row[3].Null() {
+				f.err = fmt.Errorf("read Manifest.db row %s: flags of serial type %d, not an integer", id, row[3].Type)
+				return nil
+			}
+			var blob []byte
+			switch v := row[4]; {
+			case v.TextOrBlob():
+				blob = v.Bytes
+			case !v.Null():
+				f.err = fmt.Errorf("read Manifest.db row %s: file of serial type %d, not a blob", id, v.Type)
+				return nil
+			}
+			f.size, f.err = rowSize(id, blob)
+			return nil
+		})
+		switch {
+		case err != nil:
+			return nil, err
+		case !found:
+			return nil, fmt.Errorf("the index entry of %s points at row %d, which does not exist", id, rowid)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

@@ -280,7 +280,7 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 			}
 		}
 	}
-	// The written files' sizes against their rows, asked for in batches (EachOf). A blob
+	// The written files' sizes against their rows, looked up together (SizesOf). A blob
 	// without a row is left over and harmless (the device wrote it and then dropped the row).
 	ids := make([]string, 0, len(d.written))
 	sizes := make(map[string]int64, len(d.written))
@@ -290,13 +290,18 @@ func (s *Store) verifyRowsDelta(ctx context.Context, dir, dbPath string, facts *
 			sizes[id] = w.size
 		}
 	}
-	err = db.EachOf(ctx, ids, func(r backupfmt.Record, rowErr error) error {
+	err = db.SizesOf(ctx, ids, func(id string, flags, size int64, rowErr error) error {
 		switch {
 		case rowErr != nil:
 			add("Manifest.db: %v", rowErr)
-		case r.Flags == backupfmt.FlagFile && r.File.Size != sizes[r.FileID]:
+		case flags == backupfmt.FlagFile && size != sizes[id]:
 			bad++
-			add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", r.FileID, r.Domain, r.RelativePath, sizes[r.FileID], r.File.Size)
+			// The row again, whole, for the message: only for a file found wrong.
+			if r, err := db.Get(ctx, id); err == nil {
+				add("blob %s (%s-%s) has %d bytes, Manifest.db says %d", id, r.Domain, r.RelativePath, sizes[id], size)
+			} else {
+				add("blob %s has %d bytes, Manifest.db says %d", id, sizes[id], size)
+			}
 		}
 		return nil
 	})
