@@ -2,7 +2,8 @@
 // b-tree (sqlite.org/fileformat2.html), for a caller that reads one known table of a large
 // file in full and for whom a SQL engine costs more than the reading: a full backup's commit
 // reads every row of the device's Manifest.db, about 6 µs a row through database/sql and
-// pure-Go SQLite (issue #16).
+// pure-Go SQLite (issue #16). It also finds single rows through an index (SeekText, Row),
+// for the few rows an incremental commit checks.
 //
 // It reads UTF-8 databases with the standard payload fractions; anything else is
 // ErrUnsupported when the file is opened, and the caller uses SQLite. Every page number,
