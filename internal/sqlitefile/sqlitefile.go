@@ -137,15 +137,21 @@ func (v Value) TextOrBlob() bool { return v.Type >= 12 }
 // Table returns the root page and the CREATE statement of the table named name (ASCII case
 // ignored, as SQLite does), from sqlite_schema.
 func (r *File) Table(name string) (root uint32, sql string, err error) {
+	return r.schemaEntry("table", name)
+}
+
+// schemaEntry returns the root page and the statement of the one sqlite_schema entry of type
+// kind ("table", "index") named name (ASCII case ignored).
+func (r *File) schemaEntry(kind, name string) (root uint32, sql string, err error) {
 	found := 0
 	err = r.Rows(1, 5, func(row []Value) error {
-		if string(row[0].Bytes) != "table" || !strings.EqualFold(string(row[1].Bytes), name) {
+		if string(row[0].Bytes) != kind || !strings.EqualFold(string(row[1].Bytes), name) {
 			return nil
 		}
 		found++
 		n, ok := row[3].Int()
 		if !ok || n < 2 || n > int64(r.pages) {
-			return fmt.Errorf("table %s: root page %d of %d", name, n, r.pages)
+			return fmt.Errorf("%s %s: root page %d of %d", kind, name, n, r.pages)
 		}
 		root, sql = uint32(n), string(row[4].Bytes)
 		return nil
@@ -154,7 +160,7 @@ func (r *File) Table(name string) (root uint32, sql string, err error) {
 	case err != nil:
 		return 0, "", err
 	case found != 1:
-		return 0, "", fmt.Errorf("%d tables named %s", found, name)
+		return 0, "", fmt.Errorf("%d %s entries named %s", found, kind, name)
 	}
 	return root, sql, nil
 }
@@ -371,27 +377,8 @@ func varint(b []byte) (v uint64, k int) {
 // Index returns the root page of the index named name (ASCII case ignored), from
 // sqlite_schema; a table's PRIMARY KEY index is sqlite_autoindex_<table>_1.
 func (r *File) Index(name string) (uint32, error) {
-	var root uint32
-	found := 0
-	err := r.Rows(1, 4, func(row []Value) error {
-		if string(row[0].Bytes) != "index" || !strings.EqualFold(string(row[1].Bytes), name) {
-			return nil
-		}
-		found++
-		n, ok := row[3].Int()
-		if !ok || n < 2 || n > int64(r.pages) {
-			return fmt.Errorf("index %s: root page %d of %d", name, n, r.pages)
-		}
-		root = uint32(n)
-		return nil
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case found != 1:
-		return 0, fmt.Errorf("%d indexes named %s", found, name)
-	}
-	return root, nil
+	root, _, err := r.schemaEntry("index", name)
+	return root, err
 }
 
 // Lookups: Seek and Row find single entries for a caller that asks for a few rows of a
