@@ -69,18 +69,27 @@ func (t *filesTable) eachRow(fn func(id []byte, flags int64, file []byte) error)
 			num = strconv.AppendInt(num[:0], n, 10)
 			id = num
 		}
-		flags, ok := row[3].Int()
-		if !ok && !row[3].Null() {
-			return fmt.Errorf("row %q: flags of serial type %d, not an integer", id, row[3].Type)
-		}
-		var file []byte
-		if v := row[4]; v.TextOrBlob() {
-			file = v.Bytes
-		} else if !v.Null() {
-			return fmt.Errorf("row %q: file of serial type %d, not a blob", id, v.Type)
+		flags, file, err := flagsAndFile(id, row)
+		if err != nil {
+			return err
 		}
 		return fn(id, flags, file)
 	})
+}
+
+// flagsAndFile reads a Files row's flags (0 for NULL) and file (nil for NULL) columns; flags
+// that are not an integer, or a file that is a number, are an error naming the row.
+func flagsAndFile(id []byte, row []sqlitefile.Value) (flags int64, file []byte, err error) {
+	flags, ok := row[3].Int()
+	if !ok && !row[3].Null() {
+		return 0, nil, fmt.Errorf("row %q: flags of serial type %d, not an integer", id, row[3].Type)
+	}
+	if v := row[4]; v.TextOrBlob() {
+		file = v.Bytes
+	} else if !v.Null() {
+		return 0, nil, fmt.Errorf("row %q: file of serial type %d, not a blob", id, v.Type)
+	}
+	return flags, file, nil
 }
 
 // foundSize is one row lookupSizes found.
@@ -125,20 +134,12 @@ func lookupSizes(ctx context.Context, path string, ids []string) ([]foundSize, e
 			if !row[0].TextOrBlob() || string(row[0].Bytes) != id {
 				return fmt.Errorf("the index entry of %s points at row %d, which is not its row", id, rowid)
 			}
-			if n, ok := row[3].Int(); ok {
-				f.flags = n
-			} else if !row[3].Null() {
-				f.err = fmt.Errorf("read Manifest.db row %s: flags of serial type %d, not an integer", id, row[3].Type)
+			flags, blob, err := flagsAndFile(row[0].Bytes, row)
+			if err != nil {
+				f.err = fmt.Errorf("read Manifest.db %w", err)
 				return nil
 			}
-			var blob []byte
-			switch v := row[4]; {
-			case v.TextOrBlob():
-				blob = v.Bytes
-			case !v.Null():
-				f.err = fmt.Errorf("read Manifest.db row %s: file of serial type %d, not a blob", id, v.Type)
-				return nil
-			}
+			f.flags = flags
 			f.size, f.err = rowSize(id, blob)
 			return nil
 		})
