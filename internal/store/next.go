@@ -124,8 +124,9 @@ func (s *Store) nextWanted(udid string) (nextMarker, bool, error) {
 // makeNext clones the latest backup into next/, flushes it, and then marks it prepared for
 // want. The top-level folders are linked by cloneWorkers goroutines, each at idle priority:
 // linking is kernel work that parallelises across directories, and a second core left idle
-// by the backup made the folder ready in about half the time (issue #16), which is how long
-// the command stays up after its result and the daemon holds the device's next run.
+// by the backup made the folder ready about 30% sooner (100,000 files: 1.8-2.0 s before,
+// 1.4-1.5 s after; issue #16), which is how long the command stays up after its result and
+// the daemon holds the device's next run.
 func (s *Store) makeNext(ctx context.Context, udid string, want nextMarker) error {
 	if err := os.Mkdir(s.l.next(udid), 0o755); err != nil {
 		return err
