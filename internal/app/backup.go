@@ -218,7 +218,8 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 	hashNew, hashed := run.ContentHash()
 	res, err := eng(ctx, engine.Request{Devices: b.Devices, UDID: udid, Root: run.Root(), Full: req.Full, Now: now, Log: log, Events: events,
 		PairPrompt: req.PairPrompt, WiFiProbeEvery: b.WiFiProbeEvery, PasscodeCancelWindow: b.PasscodeCancelWindow,
-		ContentHash: hashNew, ContentHashed: hashed, RootReady: run.RootReady, EntryReady: run.EntryReady,
+		ContentHash: hashNew, ContentHashed: func(l mobilebackup2.Landed) { hashed(l.Name, l.Info, l.Sum) },
+		RootReady: run.RootReady, EntryReady: run.EntryReady,
 		// run.Root() is the store's staging folder: it is committed only after the whole run
 		// succeeded and was verified, and discarded otherwise, so new files may be written
 		// under their final names; they are created read-only, as committed files must be.

@@ -3,7 +3,7 @@ package engine
 import (
 	"context"
 	"hash"
-	"io/fs"
+	"snapback/internal/mobilebackup2"
 	"testing"
 	"time"
 
@@ -32,9 +32,9 @@ func TestContentHashedWhileStreaming(t *testing.T) {
 		streamed := 0
 		res, err := Backup(ctx, Request{UDID: r.udid, Root: run.Root(), LockRetry: 10 * time.Millisecond,
 			ContentHash: func() hash.Hash { return newHash() },
-			ContentHashed: func(fi fs.FileInfo, sum []byte) {
+			ContentHashed: func(l mobilebackup2.Landed) {
 				streamed++
-				hashed(fi, sum)
+				hashed(l.Name, l.Info, l.Sum)
 			}})
 		if err != nil {
 			run.Abort()

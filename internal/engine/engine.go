@@ -32,10 +32,10 @@ import (
 type Request struct {
 	// ContentHash and ContentHashed, if set, hash every uploaded file as it streams in (see
 	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both): ContentHash is
-	// called once per backup and its hash Reset between files, and the sum ContentHashed gets
-	// is valid only during the call.
+	// called once per backup and its hash Reset between files. ContentHashed hears of every
+	// file that landed (a copy without a sum); the sum is valid only during the call.
 	ContentHash   func() hash.Hash
-	ContentHashed func(fi fs.FileInfo, sum []byte)
+	ContentHashed func(mobilebackup2.Landed)
 	// RootReady, if set, is called (and must return nil) before the first read or write
 	// under Root/<UDID>: the store clones the latest backup into its staging Root while the
 	// device connects, lists its apps, grants the sync lock and, after the Backup request,

@@ -251,7 +251,7 @@ func (c *Client) Backup(ctx context.Context, opt BackupOptions) (res Result, err
 	if opt.Root == "" {
 		return res, errors.New("backup: no root directory")
 	}
-	s = &server{hash: c.contentHash.newHash, hashed: c.contentHash.hashed,
+	s = &server{hash: c.contentHash.newHash, landed: c.contentHash.landed,
 		dl:     c.dl,
 		res:    newResolver(opt.Root, opt.UDID),
 		ev:     ev,

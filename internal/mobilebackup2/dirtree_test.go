@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -265,13 +264,14 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 	}
 	c, d := pair(t)
 	type landed struct {
-		fi  os.FileInfo
-		sum []byte
+		name string
+		fi   os.FileInfo
+		sum  []byte
 	}
 	var got []landed
 	statusData := statusPlist(t, "finished")
 	// sum is only valid during the call.
-	c.HashUploads(sha256.New, func(fi fs.FileInfo, sum []byte) { got = append(got, landed{fi, bytes.Clone(sum)}) })
+	c.HashUploads(sha256.New, func(l Landed) { got = append(got, landed{l.Name, l.Info, bytes.Clone(l.Sum)}) })
 	wait := d.run(func(d *fakeDevice) error {
 		d.expectBackup()
 		if code, _, err := d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab"); code != 0 || err != nil {
@@ -304,6 +304,9 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 	if want := sha256.Sum256(statusData); !bytes.Equal(got[1].sum, want[:]) {
 		t.Errorf("second file's streamed hash %x; want %x", got[1].sum, want)
 	}
+	if got[0].name != u+"/Snapshot/ab/big" || got[1].name != u+"/Status.plist" {
+		t.Errorf("landed names %q, %q; want where the files are", got[0].name, got[1].name)
+	}
 	if got[0].fi.Size() != int64(len(data)) || inode(t, p) != got[0].fi.Sys().(*syscall.Stat_t).Ino {
 		t.Errorf("FileInfo size %d ino %v; want %d, the landed inode", got[0].fi.Size(), got[0].fi.Sys(), len(data))
 	}
@@ -333,6 +336,84 @@ func TestPrefixSlot(t *testing.T) {
 	} {
 		if got := tr.prefixSlot(rel); got != want {
 			t.Errorf("prefixSlot(%q) = %p; want %p", rel, got, want)
+		}
+	}
+}
+
+// TestLandedSaysWhereAndHow: HashUploads hears of every file where it is on disk: a
+// redirected upload under its final name, one that could not be redirected under the name
+// the device used, each with its sum and the FileInfo of that very inode; a copy arrives
+// without either, so the store knows a file landed whose bytes it has not seen.
+func TestLandedSaysWhereAndHow(t *testing.T) {
+	root := t.TempDir()
+	u := testUDID
+	_, newStaged, newFinal := blob("ab", 1)
+	_, oldStaged, oldFinal := blob("ab", 2)
+	if err := os.MkdirAll(filepath.Join(root, u, "ab"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// oldFinal exists (a committed file's link in a clone): its upload cannot be redirected.
+	if err := os.WriteFile(filepath.Join(root, oldFinal), []byte("committed"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	c, d := pair(t)
+	var got []Landed
+	c.HashUploads(sha256.New, func(l Landed) {
+		l.Sum = bytes.Clone(l.Sum)
+		got = append(got, l)
+	})
+	wait := d.run(func(d *fakeDevice) error {
+		d.expectBackup()
+		for _, dir := range []string{u + "/Snapshot", u + "/Snapshot/ab", u + "/ab"} {
+			if code, _, err := d.simple(devicelink.CreateDirectory, dir); code != 0 || err != nil {
+				return fmt.Errorf("mkdir %s: %d %v", dir, code, err)
+			}
+		}
+		if code, err := d.upload(upFile{name: newStaged, data: []byte("new")}, upFile{name: oldStaged, data: []byte("changed")}); code != 0 || err != nil {
+			return fmt.Errorf("upload %d %v", code, err)
+		}
+		moves := map[string]any{newStaged: newFinal}
+		if code, _, err := d.simple(devicelink.MoveItems, moves, map[string]any{}, 90.0); code != 0 || err != nil {
+			return fmt.Errorf("move %d %v", code, err)
+		}
+		if code, _, err := d.simple(devicelink.CopyItem, oldFinal, u+"/copied"); code != 0 || err != nil {
+			return fmt.Errorf("copy %d %v", code, err)
+		}
+		if code, err := d.upload(upFile{name: u + "/Status.plist", data: statusPlist(t, "finished")}); code != 0 || err != nil {
+			return fmt.Errorf("upload %d %v", code, err)
+		}
+		return d.finish(0, "")
+	})
+	if _, err := backupWith(t, c, BackupOptions{Root: root, DirectWrites: true, FileMode: 0o444}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("landed reported %d files; want 4: %+v", len(got), got)
+	}
+	for i, w := range []struct {
+		name, data string
+		hashed     bool
+	}{{newFinal, "new", true}, {oldStaged, "changed", true}, {u + "/copied", "committed", false}} {
+		l := got[i]
+		if l.Name != w.name {
+			t.Errorf("file %d landed as %q; want %q", i, l.Name, w.name)
+		}
+		if !w.hashed {
+			if l.Info != nil || l.Sum != nil {
+				t.Errorf("%s: a copy reported with a FileInfo or sum", w.name)
+			}
+			continue
+		}
+		sum := sha256.Sum256([]byte(w.data))
+		if l.Info == nil || !bytes.Equal(l.Sum, sum[:]) {
+			t.Errorf("%s: sum %x, FileInfo %v; want %x", w.name, l.Sum, l.Info, sum)
+			continue
+		}
+		if ino := inode(t, filepath.Join(root, w.name)); l.Info.Sys().(*syscall.Stat_t).Ino != ino {
+			t.Errorf("%s: FileInfo of inode %d; the file is %d", w.name, l.Info.Sys().(*syscall.Stat_t).Ino, ino)
 		}
 	}
 }

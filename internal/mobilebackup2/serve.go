@@ -19,8 +19,8 @@ import (
 
 // server answers the device's DeviceLink requests during one operation.
 type server struct {
-	hash   func() hash.Hash                 // content hash computed while files stream in; nil = none
-	hashed func(fi fs.FileInfo, sum []byte) // receives each landed file's sum
+	hash   func() hash.Hash // content hash computed while files stream in; nil = none
+	landed func(Landed)     // receives each landed file (HashUploads)
 	dl     *devicelink.Conn
 	res    resolver
 	// tree holds the backup folder's directories open for the per-file work (uploads, moves,
@@ -543,9 +543,16 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 			return s.tree.pathErr("rename", name, ferr), nil
 		}
 	}
-	if fi != nil && s.hashed != nil {
-		s.sum = h.Sum(s.sum[:0])
-		s.hashed(fi, s.sum)
+	if s.landed != nil {
+		l := Landed{Name: name}
+		if redirected {
+			l.Name = finalName(s.res.udid, name)
+		}
+		if fi != nil {
+			s.sum = h.Sum(s.sum[:0])
+			l.Info, l.Sum = fi, s.sum
+		}
+		s.landed(l)
 	}
 	s.stats.FilesReceived++
 	landed = true
@@ -913,6 +920,9 @@ func (s *server) copyFile(sd dirHandle, sn string, dd dirHandle, dn, dst string)
 	if err := renameAt(dd, name, dd, dn); err != nil {
 		_ = unlinkAt(dd, name)
 		return s.tree.pathErr("rename", dst, err)
+	}
+	if s.landed != nil {
+		s.landed(Landed{Name: dst}) // a new file, not hashed: the index reads it
 	}
 	return nil
 }

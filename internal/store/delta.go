@@ -65,6 +65,8 @@ type delta struct {
 	// sink, when set, takes each written file instead of written and present (a fresh
 	// commit's one pass, fullcommit.go: nothing per file is kept here).
 	sink func(blobStat) error
+	// streamed, with sink, may vouch for a file's stat (sumTable.landed).
+	streamed sumTable
 	// queue, when set, collects the top-level folders for diffQueued instead of comparing
 	// them in place (diffTree).
 	queue *[]subdir

@@ -154,8 +154,8 @@ const canListInodes = true
 
 // walkWritten passes every file of dir, a staging folder that started empty, to sink with
 // its one stat, one directory at a time.
-func (s *Store) walkWritten(ctx context.Context, dir string, sink func(blobStat) error) error {
-	if err := s.diffDir(ctx, &delta{sink: sink}, dir, "", "", 0); err != nil {
+func (s *Store) walkWritten(ctx context.Context, dir string, streamed sumTable, sink func(blobStat) error) error {
+	if err := s.diffDir(ctx, &delta{sink: sink, streamed: streamed}, dir, "", "", 0); err != nil {
 		return fmt.Errorf("list %s: %w", dir, err)
 	}
 	return nil
@@ -211,7 +211,8 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 		defer func() { d.keys.add(d.batch) }() // one lock per folder, also on an error path
 	}
 	for _, e := range sEnts {
-		if e.typ == typeUnknown {
+		known := e.typ != typeUnknown // the type came from the listing: no stat yet
+		if !known {
 			st, err := statAt(sfd, e.name)
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", filepath.Join(sDir, e.name), err)
@@ -242,6 +243,15 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			if le, ok := lEnts[e.name]; ok && le.ino == e.ino {
 				delete(lEnts, e.name) // unchanged: a link to latest's verified, read-only file
 				continue
+			}
+			if d.sink != nil && known && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
+				if k, ok := d.streamed.landed(e.ino, idKey(e.name)); ok {
+					// Uploaded under this name and stat'ed then (sumTable.landed).
+					if err := d.sink(blobStat{rel: path.Join(rel, e.name), ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}); err != nil {
+						return err
+					}
+					continue
+				}
 			}
 			st, err := statAt(sfd, e.name)
 			if err != nil {

@@ -18,12 +18,14 @@ import (
 )
 
 // Issue #16: a full backup's commit (`backup --full`, and every first backup) costs one pass
-// over what the run wrote and keeps 16 bytes a file (beside the 40-byte sums the engine
+// over what the run wrote and keeps 16 bytes a file (beside the 48-byte sums the engine
 // streamed, streamedHashes).
 //
 // The staging folder of a full run starts empty, so every file in it was written by this run.
-// listFresh lists it one directory at a time and stats each file once (size, inode, mtime,
-// links, mode); the sizes, the content index and the verify all use that one stat. The index
+// listFresh lists it one directory at a time and takes each file's stat once (size, inode,
+// mtime, links, mode): from the fstat its upload took, where the streamed sums vouch for it
+// (sumTable.landed: nearly every blob), else by asking the filesystem. The sizes, the content
+// index and the verify all use that one stat. The index
 // lines are appended during the pass, with the sums the engine computed while the bytes
 // streamed in (only the files it did not hash are read), and the pass keeps one 16-byte key
 // and size per blob for the verify. Before, the pass kept every file's stat and path until
@@ -87,7 +89,7 @@ func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed s
 	t := &freshTally{}
 	t.blobs = offheap.Alloc[keySize](&t.mem, files+files/16+64)
 	var buf []byte
-	err := s.walkWritten(ctx, dir, func(w blobStat) error {
+	err := s.walkWritten(ctx, dir, streamed, func(w blobStat) error {
 		t.u.Files++
 		t.u.Total += w.size
 		if w.nlink > 1 {

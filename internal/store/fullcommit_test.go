@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -279,7 +280,7 @@ func TestCommitIndexesStreamedSums(t *testing.T) {
 				}
 				h := newHash()
 				h.Write(content)
-				hashed(fi, h.Sum(nil))
+				hashed(testUDID+"/"+filepath.ToSlash(backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name))), fi, h.Sum(nil))
 			}
 			content := func(name string) []byte {
 				b, err := os.ReadFile(filepath.Join(r.Dir(), backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name))))
@@ -360,3 +361,92 @@ func firstRunStaged(t *testing.T, serial bool, fresh *int) (*Store, *Run) {
 	}
 	return s, r
 }
+
+// TestFullCommitTakesTheUploadsStat: a full commit takes a blob's size from the fstat its
+// upload reported instead of asking the filesystem again, but only where that report must
+// still be true (sumTable.landed): one upload with that inode, under that blob name, read-only
+// with one link, and no file landed without a hash in the run. The test reports the size one
+// byte off, as a stale report would be. Believed, it makes the commit refuse the backup (the
+// size disagrees with Manifest.db), which shows the stat was skipped; in every case where it
+// must not be believed, the commit stats the file and succeeds.
+func TestFullCommitTakesTheUploadsStat(t *testing.T) {
+	const name, other = "Library/f000003", "Library/f000004"
+	blobName := func(n string) string {
+		return testUDID + "/" + filepath.ToSlash(backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", n)))
+	}
+	for _, c := range []struct {
+		what     string
+		report   func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t)
+		believed bool
+	}{
+		{"as uploaded", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+		}, true},
+		{"after a copy landed", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+			hashed(testUDID+"/copied", nil, nil)
+		}, false},
+		{"under another name", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			hashed(blobName(other), statInfo{st}, make([]byte, 16))
+		}, false},
+		{"not a blob name", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			hashed(strings.Replace(blobName(name), testUDID, testUDID+"/Snapshot", 1), statInfo{st}, make([]byte, 16))
+		}, false},
+		{"inode reported twice", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+			st.Mtim.Nsec++
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+		}, false},
+		{"writable", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			st.Mode |= 0o200
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+		}, false},
+		{"two links", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+			st.Nlink = 2
+			hashed(blobName(name), statInfo{st}, make([]byte, 16))
+		}, false},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			s := openStore(t, t.TempDir(), testOptions(&fakeClock{t: epoch, step: time.Hour}))
+			r, err := s.Begin(context.Background(), testUDID, BeginOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Abort()
+			if err := newFakeDevice(testUDID, 40, 500, 5).backup(r.Root(), nil); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(r.Root(), filepath.FromSlash(blobName(name)))
+			if err := os.Chmod(p, 0o444); err != nil {
+				t.Fatal(err)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			st.Size++ // what a stale report would say
+			_, hashed := r.ContentHash()
+			c.report(hashed, st)
+			_, err = r.Commit(context.Background(), CommitMeta{})
+			if c.believed {
+				if err == nil || !strings.Contains(err.Error(), "Manifest.db says") {
+					t.Fatalf("commit: %v; want the reported size believed (and refused)", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("commit: %v; the file must have been stat'ed", err)
+			}
+		})
+	}
+}
+
+// statInfo is a FileInfo from a Stat_t, as the engine's fstat gives.
+type statInfo struct{ st syscall.Stat_t }
+
+func (i statInfo) Name() string       { return "" }
+func (i statInfo) Size() int64        { return i.st.Size }
+func (i statInfo) Mode() fs.FileMode  { return fs.FileMode(i.st.Mode & 0o777) }
+func (i statInfo) ModTime() time.Time { return time.Unix(i.st.Mtim.Unix()) }
+func (i statInfo) IsDir() bool        { return false }
+func (i statInfo) Sys() any           { return &i.st }

@@ -30,7 +30,7 @@ func TestSumTableMatchesMap(t *testing.T) {
 		}
 		want[k] = sum
 		keys = append(keys, k)
-		h.add(k, sum)
+		h.add(sumEntry{key: k, sum: sum})
 	}
 	tab := h.table()
 	for i := 0; i < 40000; i++ {
@@ -71,7 +71,7 @@ func TestSumTableBuckets(t *testing.T) {
 	for name, ino := range spreads {
 		var h streamedHashes
 		for i := 0; i < 5000; i++ {
-			h.add(blobKey{ino: ino(i), size: int64(i % 7), mtime: 1}, xxh3.Uint128{Lo: uint64(i)})
+			h.add(sumEntry{key: blobKey{ino: ino(i), size: int64(i % 7), mtime: 1}, sum: xxh3.Uint128{Lo: uint64(i)}})
 		}
 		tab := h.table()
 		if tab.starts == nil {
@@ -135,11 +135,46 @@ func TestHashLinesRoundTrip(t *testing.T) {
 // over is dropped instead of written to released memory, and the table is empty.
 func TestStreamedFreedDropsLaterSums(t *testing.T) {
 	var h streamedHashes
-	h.add(blobKey{ino: 1}, xxh3.Uint128{Lo: 1})
+	h.add(sumEntry{key: blobKey{ino: 1}, sum: xxh3.Uint128{Lo: 1}})
 	h.free()
-	h.add(blobKey{ino: 2}, xxh3.Uint128{Lo: 2})
+	h.add(sumEntry{key: blobKey{ino: 2}, sum: xxh3.Uint128{Lo: 2}})
 	h.free()
 	if tab := h.table(); len(tab.e) != 0 {
 		t.Fatalf("table after free holds %d sums", len(tab.e))
+	}
+}
+
+// TestSumTableLanded: landed answers for an inode only when exactly one entry has it, under
+// the asked blob name, and no file landed unhashed; among thousands of entries (buckets).
+func TestSumTableLanded(t *testing.T) {
+	var h streamedHashes
+	for i := uint64(0); i < 3000; i++ {
+		h.add(sumEntry{key: blobKey{ino: 10 + 2*i, size: 1, mtime: 1}, blob: 100 + i})
+	}
+	h.add(sumEntry{key: blobKey{ino: 12, size: 2, mtime: 1}, blob: 101})    // inode 12 again
+	h.add(sumEntry{key: blobKey{ino: 1e6, size: 1, mtime: 1}, blob: 7})     // same key twice,
+	h.add(sumEntry{key: blobKey{ino: 1e6, size: 1, mtime: 1}, blob: 8})     // under two names
+	h.add(sumEntry{key: blobKey{ino: 1e6 + 2, size: 1, mtime: 1}, blob: 0}) // not a blob name
+	tab := h.table()
+	if k, ok := tab.landed(10+2*2999, 100+2999); !ok || k != (blobKey{ino: 10 + 2*2999, size: 1, mtime: 1}) {
+		t.Fatalf("landed(last) = %+v, %v", k, ok)
+	}
+	for _, c := range []struct {
+		ino, blob uint64
+		why       string
+	}{
+		{12, 101, "two entries with the inode"},
+		{14, 101, "another blob name"},
+		{11, 101, "an inode never streamed"},
+		{1e6, 7, "one key under two names"},
+		{1e6 + 2, 0, "no blob name"},
+	} {
+		if k, ok := tab.landed(c.ino, c.blob); ok {
+			t.Errorf("landed(%d, %d) = %+v: %s", c.ino, c.blob, k, c.why)
+		}
+	}
+	h.landedUnhashed()
+	if _, ok := h.table().landed(10, 100); ok {
+		t.Error("landed answered after a file landed unhashed")
 	}
 }
