@@ -376,14 +376,22 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 	h := newHarness(t, time.Date(2026, 6, 10, 10, 0, 0, 0, loc), mustSettings(t, threeDevices), "", 2)
 	afterStarted, release := make(chan struct{}), make(chan struct{})
 	afterEnded := make(chan error, 1)
+	told := make(chan struct{})
 	calls := 0
 	h.runner.fn = func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
 		calls++
 		if calls > 1 {
 			return RunResult{Snapshot: "second"}, nil
 		}
-		return RunResult{Snapshot: "first", After: func(ctx context.Context) AfterReport {
+		return RunResult{Snapshot: "first", After: func(ctx context.Context, waiting <-chan struct{}) AfterReport {
 			close(afterStarted)
+			select {
+			case <-waiting: // the scrub would stop here; this After goes on to the end
+				close(told)
+			case <-ctx.Done():
+				afterEnded <- ctx.Err()
+				return AfterReport{}
+			}
 			select {
 			case <-release:
 				afterEnded <- nil
@@ -404,6 +412,11 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 	<-afterStarted // RunFinished was published while After had not even started or was running
 	if err := h.m.BackUpNow(context.Background(), devA); err != nil {
 		t.Fatalf("Back Up Now while the last run's After runs: %v", err)
+	}
+	select { // the queued run is announced to the After
+	case <-told:
+	case <-time.After(time.Minute):
+		t.Fatal("the After never heard that a run waits for it")
 	}
 	h.sync()
 	if st := h.m.Status(); st.Running != 0 || st.Queued != 1 || len(h.runner.records()) != 1 {
@@ -433,7 +446,7 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 func TestShutdownWaitsForAfter(t *testing.T) {
 	afterStarted, afterEnded := make(chan struct{}), make(chan error, 1)
 	_, _, cancel, done := runWithDeviceA(t, func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
-		return RunResult{After: func(ctx context.Context) AfterReport {
+		return RunResult{After: func(ctx context.Context, _ <-chan struct{}) AfterReport {
 			close(afterStarted)
 			<-ctx.Done()
 			afterEnded <- ctx.Err()

@@ -90,26 +90,51 @@ func TestBackupsRunAndLastBackupFromCommit(t *testing.T) {
 	}
 }
 
-// Bit rot in the latest backup is found by the scrub that follows the next commit (in the
-// outcome's upkeep, after the result), reported, and the backup after that is a full one
-// that verifies clean.
-func TestScrubAfterCommitFindsBitRot(t *testing.T) {
+// A backup waiting for the device (Back Up Now right after a backup) stops the upkeep's
+// scrub but not the preparation of the next backup's folder, which that backup needs; the
+// stopped scrub is still the day's to do, so the upkeep after the waiting backup finds the
+// damage it would have found.
+func TestWaitingBackupStopsTheScrubNotThePreparation(t *testing.T) {
 	_, udid := startDevice(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg, _ := settingsAt(t, "")
 	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
-		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100}}
+		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100, Every: 24 * time.Hour}}
 	first, err := b.Run(ctx, BackupRequest{UDID: udid})
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if u := first.Upkeep(ctx); u.Damaged != 0 {
-		t.Fatalf("first backup: damaged %d", u.Damaged)
+	first.Upkeep(ctx, nil)
+	rotOneBlob(t, first.Dir)
+	second, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
 	}
-	// Flip one byte of one blob in place and put its times back, as a failing disk would.
+	waiting := make(chan struct{})
+	close(waiting)
+	if u := second.Upkeep(ctx, waiting); u.Damaged != 0 {
+		t.Fatalf("the scrub ran although a backup was waiting: %d damaged", u.Damaged)
+	}
+	prepared := filepath.Join(filepath.Dir(second.Dir), "Snapback.Versions", udid, "next", "prepared.json")
+	if _, err := os.Stat(prepared); err != nil {
+		t.Fatalf("the next backup's folder was not prepared: %v", err)
+	}
+	third, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if u := third.Upkeep(ctx, nil); u.Damaged == 0 {
+		t.Fatal("the scrub after the waiting backup did not run (or found nothing)")
+	}
+}
+
+// rotOneBlob flips one byte of one blob of the backup folder dir in place and puts its
+// times and mode back, as a failing disk would.
+func rotOneBlob(t *testing.T, dir string) {
+	t.Helper()
 	var blob string
-	filepath.WalkDir(first.Dir, func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && blob == "" && d.Type().IsRegular() && len(filepath.Base(filepath.Dir(p))) == 2 {
 			if fi, _ := d.Info(); fi != nil && fi.Size() > 0 {
 				blob = p
@@ -131,12 +156,32 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	}
 	os.Chtimes(blob, fi.ModTime(), fi.ModTime())
 	os.Chmod(blob, fi.Mode())
+}
+
+// Bit rot in the latest backup is found by the scrub that follows the next commit (in the
+// outcome's upkeep, after the result), reported, and the backup after that is a full one
+// that verifies clean.
+func TestScrubAfterCommitFindsBitRot(t *testing.T) {
+	_, udid := startDevice(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, _ := settingsAt(t, "")
+	b := &Backups{Settings: func() *settings.Settings { return cfg }, Stores: &Stores{},
+		Scrub: &store.ScrubBudget{MaxBytes: 1 << 40, MaxPercent: 100}}
+	first, err := b.Run(ctx, BackupRequest{UDID: udid})
+	if err != nil {
+		t.Fatal(failure.Text(err))
+	}
+	if u := first.Upkeep(ctx, nil); u.Damaged != 0 {
+		t.Fatalf("first backup: damaged %d", u.Damaged)
+	}
+	rotOneBlob(t, first.Dir)
 
 	second, err := b.Run(ctx, BackupRequest{UDID: udid})
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if u := second.Upkeep(ctx); u.Damaged == 0 {
+	if u := second.Upkeep(ctx, nil); u.Damaged == 0 {
 		t.Fatalf("the scrub after the second backup found nothing: %+v", second)
 	}
 	third, err := b.Run(ctx, BackupRequest{UDID: udid})
@@ -192,7 +237,7 @@ func TestFirstBackupDefersScrub(t *testing.T) {
 	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the second backup was scrubbed before its result was out (scrub state: %v)", err)
 	}
-	second.Upkeep(ctx)
+	second.Upkeep(ctx, nil)
 	if _, err := os.Stat(state); err != nil {
 		t.Fatalf("the second backup's upkeep did not scrub: %v", err)
 	}
@@ -232,7 +277,7 @@ func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
 	if out.Upkeep == nil {
 		t.Fatal("a committed run returned no Upkeep")
 	}
-	out.Upkeep(ctx)
+	out.Upkeep(ctx, nil)
 	prepared, err := os.Stat(next)
 	if err != nil {
 		t.Fatalf("Upkeep prepared no folder: %v", err)

@@ -309,7 +309,12 @@ func (s *Store) Scrub(ctx context.Context, udid string, budget ScrubBudget) (Dat
 		return rep, s.classify(err, 0)
 	}
 	s.compactHashesAfterRead(ctx, udid, bi.entries, live)
-	st.Next, st.NextInode, st.Updated = next, nextIno, s.now().UTC()
+	st.Next, st.NextInode = next, nextIno
+	if ctx.Err() == nil {
+		// Only a slice that ran its course is the day's: one stopped early (a backup waits,
+		// or the program quits) goes on at the next chance, from where it stopped.
+		st.Updated = s.now().UTC()
+	}
 	if b, err := json.Marshal(st); err == nil {
 		if err := atomicfile.WriteFile(s.l.scrubState(udid), b, 0o644); err != nil {
 			s.log.Warn("scrub position not saved; the next scrub repeats this slice", "udid", udid, "err", err)

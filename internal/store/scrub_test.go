@@ -146,6 +146,16 @@ func TestVerifyDataFindsFlippedByte(t *testing.T) {
 	if rep, _ := s.Scrub(ctx, testUDID, ScrubBudget{MaxBytes: 20_000, Every: 24 * time.Hour}); rep.Bytes != 0 || rep.Files != 0 {
 		t.Errorf("second scrub within a day read %d bytes", rep.Bytes)
 	}
+	// A slice stopped before its end (a backup waits) is not the day's: the next call reads.
+	s.now = func() time.Time { return epoch.Add(366*24*time.Hour + time.Hour) }
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	if rep, _ := s.Scrub(stopped, testUDID, ScrubBudget{MaxBytes: 20_000, Every: 24 * time.Hour}); rep.Bytes != 0 {
+		t.Errorf("a stopped scrub read %d bytes", rep.Bytes)
+	}
+	if rep, _ := s.Scrub(ctx, testUDID, ScrubBudget{MaxBytes: 20_000, Every: 24 * time.Hour}); rep.Bytes == 0 {
+		t.Error("after a stopped slice the day's scrub read nothing")
+	}
 }
 
 // TestExternalBackupIntoLatest: another tool backs up into the latest folder. Finished: the
