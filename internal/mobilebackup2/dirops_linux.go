@@ -87,7 +87,7 @@ func createAt(d dirHandle, name string, perm uint32) (uploadFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rawFile{fd: fd, name: name}, nil
+	return &rawFile{fd: fd, info: rawInfo{name: name}}, nil
 }
 
 func renameAt(d1 dirHandle, n1 string, d2 dirHandle, n2 string) error {
@@ -153,10 +153,11 @@ func openReadAt(d dirHandle, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// rawFile is an uploaded file being written through its bare descriptor.
+// rawFile is an uploaded file being written through its bare descriptor. Its FileInfo lives
+// in it: one allocation per upload, not two.
 type rawFile struct {
 	fd   int
-	name string
+	info rawInfo
 }
 
 func (f *rawFile) Write(p []byte) (int, error) {
@@ -187,12 +188,12 @@ func (f *rawFile) Sync() error {
 func (f *rawFile) Close() error { return unix.Close(f.fd) }
 
 // Stat is fstat(2) as an fs.FileInfo whose Sys is a *syscall.Stat_t, as os.File.Stat gives.
+// The FileInfo is f's own: a later Stat overwrites it.
 func (f *rawFile) Stat() (fs.FileInfo, error) {
-	fi := &rawInfo{name: f.name}
-	if err := syscall.Fstat(f.fd, &fi.st); err != nil {
+	if err := syscall.Fstat(f.fd, &f.info.st); err != nil {
 		return nil, err
 	}
-	return fi, nil
+	return &f.info, nil
 }
 
 type rawInfo struct {

@@ -247,7 +247,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			if d.sink != nil && known && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
 				if k, ok := d.streamed.landed(e.ino, idKey(e.name)); ok {
 					// Uploaded under this name and stat'ed then (sumTable.landed).
-					if err := d.sink(blobStat{rel: path.Join(rel, e.name), ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}); err != nil {
+					if err := d.sink(blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}); err != nil {
 						return err
 					}
 					continue

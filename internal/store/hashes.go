@@ -671,11 +671,10 @@ func (r *Run) ContentHash() (func() hash.Hash, func(name string, fi fs.FileInfo,
 // landedBlob is the idKey of the blob name a file landed under, if the name is one
 // (<udid>/xx/<id>) and the file is read-only with one link; else 0.
 func landedBlob(udid, name string, fi fs.FileInfo) uint64 {
-	rel, ok := strings.CutPrefix(name, udid+"/")
-	if !ok {
+	if len(name) <= len(udid) || name[:len(udid)] != udid || name[len(udid)] != '/' {
 		return 0
 	}
-	id, ok := blobFileID(rel)
+	id, ok := blobFileID(name[len(udid)+1:])
 	if _, nlink, _ := inodeOf(fi); !ok || nlink != 1 || fi.Mode().Perm()&0o222 != 0 {
 		return 0
 	}
