@@ -417,3 +417,28 @@ func TestLandedSaysWhereAndHow(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedUploadLeftBehindIsReported: when even the unlink of a failed upload fails, the
+// file left behind is reported as landed unhashed (so the store vouches for no upload's stat
+// in that run); a file already gone is not.
+func TestFailedUploadLeftBehindIsReported(t *testing.T) {
+	var got []Landed
+	s := &server{landed: func(l Landed) { got = append(got, l) }}
+	dir := t.TempDir()
+	d, err := openRootDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDir(d)
+	s.removeFailed(d, "never-created", testUDID+"/ab/x")
+	if len(got) != 0 {
+		t.Fatalf("a missing file was reported: %+v", got)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "a-folder"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.removeFailed(d, "a-folder", testUDID+"/ab/y") // unlink(2) refuses a folder
+	if len(got) != 1 || got[0].Name != testUDID+"/ab/y" || got[0].Info != nil || got[0].Sum != nil {
+		t.Fatalf("an upload that could not be removed was reported as %+v", got)
+	}
+}

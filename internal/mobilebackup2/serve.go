@@ -523,14 +523,14 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		// Stream broke, the write failed, or the device gave up on this file
 		// (ERROR_REMOTE): keep nothing.
 		f.Close()
-		_ = unlinkAt(d, created)
+		s.removeFailed(d, created, name)
 		return ferr, err
 	}
 	var fi fs.FileInfo
 	if h != nil {
 		fi, _ = f.Stat() // before the close and rename; the inode, size and mtime stay
 	}
-	if ferr = s.closeUpload(f, d, created); ferr != nil {
+	if ferr = s.closeUpload(f, d, created, name); ferr != nil {
 		return ferr, nil
 	}
 	if redirected {
@@ -539,7 +539,7 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	if !final {
 		// rename(2) refuses to replace a directory with a file (EISDIR), so no check is needed.
 		if ferr = renameAt(d, created, d, base); ferr != nil {
-			_ = unlinkAt(d, created)
+			s.removeFailed(d, created, name)
 			return s.tree.pathErr("rename", name, ferr), nil
 		}
 	}
@@ -631,7 +631,7 @@ func (s *server) createTemp(d dirHandle) (uploadFile, string, error) {
 }
 
 // closeUpload syncs (if asked) and closes f, created as name in d. On failure it is removed.
-func (s *server) closeUpload(f uploadFile, d dirHandle, name string) error {
+func (s *server) closeUpload(f uploadFile, d dirHandle, name, dev string) error {
 	var err error
 	if s.sync {
 		err = f.Sync()
@@ -640,9 +640,19 @@ func (s *server) closeUpload(f uploadFile, d dirHandle, name string) error {
 		err = cerr
 	}
 	if err != nil {
-		_ = unlinkAt(d, name)
+		s.removeFailed(d, name, dev)
 	}
 	return err
+}
+
+// removeFailed unlinks name in d, a failed upload or copy for device path dev. Should even
+// that fail, an unhashed file stays in the folder, possibly on the inode of a file whose
+// sum was reported: the hash receiver hears of it (Landed without a sum), so the store
+// vouches for no upload's stat in this run (store's sumTable.landed).
+func (s *server) removeFailed(d dirHandle, name, dev string) {
+	if err := unlinkAt(d, name); err != nil && !errors.Is(err, fs.ErrNotExist) && s.landed != nil {
+		s.landed(Landed{Name: dev})
+	}
 }
 
 // --- simple requests ---
@@ -911,14 +921,14 @@ func (s *server) copyFile(sd dirHandle, sn string, dd dirHandle, dn, dst string)
 	}
 	if _, err := io.CopyBuffer(tmp, struct{ io.Reader }{in}, s.buf); err != nil {
 		tmp.Close()
-		_ = unlinkAt(dd, name)
+		s.removeFailed(dd, name, dst)
 		return err
 	}
-	if err := s.closeUpload(tmp, dd, name); err != nil {
+	if err := s.closeUpload(tmp, dd, name, dst); err != nil {
 		return err
 	}
 	if err := renameAt(dd, name, dd, dn); err != nil {
-		_ = unlinkAt(dd, name)
+		s.removeFailed(dd, name, dst)
 		return s.tree.pathErr("rename", dst, err)
 	}
 	if s.landed != nil {

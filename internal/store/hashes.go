@@ -518,9 +518,10 @@ func (h *streamedHashes) table() sumTable {
 }
 
 // sumTable is the streamed sums sorted by key, one entry per key. A key hashed twice with
-// two different sums (a file rewritten within one mtime tick, never seen in practice) is
-// dropped: the commit then reads the file, so the index holds what is on disk whichever
-// write came last. (A stable sort to keep the later sum took 2-3x as long at a million files.)
+// two different sums (a file rewritten within one mtime tick) has no sum: lookup misses, so
+// the commit reads the file and the index holds what is on disk whichever write came last.
+// Its entry stays, marked noSum, so that landed still sees its inode. (A stable sort to keep
+// the later sum took 2-3x as long at a million files.)
 //
 // The commit looks up every file it lists, in directory order, which is no order of inode
 // numbers: a binary search of the whole table (8 MB at 200,000 files) took a cache miss at
@@ -534,6 +535,12 @@ type sumTable struct {
 	starts []uint32 // starts[b] is the index of bucket b's first entry; nil: search all of e
 	vouch  bool     // every file that landed was hashed: landed may answer
 }
+
+// noSum marks the entry of a key streamed with two different sums. Dropping it instead let
+// landed vouch for an older upload of the same inode (review of issue #16's change: upload
+// 100 bytes, then 200 bytes twice within one mtime tick, all on one reused inode, left the
+// 100-byte entry alone). A real blob whose idKey is noSum is merely read and stat'ed again.
+const noSum = ^uint64(0)
 
 func compareBlobKeys(a, b blobKey) int {
 	return cmp.Or(cmp.Compare(a.ino, b.ino), cmp.Compare(a.size, b.size), cmp.Compare(a.mtime, b.mtime))
@@ -550,9 +557,10 @@ func newSumTable(e []sumEntry) sumTable {
 				blob = 0 // two names: landed vouches for neither
 			}
 		}
-		if same {
-			out = append(out, sumEntry{e[i].key, e[i].sum, blob})
+		if !same {
+			blob = noSum
 		}
+		out = append(out, sumEntry{e[i].key, e[i].sum, blob})
 		i = j
 	}
 	t := sumTable{e: out}
@@ -578,7 +586,7 @@ func newSumTable(e []sumEntry) sumTable {
 // lookup returns the streamed sum of k, if there is one.
 func (t sumTable) lookup(k blobKey) (xxh3.Uint128, bool) {
 	lo, end := t.search(k)
-	if lo < end && t.e[lo].key == k {
+	if lo < end && t.e[lo].key == k && t.e[lo].blob != noSum {
 		return t.e[lo].sum, true
 	}
 	return xxh3.Uint128{}, false
@@ -625,7 +633,7 @@ func (t sumTable) search(k blobKey) (i, end int) {
 // a moved upload is under another name and gets its stat as before. The size and mtime are
 // the fstat taken after the last byte was written; nothing writes the file after its close.
 func (t sumTable) landed(ino, blob uint64) (blobKey, bool) {
-	if !t.vouch || blob == 0 {
+	if !t.vouch || blob == 0 || blob == noSum {
 		return blobKey{}, false
 	}
 	i, end := t.search(blobKey{ino: ino, size: math.MinInt64, mtime: math.MinInt64})

@@ -155,7 +155,16 @@ func TestSumTableLanded(t *testing.T) {
 	h.add(sumEntry{key: blobKey{ino: 1e6, size: 1, mtime: 1}, blob: 7})     // same key twice,
 	h.add(sumEntry{key: blobKey{ino: 1e6, size: 1, mtime: 1}, blob: 8})     // under two names
 	h.add(sumEntry{key: blobKey{ino: 1e6 + 2, size: 1, mtime: 1}, blob: 0}) // not a blob name
+	// One name uploaded three times on one reused inode: 100 bytes, then 200 bytes twice
+	// within one mtime tick with two contents. The two last have no sum; the first must not
+	// be taken for the file that is there.
+	h.add(sumEntry{key: blobKey{ino: 2e6, size: 100, mtime: 1}, sum: xxh3.Uint128{Lo: 1}, blob: 9})
+	h.add(sumEntry{key: blobKey{ino: 2e6, size: 200, mtime: 2}, sum: xxh3.Uint128{Lo: 2}, blob: 9})
+	h.add(sumEntry{key: blobKey{ino: 2e6, size: 200, mtime: 2}, sum: xxh3.Uint128{Lo: 3}, blob: 9})
 	tab := h.table()
+	if _, ok := tab.lookup(blobKey{ino: 2e6, size: 200, mtime: 2}); ok {
+		t.Error("lookup found a sum for a key streamed with two sums")
+	}
 	if k, ok := tab.landed(10+2*2999, 100+2999); !ok || k != (blobKey{ino: 10 + 2*2999, size: 1, mtime: 1}) {
 		t.Fatalf("landed(last) = %+v, %v", k, ok)
 	}
@@ -168,6 +177,7 @@ func TestSumTableLanded(t *testing.T) {
 		{11, 101, "an inode never streamed"},
 		{1e6, 7, "one key under two names"},
 		{1e6 + 2, 0, "no blob name"},
+		{2e6, 9, "an older upload of a reused inode beside a key with two sums"},
 	} {
 		if k, ok := tab.landed(c.ino, c.blob); ok {
 			t.Errorf("landed(%d, %d) = %+v: %s", c.ino, c.blob, k, c.why)
