@@ -68,12 +68,12 @@ type RunResult struct {
 	// After, when set, is work for after the result is out: the day's scrub of the stored
 	// files, preparing the next backup's starting folder. The manager runs it once it has
 	// published RunFinished, with a context that ends at shutdown (which waits for it); until
-	// it returns, no new run of the device starts (a Back Up Now is queued). waiting is
-	// closed when a run of the device is queued meanwhile: work that can wait a day (the
-	// scrub) should stop then, work the queued run would otherwise do itself (its folder)
-	// may finish. It never changes the run's result; what it found that the user must hear
-	// of is published as its own event (DamageFound).
-	After func(ctx context.Context, waiting <-chan struct{}) AfterReport `json:"-"`
+	// it returns, no new run of the device starts (a Back Up Now is queued). hurry ends with
+	// ctx, and earlier when a run of the device is queued meanwhile: work that can wait a day
+	// (the scrub) runs under hurry, work the queued run would otherwise do itself (its
+	// folder) under ctx. It never changes the run's result; what it found that the user
+	// must hear of is published as its own event (DamageFound).
+	After func(ctx, hurry context.Context) AfterReport `json:"-"`
 }
 
 // AfterReport is what a run's After found.
@@ -185,7 +185,7 @@ type Manager struct {
 	devs        map[string]*devState
 	q           queue
 	running     map[string]*run
-	finishing   map[string]*finishing // UDIDs whose run's After is still running
+	finishing   map[string]context.CancelFunc // UDIDs whose run's After is still running: ends its hurry
 	waiters     []chan struct{}
 	settingsErr string
 	lastTick    time.Time
@@ -250,7 +250,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		prog:      make(chan progressMsg),
 		done:      make(chan runDone, cfg.MaxConcurrent),
 		afterDone: make(chan afterEnd),
-		finishing: map[string]*finishing{},
+		finishing: map[string]context.CancelFunc{},
 		stopped:   make(chan struct{}),
 		devs:      map[string]*devState{},
 		running:   map[string]*run{},
@@ -617,10 +617,11 @@ func (m *Manager) enqueue(udid string, manual bool) {
 	}
 	if m.q.push(req) {
 		m.publish(Event{Type: EventRunQueued, UDID: udid, Name: req.Name, Manual: manual})
-	}
-	if f := m.finishing[udid]; f != nil && f.tell() {
-		// A Back Up Now right after a backup should not wait for the day's scrub.
-		m.log.Info("a backup waits: cutting the work after the last one short", "udid", udid)
+		if hurry := m.finishing[udid]; hurry != nil {
+			// A Back Up Now right after a backup should not wait for the day's scrub.
+			m.log.Info("a backup waits: cutting the work after the last one short", "udid", udid)
+			hurry()
+		}
 	}
 	m.dispatch()
 }
@@ -661,38 +662,22 @@ func (m *Manager) start(req RunRequest) {
 	}()
 }
 
-// finishing is a device whose run's After is still running.
-type finishing struct {
-	waiting chan struct{} // closed (by the loop, once) when a run of the device is queued
-	told    bool
-}
-
-// tell lets the After know a run waits for it; false if it knew.
-func (f *finishing) tell() bool {
-	if f.told {
-		return false
-	}
-	f.told = true
-	close(f.waiting)
-	return true
-}
-
 // takeAfter removes a successful run's After from d and marks the device finishing: it
 // starts no run until runAfter reports the end on afterDone.
-func (m *Manager) takeAfter(d *runDone) (func(context.Context, <-chan struct{}) AfterReport, <-chan struct{}) {
+func (m *Manager) takeAfter(d *runDone) (func(ctx, hurry context.Context) AfterReport, context.Context) {
 	after := d.res.After
 	d.res.After = nil
 	if after == nil || d.err != nil {
 		return nil, nil
 	}
-	f := &finishing{waiting: make(chan struct{})}
-	m.finishing[d.r.req.UDID] = f
-	return after, f.waiting
+	hurry, cancel := context.WithCancel(m.ctx)
+	m.finishing[d.r.req.UDID] = cancel
+	return after, hurry
 }
 
 // runAfter runs a finished run's After on a goroutine of its own, started by the loop (which
 // shutdown makes wait for it), and reports its end to the loop.
-func (m *Manager) runAfter(udid, name string, after func(context.Context, <-chan struct{}) AfterReport, waiting <-chan struct{}) {
+func (m *Manager) runAfter(udid, name string, after func(ctx, hurry context.Context) AfterReport, hurry context.Context) {
 	e := afterEnd{udid: udid, name: name}
 	defer func() { m.afterDone <- e }()
 	defer func() {
@@ -700,12 +685,15 @@ func (m *Manager) runAfter(udid, name string, after func(context.Context, <-chan
 			m.log.Error("work after a backup panicked", "udid", udid, "panic", p)
 		}
 	}()
-	e.rep = after(m.ctx, waiting)
+	e.rep = after(m.ctx, hurry)
 }
 
 // onAfterDone lets the device run again and tells of damage the After found, also during
 // shutdown: the scrub that found it has marked the snapshots, and the user should hear it.
 func (m *Manager) onAfterDone(e afterEnd) {
+	if hurry := m.finishing[e.udid]; hurry != nil {
+		hurry() // releases the context
+	}
 	delete(m.finishing, e.udid)
 	if e.rep.Damaged > 0 {
 		m.publish(Event{Type: EventDamageFound, UDID: e.udid, Name: e.name, Damaged: e.rep.Damaged})
@@ -770,7 +758,7 @@ func (m *Manager) onDone(d runDone) {
 	r := d.r
 	udid := r.req.UDID
 	delete(m.running, udid)
-	after, waiting := m.takeAfter(&d)
+	after, hurry := m.takeAfter(&d)
 	if m.ctx.Err() != nil && !errors.Is(d.cause, errUserCancelled) && d.err != nil {
 		// Stopped by shutdown (the loop may see the result before it sees ctx end): not an
 		// attempt, so it does not eat a retry.
@@ -834,7 +822,7 @@ func (m *Manager) onDone(d runDone) {
 		m.publish(ev)
 	}
 	if after != nil {
-		go m.runAfter(udid, r.req.Name, after, waiting) // once the result is out
+		go m.runAfter(udid, r.req.Name, after, hurry) // once the result is out
 	}
 	// Re-decide now, so the status says "already backed up today" or "retrying at 14:05"
 	// at once rather than after the next minute tick. Not after a device-gone run of a

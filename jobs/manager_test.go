@@ -383,10 +383,14 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 		if calls > 1 {
 			return RunResult{Snapshot: "second"}, nil
 		}
-		return RunResult{Snapshot: "first", After: func(ctx context.Context, waiting <-chan struct{}) AfterReport {
+		return RunResult{Snapshot: "first", After: func(ctx, hurry context.Context) AfterReport {
 			close(afterStarted)
 			select {
-			case <-waiting: // the scrub would stop here; this After goes on to the end
+			case <-hurry.Done(): // the scrub would stop here; this After goes on to the end
+				if ctx.Err() != nil {
+					afterEnded <- ctx.Err()
+					return AfterReport{}
+				}
 				close(told)
 			case <-ctx.Done():
 				afterEnded <- ctx.Err()
@@ -446,7 +450,7 @@ func TestAfterRunsOnceTheResultIsOut(t *testing.T) {
 func TestShutdownWaitsForAfter(t *testing.T) {
 	afterStarted, afterEnded := make(chan struct{}), make(chan error, 1)
 	_, _, cancel, done := runWithDeviceA(t, func(ctx context.Context, req RunRequest, progress func(Progress)) (RunResult, error) {
-		return RunResult{After: func(ctx context.Context, _ <-chan struct{}) AfterReport {
+		return RunResult{After: func(ctx, _ context.Context) AfterReport {
 			close(afterStarted)
 			<-ctx.Done()
 			afterEnded <- ctx.Err()

@@ -106,11 +106,11 @@ type Outcome struct {
 	// outcome, so the result is not held back by either (issue #16: on a 1,000,000-file
 	// store the scrub alone held the result back by up to a minute). It logs what failed
 	// (the scrub is tried after the next backup, the next backup clones as before) and
-	// reports what the user must hear of. nil unless the run committed. Closing waiting
-	// (nil: never) says another backup of the device waits: the scrub stops there (it goes
-	// on from where it stopped after the next backup), the preparation, which that backup
-	// needs, goes on.
-	Upkeep func(ctx context.Context, waiting <-chan struct{}) Upkeep
+	// reports what the user must hear of. nil unless the run committed. The scrub runs
+	// under hurry, which ends with ctx or earlier when another backup of the device waits
+	// (it goes on from where it stopped after that backup); the preparation, which that
+	// backup needs, runs under ctx.
+	Upkeep func(ctx, hurry context.Context) Upkeep
 }
 
 // Upkeep is what the work after a commit (Outcome.Upkeep) found.
@@ -260,12 +260,10 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		out.Warnings = append(out.Warnings, w)
 	}
 	deferScrub := onlyThisRun(st, udid, snap, run)
-	out.Upkeep = func(ctx context.Context, waiting <-chan struct{}) Upkeep {
+	out.Upkeep = func(ctx, hurry context.Context) Upkeep {
 		var u Upkeep
 		if !deferScrub {
-			sctx, stop := untilClosed(ctx, waiting)
-			u.Damaged = b.scrub(sctx, st, udid, log)
-			stop()
+			u.Damaged = b.scrub(hurry, st, udid, log)
 		}
 		// After the scrub: a latest backup it found damaged is not worth preparing from
 		// (PrepareNext refuses it, and the next backup is a full one).
@@ -283,19 +281,6 @@ func (b *Backups) Run(ctx context.Context, req BackupRequest) (Outcome, error) {
 		log.Debug("first backup: scrub deferred to the next backup", "udid", udid)
 	}
 	return out, nil
-}
-
-// untilClosed is ctx, also ended when waiting is closed; stop releases it.
-func untilClosed(ctx context.Context, waiting <-chan struct{}) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	go func() { // ends with ctx: waiting closed, the parent ended, or stop
-		select {
-		case <-waiting:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }
 
 // prepareNext clones the new latest backup into the folder the next backup starts from

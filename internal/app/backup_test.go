@@ -105,15 +105,15 @@ func TestWaitingBackupStopsTheScrubNotThePreparation(t *testing.T) {
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	first.Upkeep(ctx, nil)
+	first.Upkeep(ctx, ctx)
 	rotOneBlob(t, first.Dir)
 	second, err := b.Run(ctx, BackupRequest{UDID: udid})
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	waiting := make(chan struct{})
-	close(waiting)
-	if u := second.Upkeep(ctx, waiting); u.Damaged != 0 {
+	hurry, waiting := context.WithCancel(ctx)
+	waiting() // another backup of the device is queued
+	if u := second.Upkeep(ctx, hurry); u.Damaged != 0 {
 		t.Fatalf("the scrub ran although a backup was waiting: %d damaged", u.Damaged)
 	}
 	prepared := filepath.Join(filepath.Dir(second.Dir), "Snapback.Versions", udid, "next", "prepared.json")
@@ -124,7 +124,7 @@ func TestWaitingBackupStopsTheScrubNotThePreparation(t *testing.T) {
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if u := third.Upkeep(ctx, nil); u.Damaged == 0 {
+	if u := third.Upkeep(ctx, ctx); u.Damaged == 0 {
 		t.Fatal("the scrub after the waiting backup did not run (or found nothing)")
 	}
 }
@@ -172,7 +172,7 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if u := first.Upkeep(ctx, nil); u.Damaged != 0 {
+	if u := first.Upkeep(ctx, ctx); u.Damaged != 0 {
 		t.Fatalf("first backup: damaged %d", u.Damaged)
 	}
 	rotOneBlob(t, first.Dir)
@@ -181,7 +181,7 @@ func TestScrubAfterCommitFindsBitRot(t *testing.T) {
 	if err != nil {
 		t.Fatal(failure.Text(err))
 	}
-	if u := second.Upkeep(ctx, nil); u.Damaged == 0 {
+	if u := second.Upkeep(ctx, ctx); u.Damaged == 0 {
 		t.Fatalf("the scrub after the second backup found nothing: %+v", second)
 	}
 	third, err := b.Run(ctx, BackupRequest{UDID: udid})
@@ -237,7 +237,7 @@ func TestFirstBackupDefersScrub(t *testing.T) {
 	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the second backup was scrubbed before its result was out (scrub state: %v)", err)
 	}
-	second.Upkeep(ctx, nil)
+	second.Upkeep(ctx, ctx)
 	if _, err := os.Stat(state); err != nil {
 		t.Fatalf("the second backup's upkeep did not scrub: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestRunLeavesThePreparationToTheCaller(t *testing.T) {
 	if out.Upkeep == nil {
 		t.Fatal("a committed run returned no Upkeep")
 	}
-	out.Upkeep(ctx, nil)
+	out.Upkeep(ctx, ctx)
 	prepared, err := os.Stat(next)
 	if err != nil {
 		t.Fatalf("Upkeep prepared no folder: %v", err)

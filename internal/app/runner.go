@@ -197,12 +197,12 @@ func (r *Runner) Run(ctx context.Context, req jobs.RunRequest, progress func(job
 }
 
 // upkeepAfter is a run's upkeep as the manager's After (nil when there is none).
-func upkeepAfter(upkeep func(context.Context, <-chan struct{}) Upkeep) func(context.Context, <-chan struct{}) jobs.AfterReport {
+func upkeepAfter(upkeep func(ctx, hurry context.Context) Upkeep) func(ctx, hurry context.Context) jobs.AfterReport {
 	if upkeep == nil {
 		return nil
 	}
-	return func(ctx context.Context, waiting <-chan struct{}) jobs.AfterReport {
-		return jobs.AfterReport{Damaged: upkeep(ctx, waiting).Damaged}
+	return func(ctx, hurry context.Context) jobs.AfterReport {
+		return jobs.AfterReport{Damaged: upkeep(ctx, hurry).Damaged}
 	}
 }
 

@@ -47,7 +47,7 @@ func TestScrubFollowsSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(failure.Text(err))
 			}
-			out.Upkeep(ctx, nil)
+			out.Upkeep(ctx, ctx)
 		}
 		return loc
 	}

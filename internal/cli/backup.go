@@ -73,7 +73,7 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 	}
 	var sum runSummary
 	var err error
-	var upkeep func(context.Context, <-chan struct{}) app.Upkeep
+	var upkeep func(ctx, hurry context.Context) app.Upkeep
 	if f.dir != "" {
 		sum, err = backupToDir(ctx, f, view)
 	} else {
@@ -92,7 +92,7 @@ func runBackup(ctx context.Context, f backupFlags, stdout, stderr io.Writer) err
 		// known to be there now. Interrupting it loses nothing (the scrub resumes after the
 		// next backup, which then clones the latest itself).
 		view.upkeep(true)
-		u := upkeep(ctx, nil) // nothing else of this command waits for it
+		u := upkeep(ctx, ctx) // nothing else of this command waits for it
 		view.upkeep(false)
 		if u.Damaged > 0 {
 			printDamaged(stdout, f.asJSON, u.Damaged)
@@ -116,7 +116,7 @@ func printDamaged(w io.Writer, asJSON bool, files int) {
 }
 
 // backupToStore runs the one backup orchestration, as the daemon and the tray do.
-func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, func(context.Context, <-chan struct{}) app.Upkeep, error) {
+func backupToStore(ctx context.Context, f backupFlags, view progressView) (runSummary, func(ctx, hurry context.Context) app.Upkeep, error) {
 	cfg, err := loadSettings()
 	if err != nil {
 		return runSummary{}, nil, err
