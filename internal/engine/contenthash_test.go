@@ -3,12 +3,12 @@ package engine
 import (
 	"context"
 	"hash"
-	"snapback/internal/mobilebackup2"
 	"testing"
 	"time"
 
 	"snapback/internal/devicesim"
 	"snapback/internal/devicesim/backupsim"
+	"snapback/internal/mobilebackup2"
 	"snapback/internal/store"
 )
 

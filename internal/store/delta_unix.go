@@ -233,7 +233,8 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				return err
 			}
 		case typeFile:
-			if d.sink == nil && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
+			blob := blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel
+			if d.sink == nil && blob {
 				if d.keys != nil {
 					d.batch = append(d.batch, idKey(e.name))
 				} else {
@@ -244,7 +245,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				delete(lEnts, e.name) // unchanged: a link to latest's verified, read-only file
 				continue
 			}
-			if d.sink != nil && known && blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel {
+			if d.sink != nil && known && blob {
 				if k, ok := d.streamed.landed(e.ino, idKey(e.name)); ok {
 					// Uploaded under this name and stat'ed then (sumTable.landed).
 					if err := d.sink(blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}); err != nil {

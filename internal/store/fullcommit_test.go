@@ -374,34 +374,35 @@ func TestFullCommitTakesTheUploadsStat(t *testing.T) {
 	blobName := func(n string) string {
 		return testUDID + "/" + filepath.ToSlash(backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", n)))
 	}
+	type receiver = func(name string, fi fs.FileInfo, sum []byte) // Run.ContentHash's receiver
 	for _, c := range []struct {
 		what     string
-		report   func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t)
+		report   func(receiver, syscall.Stat_t)
 		believed bool
 	}{
-		{"as uploaded", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"as uploaded", func(hashed receiver, st syscall.Stat_t) {
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 		}, true},
-		{"after a copy landed", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"after a copy landed", func(hashed receiver, st syscall.Stat_t) {
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 			hashed(testUDID+"/copied", nil, nil)
 		}, false},
-		{"under another name", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"under another name", func(hashed receiver, st syscall.Stat_t) {
 			hashed(blobName(other), statInfo{st}, make([]byte, 16))
 		}, false},
-		{"not a blob name", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"not a blob name", func(hashed receiver, st syscall.Stat_t) {
 			hashed(strings.Replace(blobName(name), testUDID, testUDID+"/Snapshot", 1), statInfo{st}, make([]byte, 16))
 		}, false},
-		{"inode reported twice", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"inode reported twice", func(hashed receiver, st syscall.Stat_t) {
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 			st.Mtim.Nsec++
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 		}, false},
-		{"writable", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"writable", func(hashed receiver, st syscall.Stat_t) {
 			st.Mode |= 0o200
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 		}, false},
-		{"two links", func(hashed func(string, fs.FileInfo, []byte), st syscall.Stat_t) {
+		{"two links", func(hashed receiver, st syscall.Stat_t) {
 			st.Nlink = 2
 			hashed(blobName(name), statInfo{st}, make([]byte, 16))
 		}, false},
