@@ -91,7 +91,16 @@ type Conn struct {
 	MaxFrame uint32
 
 	scratch []byte // file data copy buffer, reused for every block
+	// frame holds the last control message read, reused for the next (up to maxKeptFrame):
+	// neither decoder keeps a reference to it (howett.net/plist copies its input, decodeMoves
+	// copies it into a string).
+	frame []byte
+	name  []byte // ReadName's buffer, reused for every name
 }
+
+// maxKeptFrame is the largest frame buffer a Conn keeps for the next message; a larger
+// message (a MoveItems of a thousand pairs is about 180 KB) is read into a buffer of its own.
+const maxKeptFrame = 1 << 20
 
 // NewConn wraps rw. Reads and writes are buffered; every exported write method that ends a
 // logical unit flushes.
@@ -125,11 +134,18 @@ func (m Message) Arg(i int) any {
 }
 
 // ReadMessage reads one control message. Like libimobiledevice it requires an array whose
-// first element is a string starting with "DL" of at least 9 characters.
+// first element is a string starting with "DL" of at least 9 characters. The argument 1 of a
+// MoveItems message may come as Moves or as a map[string]any: read it with MovesOf.
 func (c *Conn) ReadMessage() (Message, error) {
-	b, err := plistio.ReadFrame(c.r, c.MaxFrame)
+	b, err := plistio.ReadFrameInto(c.r, c.MaxFrame, c.frame)
 	if err != nil {
 		return nil, err
+	}
+	if cap(b) <= maxKeptFrame {
+		c.frame = b[:0]
+	}
+	if m, ok := decodeMoves(b); ok {
+		return m, nil
 	}
 	return DecodeMessage(b)
 }
@@ -258,21 +274,35 @@ func (c *Conn) ReadUint32() (uint32, error) {
 // ReadName reads a length-prefixed name. A zero length is the end of the stream and returns
 // ErrStreamEnd. Lengths above MaxNameLen are refused before allocating.
 func (c *Conn) ReadName() (string, error) {
+	b, err := c.ReadNameInto(c.name[:0])
+	if cap(b) > cap(c.name) {
+		c.name = b[:0]
+	}
+	return string(b), err
+}
+
+// ReadNameInto is ReadName reading into buf's storage where it fits, for a name the
+// caller may never need as a string (the device-side name of each upload, wanted only
+// when the device cannot read the file).
+func (c *Conn) ReadNameInto(buf []byte) ([]byte, error) {
 	n, err := c.ReadUint32()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if n == 0 {
-		return "", ErrStreamEnd
+		return nil, ErrStreamEnd
 	}
 	if n > MaxNameLen {
-		return "", fmt.Errorf("file stream: name length %d exceeds %d (stream out of sync)", n, MaxNameLen)
+		return nil, fmt.Errorf("file stream: name length %d exceeds %d (stream out of sync)", n, MaxNameLen)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(c.r, b); err != nil {
-		return "", fmt.Errorf("file stream: read name: %w", noEOF(err))
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
 	}
-	return string(b), nil
+	buf = buf[:n]
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return nil, fmt.Errorf("file stream: read name: %w", noEOF(err))
+	}
+	return buf, nil
 }
 
 // FileResult is how one file of a raw stream ended.

@@ -40,7 +40,7 @@ func (s *server) noteUnreadable(hostName, reason string) {
 	// would look for.
 	final := strings.Replace(hostName, s.res.udid+"/Snapshot/", s.res.udid+"/", 1)
 	s.stats.Unreadable = append(s.stats.Unreadable, UnreadableFile{
-		DevicePath: s.devName, HostPath: final, FileID: id, Reason: strings.TrimSpace(reason),
+		DevicePath: string(s.devName), HostPath: final, FileID: id, Reason: strings.TrimSpace(reason),
 	})
 }
 

@@ -227,20 +227,20 @@ func (s *server) undoRedirect(id blobID) error {
 // prefix folder, or the final name exists (a file of the latest backup, or one this run
 // wrote another way) or cannot be made. An earlier redirected upload of the same name is
 // this run's own file and is replaced. err is a failure of EntryReady, which ends the run.
-func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHandle, base string, ok bool, err error) {
+func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHandle, final string, ok bool, err error) {
 	if s.stagedUsed || s.redirected.sorts > manySorts || s.redirected.full() {
 		return nil, noDir, "", false, nil
 	}
 	if _, _, err := s.tree.parentOf(name, false); err != nil {
 		return nil, noDir, "", false, nil
 	}
-	final := finalName(s.res.udid, name)
+	final = finalName(s.res.udid, name)
 	// In a clone, the prefix folder must be cloned before anything is written into it;
 	// the store then links that one folder at once (store.Run.EntryReady).
 	if err := s.settle(final); err != nil {
 		return nil, noDir, "", false, err
 	}
-	d, base, err = s.tree.parentOf(final, false)
+	d, base, err := s.tree.parentOf(final, false)
 	if err != nil {
 		return nil, noDir, "", false, nil
 	}
@@ -256,5 +256,5 @@ func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHa
 	if err != nil {
 		return nil, noDir, "", false, nil
 	}
-	return f, d, base, true, nil
+	return f, d, final, true, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,7 +60,7 @@ type server struct {
 	// hostErr is the first failure of this host's own writes (ENOSPC, EROFS, EIO…). When the
 	// device then ends with an error (often 104), this, not the device's code, is the cause.
 	hostErr error
-	devName string // device-side name of the file being received
+	devName []byte // device-side name of the file being received (a string only when reported)
 	// space decides the answers to free-space requests (see space.go).
 	space spacePolicy
 	// ready is BackupOptions.Ready bound to the run's context (nil = the folder is ready);
@@ -376,7 +375,8 @@ func (s *server) uploadFiles(msg devicelink.Message) error {
 	defer s.flushProgress() // also when the stream breaks: the failure event carries the totals
 	var lastErr error
 	for {
-		devName, err := s.dl.ReadName() // device-side name: reported for files the device cannot read
+		// The device-side name, reported only for files the device cannot read.
+		devName, err := s.dl.ReadNameInto(s.devName[:0])
 		if err != nil {
 			if errors.Is(err, devicelink.ErrStreamEnd) {
 				break
@@ -468,15 +468,17 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 		final      bool
 		redirected bool
 		id         blobID
+		finalPath  string // where a redirected upload lands
 	)
 	if s.direct {
 		if id, redirected = redirectable(s.res.udid, name); redirected {
-			if f, d, base, redirected, err = s.createRedirected(name, id); err != nil {
+			if f, d, finalPath, redirected, err = s.createRedirected(name, id); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if redirected {
+		base = finalPath[strings.LastIndexByte(finalPath, '/')+1:]
 		created, final = base, true
 	} else {
 		if ferr = s.undoRedirects(name, false); ferr == nil {
@@ -546,7 +548,7 @@ func (s *server) receiveFile(name string) (ferr, err error) {
 	if s.landed != nil {
 		l := Landed{Name: name}
 		if redirected {
-			l.Name = finalName(s.res.udid, name)
+			l.Name = finalPath
 		}
 		if fi != nil {
 			s.sum = h.Sum(s.sum[:0])
@@ -724,16 +726,9 @@ func (s *server) mkdirAll(p string) error {
 }
 
 func (s *server) moveItems(msg devicelink.Message) error {
-	pairs, _ := msg.Arg(1).(map[string]any)
-	srcs := make([]string, 0, len(pairs))
-	for k := range pairs {
-		srcs = append(srcs, k)
-	}
-	sort.Strings(srcs) // deterministic order; the device does not depend on one
-	for _, src := range srcs {
-		dstName, _ := pairs[src].(string)
+	for _, p := range devicelink.MovesOf(msg.Arg(1)) {
 		s.moved = true
-		if err := s.move(src, dstName); err != nil {
+		if err := s.move(p.Src, p.Dst); err != nil {
 			s.noteHostErr(err)
 			return s.dl.SendStatus(errCode(err), errText(err), nil)
 		}

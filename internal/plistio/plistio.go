@@ -24,7 +24,11 @@ const DefaultMaxFrame = 32 << 20
 var ErrFrameTooLarge = errors.New("plist frame too large")
 
 // ReadFrame reads one big-endian length-prefixed frame of at most max bytes.
-func ReadFrame(r io.Reader, max uint32) ([]byte, error) {
+func ReadFrame(r io.Reader, max uint32) ([]byte, error) { return ReadFrameInto(r, max, nil) }
+
+// ReadFrameInto is ReadFrame reading into buf when the frame fits its capacity, so a caller
+// that is done with each frame before the next can reuse one buffer.
+func ReadFrameInto(r io.Reader, max uint32, buf []byte) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
@@ -33,7 +37,10 @@ func ReadFrame(r io.Reader, max uint32) ([]byte, error) {
 	if n > max {
 		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrFrameTooLarge, n, max)
 	}
-	buf := make([]byte, n)
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, fmt.Errorf("read %d-byte frame: %w", n, unexpected(err))
 	}

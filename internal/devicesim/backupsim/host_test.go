@@ -268,9 +268,8 @@ func (h *testHost) handle(c *devicelink.Conn, m devicelink.Message) error {
 		}
 		return c.SendStatus(0, "", nil)
 	case devicelink.MoveItems:
-		pairs, _ := m.Arg(1).(map[string]any)
-		for src, dv := range pairs {
-			dst, _ := dv.(string)
+		for _, mv := range devicelink.MovesOf(m.Arg(1)) {
+			src, dst := mv.Src, mv.Dst
 			if !h.validPath(src) || !h.validPath(dst) {
 				h.refuse()
 				return c.SendStatus(devicelink.ErrCodeGeneric, "invalid path", nil)
