@@ -29,6 +29,12 @@ func listDir(fd int, path string) ([]dirent, error) {
 			return out, nil
 		}
 		b := buf[:n]
+		if out == nil {
+			// Most folders fit one read: size the list to its records at once, instead of
+			// growing it by doubling (17 MB of garbage in a 200,000-file full backup's
+			// commit, pprof).
+			out = make([]dirent, 0, countRecords(b))
+		}
 		for len(b) > 0 {
 			// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
 			const nameOff = 19
@@ -52,6 +58,21 @@ func listDir(fd int, path string) ([]dirent, error) {
 			b = b[reclen:]
 		}
 	}
+}
+
+// countRecords counts the getdents64 records in b (at most; a bad length ends the count and
+// the listing reports it).
+func countRecords(b []byte) int {
+	n := 0
+	for len(b) >= 19 {
+		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		n++
+		b = b[reclen:]
+	}
+	return n
 }
 
 func direntType(t uint8) entryType {
