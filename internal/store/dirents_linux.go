@@ -60,6 +60,10 @@ func listDir(fd int, path string) ([]dirent, error) {
 	}
 }
 
+// listTypes lists the open directory fd with each entry's type, for a walk that needs no
+// inode numbers (the hard-link clone): on Linux that is listDir.
+func listTypes(fd int, path string) ([]dirent, error) { return listDir(fd, path) }
+
 // countRecords counts the getdents64 records in b (at most; a bad length ends the count and
 // the listing reports it).
 func countRecords(b []byte) int {

@@ -27,3 +27,24 @@ func listDir(fd int, path string) ([]dirent, error) {
 	}
 	return out, nil
 }
+
+// listTypes lists directory path with each entry's type as the directory says it, without a
+// stat: typeOther for anything but a folder or a regular file (a symlink among them).
+func listTypes(_ int, path string) ([]dirent, error) {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	out := make([]dirent, 0, len(entries))
+	for _, e := range entries {
+		t := typeOther
+		switch {
+		case e.Type().IsDir():
+			t = typeDir
+		case e.Type().IsRegular():
+			t = typeFile
+		}
+		out = append(out, dirent{name: e.Name(), typ: t})
+	}
+	return out, nil
+}

@@ -13,7 +13,9 @@ import (
 
 // linkSubtree hard-links the folder src into dst (made if missing). It works relative to open
 // directory handles (linkat) and reads directories unsorted, which keeps a 200,000-file clone
-// close to `cp -al`: no per-file path resolution from the root, no sorting. A file that
+// close to `cp -al`: no per-file path resolution from the root, no sorting. On Linux the
+// listing is getdents64's own records (listTypes): os.File.ReadDir made an object per entry,
+// 27 MB of garbage for 200,000 files. A file that
 // cannot be linked (link limit reached) is copied instead.
 func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 	if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
@@ -29,30 +31,44 @@ func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 		return fmt.Errorf("clone: %w", err)
 	}
 	defer dd.Close()
-	entries, err := sd.ReadDir(-1)
+	entries, err := listTypes(int(sd.Fd()), src)
 	if err != nil {
 		return fmt.Errorf("clone: %w", err)
 	}
 	sfd, dfd := int(sd.Fd()), int(dd.Fd())
 	for i, e := range entries {
-		name := e.Name()
-		switch t := e.Type(); {
-		case t.IsDir():
+		name := e.name
+		t := e.typ
+		if t != typeFile && t != typeDir {
+			// Symlinks, and entries whose type the filesystem did not say: ask. Never in a
+			// backup Snapback wrote, so this costs nothing in practice.
+			st, err := statAt(sfd, name)
+			if err != nil {
+				return fmt.Errorf("clone: %w", err)
+			}
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFDIR:
+				t = typeDir
+			case unix.S_IFREG:
+				t = typeFile
+			case unix.S_IFLNK:
+				link, err := os.Readlink(filepath.Join(src, name))
+				if err != nil {
+					return fmt.Errorf("clone: %w", err)
+				}
+				if err := os.Symlink(link, filepath.Join(dst, name)); err != nil {
+					return fmt.Errorf("clone: %w", err)
+				}
+				continue
+			default:
+				continue // sockets, devices: never part of a backup
+			}
+		}
+		if t == typeDir {
 			if err := linkSubtree(ctx, filepath.Join(src, name), filepath.Join(dst, name), hook); err != nil {
 				return err
 			}
 			continue
-		case t&os.ModeSymlink != 0:
-			link, err := os.Readlink(filepath.Join(src, name))
-			if err != nil {
-				return fmt.Errorf("clone: %w", err)
-			}
-			if err := os.Symlink(link, filepath.Join(dst, name)); err != nil {
-				return fmt.Errorf("clone: %w", err)
-			}
-			continue
-		case !t.IsRegular():
-			continue // sockets, devices: never part of a backup
 		}
 		if i%256 == 0 {
 			if err := ctx.Err(); err != nil {

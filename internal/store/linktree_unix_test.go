@@ -1,0 +1,58 @@
+//go:build unix
+
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The clone links files and folders, recreates a symlink as a symlink (never following it),
+// and leaves out what no backup holds (a FIFO): the listing's types decide the first two,
+// a stat the rest.
+func TestLinkSubtreeKeepsEachKindOfEntry(t *testing.T) {
+	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+	for _, d := range []string{"ab", "ab/deeper"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"Manifest.db", "ab/ab01", "ab/deeper/f"} {
+		if err := os.WriteFile(filepath.Join(src, f), []byte(f), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("ab", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	links := 0
+	if err := linkSubtree(context.Background(), src, dst, func() { links++ }); err != nil {
+		t.Fatal(err)
+	}
+	if links != 3 {
+		t.Errorf("linked %d files, want 3", links)
+	}
+	for _, f := range []string{"Manifest.db", "ab/ab01", "ab/deeper/f"} {
+		a, err1 := os.Stat(filepath.Join(src, f))
+		b, err2 := os.Stat(filepath.Join(dst, f))
+		if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+			t.Errorf("%s: not the same file in the clone (%v, %v)", f, err1, err2)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "link")); err != nil || target != "ab" {
+		t.Errorf("symlink in the clone: %q, %v; want a symlink to ab", target, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dst, "link")); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("link cloned as %v, want a symlink", fi.Mode())
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "fifo")); !os.IsNotExist(err) {
+		t.Errorf("FIFO in the clone: %v; want it left out", err)
+	}
+}
