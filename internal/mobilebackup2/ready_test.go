@@ -178,9 +178,13 @@ func TestBackupEntryReady(t *testing.T) {
 		if m, _ := list.(map[string]any); m["efold"] == nil {
 			return fmt.Errorf("listing of ef = %v, want efold in it", list)
 		}
-		got, code, err := d.download(u + "/gh/ghold")
-		if err != nil || code != 0 || string(got[u+"/gh/ghold"]) != "old gh" {
-			return fmt.Errorf("download %q %v %v", got, code, err)
+		// Each folder is asked for once, whatever touches it after: a prefix folder (ab, a
+		// second time here) and any other name (gh, twice).
+		for _, f := range []string{"/gh/ghold", "/gh/ghold", "/ab/abold"} {
+			got, code, err := d.download(u + f)
+			if err != nil || code != 0 || string(got[u+f]) != "old "+f[1:3] {
+				return fmt.Errorf("download %s: %q %v %v", f, got, code, err)
+			}
 		}
 		// Straight into a prefix folder the device never created, which the clone has not
 		// reached either: the host must ask before it opens the folder.
@@ -192,7 +196,23 @@ func TestBackupEntryReady(t *testing.T) {
 		}
 		return d.finish(0, "")
 	})
-	backupCloned(t, c, root, false, entryReady, wait)
+	var callsMu sync.Mutex
+	calls := map[string]int{}
+	counted := func(ctx context.Context, name string) error {
+		callsMu.Lock()
+		calls[name]++
+		callsMu.Unlock()
+		return entryReady(ctx, name)
+	}
+	backupCloned(t, c, root, false, counted, wait)
+	for name, n := range calls {
+		if n != 1 {
+			t.Errorf("EntryReady(%q) called %d times, want once", name, n)
+		}
+	}
+	if calls["ab"] == 0 || calls["gh"] == 0 {
+		t.Errorf("EntryReady calls %v, want ab and gh among them", calls)
+	}
 	// The clone's workers finish the folders nobody asked for, as Commit waits for them.
 	for _, p := range []string{"ab", "cd", "ef", "gh", "ij"} {
 		if err := entryReady(context.Background(), p); err != nil {

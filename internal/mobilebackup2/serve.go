@@ -74,6 +74,10 @@ type server struct {
 	entry    func(name string) error
 	settled  map[string]bool
 	entryErr error
+	// settledPrefix marks the prefix folders ("00" … "ff") in settled, which every upload
+	// asks about twice: a map lookup with its string hash and compare was 3% of a full
+	// backup's user CPU (perf, 200,000 files).
+	settledPrefix [256]bool
 }
 
 // settle waits until the top-level entry of the <UDID> folder that device path p lies in may
@@ -87,16 +91,31 @@ func (s *server) settle(p string) error {
 	rest, _ := strings.CutPrefix(p, s.res.udid)
 	rest = strings.TrimPrefix(rest, "/")
 	top, _, _ := strings.Cut(rest, "/")
-	if s.entryErr != nil || s.settled[top] {
+	prefix, isPrefix := prefixIndex(top)
+	if s.entryErr != nil || isPrefix && s.settledPrefix[prefix] || !isPrefix && s.settled[top] {
 		return s.entryErr
 	}
 	if s.entryErr = s.entry(top); s.entryErr == nil {
-		if s.settled == nil {
-			s.settled = map[string]bool{}
+		if isPrefix {
+			s.settledPrefix[prefix] = true
+		} else {
+			if s.settled == nil {
+				s.settled = map[string]bool{}
+			}
+			s.settled[top] = true
 		}
-		s.settled[top] = true
 	}
 	return s.entryErr
+}
+
+// prefixIndex is the value of a prefix folder's name, two lower-case hex digits.
+func prefixIndex(name string) (int, bool) {
+	if len(name) != 2 {
+		return 0, false
+	}
+	hi, ok1 := lowerHex(name[0])
+	lo, ok2 := lowerHex(name[1])
+	return int(hi)<<4 | int(lo), ok1 && ok2
 }
 
 // serve answers device messages until the final DLMessageProcessMessage, whose dictionary
