@@ -264,11 +264,18 @@ func (c *Conn) Flush() error { return c.w.Flush() }
 
 // ReadUint32 reads a big-endian u32.
 func (c *Conn) ReadUint32() (uint32, error) {
-	var b [4]byte
-	if _, err := io.ReadFull(c.r, b[:]); err != nil {
+	// Peek, not io.ReadFull into a local array: the array would escape to the heap through
+	// the io.Reader interface, an allocation for every block and name of a backup.
+	b, err := c.r.Peek(4)
+	if err != nil {
+		if len(b) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF // as io.ReadFull says of a partial read
+		}
 		return 0, err
 	}
-	return binary.BigEndian.Uint32(b[:]), nil
+	v := binary.BigEndian.Uint32(b)
+	_, _ = c.r.Discard(4) // Peek returned 4 bytes: they are buffered
+	return v, nil
 }
 
 // ReadName reads a length-prefixed name. A zero length is the end of the stream and returns
