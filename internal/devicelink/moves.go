@@ -45,6 +45,11 @@ func MovesOf(arg any) []MovePair {
 	return ps
 }
 
+// maxInPlaceMoves bounds the pairs decodeMoves reads. Every pair may refer to the same two
+// strings, so a hostile 32 MB frame could announce 16 million pairs (512 MB of them); the map
+// the full decoder makes holds each source once. A device sends about a thousand a message.
+const maxInPlaceMoves = 1 << 16
+
 // decodeMoves decodes a MoveItems message of the usual shape in place: a binary plist array
 // of the message name, a dict of string pairs, and optionally an empty dict and a real (the
 // progress). It returns false for anything else, which the full decoder then reads as any
@@ -94,7 +99,7 @@ func decodeMoves(b []byte) (Message, bool) {
 		}
 	}
 	count, dpos, ok := r.Container(dictRef, bplist.KindDict)
-	if !ok {
+	if !ok || count > maxInPlaceMoves {
 		return nil, false
 	}
 	var text string // the frame as one string, made once the first pair is known to be usable

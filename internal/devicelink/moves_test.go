@@ -28,11 +28,11 @@ func (d *bpDoc) real(f float64) int {
 }
 
 func (d *bpDoc) container(marker byte, refs ...int) int {
-	o := []byte{marker<<4 | 0xF, 0x11}
-	o = binary.BigEndian.AppendUint16(o, uint16(len(refs)))
+	n := len(refs)
 	if marker == 0xD {
-		o[3] /= 2 // refs holds keys then values: the count is of pairs
+		n /= 2 // refs holds keys then values: the count is of pairs
 	}
+	o := binary.BigEndian.AppendUint32([]byte{marker<<4 | 0xF, 0x12}, uint32(n))
 	for _, r := range refs {
 		o = binary.BigEndian.AppendUint16(o, uint16(r))
 	}
@@ -143,6 +143,34 @@ func TestMovesReadAsTheFullDecoderReadsThem(t *testing.T) {
 			t.Fatalf("moves = %v, want %v", got, want)
 		}
 	})
+}
+
+// A dict announcing more pairs than a device sends, all naming the same two strings, is left
+// to the full decoder (one entry in its map) instead of growing a slice of a pair each.
+func TestManyMovesOfOnePairGoToTheFullDecoder(t *testing.T) {
+	var d bpDoc
+	name, a, x := d.ascii(MoveItems), d.ascii("u/a"), d.ascii("u/x")
+	refs := make([]int, 2*(maxInPlaceMoves+1))
+	for i := range refs {
+		refs[i] = a
+		if i >= len(refs)/2 {
+			refs[i] = x
+		}
+	}
+	doc := d.bytes(d.container(0xA, name, d.container(0xD, refs...)))
+	if _, ok := decodeMoves(doc); ok {
+		t.Fatal("read in place")
+	}
+	if sameAsFullDecoder(t, doc) {
+		t.Fatal("ReadMessage read it in place")
+	}
+	m, err := decodeMessageFast(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := MovesOf(m.Arg(1)); !slices.Equal(got, []MovePair{{"u/a", "u/x"}}) {
+		t.Fatalf("moves = %v, want the one pair", got)
+	}
 }
 
 // decodeMessageFast is what ReadMessage decodes b to.
