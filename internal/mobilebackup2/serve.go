@@ -74,7 +74,7 @@ type server struct {
 	entry    func(name string) error
 	settled  map[string]bool
 	entryErr error
-	// settledPrefix marks the prefix folders ("00" … "ff") in settled, which every upload
+	// settledPrefix is settled for the prefix folders ("00" … "ff"), which every upload
 	// asks about twice: a map lookup with its string hash and compare was 3% of a full
 	// backup's user CPU (perf, 200,000 files).
 	settledPrefix [256]bool
