@@ -184,11 +184,19 @@ func hostBenchFull(b *testing.B, ds dataset, cs []hostContender, runs int) {
 		e := newHostEnv(b, ds, cs)
 		fulls := make([][]run, len(cs))
 		order := alternating(len(cs), runs)
+		cacheNote := "page cache dropped before each run"
 		for r, j := range order {
 			c := cs[j]
 			dir := filepath.Join(e.fsDir, fmt.Sprintf("run-%d-%s", r, c.tag))
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				b.Fatal(err)
+			}
+			// Every run starts with the same free memory: a run that fills the page cache
+			// makes a later one reclaim it, and direct reclaim is system time charged to
+			// whoever allocates (the 2 GB set's sys time varied 2x between runs of the same
+			// binary without this).
+			if err := dropCaches(); err != nil {
+				cacheNote = "page cache NOT dropped between runs (" + err.Error() + ")"
 			}
 			fulls[j] = append(fulls[j], e.run(b, c, j, dir, c.full(e.sims[j].udid, dir)))
 			if err := os.RemoveAll(dir); err != nil {
@@ -196,7 +204,7 @@ func hostBenchFull(b *testing.B, ds dataset, cs []hostContender, runs int) {
 			}
 			syscall.Sync()
 		}
-		t := newHostTable(ds, e.fsNote, orderString(cs, order, func(c hostContender) string { return c.tag }), runs)
+		t := newHostTable(ds, e.fsNote+"; "+cacheNote, orderString(cs, order, func(c hostContender) string { return c.tag }), runs)
 		for j, c := range cs {
 			t.rows(c.name+" full", fulls[j], true)
 		}
@@ -209,6 +217,12 @@ func hostBenchFull(b *testing.B, ds dataset, cs []hostContender, runs int) {
 		}
 		t.print()
 	}
+}
+
+// dropCaches writes back and drops the page cache, dentries and inodes (root only).
+func dropCaches() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
 
 // hostBenchIncr makes one full backup per contender, then runs incrementals in alternating
