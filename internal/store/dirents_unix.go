@@ -5,25 +5,22 @@ package store
 import (
 	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // listDir lists the open directory fd (at path) with inode numbers. Without getdents64's
 // d_ino in the standard library here, each entry costs one fstatat: correct, but no cheaper
 // than a full measure (macOS could use getattrlistbulk; not done).
 func listDir(fd int, path string) ([]dirent, error) {
-	entries, err := os.ReadDir(path)
+	out, err := listTypes(fd, path)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", path, err)
+		return nil, err
 	}
-	out := make([]dirent, 0, len(entries))
-	for _, e := range entries {
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	for i := range out {
+		st, err := statAt(fd, out[i].name)
+		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", path, err)
 		}
-		out = append(out, dirent{name: e.Name(), ino: uint64(st.Ino), typ: modeType(uint32(st.Mode))})
+		out[i].ino, out[i].typ = uint64(st.Ino), modeType(uint32(st.Mode))
 	}
 	return out, nil
 }
