@@ -7,7 +7,8 @@ import (
 
 // FuzzDecodeMBFile feeds arbitrary bytes to the decoder, which reads blobs out of Manifest.db
 // files that came from a device. It must never panic, and whatever it accepts must survive an
-// encode/decode round trip unchanged.
+// encode/decode round trip unchanged. MBFileSize, the verify's in-place reader, must never
+// panic either, and must agree with the decoder whenever both answer.
 func FuzzDecodeMBFile(f *testing.F) {
 	for _, mb := range sampleFiles() {
 		b, err := EncodeMBFile(mb)
@@ -17,6 +18,7 @@ func FuzzDecodeMBFile(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkMBFileSize(t, b)
 		got, err := DecodeMBFile(b)
 		if err != nil {
 			return
