@@ -71,11 +71,9 @@ func (r *Reader) object(i uint64) (uint64, bool) {
 	if i >= r.n {
 		return 0, false
 	}
-	// The offset table itself lies after r.table: read it with the document's bound.
+	// The offset table lies after r.table, so uintAt's bound does not fit it; New checked
+	// that all n entries lie within the document.
 	at := r.table + i*uint64(r.offSize)
-	if at+uint64(r.offSize) > uint64(len(r.b)) {
-		return 0, false
-	}
 	var p uint64
 	for _, c := range r.b[at : at+uint64(r.offSize)] {
 		p = p<<8 | uint64(c)

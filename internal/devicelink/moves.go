@@ -17,7 +17,8 @@ type Moves []MovePair
 // MovesOf returns the moves of a MoveItems message's argument 1, sorted by source, one per
 // source: the last the device sent for it, as when the dict is decoded into a map. Sorting
 // gives every run the same order whatever the decoder; the device depends on none. A value
-// that is not a string is an empty destination, which the caller refuses as a path.
+// that is not a string is an empty destination, which the caller refuses as a path. A Moves
+// is sorted in place.
 func MovesOf(arg any) []MovePair {
 	var ps []MovePair
 	switch a := arg.(type) {
@@ -102,14 +103,11 @@ func decodeMoves(b []byte) (Message, bool) {
 	if !ok || count > maxInPlaceMoves {
 		return nil, false
 	}
-	var text string // the frame as one string, made once the first pair is known to be usable
+	text := string(b) // every path is a substring of this one copy
 	str := func(ref uint64) (string, bool) {
 		start, end, ok := r.ASCII(ref)
 		if !ok {
 			return "", false // a UTF-16 string, or not a string: the full decoder's case
-		}
-		if text == "" {
-			text = string(b)
 		}
 		return text[start:end], true
 	}
