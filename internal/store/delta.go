@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/zeebo/xxh3"
+
 	"snapback/internal/backupfmt"
 )
 
@@ -55,6 +57,17 @@ type blobStat struct {
 	perm  uint32
 }
 
+// writtenFile is a file of a fresh staging folder as the commit's one listing pass sees it
+// (walkWritten): its stat, plus what the pass already knows, so that the sink works nothing
+// out a second time.
+type writtenFile struct {
+	blobStat
+	isBlob bool         // its name is a blob's (xx/<fileID>)
+	blob   uint64       // the idKey of that name (which may be 0)
+	sum    xxh3.Uint128 // the sum streamed while it was uploaded, when summed
+	summed bool         // the streamed table vouched for this file (sumTable.landed)
+}
+
 // delta is what a run changed in its staging folder against the latest backup.
 type delta struct {
 	written       []blobStat // files new in staging (a new inode under a new or existing name)
@@ -64,7 +77,7 @@ type delta struct {
 	present       []uint64 // idKey of every blob in staging, sorted
 	// sink, when set, takes each written file instead of written and present (a fresh
 	// commit's one pass, fullcommit.go: nothing per file is kept here).
-	sink func(blobStat) error
+	sink func(writtenFile) error
 	// streamed, with sink, may vouch for a file's stat (sumTable.landed).
 	streamed sumTable
 	// queue, when set, collects the top-level folders for diffQueued instead of comparing

@@ -154,7 +154,7 @@ const canListInodes = true
 
 // walkWritten passes every file of dir, a staging folder that started empty, to sink with
 // its one stat, one directory at a time.
-func (s *Store) walkWritten(ctx context.Context, dir string, streamed sumTable, sink func(blobStat) error) error {
+func (s *Store) walkWritten(ctx context.Context, dir string, streamed sumTable, sink func(writtenFile) error) error {
 	if err := s.diffDir(ctx, &delta{sink: sink, streamed: streamed}, dir, "", "", 0); err != nil {
 		return fmt.Errorf("list %s: %w", dir, err)
 	}
@@ -233,12 +233,16 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				return err
 			}
 		case typeFile:
+			var id uint64 // idKey of a blob name, worked out once per file
 			blob := blobDir && backupfmt.ValidFileID(e.name) && e.name[:2] == rel
+			if blob {
+				id = idKey(e.name)
+			}
 			if d.sink == nil && blob {
 				if d.keys != nil {
-					d.batch = append(d.batch, idKey(e.name))
+					d.batch = append(d.batch, id)
 				} else {
-					d.present = append(d.present, idKey(e.name))
+					d.present = append(d.present, id)
 				}
 			}
 			if le, ok := lEnts[e.name]; ok && le.ino == e.ino {
@@ -246,9 +250,11 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				continue
 			}
 			if d.sink != nil && known && blob {
-				if k, ok := d.streamed.landed(e.ino, idKey(e.name)); ok {
+				if se, ok := d.streamed.landed(e.ino, id); ok {
 					// Uploaded under this name and stat'ed then (sumTable.landed).
-					if err := d.sink(blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}); err != nil {
+					k := se.key
+					w := writtenFile{blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}, true, id, se.sum, true}
+					if err := d.sink(w); err != nil {
 						return err
 					}
 					continue
@@ -260,7 +266,7 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 			}
 			erel := path.Join(rel, e.name)
 			if d.sink != nil {
-				if err := d.sink(blobStatOf(erel, &st)); err != nil {
+				if err := d.sink(writtenFile{blobStat: blobStatOf(erel, &st), isBlob: blob, blob: id}); err != nil {
 					return err
 				}
 				continue

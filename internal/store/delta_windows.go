@@ -13,6 +13,6 @@ func (s *Store) diffTree(context.Context, string, string, int) (*delta, error) {
 // canListInodes: full backups' commits verify and measure the whole folder.
 const canListInodes = false
 
-func (s *Store) walkWritten(context.Context, string, sumTable, func(blobStat) error) error {
+func (s *Store) walkWritten(context.Context, string, sumTable, func(writtenFile) error) error {
 	return errNoDelta
 }

@@ -89,7 +89,7 @@ func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed s
 	t := &freshTally{}
 	t.blobs = offheap.Alloc[keySize](&t.mem, files+files/16+64)
 	var buf []byte
-	err := s.walkWritten(ctx, dir, streamed, func(w blobStat) error {
+	err := s.walkWritten(ctx, dir, streamed, func(w writtenFile) error {
 		t.u.Files++
 		t.u.Total += w.size
 		if w.nlink > 1 {
@@ -102,11 +102,14 @@ func (s *Store) listFresh(ctx context.Context, dir string, files int, streamed s
 				return fmt.Errorf("mark %s read-only: %w", w.rel, err)
 			}
 		}
-		if id, ok := blobFileID(w.rel); ok {
-			t.blobs = append(t.blobs, keySize{idKey(id), w.size})
+		if w.isBlob {
+			t.blobs = append(t.blobs, keySize{w.blob, w.size})
 		}
 		k := blobKey{ino: w.ino, size: w.size, mtime: w.mtime}
-		sum, ok := streamed.lookup(k)
+		sum, ok := w.sum, w.summed
+		if !ok {
+			sum, ok = streamed.lookup(k)
+		}
 		if !ok {
 			if t.u.Files%64 == 0 {
 				if err := ctx.Err(); err != nil {

@@ -274,7 +274,13 @@ func TestCommitIndexesStreamedSums(t *testing.T) {
 			}
 			newHash, hashed := r.ContentHash()
 			stream := func(name string, content []byte) {
-				fi, err := os.Lstat(filepath.Join(r.Dir(), backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name))))
+				p := filepath.Join(r.Dir(), backupfmt.BlobPath("", backupfmt.FileID("HomeDomain", name)))
+				// Read-only with one link, as the engine lands an upload: the full commit
+				// then takes the file's stat and its sum from what was streamed (landed).
+				if err := os.Chmod(p, 0o444); err != nil {
+					t.Fatal(err)
+				}
+				fi, err := os.Lstat(p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -289,10 +295,11 @@ func TestCommitIndexesStreamedSums(t *testing.T) {
 				}
 				return b
 			}
-			wrong, twice := "Library/g001-000000", "Library/g001-000001"
+			wrong, twice, right := "Library/g001-000000", "Library/g001-000001", "Library/g001-000002"
 			if full {
-				wrong, twice = "Library/f000003", "Library/f000004"
+				wrong, twice, right = "Library/f000003", "Library/f000004", "Library/f000005"
 			}
+			stream(right, content(right))
 			stream(wrong, []byte("not what was written"))
 			stream(twice, []byte("hashed before a rewrite"))
 			stream(twice, content(twice))

@@ -617,10 +617,12 @@ func (t sumTable) search(k blobKey) (i, end int) {
 	return lo, end
 }
 
-// landed returns the key (inode, size, mtime) of the file with inode ino found under the blob
-// name whose idKey is blob, when the table vouches for it, so that a full commit need not
-// stat it (issue #16: the stat by name was 7% of a 200,000-file full backup's CPU, the fstat
-// the upload already took less than half that). It vouches when
+// landed returns the entry (key: inode, size, mtime; and the streamed sum) of the file with
+// inode ino found under the blob name whose idKey is blob, when the table vouches for it, so
+// that a full commit need neither stat it nor look its sum up again (issue #16: the stat by
+// name was 7% of a 200,000-file full backup's CPU, the fstat the upload already took less
+// than half that). The sum is the streamed one: an entry whose uploads streamed different
+// sums has blob noSum and is never vouched for. It vouches when
 //   - this run uploaded exactly one file with that inode (an inode freed by a re-upload and
 //     given to another upload appears twice: ask the filesystem),
 //   - under that very blob name, where the upload landed read-only with one link,
@@ -632,15 +634,15 @@ func (t sumTable) search(k blobKey) (i, end int) {
 // another, since-removed upload could only have been given to a copy, which ends vouching;
 // a moved upload is under another name and gets its stat as before. The size and mtime are
 // the fstat taken after the last byte was written; nothing writes the file after its close.
-func (t sumTable) landed(ino, blob uint64) (blobKey, bool) {
+func (t sumTable) landed(ino, blob uint64) (sumEntry, bool) {
 	if !t.vouch || blob == 0 || blob == noSum {
-		return blobKey{}, false
+		return sumEntry{}, false
 	}
 	i, end := t.search(blobKey{ino: ino, size: math.MinInt64, mtime: math.MinInt64})
 	if i >= end || t.e[i].key.ino != ino || t.e[i].blob != blob || (i+1 < end && t.e[i+1].key.ino == ino) {
-		return blobKey{}, false
+		return sumEntry{}, false
 	}
-	return t.e[i].key, true
+	return t.e[i], true
 }
 
 // blobKeyLess orders blob keys as compareBlobKeys does.

@@ -161,12 +161,17 @@ func TestSumTableLanded(t *testing.T) {
 	h.add(sumEntry{key: blobKey{ino: 2e6, size: 100, mtime: 1}, sum: xxh3.Uint128{Lo: 1}, blob: 9})
 	h.add(sumEntry{key: blobKey{ino: 2e6, size: 200, mtime: 2}, sum: xxh3.Uint128{Lo: 2}, blob: 9})
 	h.add(sumEntry{key: blobKey{ino: 2e6, size: 200, mtime: 2}, sum: xxh3.Uint128{Lo: 3}, blob: 9})
+	h.add(sumEntry{key: blobKey{ino: 3e6, size: 5, mtime: 3}, sum: xxh3.Uint128{Hi: 5, Lo: 6}, blob: 11})
 	tab := h.table()
 	if _, ok := tab.lookup(blobKey{ino: 2e6, size: 200, mtime: 2}); ok {
 		t.Error("lookup found a sum for a key streamed with two sums")
 	}
-	if k, ok := tab.landed(10+2*2999, 100+2999); !ok || k != (blobKey{ino: 10 + 2*2999, size: 1, mtime: 1}) {
-		t.Fatalf("landed(last) = %+v, %v", k, ok)
+	if e, ok := tab.landed(10+2*2999, 100+2999); !ok || e.key != (blobKey{ino: 10 + 2*2999, size: 1, mtime: 1}) {
+		t.Fatalf("landed(last) = %+v, %v", e, ok)
+	}
+	// The commit takes the sum from landed, without a lookup: it must be the one streamed.
+	if e, ok := tab.landed(3e6, 11); !ok || e.sum != (xxh3.Uint128{Hi: 5, Lo: 6}) {
+		t.Fatalf("landed(3e6, 11) = %+v, %v; want the streamed sum {5 6}", e, ok)
 	}
 	for _, c := range []struct {
 		ino, blob uint64
