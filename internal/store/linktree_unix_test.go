@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,14 +33,24 @@ func TestLinkSubtreeKeepsEachKindOfEntry(t *testing.T) {
 	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// More files than one 64 KiB directory read returns (a record a name of 40 characters
+	// takes 64 bytes): the listing is read in several passes, each linked from its buffer.
+	many := []string{"Manifest.db", "ab/ab01", "ab/deeper/f"}
+	for i := range 2500 {
+		f := fmt.Sprintf("ab/ab%038x", i)
+		if err := os.WriteFile(filepath.Join(src, f), nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		many = append(many, f)
+	}
 	links := 0
 	if err := linkSubtree(context.Background(), src, dst, func() { links++ }); err != nil {
 		t.Fatal(err)
 	}
-	if links != 3 {
-		t.Errorf("linked %d files, want 3", links)
+	if links != len(many) {
+		t.Errorf("linked %d files, want %d", links, len(many))
 	}
-	for _, f := range []string{"Manifest.db", "ab/ab01", "ab/deeper/f"} {
+	for _, f := range many {
 		a, err1 := os.Stat(filepath.Join(src, f))
 		b, err2 := os.Stat(filepath.Join(dst, f))
 		if err1 != nil || err2 != nil || !os.SameFile(a, b) {

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package store
 
@@ -13,10 +13,9 @@ import (
 
 // linkSubtree hard-links the folder src into dst (made if missing). It works relative to open
 // directory handles (linkat) and reads directories unsorted, which keeps a 200,000-file clone
-// close to `cp -al`: no per-file path resolution from the root, no sorting. On Linux the
-// listing is getdents64's own records (listTypes): os.File.ReadDir made an object per entry,
-// 27 MB of garbage for 200,000 files. A file that
-// cannot be linked (link limit reached) is copied instead.
+// close to `cp -al`: no per-file path resolution from the root, no sorting. A file that
+// cannot be linked (link limit reached) is copied instead. Linux has its own, which links
+// straight from the kernel's directory records (linktree_linux.go).
 func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 	if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("clone: %w", err)
@@ -42,26 +41,12 @@ func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 		if t != typeFile && t != typeDir {
 			// Symlinks, and entries whose type the filesystem did not say: ask. Never in a
 			// backup Snapback wrote, so this costs nothing in practice.
-			st, err := statAt(sfd, name)
-			if err != nil {
-				return fmt.Errorf("clone: %w", err)
+			var err error
+			if t, err = linkOther(sfd, src, dst, name); err != nil {
+				return err
 			}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFDIR:
-				t = typeDir
-			case unix.S_IFREG:
-				t = typeFile
-			case unix.S_IFLNK:
-				link, err := os.Readlink(filepath.Join(src, name))
-				if err != nil {
-					return fmt.Errorf("clone: %w", err)
-				}
-				if err := os.Symlink(link, filepath.Join(dst, name)); err != nil {
-					return fmt.Errorf("clone: %w", err)
-				}
+			if t == typeOther {
 				continue
-			default:
-				continue // sockets, devices: never part of a backup
 			}
 		}
 		if t == typeDir {
