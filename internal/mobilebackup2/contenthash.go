@@ -18,9 +18,9 @@ type Landed struct {
 	// device sent it to.
 	Name string
 	// Info is the file's fstat, taken before the close and the rename (the inode, size
-	// and mtime stay). Sum is its content hash, only valid during the call. Both are nil
-	// for a file whose bytes were not hashed: a copy (DLMessageCopyItem), or an upload
-	// whose fstat failed.
+	// and mtime stay). Sum is its content hash. Both are only valid during the call (the
+	// next upload reuses them), and both are nil for a file whose bytes were not hashed: a
+	// copy (DLMessageCopyItem), or an upload whose fstat failed.
 	Info fs.FileInfo
 	Sum  []byte
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,18 +78,58 @@ func modeAt(d dirHandle, name string) (fs.FileMode, error) {
 	return fs.ModeIrregular, nil
 }
 
-// createAt creates name in d as a new file for writing: O_EXCL, so never an existing file
+// uploadFiles creates uploads and takes each back once it is closed and reported
+// (reuse), to hand the same object out again: one upload is open at a time, and a new
+// rawFile per upload (168 bytes with its stat buffer) was 34 of the 153 MB a 200,000-file
+// full backup allocated (pprof), each of which the garbage collector had to reclaim.
+type uploadFiles struct{ spare *rawFile }
+
+// create creates name in d as a new file for writing: O_EXCL, so never an existing file
 // (one hard-linked into a snapshot can never be opened for writing) and never through a
 // symlink (O_EXCL fails on one, O_NOFOLLOW says so twice). perm is applied at creation; the
 // descriptor stays writable even for 0444.
-func createAt(d dirHandle, name string, perm uint32) (uploadFile, error) {
-	fd, err := retryEINTR(func() (int, error) {
-		return unix.Openat(d, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	})
+func (u *uploadFiles) create(d dirHandle, name string, perm uint32) (uploadFile, error) {
+	fd, err := openCreate(d, name, perm)
 	if err != nil {
 		return nil, err
 	}
-	return &rawFile{fd: fd, info: rawInfo{name: name}}, nil
+	f := u.spare
+	if f == nil {
+		f = new(rawFile)
+	}
+	u.spare = nil
+	f.fd, f.info = fd, rawInfo{name: name}
+	return f, nil
+}
+
+// reuse takes back f, which is closed and whose FileInfo nobody holds any more.
+func (u *uploadFiles) reuse(f uploadFile) {
+	if rf, ok := f.(*rawFile); ok {
+		rf.fd = -1
+		u.spare = rf
+	}
+}
+
+// openCreate is openat(d, name, O_CREAT|O_EXCL…) with the name made NUL-terminated on the
+// stack: unix.Openat copies it to the heap, 10 MB of a 200,000-file full backup's garbage.
+func openCreate(d dirHandle, name string, perm uint32) (int, error) {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	var buf [256]byte
+	if len(name) >= len(buf) || strings.IndexByte(name, 0) >= 0 {
+		return retryEINTR(func() (int, error) { return unix.Openat(d, name, flags, perm) })
+	}
+	copy(buf[:], name)
+	buf[len(name)] = 0
+	for {
+		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(d), uintptr(unsafe.Pointer(&buf[0])), flags, uintptr(perm), 0, 0)
+		switch e {
+		case 0:
+			return int(fd), nil
+		case unix.EINTR:
+			continue
+		}
+		return -1, e
+	}
 }
 
 func renameAt(d1 dirHandle, n1 string, d2 dirHandle, n2 string) error {

@@ -59,6 +59,15 @@ func createAt(d dirHandle, name string, perm uint32) (uploadFile, error) {
 	return createExcl(filepath.Join(d, name), fs.FileMode(perm))
 }
 
+// uploadFiles creates uploads; here each is a new *os.File (see dirops_linux.go).
+type uploadFiles struct{}
+
+func (uploadFiles) create(d dirHandle, name string, perm uint32) (uploadFile, error) {
+	return createAt(d, name, perm)
+}
+
+func (uploadFiles) reuse(uploadFile) {}
+
 func renameAt(d1 dirHandle, n1 string, d2 dirHandle, n2 string) error {
 	return rename(filepath.Join(d1, n1), filepath.Join(d2, n2))
 }

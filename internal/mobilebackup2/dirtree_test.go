@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"snapback/internal/devicelink"
 )
@@ -270,8 +272,8 @@ func TestLargeUploadThroughWriteBuffer(t *testing.T) {
 	}
 	var got []landed
 	statusData := statusPlist(t, "finished")
-	// sum is only valid during the call.
-	c.HashUploads(sha256.New, func(l Landed) { got = append(got, landed{l.Name, l.Info, bytes.Clone(l.Sum)}) })
+	// Info and Sum are only valid during the call.
+	c.HashUploads(sha256.New, func(l Landed) { got = append(got, landed{l.Name, holdInfo(l.Info), bytes.Clone(l.Sum)}) })
 	wait := d.run(func(d *fakeDevice) error {
 		d.expectBackup()
 		if code, _, err := d.simple(devicelink.CreateDirectory, u+"/Snapshot/ab"); code != 0 || err != nil {
@@ -359,7 +361,7 @@ func TestLandedSaysWhereAndHow(t *testing.T) {
 	c, d := pair(t)
 	var got []Landed
 	c.HashUploads(sha256.New, func(l Landed) {
-		l.Sum = bytes.Clone(l.Sum)
+		l.Info, l.Sum = holdInfo(l.Info), bytes.Clone(l.Sum)
 		got = append(got, l)
 	})
 	wait := d.run(func(d *fakeDevice) error {
@@ -442,3 +444,27 @@ func TestFailedUploadLeftBehindIsReported(t *testing.T) {
 		t.Fatalf("an upload that could not be removed was reported as %+v", got)
 	}
 }
+
+// heldInfo is a copy of a FileInfo that stays valid after a Landed report, whose FileInfo
+// the next upload reuses.
+type heldInfo struct {
+	name string
+	size int64
+	mode fs.FileMode
+	mod  time.Time
+	st   syscall.Stat_t
+}
+
+func holdInfo(fi fs.FileInfo) fs.FileInfo {
+	if fi == nil {
+		return nil
+	}
+	return &heldInfo{fi.Name(), fi.Size(), fi.Mode(), fi.ModTime(), *fi.Sys().(*syscall.Stat_t)}
+}
+
+func (h *heldInfo) Name() string       { return h.name }
+func (h *heldInfo) Size() int64        { return h.size }
+func (h *heldInfo) Mode() fs.FileMode  { return h.mode }
+func (h *heldInfo) ModTime() time.Time { return h.mod }
+func (h *heldInfo) IsDir() bool        { return false }
+func (h *heldInfo) Sys() any           { return &h.st }

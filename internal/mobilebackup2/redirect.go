@@ -244,14 +244,14 @@ func (s *server) createRedirected(name string, id blobID) (f uploadFile, d dirHa
 	if err != nil {
 		return nil, noDir, "", false, nil
 	}
-	f, err = createAt(d, base, s.filePerm())
+	f, err = s.files.create(d, base, s.filePerm())
 	if errors.Is(err, fs.ErrExist) && s.redirected.has(id) {
 		// Uploaded again: the file under the final name is this run's own.
 		if unlinkAt(d, base) != nil {
 			return nil, noDir, "", false, nil
 		}
 		s.redirected.remove(id)
-		f, err = createAt(d, base, s.filePerm())
+		f, err = s.files.create(d, base, s.filePerm())
 	}
 	if err != nil {
 		return nil, noDir, "", false, nil
