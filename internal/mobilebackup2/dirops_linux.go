@@ -112,8 +112,10 @@ func (u *uploadFiles) reuse(f uploadFile) {
 
 // openCreate is openat(d, name, O_CREAT|O_EXCL…) with the name made NUL-terminated on the
 // stack: unix.Openat copies it to the heap, 10 MB of a 200,000-file full backup's garbage.
+// O_LARGEFILE is what unix.Openat adds itself: 0 on 64-bit systems, but without it a 32-bit
+// build (the armhf package) could not write an upload past 2 GiB (EFBIG).
 func openCreate(d dirHandle, name string, perm uint32) (int, error) {
-	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_LARGEFILE
 	var buf [256]byte
 	if len(name) >= len(buf) || strings.IndexByte(name, 0) >= 0 {
 		return retryEINTR(func() (int, error) { return unix.Openat(d, name, flags, perm) })
@@ -196,7 +198,7 @@ func openReadAt(d dirHandle, name string) (*os.File, error) {
 }
 
 // rawFile is an uploaded file being written through its bare descriptor. Its FileInfo lives
-// in it: one allocation per upload, not two.
+// in it, and uploadFiles hands the same one out for every upload: no allocation per file.
 type rawFile struct {
 	fd   int
 	info rawInfo

@@ -13,8 +13,9 @@ import (
 )
 
 // The upload file object is handed out again once taken back, and what it says is always
-// the file just created: its stat, its name. Names too long for the stack buffer, and names
-// the kernel refuses, take unix.Openat's way with the same result.
+// the file just created: its stat, its name. A name of NAME_MAX bytes still fits the stack
+// buffer with its NUL; a longer one, or one holding NUL, takes unix.Openat's way, and the
+// kernel's answer is the same either way.
 func TestUploadFilesReuseOneObject(t *testing.T) {
 	dir := t.TempDir()
 	d, err := openRootDir(dir)
@@ -41,7 +42,7 @@ func TestUploadFilesReuseOneObject(t *testing.T) {
 		}
 		return f, fi
 	}
-	long := strings.Repeat("l", 255) // NAME_MAX: one byte more than the buffer holds with its NUL
+	long := strings.Repeat("l", 255) // NAME_MAX: with its NUL, exactly the stack buffer
 	first, fi := write("a", "one")
 	if fi.Name() != "a" || fi.Size() != 3 || fi.Mode().Perm() != 0o444 {
 		t.Errorf("first upload: %s %d %v; want a, 3 bytes, 0444", fi.Name(), fi.Size(), fi.Mode())
@@ -64,6 +65,9 @@ func TestUploadFilesReuseOneObject(t *testing.T) {
 	}
 	if _, err := files.create(d, "a", 0o644); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("create over an existing name: %v; want it refused (O_EXCL)", err)
+	}
+	if _, err := files.create(d, long+"l", 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("create of a %d-byte name: %v; want ENAMETOOLONG", len(long)+1, err)
 	}
 	if _, err := files.create(d, "nul\x00name", 0o644); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("create of a name holding NUL: %v; want EINVAL", err)
