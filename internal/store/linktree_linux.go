@@ -34,6 +34,9 @@ func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 // linkDir is linkSubtree with the listing buffer, which the folders below reuse once this
 // one is listed, and the count of files linked so far (for the cancellation check).
 func linkDir(ctx context.Context, src, dst string, hook func(), buf []byte, n *int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := os.Mkdir(dst, 0o755); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("clone: %w", err)
 	}
@@ -100,7 +103,14 @@ func linkDir(ctx context.Context, src, dst string, hook func(), buf []byte, n *i
 		}
 	}
 	for _, name := range others {
-		// Never in a backup Snapback wrote, so the stat costs nothing in practice.
+		// Never in a backup Snapback wrote, so the stat costs nothing in practice; but a
+		// filesystem that gives no types (XFS without ftype, some network ones) sends every
+		// entry here, so the cancellation check counts these too.
+		if *n++; *n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		t, err := linkOther(sfd, src, dst, name)
 		if err != nil {
 			return err

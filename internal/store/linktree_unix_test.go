@@ -67,3 +67,43 @@ func TestLinkSubtreeKeepsEachKindOfEntry(t *testing.T) {
 		t.Errorf("FIFO in the clone: %v; want it left out", err)
 	}
 }
+
+// linkOther is the clone's answer to an entry whose type the listing did not give (XFS
+// without ftype, some network filesystems give none): it asks the filesystem, and the clone
+// links a file, descends into a folder, recreates a symlink and leaves the rest out.
+func TestLinkOtherAsksTheType(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "file"), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(src, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sfd, err := openDirFd(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sfd)
+	for name, want := range map[string]entryType{"file": typeFile, "dir": typeDir, "link": typeOther, "fifo": typeOther} {
+		if got, err := linkOther(sfd, src, dst, name); err != nil || got != want {
+			t.Errorf("linkOther(%s) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "link")); err != nil || target != "file" {
+		t.Errorf("symlink in the clone: %q, %v; want one to file", target, err)
+	}
+	for _, name := range []string{"file", "dir", "fifo"} {
+		if _, err := os.Lstat(filepath.Join(dst, name)); !os.IsNotExist(err) {
+			t.Errorf("%s made in the clone by linkOther (%v); linking or descending is the caller's", name, err)
+		}
+	}
+	if _, err := linkOther(sfd, src, dst, "missing"); err == nil {
+		t.Error("linkOther of a missing entry: no error")
+	}
+}
