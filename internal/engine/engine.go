@@ -33,7 +33,8 @@ type Request struct {
 	// ContentHash and ContentHashed, if set, hash every uploaded file as it streams in (see
 	// mobilebackup2.Client.HashUploads; store.Run.ContentHash provides both): ContentHash is
 	// called once per backup and its hash Reset between files. ContentHashed hears of every
-	// file that landed (a copy without a sum); the sum is valid only during the call.
+	// file that landed (a copy without a sum); its FileInfo and sum are valid only during
+	// the call.
 	ContentHash   func() hash.Hash
 	ContentHashed func(mobilebackup2.Landed)
 	// RootReady, if set, is called (and must return nil) before the first read or write

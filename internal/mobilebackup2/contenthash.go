@@ -27,10 +27,10 @@ type Landed struct {
 
 // HashUploads makes the next backups hash every uploaded file while its bytes stream in:
 // newHash makes the hash (once per backup: it is Reset between files), and landed receives
-// every file that landed, uploads with their sums and copies without. The caller (the
-// snapshot store's content index) then needs no second read of what was written, and knows
-// whether any file arrived unhashed. This package knows nothing about the index; nil turns
-// hashing off.
+// every file that landed, uploads with their sums and copies without (what it is given is
+// valid only during the call: see Landed). The caller (the snapshot store's content index)
+// then needs no second read of what was written, and knows whether any file arrived
+// unhashed. This package knows nothing about the index; nil turns hashing off.
 func (c *Client) HashUploads(newHash func() hash.Hash, landed func(Landed)) {
 	c.contentHash = contentHash{newHash: newHash, landed: landed}
 }

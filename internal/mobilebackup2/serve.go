@@ -939,6 +939,7 @@ func (s *server) copyFile(sd dirHandle, sn string, dd dirHandle, dn, dst string)
 	if err != nil {
 		return s.tree.pathErr("create", dst, err)
 	}
+	defer s.files.reuse(tmp) // every path below closes tmp
 	if _, err := io.CopyBuffer(tmp, struct{ io.Reader }{in}, s.buf); err != nil {
 		tmp.Close()
 		s.removeFailed(dd, name, dst)

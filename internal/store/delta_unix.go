@@ -253,7 +253,10 @@ func (s *Store) diffDir(ctx context.Context, d *delta, sDir, lDir, rel string, d
 				if se, ok := d.streamed.landed(e.ino, id); ok {
 					// Uploaded under this name and stat'ed then (sumTable.landed).
 					k := se.key
-					w := writtenFile{blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444}, true, id, se.sum, true}
+					w := writtenFile{
+						blobStat: blobStat{rel: rel + "/" + e.name, ino: k.ino, size: k.size, mtime: k.mtime, nlink: 1, perm: 0o444},
+						isBlob:   true, blob: id, sum: se.sum, summed: true,
+					}
 					if err := d.sink(w); err != nil {
 						return err
 					}
