@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,10 +22,7 @@ func listDir(fd int, path string) ([]dirent, error) {
 	buf := *bp
 	var out []dirent
 	for {
-		n, err := unix.Getdents(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		n, err := getdents(fd, buf)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", path, err)
 		}
@@ -39,28 +37,58 @@ func listDir(fd int, path string) ([]dirent, error) {
 			out = make([]dirent, 0, countRecords(b))
 		}
 		for len(b) > 0 {
-			// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-			const nameOff = 19
-			if len(b) < nameOff {
-				return nil, fmt.Errorf("list %s: truncated directory record", path)
+			r, rest, err := nextRecord(b)
+			if err != nil {
+				return nil, fmt.Errorf("list %s: %w", path, err)
 			}
-			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-			if reclen < nameOff || reclen > len(b) {
-				return nil, fmt.Errorf("list %s: bad directory record length %d", path, reclen)
+			b = rest
+			if !r.isDots() {
+				out = append(out, dirent{name: string(r.name()), ino: r.ino, typ: direntType(r.typ)})
 			}
-			name := b[nameOff:reclen]
-			for i, c := range name {
-				if c == 0 {
-					name = name[:i]
-					break
-				}
-			}
-			if s := string(name); s != "." && s != ".." {
-				out = append(out, dirent{name: s, ino: binary.NativeEndian.Uint64(b[0:8]), typ: direntType(b[18])})
-			}
-			b = b[reclen:]
 		}
 	}
+}
+
+// getdents reads the next records of the open directory fd into buf (0 at the end).
+func getdents(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
+}
+
+// record is one getdents64 record.
+type record struct {
+	ino   uint64
+	typ   uint8  // d_type: unix.DT_REG, unix.DT_DIR, unix.DT_UNKNOWN…
+	nameZ []byte // the name and the NUL that ends it, as linkat(2) and openat(2) take it
+}
+
+func (r record) name() []byte { return r.nameZ[:len(r.nameZ)-1] }
+
+func (r record) isDots() bool {
+	return string(r.name()) == "." || string(r.name()) == ".."
+}
+
+// nextRecord splits the first record off b, what getdents64 returned (its name points into b).
+func nextRecord(b []byte) (r record, rest []byte, err error) {
+	// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+	const nameOff = 19
+	if len(b) < nameOff {
+		return record{}, nil, errors.New("truncated directory record")
+	}
+	reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+	if reclen < nameOff || reclen > len(b) {
+		return record{}, nil, fmt.Errorf("bad directory record length %d", reclen)
+	}
+	name := b[nameOff:reclen]
+	end := bytes.IndexByte(name, 0)
+	if end < 0 {
+		return record{}, nil, errors.New("directory record without a name end")
+	}
+	return record{ino: binary.NativeEndian.Uint64(b[0:8]), typ: b[18], nameZ: name[:end+1]}, b[reclen:], nil
 }
 
 // direntBufs holds getdents64 buffers: a commit lists 256 folders or more, and so does each
@@ -70,17 +98,16 @@ var direntBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &
 func getDirentBuf() *[]byte  { return direntBufs.Get().(*[]byte) }
 func putDirentBuf(b *[]byte) { direntBufs.Put(b) }
 
-// countRecords counts the getdents64 records in b (at most; a bad length ends the count and
+// countRecords counts the getdents64 records in b (at most; a bad record ends the count and
 // the listing reports it).
 func countRecords(b []byte) int {
 	n := 0
-	for len(b) >= 19 {
-		reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-		if reclen < 19 || reclen > len(b) {
+	for len(b) > 0 {
+		var err error
+		if _, b, err = nextRecord(b); err != nil {
 			break
 		}
 		n++
-		b = b[reclen:]
 	}
 	return n
 }

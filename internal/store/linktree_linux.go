@@ -3,10 +3,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,10 +49,7 @@ func linkDir(ctx context.Context, src, dst string, hook func(), buf []byte, n *i
 	defer unix.Close(dfd)
 	var dirs, others []string // few: a backup's folders are its 256 prefixes
 	for {
-		got, err := unix.Getdents(sfd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		got, err := getdents(sfd, buf)
 		if err != nil {
 			return fmt.Errorf("clone: list %s: %w", src, err)
 		}
@@ -63,29 +57,19 @@ func linkDir(ctx context.Context, src, dst string, hook func(), buf []byte, n *i
 			break
 		}
 		for b := buf[:got]; len(b) > 0; {
-			// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-			const nameOff = 19
-			if len(b) < nameOff {
-				return fmt.Errorf("clone: list %s: truncated directory record", src)
+			r, rest, err := nextRecord(b)
+			if err != nil {
+				return fmt.Errorf("clone: list %s: %w", src, err)
 			}
-			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-			if reclen < nameOff || reclen > len(b) {
-				return fmt.Errorf("clone: list %s: bad directory record length %d", src, reclen)
-			}
-			typ, name := b[18], b[nameOff:reclen]
-			b = b[reclen:]
-			end := bytes.IndexByte(name, 0)
-			if end < 0 {
-				return fmt.Errorf("clone: list %s: directory record without a name end", src)
-			}
-			if s := name[:end]; string(s) == "." || string(s) == ".." {
+			b = rest
+			if r.isDots() {
 				continue
 			}
-			if typ != unix.DT_REG {
-				if typ == unix.DT_DIR {
-					dirs = append(dirs, string(name[:end]))
+			if r.typ != unix.DT_REG {
+				if r.typ == unix.DT_DIR {
+					dirs = append(dirs, string(r.name()))
 				} else { // symlinks, and entries whose type the filesystem did not say
-					others = append(others, string(name[:end]))
+					others = append(others, string(r.name()))
 				}
 				continue
 			}
@@ -95,8 +79,9 @@ func linkDir(ctx context.Context, src, dst string, hook func(), buf []byte, n *i
 				}
 			}
 			hook()
-			if err := linkAtZ(sfd, dfd, &name[0]); err != nil {
-				if err := copyFile(filepath.Join(src, string(name[:end])), filepath.Join(dst, string(name[:end]))); err != nil {
+			if err := linkAtZ(sfd, dfd, &r.nameZ[0]); err != nil {
+				name := string(r.name())
+				if err := copyFile(filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
 					return err
 				}
 			}
