@@ -55,15 +55,11 @@ func modeAt(d dirHandle, name string) (fs.FileMode, error) {
 	return fi.Mode().Type(), nil
 }
 
-func createAt(d dirHandle, name string, perm uint32) (uploadFile, error) {
-	return createExcl(filepath.Join(d, name), fs.FileMode(perm))
-}
-
 // uploadFiles creates uploads; here each is a new *os.File (see dirops_linux.go).
 type uploadFiles struct{}
 
 func (uploadFiles) create(d dirHandle, name string, perm uint32) (uploadFile, error) {
-	return createAt(d, name, perm)
+	return createExcl(filepath.Join(d, name), fs.FileMode(perm))
 }
 
 func (uploadFiles) reuse(uploadFile) {}
