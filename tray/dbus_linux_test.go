@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"snapback/icons"
 	"snapback/tray/traytest"
 )
@@ -178,4 +180,54 @@ func TestTrayOnSessionBus(t *testing.T) {
 	if n := len(rec.calls); n != 6 {
 		t.Errorf("controller calls = %q, want exactly 6 (the disabled click must do nothing)", rec.calls)
 	}
+}
+
+// TestTrayShowsWhatItSetDuringExport sends the first state the moment the item's bus name
+// appears. systray takes that name before it exports the item's properties, and starts
+// onReady before either, so the first icon and tooltip are set while the export is under way:
+// the window in which systray used to drop them (fyne-io/systray#35; once seen in our CI as a
+// tray with no icon). The panel must get both anyway. systray runs once per process, so each
+// attempt is a process of its own. Without Tray.republish 10 of 20 attempts failed, so eight
+// attempts miss the bug about once in 256 runs.
+func TestTrayShowsWhatItSetDuringExport(t *testing.T) {
+	const name, child = "TestTrayShowsWhatItSetDuringExport", "SNAPBACK_TRAY_EXPORT_CHILD"
+	if os.Getenv(child) != "1" {
+		for range 8 {
+			traytest.RunUnderSessionBus(t, name, child, "60s")
+		}
+		return
+	}
+	watcher := traytest.StartWatcher(t)
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	wellKnown := fmt.Sprintf("org.kde.StatusNotifierItem-%d-1", os.Getpid())
+	if err := conn.AddMatchSignal(dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, wellKnown)); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *dbus.Signal, 8)
+	conn.Signal(signals)
+
+	states := make(chan State)
+	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
+	ran := make(chan struct{})
+	go func() { tr.Run(); close(ran) }()
+	defer func() { tr.Quit(); <-ran }()
+
+	select {
+	case <-signals:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s never appeared on the bus", wellKnown)
+	}
+	states <- State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
+		d.LastBackup = &Backup{Time: now.AddDate(0, 0, -1), Size: 2_900_000_000, Transport: USB, IOSVersion: "18.1"}
+	})}}
+	h := traytest.NewHost(t, watcher.WaitRegistered(t, 10*time.Second))
+	// The first state is all this test sends: an icon dropped now would never come back, so a
+	// short wait is enough to tell.
+	h.Timeout = 3 * time.Second
+	h.WaitIcon(icons.Idle)
+	h.WaitTooltip("Snapback: All devices backed up\nAnna's iPhone: Backed up yesterday 15:30")
 }

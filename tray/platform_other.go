@@ -20,3 +20,15 @@ func setTitle(s string) { systray.SetTitle(s) }
 
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 10 * time.Millisecond
+
+// runLoop runs systray's Linux loop itself rather than through systray.Run, whose loop is only
+// start, wait, end: start returns once the item's properties are exported, so exported can
+// republish what onReady set while the export was under way (see Tray.republish). It returns
+// once done is closed.
+func runLoop(onReady, onExit, exported func(), done <-chan struct{}) {
+	start, end := systray.RunWithExternalLoop(onReady, onExit)
+	start()
+	exported()
+	<-done
+	end()
+}

@@ -25,3 +25,7 @@ func setTitle(string) {}
 
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 0
+
+// runLoop is systray.Run: on Windows the loop must own the main thread, and systray
+// starts onReady only once the icon exists, so nothing onReady sets is lost.
+func runLoop(onReady, onExit, _ func(), _ <-chan struct{}) { systray.Run(onReady, onExit) }

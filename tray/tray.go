@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"fyne.io/systray"
+
+	"snapback/icons"
 )
 
 // firstStateWait bounds how long the tray waits for the first State before it shows a
@@ -45,9 +47,26 @@ func New(ctl Controller, states <-chan State) *Tray {
 // channel is closed. It must be called from the main goroutine (macOS needs the main thread),
 // at most once per process. When Run returns, every goroutine the tray started has ended.
 func (t *Tray) Run() {
-	systray.Run(t.onReady, t.stop)
+	runLoop(t.onReady, t.stop, t.republish, t.done)
 	t.stop()
 	t.wg.Wait()
+}
+
+// republish sends the title, icon and tooltip already shown again. systray starts onReady
+// before it exports the item's properties on Linux, and a SetIcon or SetTooltip that lands
+// while the export is under way is dropped without an error (fyne-io/systray#35; netbird
+// worked around the same, netbirdio/netbird#2993): the item would show no icon until the state
+// next changed. Our own CI caught a tray that way. runLoop calls this once the export is done.
+func (t *Tray) republish() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	setTitle("Snapback")
+	if t.icon.set {
+		setIcon(icons.State(t.icon.state))
+	}
+	if t.tooltip != "" {
+		setTooltip(t.tooltip)
+	}
 }
 
 // Quit ends Run. It is safe to call from any goroutine, more than once, e.g. on SIGTERM.
