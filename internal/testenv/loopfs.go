@@ -52,7 +52,9 @@ func LoopImage(tb testing.TB, fstype string, bytes, inodes int64) (dir, note str
 	const journalMB = 1024
 	bytes = max(bytes, 1<<30)
 	if fstype == "ext4" {
-		bytes += journalMB << 20
+		// mkfs.ext4 refuses a journal of more than about half the filesystem ("Total
+		// journal size too big"): 2 GB with a 1 GB journal fails, 3 GB works.
+		bytes = max(bytes+journalMB<<20, 3*journalMB<<20)
 	}
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		tb.Fatal(err)
