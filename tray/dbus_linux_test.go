@@ -3,7 +3,10 @@ package tray
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,4 +233,38 @@ func TestTrayShowsWhatItSetDuringExport(t *testing.T) {
 	h.Timeout = 3 * time.Second
 	h.WaitIcon(icons.Idle)
 	h.WaitTooltip("Snapback: All devices backed up\nAnna's iPhone: Backed up yesterday 15:30")
+}
+
+// CheckHost runs before the tray starts and says what the desktop lacks: with no session bus
+// (ssh, a server) an error naming it, where systray would only log and then crash on quit;
+// with a bus but no panel (GNOME without the AppIndicator extension) a note; with a panel,
+// nothing.
+func TestCheckHostTellsWhatTheDesktopLacks(t *testing.T) {
+	const name, child = "TestCheckHostTellsWhatTheDesktopLacks", "SNAPBACK_TRAY_HOST_CHILD"
+	switch os.Getenv(child) {
+	case "":
+		// No bus: a process of its own, since dbus.SessionBus keeps the first connection.
+		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
+		cmd.Env = append(os.Environ(), child+"=nobus", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+			t.Fatalf("without a session bus: %v\n%s", err, out)
+		}
+		traytest.RunUnderSessionBus(t, name, child, "60s")
+		return
+	case "nobus":
+		note, err := CheckHost()
+		if err == nil || !strings.Contains(err.Error(), "no D-Bus session bus") || note != "" {
+			t.Fatalf("CheckHost with no session bus = %q, %v; want an error naming the missing bus", note, err)
+		}
+		return
+	}
+	note, err := CheckHost()
+	if err != nil || !strings.Contains(note, "no system tray") || !strings.Contains(note, "AppIndicator") {
+		t.Errorf("CheckHost with no panel = %q, %v; want a note naming the missing tray and the GNOME extension", note, err)
+	}
+	traytest.StartWatcher(t)
+	if note, err := CheckHost(); note != "" || err != nil {
+		t.Errorf("CheckHost with a panel = %q, %v; want nothing to say", note, err)
+	}
 }

@@ -3,9 +3,11 @@
 package tray
 
 import (
+	"fmt"
 	"time"
 
 	"fyne.io/systray"
+	"github.com/godbus/dbus/v5"
 
 	"snapback/icons"
 )
@@ -31,4 +33,23 @@ func runLoop(onReady, onExit, exported func(), done <-chan struct{}) {
 	exported()
 	<-done
 	end()
+}
+
+// checkHost connects to the session bus systray will use (dbus.SessionBus is shared, so
+// systray gets this connection) and asks whether a StatusNotifierWatcher, the panel's side
+// of the tray protocol, owns its name. systray re-registers whenever a watcher appears.
+func checkHost() (string, error) {
+	conn, err := dbus.SessionBus()
+	if err != nil {
+		return "", fmt.Errorf("no D-Bus session bus to show the tray on: %w", err)
+	}
+	var has bool
+	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has); err != nil {
+		return "", fmt.Errorf("ask the D-Bus session bus for a system tray: %w", err)
+	}
+	if !has {
+		return "no system tray on this desktop yet (nothing owns org.kde.StatusNotifierWatcher; " +
+			"GNOME needs the AppIndicator extension): backups and notifications go on, and the icon appears when a tray starts", nil
+	}
+	return "", nil
 }

@@ -67,6 +67,11 @@ type demoOptions struct {
 }
 
 func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
+	if o.tray {
+		if err := checkTrayHost(out); err != nil {
+			return err
+		}
+	}
 	home := o.home
 	if home == "" {
 		tmp, err := os.MkdirTemp("", "snapback-demo-")

@@ -13,6 +13,7 @@ import (
 
 	"snapback/internal/failure"
 	"snapback/settings"
+	"snapback/tray"
 
 	"github.com/spf13/cobra"
 )
@@ -68,11 +69,20 @@ func newRoot(version string, d deps) *cobra.Command {
 		// Bare `snapback` is what autostart runs: the tray where a desktop can show it, the
 		// headless daemon on a server or NAS.
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if hasGraphicalSession() {
-				return runTray(cmd.Context(), trayEngine)
+			graphical := hasGraphicalSession()
+			var note string
+			var hostErr error
+			if graphical {
+				note, hostErr = tray.CheckHost()
 			}
-			fmt.Fprintln(cmd.ErrOrStderr(), "snapback: no graphical session; running the headless daemon (snapback tray forces the tray)")
-			return newDaemonCmd().RunE(cmd, args)
+			if showTray, why := trayOrDaemon(graphical, hostErr); !showTray {
+				fmt.Fprintf(cmd.ErrOrStderr(), "snapback: %s; running the headless daemon\n", why)
+				return newDaemonCmd().RunE(cmd, args)
+			}
+			if note != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "snapback:", note)
+			}
+			return runTray(cmd.Context(), trayEngine)
 		},
 	}
 	// A bad flag is a usage error (exit 2), whichever command it was given to.
@@ -109,6 +119,19 @@ func Main(version string) int {
 }
 
 // execute runs root and turns its error into the one printed line and the exit status.
+// trayOrDaemon decides what bare `snapback` runs: the tray where a desktop can show it,
+// otherwise the daemon, and why. A display without a D-Bus session bus (ssh -X, a bare X
+// server) cannot show a Linux tray: systray would crash on it.
+func trayOrDaemon(graphical bool, hostErr error) (showTray bool, why string) {
+	switch {
+	case !graphical:
+		return false, "no graphical session (snapback tray forces the tray)"
+	case hostErr != nil:
+		return false, "a display but no desktop session to show the tray in (" + hostErr.Error() + ")"
+	}
+	return true, "a desktop session"
+}
+
 func execute(root *cobra.Command, stderr io.Writer) int {
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "snapback:", failure.Text(err))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"snapback/internal/failure"
 	"snapback/tray"
 )
 
@@ -38,11 +40,27 @@ extension). --preview shows a scripted demo state with no engine behind it.`,
 			if preview {
 				start = previewBackend
 			}
+			if err := checkTrayHost(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			return runTray(cmd.Context(), start)
 		},
 	}
 	cmd.Flags().BoolVar(&preview, "preview", false, "show a scripted demo menu instead of the real engine")
 	return cmd
+}
+
+// checkTrayHost runs before anything starts, so a tray that cannot show fails at once, with
+// the way out, and changes nothing. A desktop with no tray yet gets a warning on w.
+func checkTrayHost(w io.Writer) error {
+	note, err := tray.CheckHost()
+	if err != nil {
+		return failure.New(failure.Usage, err).WithFix("run snapback tray from a desktop session; on a server or over SSH, run snapback daemon instead")
+	}
+	if note != "" {
+		fmt.Fprintln(w, "snapback:", note)
+	}
+	return nil
 }
 
 // runTray shows the tray until the user quits, SIGINT/SIGTERM arrives or the engine closes its
