@@ -87,6 +87,11 @@ func TestTrayOnSessionBus(t *testing.T) {
 		t.Errorf("registered service %q, want the object path /StatusNotifierItem", reg.Service)
 	}
 	h := traytest.NewHost(t, reg)
+	// KDE keeps an item's settings (shown or hidden) by its Id, which systray reads from the
+	// title once, at the export: "systray_<pid>" would be a new item every run.
+	if id, err := h.SNI.GetProperty("org.kde.StatusNotifierItem.Id"); err != nil || id.Value() != "Snapback" {
+		t.Errorf("item Id = %v (%v), want Snapback", id, err)
+	}
 	var owner string
 	wellKnown := fmt.Sprintf("org.kde.StatusNotifierItem-%d-1", os.Getpid())
 	if err := h.Conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, wellKnown).Store(&owner); err != nil || owner != reg.Sender {
@@ -219,10 +224,17 @@ func TestTrayShowsWhatItSetDuringExport(t *testing.T) {
 	go func() { tr.Run(); close(ran) }()
 	defer func() { tr.Quit(); <-ran }()
 
-	select {
-	case <-signals:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s never appeared on the bus", wellKnown)
+	// Only the name's arrival counts; the bus also sends this connection NameAcquired.
+	for appeared := false; !appeared; {
+		select {
+		case sig := <-signals:
+			if sig.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(sig.Body) == 3 {
+				owner, _ := sig.Body[2].(string)
+				appeared = owner != ""
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never appeared on the bus", wellKnown)
+		}
 	}
 	states <- State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
 		d.LastBackup = &Backup{Time: now.AddDate(0, 0, -1), Size: 2_900_000_000, Transport: USB, IOSVersion: "18.1"}
@@ -243,12 +255,34 @@ func TestCheckHostTellsWhatTheDesktopLacks(t *testing.T) {
 	const name, child = "TestCheckHostTellsWhatTheDesktopLacks", "SNAPBACK_TRAY_HOST_CHILD"
 	switch os.Getenv(child) {
 	case "":
-		// No bus: a process of its own, since dbus.SessionBus keeps the first connection.
-		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
-		cmd.Env = append(os.Environ(), child+"=nobus", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
-			t.Fatalf("without a session bus: %v\n%s", err, out)
+		// No bus, in processes of their own: an address that leads nowhere, and none at all
+		// (ssh -X), where godbus's shared connection would run dbus-launch and start a bus
+		// nobody's panel is on. The dbus-launch put first on PATH records that it ran.
+		tmp := t.TempDir()
+		ran := filepath.Join(tmp, "dbus-launch ran")
+		if err := os.WriteFile(filepath.Join(tmp, "dbus-launch"), []byte("#!/bin/sh\ntouch '"+ran+"'\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") && !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") && !strings.HasPrefix(kv, "PATH=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, child+"=nobus", "XDG_RUNTIME_DIR="+tmp, "PATH="+tmp+":"+os.Getenv("PATH"))
+		for _, address := range []string{"unix:path=" + filepath.Join(tmp, "no-bus"), ""} {
+			cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
+			cmd.Env = env
+			if address != "" {
+				cmd.Env = append(cmd.Env, "DBUS_SESSION_BUS_ADDRESS="+address)
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+				t.Fatalf("without a session bus (address %q): %v\n%s", address, err, out)
+			}
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Error("CheckHost ran dbus-launch: it must find a bus, never start one")
 		}
 		traytest.RunUnderSessionBus(t, name, child, "60s")
 		return
@@ -267,4 +301,59 @@ func TestCheckHostTellsWhatTheDesktopLacks(t *testing.T) {
 	if note, err := CheckHost(); note != "" || err != nil {
 		t.Errorf("CheckHost with a panel = %q, %v; want nothing to say", note, err)
 	}
+}
+
+// The tray registers with every panel that appears while it runs: one started after the tray
+// (autostart at login can win that race) and one restarted later. The second comes after a
+// signal of the kind that ends systray's own re-registration loop (fewer than three
+// arguments, like a Secret Service prompt's Completed, which go-keyring subscribes to on the
+// session connection it shares with systray).
+func TestTrayRegistersWithEachPanel(t *testing.T) {
+	if !traytest.RunUnderSessionBus(t, "TestTrayRegistersWithEachPanel", "SNAPBACK_TRAY_PANEL_CHILD", "60s") {
+		return
+	}
+	states := make(chan State, 1)
+	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
+	ran := make(chan struct{})
+	go func() { tr.Run(); close(ran) }()
+	defer func() { tr.Quit(); <-ran }()
+	states <- State{Now: now, Devices: []Device{annaPhone(func(d *Device) {
+		d.LastBackup = &Backup{Time: now.AddDate(0, 0, -1), Size: 2_900_000_000, Transport: USB, IOSVersion: "18.1"}
+	})}}
+
+	// A panel that starts after the tray.
+	first := traytest.StartWatcher(t)
+	reg := first.WaitRegistered(t, 10*time.Second)
+	h := traytest.NewHost(t, reg)
+	h.WaitIcon(icons.Idle)
+
+	// A short signal on the connection systray shares: what go-keyring's prompt sends.
+	shared, err := dbus.SessionBus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.AddMatchSignal(dbus.WithMatchInterface("org.snapback.Test"), dbus.WithMatchMember("Completed")); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan *dbus.Signal, 8)
+	shared.Signal(seen)
+	defer shared.RemoveSignal(seen)
+	if err := h.Conn.Emit("/org/snapback/Test", "org.snapback.Test.Completed", false); err != nil {
+		t.Fatal(err)
+	}
+	for sig := range seen {
+		if sig.Name == "org.snapback.Test.Completed" {
+			break
+		}
+	}
+
+	// The panel restarts: the item must register with the new one, from the same connection.
+	first.Close()
+	second := traytest.StartWatcher(t)
+	again := second.WaitRegistered(t, 10*time.Second)
+	if again.Sender != reg.Sender || again.Service != reg.Service {
+		t.Errorf("registered with the new panel as %+v, want %+v", again, reg)
+	}
+	h2 := traytest.NewHost(t, again)
+	h2.WaitIcon(icons.Idle)
 }

@@ -24,7 +24,7 @@ const submenuPause time.Duration = 0
 
 // runLoop is systray.Run: on macOS the loop must own the main thread, and systray
 // starts onReady only once the icon exists, so nothing onReady sets is lost.
-func runLoop(onReady, onExit, _ func(), _ <-chan struct{}) { systray.Run(onReady, onExit) }
+func runLoop(t *Tray) { systray.Run(t.onReady, t.stop) }
 
 // checkHost has nothing to check: the menu bar and the notification area are always there.
 func checkHost() (string, error) { return "", nil }

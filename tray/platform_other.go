@@ -3,6 +3,7 @@
 package tray
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -23,32 +24,129 @@ func setTitle(s string) { systray.SetTitle(s) }
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 10 * time.Millisecond
 
+// watcherName is the bus name of the panel's side of the tray protocol.
+const watcherName = "org.kde.StatusNotifierWatcher"
+
 // runLoop runs systray's Linux loop itself rather than through systray.Run, whose loop is only
-// start, wait, end: start returns once the item's properties are exported, so exported can
-// republish what onReady set while the export was under way (see Tray.republish). It returns
-// once done is closed.
-func runLoop(onReady, onExit, exported func(), done <-chan struct{}) {
-	start, end := systray.RunWithExternalLoop(onReady, onExit)
+// start, wait, end:
+//   - the title is set before start: systray reads it once, at the export, as the item's Id,
+//     by which KDE remembers the item's settings (otherwise "systray_<pid>", a new item each
+//     run);
+//   - start returns once the item's properties are exported, so what onReady set while the
+//     export was under way can be sent again (see Tray.republish);
+//   - the tray keeps itself registered with the panel (keepRegistered);
+//   - the tray is closed before end closes systray's bus connection.
+func runLoop(t *Tray) {
+	start, end := systray.RunWithExternalLoop(t.onReady, t.stop)
+	setTitle("Snapback")
 	start()
-	exported()
-	<-done
+	t.republish()
+	t.wg.Add(1)
+	go t.keepRegistered()
+	<-t.done
+	t.close()
 	end()
 }
 
-// checkHost connects to the session bus systray will use (dbus.SessionBus is shared, so
-// systray gets this connection) and asks whether a StatusNotifierWatcher, the panel's side
-// of the tray protocol, owns its name. systray re-registers whenever a watcher appears.
+// keepRegistered registers the item with each panel (StatusNotifierWatcher) that appears
+// until the tray ends: a panel started after the tray (autostart at login can win that race)
+// or restarted. systray does this too, but its loop reads every signal of the session
+// connection it shares with go-keyring and beeep, and stops at the first one that does not
+// look like NameOwnerChanged (a Secret Service prompt's Completed, for one); after that the
+// icon would not come back until Snapback restarted. This loop listens on its own connection.
+func (t *Tray) keepRegistered() {
+	defer t.wg.Done()
+	watch, err := privateSessionBus()
+	if err != nil {
+		return // checkHost found the bus; if it is gone, so is the panel
+	}
+	defer watch.Close()
+	if err := watch.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, watcherName)); err != nil {
+		return
+	}
+	signals := make(chan *dbus.Signal, 8)
+	watch.Signal(signals)
+	// A panel that appeared between systray's own attempt and the subscription above would
+	// otherwise go unnoticed: ask once, now that no later one can be missed.
+	var has bool
+	if err := watch.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, watcherName).Store(&has); err == nil && has {
+		t.register()
+	}
+	for {
+		select {
+		case <-t.done:
+			return
+		case sig := <-signals:
+			if sig == nil || sig.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(sig.Body) < 3 {
+				continue
+			}
+			if owner, _ := sig.Body[2].(string); owner != "" {
+				t.register()
+			}
+		}
+	}
+}
+
+// register announces the item to the panel from systray's own connection: the panel takes
+// the caller's unique name as the item's address.
+func (t *Tray) register() {
+	// Taken under the lock so that a closing tray is not handed a new shared connection; the
+	// call itself is made without it, so a slow panel cannot hold up the menu.
+	t.mu.Lock()
+	var conn *dbus.Conn
+	var err error
+	if !t.closed {
+		conn, err = dbus.SessionBus()
+	}
+	t.mu.Unlock()
+	if conn == nil || err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A panel that is gone again, or refuses, is not worth a log line: the next one that
+	// appears is registered with in turn. systray registers too; panels take a repeat as a no-op.
+	conn.Object(watcherName, "/StatusNotifierWatcher").CallWithContext(ctx, watcherName+".RegisterStatusNotifierItem", 0, "/StatusNotifierItem")
+}
+
+// privateSessionBus connects to the session bus without starting one: godbus's shared
+// connection runs dbus-launch when no bus is known (ssh -X), which would leave a stray
+// dbus-daemon behind and make the check below pass on a bus no panel will ever join.
+func privateSessionBus() (*dbus.Conn, error) {
+	conn, err := dbus.SessionBusPrivateNoAutoStartup()
+	if err != nil {
+		return nil, err
+	}
+	// A private connection must authenticate and say Hello before it can call anything.
+	if err := conn.Auth(nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := conn.Hello(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// checkHost asks the session bus, on a connection of its own, whether a StatusNotifierWatcher
+// owns its name.
 func checkHost() (string, error) {
-	conn, err := dbus.SessionBus()
+	conn, err := privateSessionBus()
 	if err != nil {
 		return "", fmt.Errorf("no D-Bus session bus to show the tray on: %w", err)
 	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	var has bool
-	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has); err != nil {
-		return "", fmt.Errorf("ask the D-Bus session bus for a system tray: %w", err)
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, watcherName).Store(&has); err != nil {
+		// The bus is there; only the question failed. The tray may well show: say so and go on.
+		return fmt.Sprintf("could not ask the session bus whether a system tray is running (%v); the icon may not show", err), nil
 	}
 	if !has {
-		return "no system tray on this desktop yet (nothing owns org.kde.StatusNotifierWatcher; " +
+		return "no system tray on this desktop yet (nothing owns " + watcherName + "; " +
 			"GNOME needs the AppIndicator extension): backups and notifications go on, and the icon appears when a tray starts", nil
 	}
 	return "", nil

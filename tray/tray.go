@@ -30,6 +30,7 @@ type Tray struct {
 	current map[string]Item              // by Item.Key: what each bound entry shows and does
 	icon    iconKey
 	tooltip string
+	closed  bool // the loop is closing systray's bus connection: systray must not be called
 }
 
 type iconKey struct {
@@ -47,9 +48,18 @@ func New(ctl Controller, states <-chan State) *Tray {
 // channel is closed. It must be called from the main goroutine (macOS needs the main thread),
 // at most once per process. When Run returns, every goroutine the tray started has ended.
 func (t *Tray) Run() {
-	runLoop(t.onReady, t.stop, t.republish, t.done)
+	runLoop(t)
 	t.stop()
 	t.wg.Wait()
+}
+
+// close stops every later call into systray, once any under way has returned: Linux's loop
+// calls it before it closes systray's bus connection, on which a late SetIcon would panic
+// (systray sets the icon property with SetMust).
+func (t *Tray) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 }
 
 // republish sends the title, icon and tooltip already shown again. systray starts onReady
@@ -60,6 +70,9 @@ func (t *Tray) Run() {
 func (t *Tray) republish() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
 	setTitle("Snapback")
 	if t.icon.set {
 		setIcon(icons.State(t.icon.state))
@@ -138,6 +151,9 @@ func (t *Tray) show(s State) {
 func (t *Tray) apply(m Menu) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
 	if k := (iconKey{set: true, state: int(m.Icon)}); k != t.icon {
 		setIcon(m.Icon)
 		t.icon = k

@@ -118,7 +118,6 @@ func Main(version string) int {
 	return execute(newRootCmd(version), os.Stderr)
 }
 
-// execute runs root and turns its error into the one printed line and the exit status.
 // trayOrDaemon decides what bare `snapback` runs: the tray where a desktop can show it,
 // otherwise the daemon, and why. A display without a D-Bus session bus (ssh -X, a bare X
 // server) cannot show a Linux tray: systray would crash on it.
@@ -132,6 +131,7 @@ func trayOrDaemon(graphical bool, hostErr error) (showTray bool, why string) {
 	return true, "a desktop session"
 }
 
+// execute runs root and turns its error into the one printed line and the exit status.
 func execute(root *cobra.Command, stderr io.Writer) int {
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "snapback:", failure.Text(err))

@@ -41,6 +41,9 @@ func StartWatcher(t *testing.T) *Watcher {
 	return w
 }
 
+// Close gives up the watcher's name, as a panel that quits or crashes does.
+func (w *Watcher) Close() { w.conn.Close() }
+
 // WaitRegistered returns the next registration, failing the test after timeout.
 func (w *Watcher) WaitRegistered(t *testing.T, timeout time.Duration) Registration {
 	t.Helper()
