@@ -6,14 +6,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"snapback/icons"
+	"snapback/internal/testenv"
 	"snapback/tray/traytest"
 )
 
@@ -341,9 +344,12 @@ func TestTrayRegistersWithEachPanel(t *testing.T) {
 	if err := h.Conn.Emit("/org/snapback/Test", "org.snapback.Test.Completed", false); err != nil {
 		t.Fatal(err)
 	}
-	for sig := range seen {
-		if sig.Name == "org.snapback.Test.Completed" {
-			break
+	for delivered := false; !delivered; {
+		select {
+		case sig := <-seen:
+			delivered = sig.Name == "org.snapback.Test.Completed"
+		case <-time.After(10 * time.Second):
+			t.Fatal("the test signal never reached the shared connection")
 		}
 	}
 
@@ -356,4 +362,81 @@ func TestTrayRegistersWithEachPanel(t *testing.T) {
 	}
 	h2 := traytest.NewHost(t, again)
 	h2.WaitIcon(icons.Idle)
+}
+
+// When the session bus dies (the desktop session ended, or its bus crashed), the tray ends:
+// Run returns, every goroutine with it. Before, the next icon change panicked inside systray
+// on the dead connection, and the tray's watch for panels spun on its closed channel.
+func TestTrayEndsWithItsSessionBus(t *testing.T) {
+	const name, child = "TestTrayEndsWithItsSessionBus", "SNAPBACK_TRAY_BUSDIES_CHILD"
+	if os.Getenv(child) == "" {
+		daemon := testenv.RequireTool(t, "dbus-daemon")
+		sock := filepath.Join(t.TempDir(), "bus")
+		bus := exec.Command(daemon, "--session", "--nofork", "--address=unix:path="+sock)
+		if err := bus.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bus.Process.Kill(); bus.Wait() })
+		testenv.WaitFor(t, 10*time.Second, "the session bus's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=60s")
+		cmd.Env = append(os.Environ(), child+"="+strconv.Itoa(bus.Process.Pid), "DBUS_SESSION_BUS_ADDRESS=unix:path="+sock)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	daemon, err := strconv.Atoi(os.Getenv(child))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher := traytest.StartWatcher(t)
+	states := make(chan State, 1)
+	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
+	ran := make(chan struct{})
+	go func() { tr.Run(); close(ran) }()
+	states <- State{Now: now, Devices: []Device{annaPhone(nil)}}
+	traytest.NewHost(t, watcher.WaitRegistered(t, 10*time.Second)).WaitIcon(icons.Idle)
+
+	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after the session bus died")
+	}
+}
+
+// Run without a session bus (CheckHost warns first; this is the race where the bus went in
+// between): the tray still takes the engine's states, so the engine never blocks on it, and
+// Quit ends it without the panic systray's end has on a missing connection.
+func TestTrayRunWithoutABusFollowsAndQuits(t *testing.T) {
+	const name, child = "TestTrayRunWithoutABusFollowsAndQuits", "SNAPBACK_TRAY_NOBUS_RUN_CHILD"
+	if os.Getenv(child) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
+		cmd.Env = append(os.Environ(), child+"=1", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	states := make(chan State)
+	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
+	ran := make(chan struct{})
+	go func() { tr.Run(); close(ran) }()
+	for range 3 {
+		select {
+		case states <- State{Now: now, Devices: []Device{annaPhone(nil)}}:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the tray does not take states without a bus")
+		}
+	}
+	tr.Quit()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Quit")
+	}
 }

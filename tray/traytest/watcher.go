@@ -41,8 +41,12 @@ func StartWatcher(t *testing.T) *Watcher {
 	return w
 }
 
-// Close gives up the watcher's name, as a panel that quits or crashes does.
-func (w *Watcher) Close() { w.conn.Close() }
+// Close gives up the watcher's name, as a panel that quits or crashes does. The name is
+// released before the connection closes, so a new watcher can claim it at once.
+func (w *Watcher) Close() {
+	w.conn.ReleaseName("org.kde.StatusNotifierWatcher")
+	w.conn.Close()
+}
 
 // WaitRegistered returns the next registration, failing the test after timeout.
 func (w *Watcher) WaitRegistered(t *testing.T, timeout time.Duration) Registration {
