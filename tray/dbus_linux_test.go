@@ -1,6 +1,7 @@
 package tray
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -393,8 +394,8 @@ func TestTrayEndsWithItsSessionBus(t *testing.T) {
 	watcher := traytest.StartWatcher(t)
 	states := make(chan State, 1)
 	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
-	ran := make(chan struct{})
-	go func() { tr.Run(); close(ran) }()
+	ran := make(chan error, 1)
+	go func() { ran <- tr.Run() }()
 	states <- State{Now: now, Devices: []Device{annaPhone(nil)}}
 	traytest.NewHost(t, watcher.WaitRegistered(t, 10*time.Second)).WaitIcon(icons.Idle)
 
@@ -402,7 +403,10 @@ func TestTrayEndsWithItsSessionBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-ran:
+	case err := <-ran:
+		if !errors.Is(err, ErrSessionGone) {
+			t.Errorf("Run = %v, want ErrSessionGone", err)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after the session bus died")
 	}
@@ -424,8 +428,8 @@ func TestTrayRunWithoutABusFollowsAndQuits(t *testing.T) {
 	}
 	states := make(chan State)
 	tr := New(&callRecorder{ch: make(chan string, 16)}, states)
-	ran := make(chan struct{})
-	go func() { tr.Run(); close(ran) }()
+	ran := make(chan error, 1)
+	go func() { ran <- tr.Run() }()
 	for range 3 {
 		select {
 		case states <- State{Now: now, Devices: []Device{annaPhone(nil)}}:
@@ -435,7 +439,10 @@ func TestTrayRunWithoutABusFollowsAndQuits(t *testing.T) {
 	}
 	tr.Quit()
 	select {
-	case <-ran:
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run after Quit = %v, want nil", err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after Quit")
 	}

@@ -5,6 +5,7 @@ package tray
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"fyne.io/systray"
@@ -16,10 +17,16 @@ import (
 func setIcon(s icons.State) {
 	defer func() {
 		// systray sets the icon property with SetMust, which panics with the write's error
-		// when the session bus is gone (the desktop session ended). keepRegistered sees the
-		// bus go and ends the tray; until then an icon change must not take the process
-		// down. systray's lock is released by its own defer as the panic unwinds.
+		// when the session bus has died and godbus has not yet noticed ("write unix:
+		// broken pipe", seen when the bus was killed under a starting tray; once godbus
+		// has closed the connection, sends succeed silently). keepRegistered sees the bus
+		// go and ends the tray; until then an icon change must not take the process down.
+		// systray's and godbus's locks are released by their defers as the panic unwinds.
+		// No test reaches that window on purpose.
 		if r := recover(); r != nil {
+			if _, bug := r.(runtime.Error); bug {
+				panic(r)
+			}
 			if _, ok := r.(error); !ok {
 				panic(r)
 			}
@@ -56,9 +63,11 @@ func runLoop(t *Tray) {
 	start, end := systray.RunWithExternalLoop(t.onReady, t.stop)
 	setTitle("Snapback")
 	start()
-	if err != nil {
-		// start failed the same way (systray logs it) but ran onReady, so states are still
-		// followed; end would panic on the missing connection. CheckHost tells the user first.
+	if err != nil || !bus.Connected() {
+		// start failed the same way (systray logs it), or the bus closed in between and start
+		// made no connection or a new one; either way it ran onReady, so states are still
+		// followed. end would panic on a missing connection, and a closed one needs no end.
+		// CheckHost tells the user beforehand.
 		<-t.done
 		return
 	}
@@ -92,7 +101,9 @@ func (t *Tray) keepRegistered(ctx context.Context, bus *dbus.Conn) {
 			return
 		case <-bus.Context().Done():
 			if ctx.Err() == nil {
-				t.close()
+				t.mu.Lock()
+				t.closed, t.gone = true, true
+				t.mu.Unlock()
 				t.Quit()
 			}
 			return

@@ -1,6 +1,7 @@
 package tray
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +32,13 @@ type Tray struct {
 	icon    iconKey
 	tooltip string
 	closed  bool // the loop is closing systray's bus connection: systray must not be called
+	ended   bool // Run is waiting for the goroutines: onReady must not start any
+	gone    bool // the desktop session's bus went away while the tray ran
 }
+
+// ErrSessionGone is Run's error when the tray ended because the desktop session's bus went
+// away (logout, or the bus crashed): nothing can show the tray any more.
+var ErrSessionGone = errors.New("the desktop session's D-Bus went away")
 
 type iconKey struct {
 	set   bool
@@ -47,10 +54,20 @@ func New(ctl Controller, states <-chan State) *Tray {
 // Run shows the tray and blocks until Quit is called, the Quit item is clicked or the state
 // channel is closed. It must be called from the main goroutine (macOS needs the main thread),
 // at most once per process. When Run returns, every goroutine the tray started has ended.
-func (t *Tray) Run() {
+//
+// It returns ErrSessionGone when the desktop session's bus went away, nil otherwise.
+func (t *Tray) Run() error {
 	runLoop(t)
 	t.stop()
+	t.mu.Lock()
+	t.ended = true
+	gone := t.gone
+	t.mu.Unlock()
 	t.wg.Wait()
+	if gone {
+		return ErrSessionGone
+	}
+	return nil
 }
 
 // close stops every later call into systray, once any under way has returned: Linux's loop
@@ -90,8 +107,18 @@ func (t *Tray) Quit() {
 
 func (t *Tray) stop() { t.quitOnce.Do(func() { close(t.done) }) }
 
-// onReady runs on systray's own goroutine once the tray exists.
+// onReady runs on systray's own goroutine once the tray exists. It counts itself among the
+// goroutines Run waits for, unless Run is already waiting: systray may start it late, or (on
+// Linux without a bus) while Run is ending.
 func (t *Tray) onReady() {
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	defer t.wg.Done()
 	setTitle("Snapback")
 	select {
 	case s, ok := <-t.states:

@@ -82,7 +82,11 @@ func runTray(parent context.Context, start trayBackend) error {
 		case <-stopped:
 		}
 	}()
-	t.Run()
+	if err := t.Run(); errors.Is(err, tray.ErrSessionGone) {
+		// Logout ends the session bus before it ends the process: not a failure, but say
+		// why the engine stops (a backup under way is cancelled and resumes next time).
+		fmt.Fprintln(os.Stderr, "snapback:", err.Error()+"; stopping")
+	}
 	close(stopped)
 	cancel()
 	timeout := time.After(engineStopWait)
