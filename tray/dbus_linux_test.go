@@ -274,17 +274,8 @@ func TestCheckHostTellsWhatTheDesktopLacks(t *testing.T) {
 			}
 		}
 		env = append(env, child+"=nobus", "XDG_RUNTIME_DIR="+tmp, "PATH="+tmp+":"+os.Getenv("PATH"))
-		for _, address := range []string{"unix:path=" + filepath.Join(tmp, "no-bus"), ""} {
-			cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
-			cmd.Env = env
-			if address != "" {
-				cmd.Env = append(cmd.Env, "DBUS_SESSION_BUS_ADDRESS="+address)
-			}
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
-				t.Fatalf("without a session bus (address %q): %v\n%s", address, err, out)
-			}
-		}
+		traytest.RunInChild(t, name, append(env, "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(tmp, "no-bus")))
+		traytest.RunInChild(t, name, env)
 		if _, err := os.Stat(ran); err == nil {
 			t.Error("CheckHost ran dbus-launch: it must find a bus, never start one")
 		}
@@ -379,12 +370,7 @@ func TestTrayEndsWithItsSessionBus(t *testing.T) {
 		}
 		t.Cleanup(func() { bus.Process.Kill(); bus.Wait() })
 		testenv.WaitFor(t, 10*time.Second, "the session bus's socket", func() bool { _, err := os.Stat(sock); return err == nil })
-		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=60s")
-		cmd.Env = append(os.Environ(), child+"="+strconv.Itoa(bus.Process.Pid), "DBUS_SESSION_BUS_ADDRESS=unix:path="+sock)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
+		traytest.RunInChild(t, name, append(os.Environ(), child+"="+strconv.Itoa(bus.Process.Pid), "DBUS_SESSION_BUS_ADDRESS=unix:path="+sock))
 		return
 	}
 	daemon, err := strconv.Atoi(os.Getenv(child))
@@ -418,12 +404,7 @@ func TestTrayEndsWithItsSessionBus(t *testing.T) {
 func TestTrayRunWithoutABusFollowsAndQuits(t *testing.T) {
 	const name, child = "TestTrayRunWithoutABusFollowsAndQuits", "SNAPBACK_TRAY_NOBUS_RUN_CHILD"
 	if os.Getenv(child) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
-		cmd.Env = append(os.Environ(), child+"=1", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
+		traytest.RunInChild(t, name, append(os.Environ(), child+"=1", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus")))
 		return
 	}
 	states := make(chan State)

@@ -15,6 +15,7 @@ import (
 	"snapback/internal/failure"
 	"snapback/internal/testenv"
 	"snapback/tray"
+	"snapback/tray/traytest"
 )
 
 // quitter stands in for the engine's controller; nothing clicks in these tests (the tray
@@ -105,12 +106,7 @@ func TestTrayCommandWithoutSessionBus(t *testing.T) {
 	const name, child = "TestTrayCommandWithoutSessionBus", "SNAPBACK_CMD_TRAY_NOBUS"
 	if os.Getenv(child) != "1" {
 		// A process of its own: dbus.SessionBus keeps the first connection it makes.
-		cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=30s")
-		cmd.Env = append(os.Environ(), child+"=1", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: "+name)) {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
+		traytest.RunInChild(t, name, append(os.Environ(), child+"=1", "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(t.TempDir(), "no-bus")))
 		return
 	}
 	home := t.TempDir()

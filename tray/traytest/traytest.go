@@ -41,3 +41,17 @@ func RunUnderSessionBus(t *testing.T, name, childEnv, timeout string) bool {
 	}
 	return false
 }
+
+// RunInChild re-executes the named test of the current test binary in a process of its own
+// with exactly env as its environment, and fails unless the child passed. Tests of what a
+// process does without a session bus need this: godbus keeps one shared connection per
+// process, so a bus that is missing or dies must be a whole process's condition.
+func RunInChild(t *testing.T, name string, env []string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=60s")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+name)) {
+		t.Fatalf("%s in a child process: %v\n%s", name, err, out)
+	}
+}
