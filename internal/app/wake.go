@@ -23,23 +23,34 @@ func Wake(ctx context.Context, conn *dbus.Conn) (<-chan struct{}, error) {
 	wake := make(chan struct{}, 1)
 	go func() {
 		defer conn.RemoveSignal(signals)
-		for {
-			select {
-			case <-ctx.Done():
+		forwardResumes(ctx, signals, wake)
+	}()
+	return wake, nil
+}
+
+// forwardResumes turns each PrepareForSleep(false) on signals into a coalesced send on wake,
+// until ctx ends or signals is closed: godbus closes it with the connection (the bus
+// restarted or went away), after which the minute tick alone notices a resume. Reading a
+// closed channel on, as this loop once did, spins a core for the daemon's lifetime.
+func forwardResumes(ctx context.Context, signals <-chan *dbus.Signal, wake chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok := <-signals:
+			if !ok {
 				return
-			case sig := <-signals:
-				if sig == nil || sig.Name != "org.freedesktop.login1.Manager.PrepareForSleep" || len(sig.Body) != 1 {
-					continue
-				}
-				// true: going to sleep; false: just woke up.
-				if sleeping, ok := sig.Body[0].(bool); ok && !sleeping {
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
+			}
+			if sig.Name != "org.freedesktop.login1.Manager.PrepareForSleep" || len(sig.Body) != 1 {
+				continue
+			}
+			// true: going to sleep; false: just woke up.
+			if sleeping, ok := sig.Body[0].(bool); ok && !sleeping {
+				select {
+				case wake <- struct{}{}:
+				default:
 				}
 			}
 		}
-	}()
-	return wake, nil
+	}
 }

@@ -52,3 +52,22 @@ func TestWakeFollowsLogindResume(t *testing.T) {
 		t.Fatal("resume did not wake the schedule")
 	}
 }
+
+// When the bus connection closes (the system bus restarted), godbus closes the signal
+// channel: the forwarding ends instead of spinning on it for the daemon's lifetime, and the
+// schedule is not woken by it.
+func TestWakeForwardingEndsWithTheConnection(t *testing.T) {
+	signals := make(chan *dbus.Signal)
+	close(signals)
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() { forwardResumes(context.Background(), signals, wake); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("forwardResumes still runs after its signal channel closed")
+	}
+	if len(wake) != 0 {
+		t.Error("a closed connection woke the schedule")
+	}
+}
