@@ -19,10 +19,9 @@ import (
 // the next backup's folder; the clone copies it instead, with its mode and time, and links
 // the rest. A blob shared by that many snapshots is rare, but a backup must not fail on it.
 func TestLinkSubtreeCopiesAFileAtItsLinkLimit(t *testing.T) {
-	base := t.TempDir()
+	base, n := atLinkLimit(t)
 	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
-	full, n := atLinkLimit(t, &base, &src, &dst)
-	plain := filepath.Join(src, "ab", "plain")
+	full, plain := filepath.Join(src, "ab", "full"), filepath.Join(src, "ab", "plain")
 	if err := os.WriteFile(plain, []byte("plain"), 0o444); err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +34,7 @@ func TestLinkSubtreeCopiesAFileAtItsLinkLimit(t *testing.T) {
 	if links != 2 {
 		t.Errorf("hook counted %d files, want 2", links)
 	}
-	a, _ := os.Stat(full)
-	b, err := os.Stat(filepath.Join(dst, "ab", "full"))
-	if err != nil {
-		t.Fatalf("the file at its link limit is missing from the clone: %v", err)
-	}
+	a, b := statOf(t, full), statOf(t, filepath.Join(dst, "ab", "full"))
 	if os.SameFile(a, b) {
 		t.Error("the clone shares the inode of a file at its link limit; want a copy")
 	}
@@ -63,24 +58,26 @@ func statOf(t *testing.T, path string) os.FileInfo {
 	return fi
 }
 
-// atLinkLimit makes src/ab/full and links it from a side folder until the filesystem refuses
-// with EMLINK, and returns its path and link count. The temporary folder is tried first; a
-// filesystem without a limit low enough to reach (tmpfs, XFS) moves base, src
-// and dst to an ext4 loop image.
-func atLinkLimit(t *testing.T, base, src, dst *string) (string, int) {
+// atLinkLimit returns a folder holding src/ab/full, linked from a side folder until the
+// filesystem refused with EMLINK, and its link count. The temporary folder is tried first;
+// where its filesystem has no limit low enough to reach (tmpfs, XFS), an ext4 loop image.
+func atLinkLimit(t *testing.T) (string, int) {
 	t.Helper()
 	const most = 1 << 17 // above ext4's 65,000 (XFS's is about 2^31: such a folder moves to ext4)
+	base := t.TempDir()
 	for attempt := range 2 {
 		if attempt == 1 {
+			if err := os.RemoveAll(base); err != nil {
+				t.Fatal(err)
+			}
 			dir, note := testenv.LoopImage(t, "ext4", 1<<30, 1<<17)
 			if strings.HasPrefix(note, "NOT") {
-				testenv.Unavailable(t, "%s has no link limit under %d and no ext4 loop image: %s", *base, most, note)
+				testenv.Unavailable(t, "%s has no link limit under %d and no ext4 loop image: %s", base, most, note)
 			}
-			*base = dir
-			*src, *dst = filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+			base = dir
 		}
-		full := filepath.Join(*src, "ab", "full")
-		side := filepath.Join(*base, "side")
+		full := filepath.Join(base, "src", "ab", "full")
+		side := filepath.Join(base, "side")
 		for _, d := range []string{filepath.Dir(full), side} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatal(err)
@@ -96,14 +93,11 @@ func atLinkLimit(t *testing.T, base, src, dst *string) (string, int) {
 		for i := 1; i < most; i++ {
 			err := unix.Link(full, filepath.Join(side, strconv.Itoa(i)))
 			if errors.Is(err, unix.EMLINK) {
-				return full, i
+				return base, i
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		if err := os.RemoveAll(*base); err != nil && attempt == 0 {
-			t.Fatal(err)
 		}
 	}
 	t.Fatal("no link limit reached")
