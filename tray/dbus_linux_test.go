@@ -93,8 +93,10 @@ func TestTrayOnSessionBus(t *testing.T) {
 	h := traytest.NewHost(t, reg)
 	// KDE keeps an item's settings (shown or hidden) by its Id, which systray reads from the
 	// title once, at the export: "systray_<pid>" would be a new item every run.
-	if id, err := h.SNI.GetProperty("org.kde.StatusNotifierItem.Id"); err != nil || id.Value() != "Snapback" {
-		t.Errorf("item Id = %v (%v), want Snapback", id, err)
+	for _, p := range []string{"Id", "Title"} {
+		if v, err := h.SNI.GetProperty("org.kde.StatusNotifierItem." + p); err != nil || v.Value() != "Snapback" {
+			t.Errorf("item %s = %v (%v), want Snapback", p, v, err)
+		}
 	}
 	var owner string
 	wellKnown := fmt.Sprintf("org.kde.StatusNotifierItem-%d-1", os.Getpid())

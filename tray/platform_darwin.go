@@ -16,14 +16,12 @@ func setIcon(s icons.State) {
 
 func setTooltip(s string) { systray.SetTooltip(s) }
 
-// setTitle does nothing: on macOS a title is drawn as text beside the icon in the menu bar.
-func setTitle(string) {}
-
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 0
 
 // runLoop is systray.Run: on macOS the loop must own the main thread, and systray
 // starts onReady only once the icon exists, so nothing onReady sets is lost.
+// It sets no title: on macOS a title is drawn as text beside the icon in the menu bar.
 func runLoop(t *Tray) { systray.Run(t.onReady, t.stop) }
 
 // checkHost has nothing to check: the menu bar and the notification area are always there.

@@ -38,9 +38,6 @@ func setIcon(s icons.State) {
 // setTooltip also sets nothing else: on Linux the SNI ToolTip property carries it.
 func setTooltip(s string) { systray.SetTooltip(s) }
 
-// setTitle names the item for SNI hosts that show the title instead of a tooltip.
-func setTitle(s string) { systray.SetTitle(s) }
-
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 10 * time.Millisecond
 
@@ -61,7 +58,8 @@ func runLoop(t *Tray) {
 	// the one start takes up (dbus.SessionBus hands out one per process).
 	bus, err := dbus.SessionBus()
 	start, end := systray.RunWithExternalLoop(t.onReady, t.stop)
-	setTitle("Snapback")
+	// The title names the item for hosts that show it instead of a tooltip.
+	systray.SetTitle("Snapback")
 	start()
 	if err != nil || !bus.Connected() {
 		// start failed the same way (systray logs it), or the bus closed in between and start

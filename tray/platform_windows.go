@@ -21,8 +21,6 @@ func setTooltip(s string) {
 	systray.SetTooltip(s)
 }
 
-func setTitle(string) {}
-
 // submenuPause is slept after creating a submenu parent, before its children (see rebuild).
 const submenuPause time.Duration = 0
 

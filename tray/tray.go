@@ -79,7 +79,7 @@ func (t *Tray) close() {
 	t.mu.Unlock()
 }
 
-// republish sends the title, icon and tooltip already shown again. systray starts onReady
+// republish sends the icon and tooltip already shown again. systray starts onReady
 // before it exports the item's properties on Linux, and a SetIcon or SetTooltip that lands
 // while the export is under way is dropped without an error (fyne-io/systray#35; netbird
 // worked around the same, netbirdio/netbird#2993): the item would show no icon until the state
@@ -90,7 +90,6 @@ func (t *Tray) republish() {
 	if t.closed {
 		return
 	}
-	setTitle("Snapback")
 	if t.icon.set {
 		setIcon(icons.State(t.icon.state))
 	}
@@ -119,7 +118,6 @@ func (t *Tray) onReady() {
 	t.wg.Add(1)
 	t.mu.Unlock()
 	defer t.wg.Done()
-	setTitle("Snapback")
 	select {
 	case s, ok := <-t.states:
 		if !ok {
