@@ -11,7 +11,7 @@ import (
 // d_ino in the standard library here, each entry costs one fstatat: correct, but no cheaper
 // than a full measure (macOS could use getattrlistbulk; not done).
 func listDir(fd int, path string) ([]dirent, error) {
-	out, err := listTypes(fd, path)
+	out, err := listTypes(path)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func listDir(fd int, path string) ([]dirent, error) {
 
 // listTypes lists directory path with each entry's type as the directory says it, without a
 // stat: typeOther for anything but a folder or a regular file (a symlink among them).
-func listTypes(_ int, path string) ([]dirent, error) {
+func listTypes(path string) ([]dirent, error) {
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", path, err)

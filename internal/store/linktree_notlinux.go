@@ -30,7 +30,7 @@ func linkSubtree(ctx context.Context, src, dst string, hook func()) error {
 		return fmt.Errorf("clone: %w", err)
 	}
 	defer dd.Close()
-	entries, err := listTypes(int(sd.Fd()), src)
+	entries, err := listTypes(src)
 	if err != nil {
 		return fmt.Errorf("clone: %w", err)
 	}
